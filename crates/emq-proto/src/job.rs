@@ -1,0 +1,311 @@
+//! Job bodies and job results: what travels inside REQUEST and REPLY.
+//!
+//! A body is EventMQ's `["run", {"callable", "path", "args", "kwargs", ...}]`,
+//! encoded as JSON (EventMQ's only encoding) or MessagePack (emq's native one).
+//! Which of the two is never guessed from the bytes: REQUEST says it in its
+//! `content-type` header, REPLY in its content-type frame.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Map;
+
+use crate::DecodeError;
+
+/// Dynamic values inside job bodies and results.
+pub use serde_json::Value;
+
+/// Encoding of a body or result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ContentType {
+    #[default]
+    Json,
+    MsgPack,
+}
+
+impl ContentType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentType::Json => "json",
+            ContentType::MsgPack => "msgpack",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ContentType> {
+        match s {
+            "json" | "application/json" => Some(ContentType::Json),
+            "msgpack" | "application/msgpack" => Some(ContentType::MsgPack),
+            _ => None,
+        }
+    }
+
+    fn encode<T: Serialize>(self, value: &T) -> Vec<u8> {
+        match self {
+            // Serializing a Value-only structure to JSON cannot fail.
+            ContentType::Json => serde_json::to_vec(value).unwrap_or_default(),
+            ContentType::MsgPack => rmp_serde::to_vec_named(value).unwrap_or_default(),
+        }
+    }
+
+    fn decode<'a, T: Deserialize<'a>>(
+        self,
+        what: &'static str,
+        bytes: &'a [u8],
+    ) -> Result<T, DecodeError> {
+        match self {
+            ContentType::Json => {
+                serde_json::from_slice(bytes).map_err(|e| DecodeError::bad(what, e))
+            }
+            ContentType::MsgPack => {
+                rmp_serde::from_slice(bytes).map_err(|e| DecodeError::bad(what, e))
+            }
+        }
+    }
+}
+
+/// A call to a named handler: the decoded body of a REQUEST.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobCall {
+    /// Handler name. EventMQ's `path` + `callable` map to `path.callable`
+    /// (`pkg.mod:Class` + `run` -> `pkg.mod:Class.run`).
+    pub handler: String,
+    pub args: Vec<Value>,
+    pub kwargs: Map<String, Value>,
+    /// EventMQ's class arguments, passed through for handlers that want them.
+    pub class_args: Vec<Value>,
+    pub class_kwargs: Map<String, Value>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RunParams {
+    callable: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    args: Vec<Value>,
+    #[serde(default)]
+    kwargs: Map<String, Value>,
+    #[serde(default)]
+    class_args: Vec<Value>,
+    #[serde(default)]
+    class_kwargs: Map<String, Value>,
+}
+
+impl JobCall {
+    pub fn new(handler: impl Into<String>) -> JobCall {
+        JobCall {
+            handler: handler.into(),
+            ..JobCall::default()
+        }
+    }
+
+    pub fn encode(&self, ct: ContentType) -> Vec<u8> {
+        let (path, callable) = match self.handler.rsplit_once('.') {
+            Some((p, c)) => (p.to_string(), c.to_string()),
+            None => (String::new(), self.handler.clone()),
+        };
+        let params = RunParams {
+            callable,
+            path,
+            args: self.args.clone(),
+            kwargs: self.kwargs.clone(),
+            class_args: self.class_args.clone(),
+            class_kwargs: self.class_kwargs.clone(),
+        };
+        ct.encode(&("run", params))
+    }
+
+    pub fn decode(body: &[u8], ct: ContentType) -> Result<JobCall, DecodeError> {
+        let (subcommand, p): (String, RunParams) = ct.decode("job body", body)?;
+        if subcommand != "run" {
+            return Err(DecodeError::bad(
+                "job body",
+                format!("unknown subcommand {subcommand:?}, expected \"run\""),
+            ));
+        }
+        if p.callable.is_empty() {
+            return Err(DecodeError::bad("job body", "empty callable"));
+        }
+        let handler = if p.path.is_empty() {
+            p.callable
+        } else {
+            format!("{}.{}", p.path, p.callable)
+        };
+        Ok(JobCall {
+            handler,
+            args: p.args,
+            kwargs: p.kwargs,
+            class_args: p.class_args,
+            class_kwargs: p.class_kwargs,
+        })
+    }
+}
+
+/// How a job attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The handler returned a value.
+    Ok,
+    /// The handler returned an error (or the program exited non-zero).
+    Failed,
+    /// The worker process died while running the job.
+    Crashed,
+    /// The job ran past its timeout and was killed.
+    TimedOut,
+    /// No handler of that name on the jobmanager.
+    UnknownHandler,
+    /// The body could not be decoded by the jobmanager.
+    BadRequest,
+    /// Cancelled before it ran.
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Crashed => "crashed",
+            Outcome::TimedOut => "timeout",
+            Outcome::UnknownHandler => "unknown-handler",
+            Outcome::BadRequest => "bad-request",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Some(match s {
+            "ok" => Outcome::Ok,
+            "failed" => Outcome::Failed,
+            "crashed" => Outcome::Crashed,
+            "timeout" => Outcome::TimedOut,
+            "unknown-handler" => Outcome::UnknownHandler,
+            "bad-request" => Outcome::BadRequest,
+            "cancelled" => Outcome::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_ok(self) -> bool {
+        self == Outcome::Ok
+    }
+
+    /// Whether another attempt could end differently (the worker, not the job,
+    /// was the problem, or the job may be flaky).
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Outcome::Failed | Outcome::Crashed | Outcome::TimedOut)
+    }
+}
+
+/// The decoded result of a job: `{"value": v}` on success (EventMQ's shape),
+/// `{"error": "...", "value": v}` otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobResult {
+    pub outcome: Outcome,
+    pub value: Value,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ResultBody {
+    #[serde(default)]
+    value: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl JobResult {
+    pub fn ok(value: Value) -> JobResult {
+        JobResult {
+            outcome: Outcome::Ok,
+            value,
+            error: None,
+        }
+    }
+
+    pub fn failed(outcome: Outcome, error: impl Into<String>) -> JobResult {
+        JobResult {
+            outcome,
+            value: Value::Null,
+            error: Some(error.into()),
+        }
+    }
+
+    pub fn encode_body(&self, ct: ContentType) -> Vec<u8> {
+        ct.encode(&ResultBody {
+            value: self.value.clone(),
+            error: self.error.clone(),
+        })
+    }
+
+    pub fn decode_body(
+        outcome: Outcome,
+        body: &[u8],
+        ct: ContentType,
+    ) -> Result<JobResult, DecodeError> {
+        let b: ResultBody = ct.decode("result body", body)?;
+        Ok(JobResult {
+            outcome,
+            value: b.value,
+            error: b.error,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_eventmq_json_body() {
+        let body = br#"["run", {"callable": "add", "path": "myapp.tasks", "args": [1, 2], "kwargs": {"x": 3}, "class_args": [], "class_kwargs": {}}]"#;
+        let call = JobCall::decode(body, ContentType::Json).unwrap();
+        assert_eq!(call.handler, "myapp.tasks.add");
+        assert_eq!(call.args, vec![json!(1), json!(2)]);
+        assert_eq!(call.kwargs["x"], json!(3));
+    }
+
+    #[test]
+    fn msgpack_round_trip_and_no_cross_guessing() {
+        let mut call = JobCall::new("emq.echo");
+        call.args.push(json!("hi"));
+        let packed = call.encode(ContentType::MsgPack);
+        assert_eq!(
+            JobCall::decode(&packed, ContentType::MsgPack).unwrap(),
+            call
+        );
+        // The same bytes are never silently accepted as the other encoding.
+        assert!(JobCall::decode(&packed, ContentType::Json).is_err());
+        let json = call.encode(ContentType::Json);
+        assert!(JobCall::decode(&json, ContentType::MsgPack).is_err());
+    }
+
+    #[test]
+    fn rejects_bad_bodies() {
+        for body in [
+            &b"not json"[..],
+            b"[]",
+            b"[\"walk\", {\"callable\": \"x\"}]",
+            b"[\"run\", {\"callable\": \"\"}]",
+            b"\xff\xfe",
+        ] {
+            assert!(
+                JobCall::decode(body, ContentType::Json).is_err(),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn result_bodies() {
+        let ok = JobResult::ok(json!({"n": 1}));
+        assert_eq!(ok.encode_body(ContentType::Json), br#"{"value":{"n":1}}"#);
+        let bad = JobResult::failed(Outcome::Failed, "boom");
+        for ct in [ContentType::Json, ContentType::MsgPack] {
+            let body = bad.encode_body(ct);
+            assert_eq!(
+                JobResult::decode_body(Outcome::Failed, &body, ct).unwrap(),
+                bad
+            );
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The eMQP/1.0 wire format, and nothing else: every byte emq puts on a socket is
+//! built here, and every byte it receives is decoded here. No sockets, no clocks.
+//!
+//! `protocol.md` at the repository root is the normative description; this crate
+//! is its implementation. Decoding never panics: malformed input of any kind is a
+//! [`DecodeError`].
+
+mod error;
+mod headers;
+mod job;
+mod message;
+
+pub use error::{DecodeError, ErrorCode};
+pub use headers::Headers;
+pub use job::{ContentType, JobCall, JobResult, Outcome, Value};
+pub use message::{
+    decode, decode_with_limit, new_msgid, peek_msgid, Command, Envelope, Inform, Message, PeerType,
+    Reply, ReplyNotice, Request, ResultFrames, Timing,
+};
+
+/// The protocol version every frame carries, as EventMQ 0.3.13 spells it.
+pub const VERSION: &str = "eMQP/1.0";
+/// Versions this implementation accepts; anything else is answered with
+/// `ERROR version`.
+pub const SUPPORTED_VERSIONS: &[&str] = &[VERSION];
+
+/// EventMQ's default ports, kept so that unmodified EventMQ peers find us.
+pub const DEFAULT_BACKEND_PORT: u16 = 47290;
+pub const DEFAULT_FRONTEND_PORT: u16 = 47291;
+pub const DEFAULT_ADMIN_PORT: u16 = 47293;
+
+/// The queue a job goes to when it names none.
+pub const DEFAULT_QUEUE: &str = "default";
+/// The weight a queue gets when a jobmanager names none.
+pub const DEFAULT_WEIGHT: i64 = 10;
+
+/// Largest single frame the decoder accepts, unless the caller sets its own.
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Most frames one message may have (identity and envelope included).
+pub const MAX_FRAMES: usize = 16;

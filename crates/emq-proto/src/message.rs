@@ -1,0 +1,832 @@
+//! Typed eMQP/1.0 messages and their multipart framing.
+//!
+//! As a DEALER sends it (a ROUTER sees the peer identity prepended, which the
+//! transport strips before calling [`decode`]):
+//!
+//! ```text
+//! ["", "eMQP/1.0", COMMAND, MSGID, payload...]
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ContentType, DecodeError, ErrorCode, Headers, Outcome, DEFAULT_MAX_FRAME, MAX_FRAMES,
+    SUPPORTED_VERSIONS, VERSION,
+};
+
+/// Every command of eMQP/1.0 plus emq's extensions (ERROR, QUERY, JOB, CANCEL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Command {
+    Inform,
+    Ack,
+    Ready,
+    Request,
+    Reply,
+    Heartbeat,
+    Kbye,
+    Disconnect,
+    Status,
+    RouterShowWorkers,
+    RouterShowSchedulers,
+    Schedule,
+    Unschedule,
+    Error,
+    Query,
+    Job,
+    Cancel,
+}
+
+impl Command {
+    pub const ALL: [Command; 17] = [
+        Command::Inform,
+        Command::Ack,
+        Command::Ready,
+        Command::Request,
+        Command::Reply,
+        Command::Heartbeat,
+        Command::Kbye,
+        Command::Disconnect,
+        Command::Status,
+        Command::RouterShowWorkers,
+        Command::RouterShowSchedulers,
+        Command::Schedule,
+        Command::Unschedule,
+        Command::Error,
+        Command::Query,
+        Command::Job,
+        Command::Cancel,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Inform => "INFORM",
+            Command::Ack => "ACK",
+            Command::Ready => "READY",
+            Command::Request => "REQUEST",
+            Command::Reply => "REPLY",
+            Command::Heartbeat => "HEARTBEAT",
+            Command::Kbye => "KBYE",
+            Command::Disconnect => "DISCONNECT",
+            Command::Status => "STATUS",
+            Command::RouterShowWorkers => "ROUTER_SHOW_WORKERS",
+            Command::RouterShowSchedulers => "ROUTER_SHOW_SCHEDULERS",
+            Command::Schedule => "SCHEDULE",
+            Command::Unschedule => "UNSCHEDULE",
+            Command::Error => "ERROR",
+            Command::Query => "QUERY",
+            Command::Job => "JOB",
+            Command::Cancel => "CANCEL",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Command> {
+        Command::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// What kind of peer an INFORM announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerType {
+    Worker,
+    Scheduler,
+}
+
+/// Heartbeat timing a peer announces (INFORM from a jobmanager, ACK from the
+/// router), so that neither side assumes the other's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// How often the announcing side sends HEARTBEAT.
+    pub heartbeat_ms: u64,
+    /// How long the announcing side waits in silence before it declares the
+    /// other side dead.
+    pub liveness_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inform {
+    /// `(weight, queue)`; empty means "the router's default queues".
+    pub queues: Vec<(i64, String)>,
+    pub peer_type: PeerType,
+    /// emq extension (third frame); absent from EventMQ peers.
+    pub timing: Option<Timing>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub queue: String,
+    pub headers: Headers,
+    pub body: Vec<u8>,
+}
+
+/// The frames of a job result: `[body, of_msgid, outcome, content_type]`.
+/// EventMQ's jobmanager sends only the first two, which decode as a JSON
+/// success.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultFrames {
+    pub of: String,
+    pub outcome: Outcome,
+    pub content_type: ContentType,
+    pub body: Vec<u8>,
+}
+
+/// A one-frame REPLY: an admin command's JSON answer, or EventMQ's dispatch
+/// notice carrying a request msgid. Which one is known by whoever asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplyNotice(pub String);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Notice(ReplyNotice),
+    Result(ResultFrames),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Inform(Inform),
+    Ack {
+        of: String,
+        timing: Option<Timing>,
+    },
+    Ready,
+    Request(Request),
+    Reply(Reply),
+    /// `state` is an emq extension: the jobmanager's state machine state.
+    Heartbeat {
+        unix_time: String,
+        state: Option<String>,
+    },
+    Kbye,
+    Disconnect,
+    Status,
+    RouterShowWorkers,
+    RouterShowSchedulers,
+    /// EventMQ scheduler traffic; kept opaque (emq-router refuses it, see
+    /// protocol.md).
+    Schedule {
+        payload: Vec<Vec<u8>>,
+    },
+    Unschedule {
+        payload: Vec<Vec<u8>>,
+    },
+    /// Extension: a refusal, naming the msgid it answers (may be empty).
+    Error {
+        of: String,
+        code: ErrorCode,
+        reason: String,
+    },
+    /// Extension: ask for the state (and result) of a job by msgid.
+    Query {
+        of: String,
+    },
+    /// Extension: answer to QUERY. `detail` is a JSON object.
+    Job {
+        of: String,
+        state: String,
+        detail: String,
+        result: Option<ResultFrames>,
+    },
+    /// Extension: cancel a job that has not started.
+    Cancel {
+        of: String,
+    },
+}
+
+impl Message {
+    pub fn command(&self) -> Command {
+        match self {
+            Message::Inform(_) => Command::Inform,
+            Message::Ack { .. } => Command::Ack,
+            Message::Ready => Command::Ready,
+            Message::Request(_) => Command::Request,
+            Message::Reply(_) => Command::Reply,
+            Message::Heartbeat { .. } => Command::Heartbeat,
+            Message::Kbye => Command::Kbye,
+            Message::Disconnect => Command::Disconnect,
+            Message::Status => Command::Status,
+            Message::RouterShowWorkers => Command::RouterShowWorkers,
+            Message::RouterShowSchedulers => Command::RouterShowSchedulers,
+            Message::Schedule { .. } => Command::Schedule,
+            Message::Unschedule { .. } => Command::Unschedule,
+            Message::Error { .. } => Command::Error,
+            Message::Query { .. } => Command::Query,
+            Message::Job { .. } => Command::Job,
+            Message::Cancel { .. } => Command::Cancel,
+        }
+    }
+
+    /// Encode with a fresh msgid.
+    pub fn encode(&self) -> Vec<Vec<u8>> {
+        self.encode_with_id(&new_msgid())
+    }
+
+    /// `["", VERSION, COMMAND, msgid, payload...]`.
+    pub fn encode_with_id(&self, msgid: &str) -> Vec<Vec<u8>> {
+        let mut f: Vec<Vec<u8>> = Vec::with_capacity(8);
+        f.push(Vec::new());
+        f.push(VERSION.as_bytes().to_vec());
+        f.push(self.command().as_str().as_bytes().to_vec());
+        f.push(msgid.as_bytes().to_vec());
+        let s = |x: &str| x.as_bytes().to_vec();
+        match self {
+            Message::Inform(i) => {
+                let queues: Vec<(i64, &str)> =
+                    i.queues.iter().map(|(w, q)| (*w, q.as_str())).collect();
+                f.push(if queues.is_empty() {
+                    Vec::new()
+                } else {
+                    serde_json::to_vec(&queues).unwrap_or_default()
+                });
+                f.push(s(match i.peer_type {
+                    PeerType::Worker => "worker",
+                    PeerType::Scheduler => "scheduler",
+                }));
+                if let Some(t) = &i.timing {
+                    f.push(serde_json::to_vec(t).unwrap_or_default());
+                }
+            }
+            Message::Ack { of, timing } => {
+                f.push(s(of));
+                if let Some(t) = timing {
+                    f.push(serde_json::to_vec(t).unwrap_or_default());
+                }
+            }
+            Message::Request(r) => {
+                f.push(s(&r.queue));
+                f.push(s(&r.headers.encode()));
+                f.push(r.body.clone());
+            }
+            Message::Reply(Reply::Notice(ReplyNotice(text))) => f.push(s(text)),
+            Message::Reply(Reply::Result(r)) => push_result(&mut f, r),
+            Message::Heartbeat { unix_time, state } => {
+                f.push(s(unix_time));
+                if let Some(st) = state {
+                    f.push(s(st));
+                }
+            }
+            Message::Schedule { payload } | Message::Unschedule { payload } => {
+                f.extend(payload.iter().cloned())
+            }
+            Message::Error { of, code, reason } => {
+                f.push(s(of));
+                f.push(s(code.as_str()));
+                f.push(s(reason));
+            }
+            Message::Query { of } | Message::Cancel { of } => f.push(s(of)),
+            Message::Job {
+                of,
+                state,
+                detail,
+                result,
+            } => {
+                f.push(s(of));
+                f.push(s(state));
+                f.push(s(detail));
+                if let Some(r) = result {
+                    f.push(s(r.outcome.as_str()));
+                    f.push(s(r.content_type.as_str()));
+                    f.push(r.body.clone());
+                }
+            }
+            Message::Ready
+            | Message::Kbye
+            | Message::Disconnect
+            | Message::Status
+            | Message::RouterShowWorkers
+            | Message::RouterShowSchedulers => {}
+        }
+        f
+    }
+}
+
+fn push_result(f: &mut Vec<Vec<u8>>, r: &ResultFrames) {
+    f.push(r.body.clone());
+    f.push(r.of.as_bytes().to_vec());
+    f.push(r.outcome.as_str().as_bytes().to_vec());
+    f.push(r.content_type.as_str().as_bytes().to_vec());
+}
+
+/// A decoded message with its msgid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub msgid: String,
+    pub message: Message,
+}
+
+/// A fresh msgid: a uuid4 string, as EventMQ makes them.
+pub fn new_msgid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn utf8(frames: &[impl AsRef<[u8]>], index: usize) -> Result<&str, DecodeError> {
+    std::str::from_utf8(frames[index].as_ref()).map_err(|_| DecodeError::NotUtf8 { index })
+}
+
+fn need(command: Command, payload_len: usize, need: usize) -> Result<(), DecodeError> {
+    if payload_len < need {
+        return Err(DecodeError::TooFewFrames {
+            command: command.as_str(),
+            need: need + 4,
+            got: payload_len + 4,
+        });
+    }
+    Ok(())
+}
+
+/// The msgid of a message that failed to decode, if it can be read, so that the
+/// ERROR answering it can name it.
+pub fn peek_msgid(frames: &[impl AsRef<[u8]>]) -> Option<String> {
+    let f = frames.get(3)?;
+    let s = std::str::from_utf8(f.as_ref()).ok()?;
+    (s.len() <= 128).then(|| s.to_string())
+}
+
+/// Decode `["", version, COMMAND, msgid, payload...]` with the default frame
+/// limit. Never panics.
+pub fn decode(frames: &[impl AsRef<[u8]>]) -> Result<Envelope, DecodeError> {
+    decode_with_limit(frames, DEFAULT_MAX_FRAME)
+}
+
+/// Decode with an explicit per-frame size limit.
+pub fn decode_with_limit(
+    frames: &[impl AsRef<[u8]>],
+    max_frame: usize,
+) -> Result<Envelope, DecodeError> {
+    if frames.len() > MAX_FRAMES {
+        return Err(DecodeError::TooManyFrames {
+            got: frames.len(),
+            max: MAX_FRAMES,
+        });
+    }
+    if let Some((index, f)) = frames
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.as_ref().len() > max_frame)
+    {
+        return Err(DecodeError::FrameTooLarge {
+            index,
+            size: f.as_ref().len(),
+            max: max_frame,
+        });
+    }
+    if frames.len() < 4 {
+        return Err(DecodeError::TooFewFrames {
+            command: "any",
+            need: 4,
+            got: frames.len(),
+        });
+    }
+    if !frames[0].as_ref().is_empty() {
+        return Err(DecodeError::MissingDelimiter);
+    }
+    let version = utf8(frames, 1)?;
+    if !SUPPORTED_VERSIONS.contains(&version) {
+        return Err(DecodeError::VersionMismatch {
+            ours: VERSION,
+            theirs: version.chars().take(64).collect(),
+        });
+    }
+    let name = utf8(frames, 2)?;
+    let command = Command::parse(name)
+        .ok_or_else(|| DecodeError::UnknownCommand(name.chars().take(64).collect()))?;
+    let msgid = utf8(frames, 3)?.to_string();
+    let p = &frames[4..];
+    let text = |i: usize| utf8(frames, i + 4);
+    let message = match command {
+        Command::Inform => {
+            need(command, p.len(), 2)?;
+            let queues = parse_queues(text(0)?)?;
+            let peer_type = match text(1)? {
+                "worker" => PeerType::Worker,
+                "scheduler" => PeerType::Scheduler,
+                other => {
+                    return Err(DecodeError::bad(
+                        "INFORM type",
+                        format!("{other:?} is neither worker nor scheduler"),
+                    ))
+                }
+            };
+            let timing = match p.get(2) {
+                Some(_) => Some(
+                    serde_json::from_str(text(2)?)
+                        .map_err(|e| DecodeError::bad("INFORM timing", e))?,
+                ),
+                None => None,
+            };
+            Message::Inform(Inform {
+                queues,
+                peer_type,
+                timing,
+            })
+        }
+        Command::Ack => {
+            need(command, p.len(), 1)?;
+            let timing = match p.get(1) {
+                Some(_) => serde_json::from_str(text(1)?).ok(),
+                None => None,
+            };
+            Message::Ack {
+                of: text(0)?.to_string(),
+                timing,
+            }
+        }
+        Command::Ready => Message::Ready,
+        Command::Request => {
+            need(command, p.len(), 3)?;
+            Message::Request(Request {
+                queue: text(0)?.to_string(),
+                headers: Headers::parse(text(1)?),
+                body: p[2].as_ref().to_vec(),
+            })
+        }
+        Command::Reply => {
+            need(command, p.len(), 1)?;
+            if p.len() == 1 {
+                Message::Reply(Reply::Notice(ReplyNotice(text(0)?.to_string())))
+            } else {
+                Message::Reply(Reply::Result(parse_result(frames, 4)?))
+            }
+        }
+        Command::Heartbeat => Message::Heartbeat {
+            unix_time: if p.is_empty() {
+                String::new()
+            } else {
+                text(0)?.to_string()
+            },
+            state: if p.len() > 1 {
+                Some(text(1)?.to_string())
+            } else {
+                None
+            },
+        },
+        Command::Kbye => Message::Kbye,
+        Command::Disconnect => Message::Disconnect,
+        Command::Status => Message::Status,
+        Command::RouterShowWorkers => Message::RouterShowWorkers,
+        Command::RouterShowSchedulers => Message::RouterShowSchedulers,
+        Command::Schedule | Command::Unschedule => {
+            let payload = p.iter().map(|f| f.as_ref().to_vec()).collect();
+            if command == Command::Schedule {
+                Message::Schedule { payload }
+            } else {
+                Message::Unschedule { payload }
+            }
+        }
+        Command::Error => {
+            need(command, p.len(), 3)?;
+            Message::Error {
+                of: text(0)?.to_string(),
+                code: ErrorCode::parse(text(1)?),
+                reason: text(2)?.to_string(),
+            }
+        }
+        Command::Query | Command::Cancel => {
+            need(command, p.len(), 1)?;
+            let of = text(0)?.to_string();
+            if command == Command::Query {
+                Message::Query { of }
+            } else {
+                Message::Cancel { of }
+            }
+        }
+        Command::Job => {
+            need(command, p.len(), 3)?;
+            let result = if p.len() >= 6 {
+                Some(ResultFrames {
+                    of: text(0)?.to_string(),
+                    outcome: parse_outcome(text(3)?)?,
+                    content_type: parse_content_type(text(4)?)?,
+                    body: p[5].as_ref().to_vec(),
+                })
+            } else {
+                None
+            };
+            Message::Job {
+                of: text(0)?.to_string(),
+                state: text(1)?.to_string(),
+                detail: text(2)?.to_string(),
+                result,
+            }
+        }
+    };
+    Ok(Envelope { msgid, message })
+}
+
+fn parse_outcome(s: &str) -> Result<Outcome, DecodeError> {
+    Outcome::parse(s).ok_or_else(|| DecodeError::bad("outcome", format!("unknown outcome {s:?}")))
+}
+
+fn parse_content_type(s: &str) -> Result<ContentType, DecodeError> {
+    ContentType::parse(s)
+        .ok_or_else(|| DecodeError::bad("content type", format!("unknown content type {s:?}")))
+}
+
+/// `[body, of, (outcome, content_type)]` starting at `start`.
+fn parse_result(frames: &[impl AsRef<[u8]>], start: usize) -> Result<ResultFrames, DecodeError> {
+    let p = &frames[start..];
+    let of = utf8(frames, start + 1)?.to_string();
+    let (outcome, content_type) = if p.len() >= 4 {
+        (
+            parse_outcome(utf8(frames, start + 2)?)?,
+            parse_content_type(utf8(frames, start + 3)?)?,
+        )
+    } else {
+        // EventMQ jobmanager: a JSON `{"value": ...}` success.
+        (Outcome::Ok, ContentType::Json)
+    };
+    Ok(ResultFrames {
+        of,
+        outcome,
+        content_type,
+        body: p[0].as_ref().to_vec(),
+    })
+}
+
+/// INFORM's queue frame: a JSON list of `[weight, name]` (EventMQ also accepts
+/// bare names, which get the default weight); empty means "router default".
+fn parse_queues(s: &str) -> Result<Vec<(i64, String)>, DecodeError> {
+    if s.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let items: Vec<serde_json::Value> =
+        serde_json::from_str(s).map_err(|e| DecodeError::bad("INFORM queues", e))?;
+    let mut queues = Vec::with_capacity(items.len());
+    for item in items {
+        let pair = match &item {
+            serde_json::Value::String(name) => Some((crate::DEFAULT_WEIGHT, name.clone())),
+            serde_json::Value::Array(a) if a.len() == 2 => match (&a[0], &a[1]) {
+                (w, serde_json::Value::String(name)) => w
+                    .as_i64()
+                    .or_else(|| w.as_str().and_then(|s| s.parse().ok()))
+                    .map(|w| (w, name.clone())),
+                _ => None,
+            },
+            _ => None,
+        };
+        match pair {
+            Some((w, name)) if !name.is_empty() => queues.push((w, name)),
+            _ => {
+                return Err(DecodeError::bad(
+                    "INFORM queues",
+                    format!("{item} is not [weight, name]"),
+                ))
+            }
+        }
+    }
+    Ok(queues)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+        parts.iter().map(|p| p.to_vec()).collect()
+    }
+
+    #[test]
+    fn decodes_eventmq_request_byte_literal() {
+        let f = frames(&[
+            b"",
+            b"eMQP/1.0",
+            b"REQUEST",
+            b"5b1d6a0e-msg",
+            b"default",
+            b"reply-requested,timeout:5",
+            br#"["run",{"callable":"echo","path":"emq"}]"#,
+        ]);
+        let env = decode(&f).unwrap();
+        assert_eq!(env.msgid, "5b1d6a0e-msg");
+        let Message::Request(r) = env.message else {
+            panic!("not a request")
+        };
+        assert_eq!(r.queue, "default");
+        assert!(r.headers.reply_requested);
+        assert_eq!(r.headers.timeout_secs, 5);
+        // Re-encoding gives the same bytes.
+        assert_eq!(Message::Request(r).encode_with_id("5b1d6a0e-msg"), f);
+    }
+
+    #[test]
+    fn decodes_eventmq_inform_and_reply() {
+        let f = frames(&[
+            b"",
+            b"eMQP/1.0",
+            b"INFORM",
+            b"m1",
+            br#"[[10, "default"], [5, "images"]]"#,
+            b"worker",
+        ]);
+        let Message::Inform(i) = decode(&f).unwrap().message else {
+            panic!()
+        };
+        assert_eq!(
+            i.queues,
+            vec![(10, "default".to_string()), (5, "images".to_string())]
+        );
+        assert_eq!(i.peer_type, PeerType::Worker);
+        assert_eq!(i.timing, None);
+
+        // EventMQ's jobmanager REPLY: [body, request msgid].
+        let f = frames(&[
+            b"",
+            b"eMQP/1.0",
+            b"REPLY",
+            b"m2",
+            br#"{"value": 3}"#,
+            b"req-1",
+        ]);
+        let Message::Reply(Reply::Result(r)) = decode(&f).unwrap().message else {
+            panic!()
+        };
+        assert_eq!(
+            (r.of.as_str(), r.outcome, r.content_type),
+            ("req-1", Outcome::Ok, ContentType::Json)
+        );
+
+        // A one-frame REPLY is an admin answer or a dispatch notice.
+        let f = frames(&[b"", b"eMQP/1.0", b"REPLY", b"m3", b"{}"]);
+        assert_eq!(
+            decode(&f).unwrap().message,
+            Message::Reply(Reply::Notice(ReplyNotice("{}".into())))
+        );
+    }
+
+    #[test]
+    fn inform_with_timing_and_empty_queues() {
+        let msg = Message::Inform(Inform {
+            queues: vec![],
+            peer_type: PeerType::Worker,
+            timing: Some(Timing {
+                heartbeat_ms: 250,
+                liveness_ms: 1000,
+            }),
+        });
+        let f = msg.encode_with_id("x");
+        assert_eq!(f[4], b"");
+        assert_eq!(f[6], br#"{"heartbeat_ms":250,"liveness_ms":1000}"#);
+        assert_eq!(decode(&f).unwrap().message, msg);
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let result = ResultFrames {
+            of: "r".into(),
+            outcome: Outcome::Failed,
+            content_type: ContentType::MsgPack,
+            body: vec![0x81, 0xff],
+        };
+        let all = vec![
+            Message::Ack {
+                of: "a".into(),
+                timing: Some(Timing {
+                    heartbeat_ms: 1,
+                    liveness_ms: 2,
+                }),
+            },
+            Message::Ack {
+                of: "a".into(),
+                timing: None,
+            },
+            Message::Ready,
+            Message::Reply(Reply::Result(result.clone())),
+            Message::Heartbeat {
+                unix_time: "1.5".into(),
+                state: Some("STEADY".into()),
+            },
+            Message::Heartbeat {
+                unix_time: "1.5".into(),
+                state: None,
+            },
+            Message::Kbye,
+            Message::Disconnect,
+            Message::Status,
+            Message::RouterShowWorkers,
+            Message::RouterShowSchedulers,
+            Message::Schedule {
+                payload: vec![b"q".to_vec()],
+            },
+            Message::Unschedule { payload: vec![] },
+            Message::Error {
+                of: "e".into(),
+                code: ErrorCode::QueueFull,
+                reason: "full".into(),
+            },
+            Message::Query { of: "q".into() },
+            Message::Cancel { of: "q".into() },
+            Message::Job {
+                of: "r".into(),
+                state: "FINISHED".into(),
+                detail: "{}".into(),
+                result: Some(result),
+            },
+            Message::Job {
+                of: "r".into(),
+                state: "QUEUED".into(),
+                detail: "{}".into(),
+                result: None,
+            },
+        ];
+        for m in all {
+            assert_eq!(
+                decode(&m.encode_with_id("id")).unwrap(),
+                Envelope {
+                    msgid: "id".into(),
+                    message: m.clone()
+                },
+                "{m:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_inputs_are_typed_errors() {
+        let cases: Vec<(Vec<Vec<u8>>, ErrorCode)> = vec![
+            (frames(&[]), ErrorCode::Malformed),
+            (
+                frames(&[b"", b"eMQP/1.0", b"REQUEST"]),
+                ErrorCode::Malformed,
+            ),
+            (
+                frames(&[b"x", b"eMQP/1.0", b"READY", b"m"]),
+                ErrorCode::Malformed,
+            ),
+            (
+                frames(&[b"", b"eMQP/1.0", b"REQUEST", b"m", b"q", b"h"]),
+                ErrorCode::Malformed,
+            ),
+            (
+                frames(&[b"", b"\xff\xfe", b"READY", b"m"]),
+                ErrorCode::Malformed,
+            ),
+            (
+                frames(&[b"", b"eMQP/1.0", b"READY", b"\xc3\x28"]),
+                ErrorCode::Malformed,
+            ),
+            (
+                frames(&[b"", b"eMQP/2.0", b"READY", b"m"]),
+                ErrorCode::Version,
+            ),
+            (
+                frames(&[b"", b"eMQP/1.0", b"FROB", b"m"]),
+                ErrorCode::UnknownCommand,
+            ),
+            (
+                frames(&[b"", b"eMQP/1.0", b"INFORM", b"m", b"{not json", b"worker"]),
+                ErrorCode::Malformed,
+            ),
+            (
+                frames(&[b"", b"eMQP/1.0", b"INFORM", b"m", br#"[[1]]"#, b"worker"]),
+                ErrorCode::Malformed,
+            ),
+            (
+                frames(&[b"", b"eMQP/1.0", b"INFORM", b"m", b"", b"robot"]),
+                ErrorCode::Malformed,
+            ),
+            (
+                frames(&[
+                    b"",
+                    b"eMQP/1.0",
+                    b"REPLY",
+                    b"m",
+                    b"{}",
+                    b"of",
+                    b"weird",
+                    b"json",
+                ]),
+                ErrorCode::Malformed,
+            ),
+            (
+                frames(&[b"", b"eMQP/1.0", b"REQUEST", b"m", b"\xff", b"", b""]),
+                ErrorCode::Malformed,
+            ),
+            (vec![Vec::new(); MAX_FRAMES + 1], ErrorCode::TooLarge),
+        ];
+        for (f, code) in cases {
+            let err = decode(&f).expect_err(&format!("{f:?} should not decode"));
+            assert_eq!(err.code(), code, "{f:?}: {err}");
+        }
+        let big = frames(&[b"", b"eMQP/1.0", b"REQUEST", b"m", b"q", b"", &[b'x'; 100]]);
+        assert!(matches!(
+            decode_with_limit(&big, 64),
+            Err(DecodeError::FrameTooLarge { index: 6, .. })
+        ));
+    }
+
+    #[test]
+    fn binary_bodies_survive() {
+        let f = frames(&[
+            b"",
+            b"eMQP/1.0",
+            b"REQUEST",
+            b"m",
+            b"q",
+            b"content-type:msgpack",
+            b"\x00\xff\x80",
+        ]);
+        let Message::Request(r) = decode(&f).unwrap().message else {
+            panic!()
+        };
+        assert_eq!(r.body, b"\x00\xff\x80");
+        assert_eq!(r.headers.content_type, ContentType::MsgPack);
+    }
+}
