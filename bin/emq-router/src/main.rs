@@ -1,0 +1,99 @@
+//! `emq-router`: flags to a validated `emq_broker::Config`, logging, then
+//! `emq_broker::run`. Prints one `emq-router ready ...` line on stdout once the
+//! endpoints are bound (tests and scripts read the resolved ports from it).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use emq_broker::{Config, UnknownQueuePolicy};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum UnknownQueue {
+    /// Keep the job until a jobmanager serves its queue.
+    Wait,
+    /// Send it to the `default` queue (EventMQ's behaviour).
+    Reroute,
+}
+
+/// The emq router (broker).
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Endpoint clients connect to.
+    #[arg(long, env = "EMQ_FRONTEND", default_value = "tcp://127.0.0.1:47291")]
+    frontend: String,
+    /// Endpoint jobmanagers connect to.
+    #[arg(long, env = "EMQ_BACKEND", default_value = "tcp://127.0.0.1:47290")]
+    backend: String,
+    /// Endpoint admin tools connect to (the only one that takes admin commands).
+    #[arg(long, env = "EMQ_ADMIN", default_value = "tcp://127.0.0.1:47293")]
+    admin: String,
+    /// Interval between heartbeats sent to jobmanagers, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_ms: u64,
+    /// Silence after which a jobmanager is dead, in milliseconds (at least twice
+    /// the heartbeat interval the jobmanager announces).
+    #[arg(long, default_value_t = 5000)]
+    liveness_ms: u64,
+    /// Jobs that may wait in one queue before submissions get ERROR queue-full.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_waiting_per_queue: usize,
+    /// Jobs that may wait across all queues.
+    #[arg(long, default_value_t = 4_000_000)]
+    max_waiting: usize,
+    /// What to do with jobs for a queue no jobmanager serves.
+    #[arg(long, value_enum, default_value = "wait")]
+    unknown_queue: UnknownQueue,
+    /// Seconds a finished job's result stays available by msgid.
+    #[arg(long, default_value_t = 600)]
+    result_retention_s: u64,
+    /// Most results kept at once.
+    #[arg(long, default_value_t = 100_000)]
+    result_capacity: usize,
+    /// Largest frame accepted, in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    max_frame: usize,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = Config {
+        frontend: args.frontend,
+        backend: args.backend,
+        admin: args.admin,
+        heartbeat: Duration::from_millis(args.heartbeat_ms),
+        liveness: Duration::from_millis(args.liveness_ms),
+        max_waiting_per_queue: args.max_waiting_per_queue,
+        max_waiting_total: args.max_waiting,
+        unknown_queue: match args.unknown_queue {
+            UnknownQueue::Wait => UnknownQueuePolicy::Wait,
+            UnknownQueue::Reroute => UnknownQueuePolicy::Reroute,
+        },
+        result_retention: Duration::from_secs(args.result_retention_s),
+        result_capacity: args.result_capacity,
+        max_frame: args.max_frame,
+        ..Config::default()
+    };
+    emq_broker::run(config, |b| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "emq-router ready frontend={} backend={} admin={}",
+            b.frontend, b.backend, b.admin
+        );
+        let _ = out.flush();
+    })?;
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Router configuration: endpoints, timing and bounds, validated once at start.
+
+use std::time::Duration;
+
+/// What to do with a job for a queue that no jobmanager serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownQueuePolicy {
+    /// Keep it in that queue's waiting buffer until someone serves the queue.
+    Wait,
+    /// EventMQ's behaviour: rewrite the queue to `default`.
+    Reroute,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where clients connect (ZeroMQ endpoint to bind).
+    pub frontend: String,
+    /// Where jobmanagers connect.
+    pub backend: String,
+    /// Where admin tools connect; the only endpoint that takes admin commands.
+    pub admin: String,
+    /// How often the router sends HEARTBEAT to each jobmanager.
+    pub heartbeat: Duration,
+    /// Shortest silence after which a jobmanager is declared dead. A peer that
+    /// announces a slower heartbeat gets twice its interval instead.
+    pub liveness: Duration,
+    /// Heartbeat interval assumed for peers that announce none (EventMQ: 3 s).
+    pub assumed_peer_heartbeat: Duration,
+    /// Jobs that may wait in one queue's buffer; past it the client gets
+    /// `ERROR queue-full`.
+    pub max_waiting_per_queue: usize,
+    /// Jobs that may wait across all queues.
+    pub max_waiting_total: usize,
+    pub unknown_queue: UnknownQueuePolicy,
+    /// Queues given to a jobmanager whose INFORM names none.
+    pub default_queues: Vec<(i64, String)>,
+    /// How long a finished job's result is kept for lookup by msgid.
+    pub result_retention: Duration,
+    /// Most results kept at once; the oldest go first.
+    pub result_capacity: usize,
+    /// Largest frame accepted from any peer.
+    pub max_frame: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            frontend: format!("tcp://127.0.0.1:{}", emq_proto::DEFAULT_FRONTEND_PORT),
+            backend: format!("tcp://127.0.0.1:{}", emq_proto::DEFAULT_BACKEND_PORT),
+            admin: format!("tcp://127.0.0.1:{}", emq_proto::DEFAULT_ADMIN_PORT),
+            heartbeat: Duration::from_secs(1),
+            liveness: Duration::from_secs(5),
+            assumed_peer_heartbeat: Duration::from_secs(3),
+            max_waiting_per_queue: 1_000_000,
+            max_waiting_total: 4_000_000,
+            unknown_queue: UnknownQueuePolicy::Wait,
+            default_queues: vec![(
+                emq_proto::DEFAULT_WEIGHT,
+                emq_proto::DEFAULT_QUEUE.to_string(),
+            )],
+            result_retention: Duration::from_secs(600),
+            result_capacity: 100_000,
+            max_frame: emq_proto::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid router configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |s: &str| Err(ConfigError(s.to_string()));
+        if self.heartbeat.is_zero() || self.liveness.is_zero() {
+            return bad("heartbeat and liveness must be positive");
+        }
+        if self.liveness <= self.heartbeat {
+            return bad("liveness must be longer than the heartbeat interval");
+        }
+        if self.max_waiting_per_queue == 0 || self.max_waiting_total == 0 {
+            return bad("waiting bounds must be at least 1");
+        }
+        if self.default_queues.is_empty() {
+            return bad("at least one default queue is needed");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,926 @@
+//! The routing core: every decision the router makes, with no sockets and no
+//! clock. The transport feeds it `(now, endpoint, peer, frames)` and sends what
+//! [`Router::take_outgoing`] returns; [`Router::next_deadline`] tells it how long
+//! it may block in poll.
+//!
+//! Invariants:
+//! - a job is in exactly one place: a queue's waiting buffer, or running on one
+//!   jobmanager (`Job::state`), until its REPLY arrives;
+//! - a jobmanager's `slots` counts READYs not yet answered with a REQUEST;
+//! - nothing a client sent is dropped without an ERROR telling it so.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use emq_proto::{
+    decode_with_limit, peek_msgid, ContentType, ErrorCode, Headers, Inform, Message, Outcome,
+    PeerType, Reply, Request, ResultFrames, Timing,
+};
+use log::{debug, info, warn};
+
+use crate::results::ResultStore;
+use crate::{Config, UnknownQueuePolicy};
+
+/// Which socket a message came in on or goes out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Frontend,
+    Backend,
+    Admin,
+}
+
+/// A ZeroMQ peer identity as the ROUTER socket reports it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub Vec<u8>);
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::str::from_utf8(&self.0) {
+            Ok(s) if s.chars().all(|c| c.is_ascii_graphic()) => f.write_str(s),
+            _ => self.0.iter().try_for_each(|b| write!(f, "{b:02x}")),
+        }
+    }
+}
+
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A message for the transport to send: `[peer identity] + frames` on `endpoint`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub endpoint: Endpoint,
+    pub peer: PeerId,
+    pub frames: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum JobState {
+    Waiting,
+    Running {
+        worker: PeerId,
+        dispatch_seq: u64,
+        since: Instant,
+    },
+}
+
+#[derive(Debug)]
+struct Job {
+    client: PeerId,
+    queue: String,
+    headers: Headers,
+    /// The headers frame as the client sent it, forwarded untouched.
+    headers_raw: String,
+    body: Vec<u8>,
+    state: JobState,
+}
+
+#[derive(Debug)]
+pub(crate) struct Worker {
+    pub queues: Vec<(i64, String)>,
+    pub slots: u32,
+    pub last_seen: Instant,
+    /// Silence after which this jobmanager is dead.
+    pub window: Duration,
+    pub running: HashSet<String>,
+    /// The jobmanager's own state name, when it reports one (emq extension).
+    pub state: Option<String>,
+    pub processed: u64,
+    /// An EventMQ jobmanager only replies to `reply-requested` jobs, so the
+    /// router asks it for every reply in order to know when a job is done.
+    pub is_eventmq: bool,
+}
+
+#[derive(Debug)]
+struct Member {
+    weight: i64,
+    peer: PeerId,
+    last_used: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    members: Vec<Member>,
+    waiting: VecDeque<String>,
+    pub processed: u64,
+}
+
+impl Queue {
+    pub fn waiting_len(&self) -> usize {
+        self.waiting.len()
+    }
+    pub fn member_ids(&self) -> impl Iterator<Item = (i64, &PeerId)> {
+        self.members.iter().map(|m| (m.weight, &m.peer))
+    }
+}
+
+/// The router's state and decisions.
+pub struct Router {
+    config: Config,
+    pub(crate) workers: HashMap<PeerId, Worker>,
+    pub(crate) queues: HashMap<String, Queue>,
+    jobs: HashMap<String, Job>,
+    pub(crate) results: ResultStore,
+    out: Vec<Outgoing>,
+    waiting_total: usize,
+    seq: u64,
+    next_heartbeat: Instant,
+    started: Instant,
+    /// Wall-clock seconds at `started`, for HEARTBEAT payloads.
+    unix_at_start: f64,
+    /// Peers already logged for bad input: later offences go to debug.
+    offenders: HashSet<PeerId>,
+    stopping: bool,
+    stop_requested: bool,
+}
+
+impl Router {
+    /// `unix_now` is the wall clock at `now`, in seconds; the core never reads a
+    /// clock itself.
+    pub fn new(config: Config, now: Instant, unix_now: f64) -> Router {
+        let results = ResultStore::new(config.result_retention, config.result_capacity);
+        Router {
+            next_heartbeat: now + config.heartbeat,
+            config,
+            workers: HashMap::new(),
+            queues: HashMap::new(),
+            jobs: HashMap::new(),
+            results,
+            out: Vec::new(),
+            waiting_total: 0,
+            seq: 0,
+            started: now,
+            unix_at_start: unix_now,
+            offenders: HashSet::new(),
+            stopping: false,
+            stop_requested: false,
+        }
+    }
+
+    /// Messages to send, in order. The caller sends them all before the next
+    /// call to `handle` or `tick`.
+    pub fn take_outgoing(&mut self) -> std::vec::Drain<'_, Outgoing> {
+        self.out.drain(..)
+    }
+
+    /// Whether an admin asked the router to stop (DISCONNECT).
+    pub fn stop_requested(&self) -> bool {
+        self.stop_requested
+    }
+
+    /// The next instant at which `tick` has work to do.
+    pub fn next_deadline(&self) -> Instant {
+        let mut next = self.next_heartbeat;
+        for w in self.workers.values() {
+            next = next.min(w.last_seen + w.window);
+        }
+        if let Some(at) = self.results.next_expiry() {
+            next = next.min(at);
+        }
+        next
+    }
+
+    /// Send heartbeats that are due, expire silent jobmanagers and old results.
+    pub fn tick(&mut self, now: Instant) {
+        if now >= self.next_heartbeat {
+            let unix =
+                self.unix_at_start + now.saturating_duration_since(self.started).as_secs_f64();
+            let hb = Message::Heartbeat {
+                unix_time: format!("{unix:.3}"),
+                state: None,
+            }
+            .encode();
+            for peer in self.workers.keys() {
+                self.out.push(Outgoing {
+                    endpoint: Endpoint::Backend,
+                    peer: peer.clone(),
+                    frames: hb.clone(),
+                });
+            }
+            self.next_heartbeat = now + self.config.heartbeat;
+        }
+        let dead: Vec<PeerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| now >= w.last_seen + w.window)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for peer in dead {
+            warn!("jobmanager {peer} silent for its liveness window: declaring it dead");
+            self.remove_worker(now, &peer);
+        }
+        self.results.expire(now);
+    }
+
+    /// Stop taking work and say KBYE to every jobmanager.
+    pub fn shutdown(&mut self) {
+        self.stopping = true;
+        let kbye = Message::Kbye.encode();
+        for peer in self.workers.keys() {
+            self.out.push(Outgoing {
+                endpoint: Endpoint::Backend,
+                peer: peer.clone(),
+                frames: kbye.clone(),
+            });
+        }
+        let clients: HashSet<PeerId> = self.jobs.values().map(|j| j.client.clone()).collect();
+        for peer in clients {
+            self.out.push(Outgoing {
+                endpoint: Endpoint::Frontend,
+                peer,
+                frames: kbye.clone(),
+            });
+        }
+    }
+
+    /// The transport could not deliver `out` (peer gone, or its queue full).
+    pub fn undeliverable(&mut self, now: Instant, out: Outgoing) {
+        let Ok(env) = emq_proto::decode(&out.frames) else {
+            return;
+        };
+        match (out.endpoint, env.message) {
+            (Endpoint::Backend, Message::Request(_)) => {
+                warn!("jobmanager {} unreachable: taking its jobs back", out.peer);
+                self.remove_worker(now, &out.peer);
+            }
+            (Endpoint::Frontend, Message::Reply(Reply::Result(r))) => {
+                debug!(
+                    "client {} gone; result of {} kept for lookup",
+                    out.peer, r.of
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Handle one message received on `endpoint` from `peer`.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        endpoint: Endpoint,
+        peer: PeerId,
+        frames: &[impl AsRef<[u8]>],
+    ) {
+        let env = match decode_with_limit(frames, self.config.max_frame) {
+            Ok(env) => env,
+            Err(e) => {
+                self.offence(&peer, endpoint, &e.to_string());
+                let of = peek_msgid(frames).unwrap_or_default();
+                self.error(endpoint, &peer, &of, e.code(), &e.to_string());
+                return;
+            }
+        };
+        match endpoint {
+            Endpoint::Frontend => self.on_client(now, peer, env.msgid, env.message),
+            Endpoint::Backend => self.on_jobmanager(now, peer, env.msgid, env.message),
+            Endpoint::Admin => self.on_admin(now, peer, env.msgid, env.message),
+        }
+    }
+
+    fn offence(&mut self, peer: &PeerId, endpoint: Endpoint, what: &str) {
+        if self.offenders.len() > 10_000 {
+            self.offenders.clear();
+        }
+        if self.offenders.insert(peer.clone()) {
+            warn!("bad input from {endpoint:?} peer {peer}: {what} (further offences from it are logged at debug)");
+        } else {
+            debug!("bad input from {endpoint:?} peer {peer}: {what}");
+        }
+    }
+
+    fn send(&mut self, endpoint: Endpoint, peer: &PeerId, msg: Message) {
+        self.out.push(Outgoing {
+            endpoint,
+            peer: peer.clone(),
+            frames: msg.encode(),
+        });
+    }
+
+    fn error(
+        &mut self,
+        endpoint: Endpoint,
+        peer: &PeerId,
+        of: &str,
+        code: ErrorCode,
+        reason: &str,
+    ) {
+        self.send(
+            endpoint,
+            peer,
+            Message::Error {
+                of: of.to_string(),
+                code,
+                reason: reason.to_string(),
+            },
+        );
+    }
+
+    fn refuse(
+        &mut self,
+        endpoint: Endpoint,
+        peer: &PeerId,
+        msgid: &str,
+        code: ErrorCode,
+        reason: &str,
+    ) {
+        self.offence(peer, endpoint, reason);
+        self.error(endpoint, peer, msgid, code, reason);
+    }
+
+    // ---------------------------------------------------------------- clients
+
+    fn on_client(&mut self, now: Instant, peer: PeerId, msgid: String, msg: Message) {
+        match msg {
+            Message::Request(req) => self.on_request(now, peer, msgid, req),
+            Message::Query { of } => self.answer_query(Endpoint::Frontend, &peer, &of),
+            Message::Cancel { of } => self.cancel(now, Endpoint::Frontend, &peer, &of),
+            Message::Heartbeat { .. } | Message::Kbye | Message::Ack { .. } => {}
+            Message::Disconnect
+            | Message::Status
+            | Message::RouterShowWorkers
+            | Message::RouterShowSchedulers => self.refuse(
+                Endpoint::Frontend,
+                &peer,
+                &msgid,
+                ErrorCode::AdminOnly,
+                "admin commands are only accepted on the admin endpoint",
+            ),
+            Message::Schedule { .. }
+            | Message::Unschedule { .. }
+            | Message::Inform(Inform {
+                peer_type: PeerType::Scheduler,
+                ..
+            }) => self.refuse(
+                Endpoint::Frontend,
+                &peer,
+                &msgid,
+                ErrorCode::UnknownCommand,
+                "emq-router does not run EventMQ schedulers",
+            ),
+            other => {
+                let reason = format!("{} is not a client command", other.command().as_str());
+                self.refuse(
+                    Endpoint::Frontend,
+                    &peer,
+                    &msgid,
+                    ErrorCode::UnknownCommand,
+                    &reason,
+                )
+            }
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, client: PeerId, msgid: String, req: Request) {
+        if self.stopping {
+            return self.error(
+                Endpoint::Frontend,
+                &client,
+                &msgid,
+                ErrorCode::ShuttingDown,
+                "router is shutting down",
+            );
+        }
+        if msgid.is_empty() {
+            return self.refuse(
+                Endpoint::Frontend,
+                &client,
+                &msgid,
+                ErrorCode::Malformed,
+                "REQUEST needs a msgid",
+            );
+        }
+        if self.jobs.contains_key(&msgid) {
+            debug!("duplicate REQUEST {msgid} from {client}: already queued or running");
+            return;
+        }
+        if let Some(done) = self.results.get(&msgid) {
+            debug!("duplicate REQUEST {msgid} from {client}: already finished");
+            if req.headers.reply_requested {
+                let result = done.result.clone();
+                self.send(
+                    Endpoint::Frontend,
+                    &client,
+                    Message::Reply(Reply::Result(result)),
+                );
+            }
+            return;
+        }
+        let mut queue = req.queue;
+        if queue.is_empty() {
+            queue = emq_proto::DEFAULT_QUEUE.to_string();
+        }
+        let served = self
+            .queues
+            .get(&queue)
+            .is_some_and(|q| !q.members.is_empty());
+        if !served && self.config.unknown_queue == UnknownQueuePolicy::Reroute {
+            debug!("no jobmanager serves queue {queue:?}: rerouting {msgid} to default");
+            queue = emq_proto::DEFAULT_QUEUE.to_string();
+        }
+        // Refuse only when the job would have to wait and there is no room.
+        if self.pick_worker(&queue).is_none() {
+            let q_len = self.queues.get(&queue).map_or(0, |q| q.waiting.len());
+            if q_len >= self.config.max_waiting_per_queue
+                || self.waiting_total >= self.config.max_waiting_total
+            {
+                warn!("queue {queue:?} full ({q_len} waiting, {} in all): refusing {msgid} from {client}", self.waiting_total);
+                return self.error(
+                    Endpoint::Frontend,
+                    &client,
+                    &msgid,
+                    ErrorCode::QueueFull,
+                    &format!("queue {queue} is full"),
+                );
+            }
+        }
+        let headers_raw = req.headers.encode();
+        let job = Job {
+            client,
+            queue: queue.clone(),
+            headers: req.headers,
+            headers_raw,
+            body: req.body,
+            state: JobState::Waiting,
+        };
+        if job.headers.guarantee {
+            self.send(
+                Endpoint::Frontend,
+                &job.client.clone(),
+                Message::Ack {
+                    of: msgid.clone(),
+                    timing: None,
+                },
+            );
+        }
+        self.jobs.insert(msgid.clone(), job);
+        let q = self.queues.entry(queue.clone()).or_default();
+        q.waiting.push_back(msgid);
+        self.waiting_total += 1;
+        self.dispatch_queue(now, &queue);
+    }
+
+    fn answer_query(&mut self, endpoint: Endpoint, peer: &PeerId, of: &str) {
+        let msg = if let Some(job) = self.jobs.get(of) {
+            let (state, worker) = match &job.state {
+                JobState::Waiting => ("QUEUED", None),
+                JobState::Running { worker, .. } => ("RUNNING", Some(worker.to_string())),
+            };
+            let detail = serde_json::json!({"queue": job.queue, "jobmanager": worker});
+            Message::Job {
+                of: of.to_string(),
+                state: state.into(),
+                detail: detail.to_string(),
+                result: None,
+            }
+        } else if let Some(done) = self.results.get(of) {
+            let state = match done.result.outcome {
+                Outcome::Ok => "FINISHED",
+                Outcome::Cancelled => "CANCELLED",
+                _ => "FAILED",
+            };
+            let detail = serde_json::json!({"queue": done.queue});
+            Message::Job {
+                of: of.to_string(),
+                state: state.into(),
+                detail: detail.to_string(),
+                result: Some(done.result.clone()),
+            }
+        } else {
+            Message::Error {
+                of: of.to_string(),
+                code: ErrorCode::UnknownJob,
+                reason: format!("no job {of} (never seen, or its result has expired)"),
+            }
+        };
+        self.send(endpoint, peer, msg);
+    }
+
+    fn cancel(&mut self, now: Instant, endpoint: Endpoint, peer: &PeerId, of: &str) {
+        if self
+            .jobs
+            .get(of)
+            .is_some_and(|j| j.state == JobState::Waiting)
+        {
+            let job = self.jobs.remove(of).expect("checked above");
+            if let Some(q) = self.queues.get_mut(&job.queue) {
+                q.waiting.retain(|id| id != of);
+            }
+            self.waiting_total -= 1;
+            info!("job {of} cancelled by {peer}");
+            let result = ResultFrames {
+                of: of.to_string(),
+                outcome: Outcome::Cancelled,
+                content_type: ContentType::Json,
+                body: br#"{"value":null,"error":"cancelled"}"#.to_vec(),
+            };
+            self.finish(now, job, result);
+        }
+        self.answer_query(endpoint, peer, of);
+    }
+
+    // ------------------------------------------------------------ jobmanagers
+
+    fn on_jobmanager(&mut self, now: Instant, peer: PeerId, msgid: String, msg: Message) {
+        if let Message::Inform(inform) = msg {
+            return self.on_inform(now, peer, msgid, inform);
+        }
+        let Some(worker) = self.workers.get_mut(&peer) else {
+            if !matches!(msg, Message::Kbye) {
+                let reason = format!("{} before INFORM", msg.command().as_str());
+                self.refuse(
+                    Endpoint::Backend,
+                    &peer,
+                    &msgid,
+                    ErrorCode::NotInformed,
+                    &reason,
+                );
+            }
+            return;
+        };
+        worker.last_seen = now;
+        match msg {
+            Message::Ready => {
+                worker.slots += 1;
+                self.dispatch_to(now, &peer);
+            }
+            Message::Reply(Reply::Result(result)) => self.on_reply(now, &peer, result),
+            Message::Heartbeat { state, .. } => {
+                if let Some(state) = state {
+                    if worker.state.as_ref() != Some(&state) {
+                        info!("jobmanager {peer} is {state}");
+                        worker.state = Some(state);
+                    }
+                }
+            }
+            Message::Kbye => {
+                info!("jobmanager {peer} said KBYE");
+                self.remove_worker(now, &peer);
+            }
+            Message::Ack { .. } => {}
+            other => {
+                let reason = format!("{} is not a jobmanager command", other.command().as_str());
+                self.refuse(
+                    Endpoint::Backend,
+                    &peer,
+                    &msgid,
+                    ErrorCode::UnknownCommand,
+                    &reason,
+                );
+            }
+        }
+    }
+
+    fn on_inform(&mut self, now: Instant, peer: PeerId, msgid: String, inform: Inform) {
+        if inform.peer_type != PeerType::Worker {
+            return self.refuse(
+                Endpoint::Backend,
+                &peer,
+                &msgid,
+                ErrorCode::UnknownCommand,
+                "only workers INFORM on the backend",
+            );
+        }
+        if self.stopping {
+            return self.error(
+                Endpoint::Backend,
+                &peer,
+                &msgid,
+                ErrorCode::ShuttingDown,
+                "router is shutting down",
+            );
+        }
+        if self.workers.contains_key(&peer) {
+            info!("jobmanager {peer} informed again: resetting it");
+            self.remove_worker(now, &peer);
+        }
+        let queues = if inform.queues.is_empty() {
+            self.config.default_queues.clone()
+        } else {
+            inform.queues
+        };
+        let peer_hb = inform
+            .timing
+            .map_or(self.config.assumed_peer_heartbeat, |t| {
+                Duration::from_millis(t.heartbeat_ms)
+            });
+        let window = self.config.liveness.max(peer_hb * 2);
+        info!("jobmanager {peer} joined: queues {queues:?}, liveness window {window:?}");
+        for (weight, name) in &queues {
+            let q = self.queues.entry(name.clone()).or_default();
+            q.members.retain(|m| m.peer != peer);
+            q.members.push(Member {
+                weight: *weight,
+                peer: peer.clone(),
+                last_used: 0,
+            });
+        }
+        self.workers.insert(
+            peer.clone(),
+            Worker {
+                queues,
+                slots: 0,
+                last_seen: now,
+                window,
+                running: HashSet::new(),
+                state: None,
+                processed: 0,
+                is_eventmq: inform.timing.is_none(),
+            },
+        );
+        let timing = Timing {
+            heartbeat_ms: self.config.heartbeat.as_millis() as u64,
+            liveness_ms: window.as_millis() as u64,
+        };
+        self.send(
+            Endpoint::Backend,
+            &peer,
+            Message::Ack {
+                of: msgid,
+                timing: Some(timing),
+            },
+        );
+    }
+
+    fn on_reply(&mut self, now: Instant, peer: &PeerId, result: ResultFrames) {
+        let Some(job) = self.jobs.get(&result.of) else {
+            debug!(
+                "REPLY from {peer} for {} which is not in flight (late or duplicate): ignored",
+                result.of
+            );
+            return;
+        };
+        match &job.state {
+            JobState::Running { worker, .. } if worker == peer => {}
+            JobState::Running { worker, .. } => {
+                debug!(
+                    "REPLY for {} from {peer}, but the job now runs on {worker}: first result wins",
+                    result.of
+                );
+            }
+            JobState::Waiting => {
+                debug!(
+                    "REPLY for {} from {peer} after it was handed back: first result wins",
+                    result.of
+                );
+            }
+        }
+        let job = self.jobs.remove(&result.of).expect("checked above");
+        match &job.state {
+            JobState::Running { worker, .. } => {
+                if let Some(w) = self.workers.get_mut(worker) {
+                    w.running.remove(&result.of);
+                    if worker == peer {
+                        w.processed += 1;
+                    }
+                }
+            }
+            JobState::Waiting => {
+                if let Some(q) = self.queues.get_mut(&job.queue) {
+                    q.waiting.retain(|id| id != &result.of);
+                }
+                self.waiting_total -= 1;
+            }
+        }
+        if let Some(q) = self.queues.get_mut(&job.queue) {
+            q.processed += 1;
+        }
+        self.finish(now, job, result);
+    }
+
+    /// Record a finished job and tell its client when it asked to be told.
+    fn finish(&mut self, now: Instant, job: Job, result: ResultFrames) {
+        if job.headers.reply_requested {
+            self.send(
+                Endpoint::Frontend,
+                &job.client,
+                Message::Reply(Reply::Result(result.clone())),
+            );
+        }
+        self.results.insert(now, job.queue, result);
+    }
+
+    /// Forget a jobmanager and hand its running jobs back to the front of their
+    /// queues, in the order they were dispatched.
+    fn remove_worker(&mut self, now: Instant, peer: &PeerId) {
+        let Some(worker) = self.workers.remove(peer) else {
+            return;
+        };
+        for (_, name) in &worker.queues {
+            if let Some(q) = self.queues.get_mut(name) {
+                q.members.retain(|m| &m.peer != peer);
+            }
+        }
+        let mut running: Vec<(u64, String)> = worker
+            .running
+            .into_iter()
+            .filter_map(|id| match self.jobs.get(&id).map(|j| &j.state) {
+                Some(JobState::Running { dispatch_seq, .. }) => Some((*dispatch_seq, id)),
+                _ => None,
+            })
+            .collect();
+        running.sort_unstable();
+        let mut touched = HashSet::new();
+        for (_, id) in running.into_iter().rev() {
+            let job = self.jobs.get_mut(&id).expect("running job is tracked");
+            job.state = JobState::Waiting;
+            info!(
+                "job {id} handed back to queue {:?} (jobmanager {peer} gone)",
+                job.queue
+            );
+            self.queues
+                .entry(job.queue.clone())
+                .or_default()
+                .waiting
+                .push_front(id);
+            self.waiting_total += 1;
+            touched.insert(job.queue.clone());
+        }
+        for queue in touched {
+            self.dispatch_queue(now, &queue);
+        }
+    }
+
+    // ---------------------------------------------------------------- routing
+
+    /// The member of `queue` to get the next job: highest weight first, and
+    /// among equal weights the least recently used, counting only jobmanagers
+    /// with a free slot.
+    fn pick_worker(&self, queue: &str) -> Option<usize> {
+        let q = self.queues.get(queue)?;
+        q.members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| self.workers.get(&m.peer).is_some_and(|w| w.slots > 0))
+            .min_by_key(|(_, m)| (std::cmp::Reverse(m.weight), m.last_used))
+            .map(|(i, _)| i)
+    }
+
+    /// Send waiting jobs of `queue` while someone has a free slot.
+    fn dispatch_queue(&mut self, now: Instant, queue: &str) {
+        while self
+            .queues
+            .get(queue)
+            .is_some_and(|q| !q.waiting.is_empty())
+        {
+            let Some(i) = self.pick_worker(queue) else {
+                return;
+            };
+            let peer = self.queues[queue].members[i].peer.clone();
+            self.dispatch_one(now, queue, &peer);
+        }
+    }
+
+    /// A jobmanager has a new slot: give it the oldest waiting job of its
+    /// highest-weight queue that has one.
+    fn dispatch_to(&mut self, now: Instant, peer: &PeerId) {
+        let Some(worker) = self.workers.get(peer) else {
+            return;
+        };
+        let mut queues: Vec<(i64, String)> = worker.queues.clone();
+        queues.sort_by_key(|(w, _)| std::cmp::Reverse(*w));
+        for (_, name) in queues {
+            if self.workers.get(peer).is_none_or(|w| w.slots == 0) {
+                return;
+            }
+            while self
+                .queues
+                .get(&name)
+                .is_some_and(|q| !q.waiting.is_empty())
+                && self.workers[peer].slots > 0
+            {
+                self.dispatch_one(now, &name, peer);
+            }
+        }
+    }
+
+    /// Pop the front of `queue` and send it to `peer`, which has a slot.
+    fn dispatch_one(&mut self, now: Instant, queue: &str, peer: &PeerId) {
+        self.seq += 1;
+        let seq = self.seq;
+        let q = self.queues.get_mut(queue).expect("queue exists");
+        let Some(id) = q.waiting.pop_front() else {
+            return;
+        };
+        self.waiting_total -= 1;
+        if let Some(m) = q.members.iter_mut().find(|m| &m.peer == peer) {
+            m.last_used = seq;
+        }
+        let worker = self.workers.get_mut(peer).expect("worker exists");
+        worker.slots -= 1;
+        worker.running.insert(id.clone());
+        let job = self.jobs.get_mut(&id).expect("waiting job is tracked");
+        job.state = JobState::Running {
+            worker: peer.clone(),
+            dispatch_seq: seq,
+            since: now,
+        };
+        let mut headers = job.headers_raw.clone();
+        if worker.is_eventmq && !job.headers.reply_requested {
+            headers = if headers.is_empty() {
+                "reply-requested".into()
+            } else {
+                format!("reply-requested,{headers}")
+            };
+        }
+        let frames = vec![
+            Vec::new(),
+            emq_proto::VERSION.as_bytes().to_vec(),
+            b"REQUEST".to_vec(),
+            id.as_bytes().to_vec(),
+            queue.as_bytes().to_vec(),
+            headers.into_bytes(),
+            job.body.clone(),
+        ];
+        self.out.push(Outgoing {
+            endpoint: Endpoint::Backend,
+            peer: peer.clone(),
+            frames,
+        });
+    }
+
+    // ------------------------------------------------------------------ admin
+
+    fn on_admin(&mut self, now: Instant, peer: PeerId, msgid: String, msg: Message) {
+        match msg {
+            Message::Disconnect => {
+                info!("DISCONNECT from admin {peer}: stopping");
+                self.send(
+                    Endpoint::Admin,
+                    &peer,
+                    Message::Ack {
+                        of: msgid,
+                        timing: None,
+                    },
+                );
+                self.stop_requested = true;
+            }
+            Message::Status => {
+                let json = crate::status::status_json(self, now);
+                self.send(
+                    Endpoint::Admin,
+                    &peer,
+                    Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))),
+                );
+            }
+            Message::RouterShowWorkers => {
+                let json = crate::status::workers_json(self, now);
+                self.send(
+                    Endpoint::Admin,
+                    &peer,
+                    Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))),
+                );
+            }
+            Message::RouterShowSchedulers => {
+                let json = r#"{"connected_schedulers": {}}"#.to_string();
+                self.send(
+                    Endpoint::Admin,
+                    &peer,
+                    Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))),
+                );
+            }
+            Message::Query { of } => self.answer_query(Endpoint::Admin, &peer, &of),
+            Message::Cancel { of } => self.cancel(now, Endpoint::Admin, &peer, &of),
+            Message::Heartbeat { .. } | Message::Kbye => {}
+            other => {
+                let reason = format!("{} is not an admin command", other.command().as_str());
+                self.refuse(
+                    Endpoint::Admin,
+                    &peer,
+                    &msgid,
+                    ErrorCode::UnknownCommand,
+                    &reason,
+                )
+            }
+        }
+    }
+
+    // --------------------------------------------------------- for status.rs
+
+    pub(crate) fn running_by_queue(&self, now: Instant) -> HashMap<&str, (u64, u128, u128)> {
+        let mut by_queue: HashMap<&str, (u64, u128, u128)> = HashMap::new();
+        for job in self.jobs.values() {
+            if let JobState::Running { since, .. } = job.state {
+                let age = now.saturating_duration_since(since).as_millis();
+                let e = by_queue.entry(job.queue.as_str()).or_default();
+                e.0 += 1;
+                e.1 += age;
+                e.2 = e.2.max(age);
+            }
+        }
+        by_queue
+    }
+
+    pub(crate) fn waiting_total(&self) -> usize {
+        self.waiting_total
+    }
+
+    pub(crate) fn uptime(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started)
+    }
+}
+
+#[cfg(test)]
+mod tests;

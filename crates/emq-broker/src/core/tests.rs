@@ -1,0 +1,634 @@
+//! Core tests with simulated time: no sockets, no sleeps.
+
+use super::*;
+use emq_proto::{decode, Envelope};
+
+struct Sim {
+    r: Router,
+    now: Instant,
+}
+
+fn peer(s: &str) -> PeerId {
+    PeerId(s.as_bytes().to_vec())
+}
+
+impl Sim {
+    fn new(config: Config) -> Sim {
+        let now = Instant::now();
+        Sim {
+            r: Router::new(config, now, 1_700_000_000.0),
+            now,
+        }
+    }
+
+    fn default() -> Sim {
+        Sim::new(Config {
+            liveness: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(1),
+            ..Config::default()
+        })
+    }
+
+    fn send(&mut self, ep: Endpoint, from: &str, msgid: &str, msg: Message) {
+        let frames = msg.encode_with_id(msgid);
+        self.r.handle(self.now, ep, peer(from), &frames);
+    }
+
+    fn inform(&mut self, jm: &str, queues: &[(i64, &str)]) {
+        let queues = queues.iter().map(|(w, q)| (*w, q.to_string())).collect();
+        let timing = Some(Timing {
+            heartbeat_ms: 1000,
+            liveness_ms: 3000,
+        });
+        self.send(
+            Endpoint::Backend,
+            jm,
+            "inform",
+            Message::Inform(Inform {
+                queues,
+                peer_type: PeerType::Worker,
+                timing,
+            }),
+        );
+    }
+
+    fn ready(&mut self, jm: &str, n: usize) {
+        for _ in 0..n {
+            self.send(Endpoint::Backend, jm, "r", Message::Ready);
+        }
+    }
+
+    fn request(&mut self, client: &str, id: &str, queue: &str, headers: &str) {
+        let req = Request {
+            queue: queue.into(),
+            headers: Headers::parse(headers),
+            body: b"[]".to_vec(),
+        };
+        self.send(Endpoint::Frontend, client, id, Message::Request(req));
+    }
+
+    fn reply(&mut self, jm: &str, of: &str) {
+        let r = ResultFrames {
+            of: of.into(),
+            outcome: Outcome::Ok,
+            content_type: ContentType::Json,
+            body: br#"{"value":1}"#.to_vec(),
+        };
+        self.send(
+            Endpoint::Backend,
+            jm,
+            "rep",
+            Message::Reply(Reply::Result(r)),
+        );
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.r.tick(self.now);
+    }
+
+    fn drain(&mut self) -> Vec<(Endpoint, String, Envelope)> {
+        self.r
+            .take_outgoing()
+            .map(|o| {
+                (
+                    o.endpoint,
+                    o.peer.to_string(),
+                    decode(&o.frames).expect("router sends valid frames"),
+                )
+            })
+            .collect()
+    }
+
+    /// REQUESTs sent to jobmanagers, as (jobmanager, msgid).
+    fn dispatched(&mut self) -> Vec<(String, String)> {
+        self.drain()
+            .into_iter()
+            .filter_map(|(ep, p, e)| match (ep, e.message) {
+                (Endpoint::Backend, Message::Request(_)) => Some((p, e.msgid)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn d(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn inform_is_acked_with_timing() {
+    let mut s = Sim::default();
+    s.inform("jm1", &[(10, "default")]);
+    let out = s.drain();
+    assert_eq!(out.len(), 1);
+    let (ep, p, env) = &out[0];
+    assert_eq!((*ep, p.as_str()), (Endpoint::Backend, "jm1"));
+    assert_eq!(
+        env.message,
+        Message::Ack {
+            of: "inform".into(),
+            timing: Some(Timing {
+                heartbeat_ms: 1000,
+                liveness_ms: 5000
+            })
+        }
+    );
+}
+
+#[test]
+fn job_waits_until_a_slot_then_result_returns_to_client() {
+    let mut s = Sim::default();
+    s.inform("jm1", &[(10, "default")]);
+    s.drain();
+    s.request("c1", "job1", "default", "reply-requested");
+    assert!(s.dispatched().is_empty(), "no slot yet");
+    s.ready("jm1", 1);
+    assert_eq!(s.dispatched(), d(&[("jm1", "job1")]));
+    s.reply("jm1", "job1");
+    let out = s.drain();
+    assert_eq!(out.len(), 1);
+    let (ep, p, env) = &out[0];
+    assert_eq!((*ep, p.as_str()), (Endpoint::Frontend, "c1"));
+    let Message::Reply(Reply::Result(r)) = &env.message else {
+        panic!("{env:?}")
+    };
+    assert_eq!(r.of, "job1");
+    assert_eq!(r.body, br#"{"value":1}"#);
+}
+
+#[test]
+fn slots_are_counted_per_ready() {
+    let mut s = Sim::default();
+    s.inform("jm1", &[(10, "default")]);
+    s.ready("jm1", 2);
+    for i in 0..3 {
+        s.request("c", &format!("j{i}"), "default", "");
+    }
+    assert_eq!(s.dispatched(), d(&[("jm1", "j0"), ("jm1", "j1")]));
+    s.reply("jm1", "j0");
+    assert!(s.dispatched().is_empty(), "a REPLY is not a READY");
+    s.ready("jm1", 1);
+    assert_eq!(s.dispatched(), d(&[("jm1", "j2")]));
+}
+
+#[test]
+fn higher_weight_first_and_equal_weights_rotate_lru() {
+    let mut s = Sim::default();
+    s.inform("low", &[(1, "q")]);
+    s.inform("a", &[(10, "q")]);
+    s.inform("b", &[(10, "q")]);
+    s.ready("low", 5);
+    s.ready("a", 5);
+    s.ready("b", 5);
+    s.drain();
+    for i in 0..4 {
+        s.request("c", &format!("j{i}"), "q", "");
+    }
+    let got: Vec<String> = s.dispatched().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(got, vec!["a", "b", "a", "b"]);
+    // Once the heavy ones are full, the light one gets work.
+    for i in 4..8 {
+        s.request("c", &format!("j{i}"), "q", "");
+    }
+    let got: Vec<String> = s.dispatched().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(got, vec!["a", "b", "a", "b"]);
+    // 10 slots of weight 10 used up: the next two go to `low`.
+    for i in 8..12 {
+        s.request("c", &format!("j{i}"), "q", "");
+    }
+    let got: Vec<String> = s.dispatched().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(got, vec!["a", "b", "low", "low"]);
+}
+
+#[test]
+fn ready_takes_from_its_heaviest_queue_first() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(1, "light"), (9, "heavy")]);
+    s.request("c", "l1", "light", "");
+    s.request("c", "h1", "heavy", "");
+    s.ready("jm", 1);
+    assert_eq!(s.dispatched(), d(&[("jm", "h1")]));
+    s.ready("jm", 1);
+    assert_eq!(s.dispatched(), d(&[("jm", "l1")]));
+}
+
+#[test]
+fn dead_jobmanager_jobs_go_back_to_the_front_and_to_another() {
+    let mut s = Sim::default();
+    s.inform("jm1", &[(10, "default")]);
+    s.ready("jm1", 2);
+    s.request("c", "j1", "default", "");
+    s.request("c", "j2", "default", "");
+    s.request("c", "j3", "default", "");
+    assert_eq!(s.dispatched().len(), 2);
+    s.inform("jm2", &[(10, "default")]);
+    // jm2 keeps talking, jm1 goes silent.
+    for _ in 0..4 {
+        s.advance(Duration::from_secs(1));
+        s.send(
+            Endpoint::Backend,
+            "jm2",
+            "hb",
+            Message::Heartbeat {
+                unix_time: "0".into(),
+                state: None,
+            },
+        );
+    }
+    s.drain();
+    assert!(
+        s.r.workers.contains_key(&peer("jm1")),
+        "still within its window"
+    );
+    s.advance(Duration::from_millis(1100));
+    assert!(!s.r.workers.contains_key(&peer("jm1")), "expired");
+    s.drain();
+    s.send(
+        Endpoint::Backend,
+        "jm2",
+        "hb",
+        Message::Heartbeat {
+            unix_time: "0".into(),
+            state: None,
+        },
+    );
+    s.ready("jm2", 3);
+    // In-flight jobs first, in their original order, then the one that waited.
+    assert_eq!(
+        s.dispatched(),
+        d(&[("jm2", "j1"), ("jm2", "j2"), ("jm2", "j3")])
+    );
+    // A late reply from the dead one is ignored once jm2 has answered.
+    s.reply("jm2", "j1");
+    s.drain();
+    s.reply("jm1", "j1");
+    assert!(s.drain().iter().all(|(ep, _, e)| *ep == Endpoint::Backend
+        && matches!(
+            e.message,
+            Message::Error {
+                code: ErrorCode::NotInformed,
+                ..
+            }
+        )));
+}
+
+#[test]
+fn liveness_window_follows_the_announced_heartbeat() {
+    let mut s = Sim::new(Config {
+        liveness: Duration::from_secs(2),
+        ..Config::default()
+    });
+    let timing = Some(Timing {
+        heartbeat_ms: 3000,
+        liveness_ms: 9000,
+    });
+    s.send(
+        Endpoint::Backend,
+        "slow",
+        "i",
+        Message::Inform(Inform {
+            queues: vec![],
+            peer_type: PeerType::Worker,
+            timing,
+        }),
+    );
+    s.advance(Duration::from_millis(5900));
+    assert!(
+        s.r.workers.contains_key(&peer("slow")),
+        "twice its 3 s heartbeat, not our 2 s"
+    );
+    s.advance(Duration::from_millis(200));
+    assert!(!s.r.workers.contains_key(&peer("slow")));
+}
+
+#[test]
+fn heartbeats_are_sent_on_schedule_and_deadline_is_next_event() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(10, "default")]);
+    s.drain();
+    assert_eq!(s.r.next_deadline(), s.now + Duration::from_secs(1));
+    s.advance(Duration::from_secs(1));
+    let out = s.drain();
+    assert!(
+        matches!(out.as_slice(), [(Endpoint::Backend, p, Envelope { message: Message::Heartbeat { .. }, .. })] if p == "jm")
+    );
+}
+
+#[test]
+fn full_queue_answers_error_and_keeps_what_it_has() {
+    let mut s = Sim::new(Config {
+        max_waiting_per_queue: 2,
+        ..Config::default()
+    });
+    s.request("c", "j1", "q", "");
+    s.request("c", "j2", "q", "");
+    s.request("c", "j3", "q", "");
+    let out = s.drain();
+    assert_eq!(out.len(), 1);
+    assert!(
+        matches!(&out[0].2.message, Message::Error { of, code: ErrorCode::QueueFull, .. } if of == "j3")
+    );
+    s.inform("jm", &[(10, "q")]);
+    s.ready("jm", 3);
+    assert_eq!(s.dispatched(), d(&[("jm", "j1"), ("jm", "j2")]));
+}
+
+#[test]
+fn total_bound_applies_across_queues() {
+    let mut s = Sim::new(Config {
+        max_waiting_total: 2,
+        ..Config::default()
+    });
+    s.request("c", "j1", "a", "");
+    s.request("c", "j2", "b", "");
+    s.request("c", "j3", "c", "");
+    assert!(matches!(
+        s.drain().as_slice(),
+        [(
+            _,
+            _,
+            Envelope {
+                message: Message::Error {
+                    code: ErrorCode::QueueFull,
+                    ..
+                },
+                ..
+            }
+        )]
+    ));
+}
+
+#[test]
+fn unknown_queue_waits_or_reroutes() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 1);
+    s.request("c", "j1", "nobody", "");
+    assert!(s.dispatched().is_empty(), "waits for its queue");
+    s.inform("jm2", &[(10, "nobody")]);
+    s.ready("jm2", 1);
+    assert_eq!(s.dispatched(), d(&[("jm2", "j1")]));
+
+    let mut s = Sim::new(Config {
+        unknown_queue: UnknownQueuePolicy::Reroute,
+        ..Config::default()
+    });
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 1);
+    s.request("c", "j1", "nobody", "");
+    assert_eq!(s.dispatched(), d(&[("jm", "j1")]));
+}
+
+#[test]
+fn eventmq_jobmanagers_are_asked_for_every_reply() {
+    let mut s = Sim::default();
+    s.send(
+        Endpoint::Backend,
+        "py",
+        "i",
+        Message::Inform(Inform {
+            queues: vec![],
+            peer_type: PeerType::Worker,
+            timing: None,
+        }),
+    );
+    s.ready("py", 1);
+    s.request("c", "j1", "default", "timeout:5");
+    let out = s.drain();
+    let Message::Request(r) = &out.last().unwrap().2.message else {
+        panic!()
+    };
+    assert!(r.headers.reply_requested);
+    assert_eq!(r.headers.timeout_secs, 5);
+    // The client did not ask for the result, so it gets none, but can query it.
+    s.reply("py", "j1");
+    assert!(s.drain().is_empty());
+    s.send(
+        Endpoint::Frontend,
+        "c",
+        "q",
+        Message::Query { of: "j1".into() },
+    );
+    let out = s.drain();
+    assert!(
+        matches!(&out[0].2.message, Message::Job { state, result: Some(_), .. } if state == "FINISHED")
+    );
+}
+
+#[test]
+fn results_are_kept_for_retention_then_forgotten() {
+    let mut s = Sim::new(Config {
+        result_retention: Duration::from_secs(10),
+        ..Config::default()
+    });
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 1);
+    s.request("c", "j1", "default", "reply-requested");
+    s.reply("jm", "j1");
+    s.drain();
+    s.advance(Duration::from_secs(9));
+    s.send(
+        Endpoint::Admin,
+        "admin",
+        "q",
+        Message::Query { of: "j1".into() },
+    );
+    assert!(s.drain().iter().any(|(_, _, e)| matches!(
+        &e.message,
+        Message::Job {
+            result: Some(_),
+            ..
+        }
+    )));
+    s.advance(Duration::from_secs(2));
+    s.send(
+        Endpoint::Admin,
+        "admin",
+        "q",
+        Message::Query { of: "j1".into() },
+    );
+    assert!(s.drain().iter().any(|(_, _, e)| matches!(
+        &e.message,
+        Message::Error {
+            code: ErrorCode::UnknownJob,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn duplicate_request_does_not_run_twice() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 2);
+    s.request("c", "j1", "default", "reply-requested");
+    s.request("c", "j1", "default", "reply-requested");
+    assert_eq!(s.dispatched().len(), 1);
+    s.reply("jm", "j1");
+    s.drain();
+    s.request("c", "j1", "default", "reply-requested");
+    let out = s.drain();
+    assert_eq!(
+        out.len(),
+        1,
+        "finished: the result is re-sent, the job is not re-run"
+    );
+    assert!(matches!(out[0].2.message, Message::Reply(Reply::Result(_))));
+}
+
+#[test]
+fn admin_commands_only_on_admin_endpoint() {
+    let mut s = Sim::default();
+    s.send(Endpoint::Frontend, "c", "m", Message::Disconnect);
+    assert!(!s.r.stop_requested());
+    assert!(matches!(
+        s.drain()[0].2.message,
+        Message::Error {
+            code: ErrorCode::AdminOnly,
+            ..
+        }
+    ));
+    s.send(Endpoint::Admin, "a", "m", Message::Status);
+    let out = s.drain();
+    let Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))) = &out[0].2.message else {
+        panic!()
+    };
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert!(v.get("waiting_messages_by_queue").is_some() && v.get("jobmanagers").is_some());
+    s.send(Endpoint::Admin, "a", "m", Message::Disconnect);
+    assert!(s.r.stop_requested());
+}
+
+#[test]
+fn garbage_is_answered_and_harmless() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 1);
+    s.drain();
+    let garbage: Vec<Vec<Vec<u8>>> = vec![
+        vec![],
+        vec![b"only one".to_vec()],
+        vec![
+            vec![],
+            b"eMQP/9.9".to_vec(),
+            b"REQUEST".to_vec(),
+            b"x".to_vec(),
+        ],
+        vec![
+            vec![],
+            b"eMQP/1.0".to_vec(),
+            vec![0xff, 0xfe],
+            b"x".to_vec(),
+        ],
+        vec![
+            vec![],
+            b"eMQP/1.0".to_vec(),
+            b"REQUEST".to_vec(),
+            b"x".to_vec(),
+        ],
+        vec![
+            vec![],
+            b"eMQP/1.0".to_vec(),
+            b"REQUEST".to_vec(),
+            b"x".to_vec(),
+            vec![0xc3, 0x28],
+            vec![],
+            vec![],
+        ],
+        vec![
+            vec![],
+            b"eMQP/1.0".to_vec(),
+            b"INFORM".to_vec(),
+            b"x".to_vec(),
+            b"{{".to_vec(),
+            b"worker".to_vec(),
+        ],
+    ];
+    for (i, g) in garbage.iter().enumerate() {
+        for ep in [Endpoint::Frontend, Endpoint::Backend, Endpoint::Admin] {
+            s.r.handle(s.now, ep, PeerId(vec![0, 1, 0xff, i as u8]), g);
+            let out = s.drain();
+            assert!(
+                out.iter()
+                    .all(|(_, _, e)| matches!(e.message, Message::Error { .. })),
+                "{g:?}: {out:?}"
+            );
+        }
+    }
+    // Still serving.
+    s.request("c", "j1", "default", "");
+    assert_eq!(s.dispatched(), d(&[("jm", "j1")]));
+}
+
+#[test]
+fn cancel_a_waiting_job() {
+    let mut s = Sim::default();
+    s.request("c", "j1", "default", "");
+    s.request("c", "j2", "default", "");
+    s.send(
+        Endpoint::Frontend,
+        "c",
+        "m",
+        Message::Cancel { of: "j1".into() },
+    );
+    assert!(matches!(&s.drain()[0].2.message, Message::Job { state, .. } if state == "CANCELLED"));
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 2);
+    assert_eq!(s.dispatched(), d(&[("jm", "j2")]));
+}
+
+#[test]
+fn kbye_and_unreachable_hand_jobs_back() {
+    let mut s = Sim::default();
+    s.inform("a", &[(10, "default")]);
+    s.inform("b", &[(10, "default")]);
+    s.ready("a", 1);
+    s.request("c", "j1", "default", "");
+    assert_eq!(s.dispatched(), d(&[("a", "j1")]));
+    s.send(Endpoint::Backend, "a", "k", Message::Kbye);
+    s.ready("b", 1);
+    assert_eq!(s.dispatched(), d(&[("b", "j1")]));
+
+    // The transport reports the REQUEST to `b` undeliverable.
+    let frames = vec![
+        Vec::new(),
+        b"eMQP/1.0".to_vec(),
+        b"REQUEST".to_vec(),
+        b"j1".to_vec(),
+        b"default".to_vec(),
+        vec![],
+        vec![],
+    ];
+    s.r.undeliverable(
+        s.now,
+        Outgoing {
+            endpoint: Endpoint::Backend,
+            peer: peer("b"),
+            frames,
+        },
+    );
+    s.inform("c2", &[(10, "default")]);
+    s.ready("c2", 1);
+    assert_eq!(s.dispatched(), d(&[("c2", "j1")]));
+}
+
+#[test]
+fn shutdown_refuses_new_work_and_says_kbye() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(10, "default")]);
+    s.drain();
+    s.r.shutdown();
+    assert!(matches!(s.drain()[0].2.message, Message::Kbye));
+    s.request("c", "j", "default", "");
+    assert!(matches!(
+        s.drain()[0].2.message,
+        Message::Error {
+            code: ErrorCode::ShuttingDown,
+            ..
+        }
+    ));
+}

@@ -1,0 +1,14 @@
+//! emq-router as a library: configuration, the routing core and its transport.
+//!
+//! The binary in `bin/emq-router` only parses flags into a [`Config`] and calls
+//! [`run`]. The routing decisions all live in [`core::Router`], which performs
+//! no I/O and reads no clock; [`transport`] owns the sockets and the poll loop.
+
+pub mod config;
+pub mod core;
+mod results;
+mod status;
+pub mod transport;
+
+pub use config::{Config, UnknownQueuePolicy};
+pub use transport::{run, RunError};

@@ -1,0 +1,238 @@
+//! The router's only I/O: three ROUTER sockets, a signal pipe and one poll
+//! loop that blocks until a message arrives or the core's next deadline.
+//!
+//! Sockets are `ROUTER_MANDATORY`, so a send to a peer that has gone away fails
+//! at once (EHOSTUNREACH) instead of being dropped silently; such messages go
+//! back to the core through [`Router::undeliverable`].
+
+use std::io::Read;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use log::{error, info, warn};
+
+use crate::config::ConfigError;
+use crate::core::{Endpoint, Outgoing, PeerId, Router};
+use crate::Config;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot {what}: {source}")]
+    Zmq { what: String, source: zmq::Error },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[from] std::io::Error),
+}
+
+fn zerr(what: impl Into<String>) -> impl FnOnce(zmq::Error) -> RunError {
+    let what = what.into();
+    move |source| RunError::Zmq { what, source }
+}
+
+/// The endpoints actually bound (a `:*` or `:0` port resolved).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub frontend: String,
+    pub backend: String,
+    pub admin: String,
+}
+
+/// Most messages read from one socket before the others get a turn.
+const BATCH: usize = 512;
+
+struct Sockets {
+    frontend: zmq::Socket,
+    backend: zmq::Socket,
+    admin: zmq::Socket,
+}
+
+impl Sockets {
+    fn get(&self, ep: Endpoint) -> &zmq::Socket {
+        match ep {
+            Endpoint::Frontend => &self.frontend,
+            Endpoint::Backend => &self.backend,
+            Endpoint::Admin => &self.admin,
+        }
+    }
+}
+
+fn bind(
+    ctx: &zmq::Context,
+    addr: &str,
+    config: &Config,
+) -> Result<(zmq::Socket, String), RunError> {
+    let s = ctx
+        .socket(zmq::ROUTER)
+        .map_err(zerr("create a ROUTER socket"))?;
+    s.set_router_mandatory(true)
+        .map_err(zerr("set ROUTER_MANDATORY"))?;
+    s.set_linger(1000).map_err(zerr("set LINGER"))?;
+    s.set_sndhwm(100_000).map_err(zerr("set SNDHWM"))?;
+    s.set_rcvhwm(100_000).map_err(zerr("set RCVHWM"))?;
+    // Frames a little over the limit get an ERROR from the core; absurd ones
+    // make libzmq drop the connection before they are buffered.
+    let cap = config
+        .max_frame
+        .saturating_add(1 << 20)
+        .min(i64::MAX as usize) as i64;
+    s.set_maxmsgsize(cap).map_err(zerr("set MAXMSGSIZE"))?;
+    s.bind(addr).map_err(zerr(format!("bind {addr}")))?;
+    let bound = s
+        .get_last_endpoint()
+        .map_err(zerr("read the bound endpoint"))?
+        .unwrap_or_else(|_| addr.to_string());
+    Ok((s, bound))
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Bind the endpoints, call `on_bound` with what was bound, and route until
+/// SIGTERM/SIGINT or an admin DISCONNECT. Returns Ok on a clean stop.
+pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError> {
+    config.validate()?;
+    let (sig_read, sig_write) = UnixStream::pair()?;
+    sig_read.set_nonblocking(true)?;
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::low_level::pipe::register(sig, sig_write.try_clone()?)?;
+    }
+    let ctx = zmq::Context::new();
+    let (frontend, f) = bind(&ctx, &config.frontend, &config)?;
+    let (backend, b) = bind(&ctx, &config.backend, &config)?;
+    let (admin, a) = bind(&ctx, &config.admin, &config)?;
+    let bound = Bound {
+        frontend: f,
+        backend: b,
+        admin: a,
+    };
+    info!(
+        "listening: clients on {}, jobmanagers on {}, admin on {}",
+        bound.frontend, bound.backend, bound.admin
+    );
+    on_bound(&bound);
+    let sockets = Sockets {
+        frontend,
+        backend,
+        admin,
+    };
+    let mut core = Router::new(config, Instant::now(), unix_now());
+    let mut pending: Vec<Outgoing> = Vec::new();
+
+    loop {
+        let now = Instant::now();
+        if now >= core.next_deadline() {
+            core.tick(now);
+        }
+        flush(&sockets, &mut core, &mut pending);
+        if core.stop_requested() {
+            break;
+        }
+        let wait = core
+            .next_deadline()
+            .saturating_duration_since(Instant::now());
+        // Round up so that we never wake a hair before the deadline and spin.
+        let timeout_ms = wait.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
+        let mut items = [
+            sockets.frontend.as_poll_item(zmq::POLLIN),
+            sockets.backend.as_poll_item(zmq::POLLIN),
+            sockets.admin.as_poll_item(zmq::POLLIN),
+            zmq::PollItem::from_fd(sig_read.as_raw_fd(), zmq::POLLIN),
+        ];
+        match zmq::poll(&mut items, timeout_ms) {
+            Ok(_) => {}
+            Err(zmq::Error::EINTR) => {}
+            Err(e) => {
+                return Err(RunError::Zmq {
+                    what: "poll".into(),
+                    source: e,
+                })
+            }
+        }
+        let readable = [
+            items[0].is_readable(),
+            items[1].is_readable(),
+            items[2].is_readable(),
+            items[3].is_readable(),
+        ];
+        if readable[3] {
+            let mut buf = [0u8; 64];
+            while matches!((&sig_read).read(&mut buf), Ok(n) if n > 0) {}
+            info!("signal received: stopping");
+            break;
+        }
+        let now = Instant::now();
+        for (i, ep) in [Endpoint::Frontend, Endpoint::Backend, Endpoint::Admin]
+            .into_iter()
+            .enumerate()
+        {
+            if readable[i] {
+                receive_batch(sockets.get(ep), ep, now, &mut core);
+                flush(&sockets, &mut core, &mut pending);
+            }
+        }
+    }
+    core.shutdown();
+    flush(&sockets, &mut core, &mut pending);
+    info!("stopped");
+    Ok(())
+}
+
+fn receive_batch(socket: &zmq::Socket, ep: Endpoint, now: Instant, core: &mut Router) {
+    for _ in 0..BATCH {
+        match socket.recv_multipart(zmq::DONTWAIT) {
+            Ok(mut frames) if !frames.is_empty() => {
+                let peer = PeerId(frames.remove(0));
+                core.handle(now, ep, peer, &frames);
+            }
+            Ok(_) => {}
+            Err(zmq::Error::EAGAIN) => return,
+            Err(e) => {
+                error!("receive on {ep:?}: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Send everything the core produced; what cannot be delivered goes back to it,
+/// which may produce more to send.
+fn flush(sockets: &Sockets, core: &mut Router, pending: &mut Vec<Outgoing>) {
+    loop {
+        pending.extend(core.take_outgoing());
+        if pending.is_empty() {
+            return;
+        }
+        let mut failed = Vec::new();
+        for out in pending.drain(..) {
+            let socket = sockets.get(out.endpoint);
+            let mut parts: Vec<Vec<u8>> = Vec::with_capacity(out.frames.len() + 1);
+            parts.push(out.peer.0.clone());
+            parts.extend(out.frames.iter().cloned());
+            match socket.send_multipart(parts, zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(e @ (zmq::Error::EHOSTUNREACH | zmq::Error::EAGAIN)) => {
+                    log::debug!("cannot send to {:?} peer {}: {e}", out.endpoint, out.peer);
+                    failed.push(out);
+                }
+                Err(e) => {
+                    warn!("send to {:?} peer {} failed: {e}", out.endpoint, out.peer);
+                    failed.push(out);
+                }
+            }
+        }
+        if failed.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for out in failed {
+            core.undeliverable(now, out);
+        }
+    }
+}
