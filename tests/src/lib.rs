@@ -1,0 +1,243 @@
+//! Harness for the cross-process tests: find the built binaries, start them on
+//! ephemeral loopback endpoints, talk to them with raw DEALER sockets, wait on
+//! conditions with deadlines, and reap every process on drop.
+//!
+//! The binaries must be built first (`cargo build --workspace`), which
+//! `scripts/test.sh` and `.ci/run` do.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use emq_proto::{decode, Envelope, Message};
+
+/// Path of a workspace binary next to this test executable's `deps/` folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Poll `cond` until it is true or `within` has passed.
+pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A child process that is killed and reaped when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, name: &str) -> Proc {
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("EMQ_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    pub fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("running")
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        if self.status.is_none() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig);
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        self.wait_exit(Duration::from_secs(10))
+            .expect("killed process exits");
+    }
+
+    /// Wait for the process to exit, up to `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        if let Some(s) = self.status {
+            return Some(s);
+        }
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                self.status = Some(s);
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.wait_exit(Duration::ZERO).is_none()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Read the first line of a child's stdout that starts with `prefix`.
+pub fn read_ready_line(child: &mut Child, prefix: &str, within: Duration) -> String {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = mpsc::channel();
+    let prefix = prefix.to_string();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.starts_with(&prefix) {
+                let _ = tx.send(line);
+                break;
+            }
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    rx.recv_timeout(within)
+        .expect("child printed its ready line in time")
+}
+
+/// A running `emq-router` on ephemeral loopback ports.
+pub struct RouterProc {
+    pub proc: Proc,
+    pub frontend: String,
+    pub backend: String,
+    pub admin: String,
+}
+
+impl RouterProc {
+    pub fn start(extra: &[&str]) -> RouterProc {
+        Self::start_on(["tcp://127.0.0.1:*"; 3], extra)
+    }
+
+    /// Start on given endpoints (to restart a router where it was).
+    pub fn start_on(endpoints: [&str; 3], extra: &[&str]) -> RouterProc {
+        let mut cmd = Command::new(bin("emq-router"));
+        cmd.args([
+            "--frontend",
+            endpoints[0],
+            "--backend",
+            endpoints[1],
+            "--admin",
+            endpoints[2],
+        ]);
+        cmd.args(extra).stdout(Stdio::piped());
+        let mut proc = Proc::spawn(cmd, "emq-router");
+        let line = read_ready_line(
+            proc.child_mut(),
+            "emq-router ready",
+            Duration::from_secs(10),
+        );
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{k}=")))
+                .expect("endpoint in ready line")
+                .to_string()
+        };
+        RouterProc {
+            frontend: field("frontend"),
+            backend: field("backend"),
+            admin: field("admin"),
+            proc,
+        }
+    }
+}
+
+/// A raw DEALER socket speaking eMQP frames, for driving the router by hand.
+pub struct Dealer {
+    pub socket: zmq::Socket,
+}
+
+impl Dealer {
+    pub fn connect(ctx: &zmq::Context, endpoint: &str, identity: Option<&str>) -> Dealer {
+        let socket = ctx.socket(zmq::DEALER).expect("dealer");
+        socket.set_linger(0).unwrap();
+        if let Some(id) = identity {
+            socket.set_identity(id.as_bytes()).unwrap();
+        }
+        socket.connect(endpoint).expect("connect");
+        Dealer { socket }
+    }
+
+    pub fn send(&self, msg: &Message, msgid: &str) {
+        self.send_raw(msg.encode_with_id(msgid));
+    }
+
+    pub fn send_raw(&self, frames: Vec<Vec<u8>>) {
+        self.socket.send_multipart(frames, 0).expect("send");
+    }
+
+    pub fn recv_raw(&self, within: Duration) -> Option<Vec<Vec<u8>>> {
+        let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
+        let ms = within.as_millis() as i64;
+        if zmq::poll(&mut items, ms).ok()? == 0 {
+            return None;
+        }
+        self.socket.recv_multipart(0).ok()
+    }
+
+    pub fn recv(&self, within: Duration) -> Option<Envelope> {
+        self.recv_raw(within)
+            .map(|f| decode(&f).expect("router sends valid frames"))
+    }
+
+    /// Receive until a message matches `pred` (skipping e.g. heartbeats).
+    pub fn recv_until(
+        &self,
+        within: Duration,
+        mut pred: impl FnMut(&Envelope) -> bool,
+    ) -> Option<Envelope> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let env = self.recv(left)?;
+            if pred(&env) {
+                return Some(env);
+            }
+        }
+    }
+}

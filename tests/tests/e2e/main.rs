@@ -1,0 +1,3 @@
+//! The one cross-process test binary: each module drives real emq processes.
+
+mod router;
