@@ -79,8 +79,7 @@ impl Proc {
 
     pub fn kill9(&mut self) {
         self.signal(nix::sys::signal::Signal::SIGKILL);
-        self.wait_exit(Duration::from_secs(10))
-            .expect("killed process exits");
+        self.wait_exit(Duration::from_secs(10)).expect("killed process exits");
     }
 
     /// Wait for the process to exit, up to `within`.
@@ -134,8 +133,7 @@ pub fn read_ready_line(child: &mut Child, prefix: &str, within: Duration) -> Str
         // Keep draining so the child never blocks on a full pipe.
         for _ in lines {}
     });
-    rx.recv_timeout(within)
-        .expect("child printed its ready line in time")
+    rx.recv_timeout(within).expect("child printed its ready line in time")
 }
 
 /// A running `emq-router` on ephemeral loopback ports.
@@ -164,11 +162,7 @@ impl RouterProc {
         ]);
         cmd.args(extra).stdout(Stdio::piped());
         let mut proc = Proc::spawn(cmd, "emq-router");
-        let line = read_ready_line(
-            proc.child_mut(),
-            "emq-router ready",
-            Duration::from_secs(10),
-        );
+        let line = read_ready_line(proc.child_mut(), "emq-router ready", Duration::from_secs(10));
         let field = |k: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{k}=")))
@@ -223,11 +217,7 @@ impl Dealer {
     }
 
     /// Receive until a message matches `pred` (skipping e.g. heartbeats).
-    pub fn recv_until(
-        &self,
-        within: Duration,
-        mut pred: impl FnMut(&Envelope) -> bool,
-    ) -> Option<Envelope> {
+    pub fn recv_until(&self, within: Duration, mut pred: impl FnMut(&Envelope) -> bool) -> Option<Envelope> {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -239,5 +229,52 @@ impl Dealer {
                 return Some(env);
             }
         }
+    }
+}
+
+/// A running `emq-jobmanager` connected to a router.
+pub struct JobManagerProc {
+    pub proc: Proc,
+}
+
+impl JobManagerProc {
+    /// Start with fast heartbeats; `extra` adds flags (`-J`, `-Q`, ...).
+    pub fn start(router: &RouterProc, extra: &[&str]) -> JobManagerProc {
+        let mut cmd = Command::new(bin("emq-jobmanager"));
+        cmd.args([
+            "--router",
+            &router.backend,
+            "--heartbeat-ms",
+            "100",
+            "--liveness-ms",
+            "1000",
+        ]);
+        cmd.args(extra);
+        JobManagerProc {
+            proc: Proc::spawn(cmd, "emq-jobmanager"),
+        }
+    }
+
+    /// Pids of this jobmanager's worker processes (its children).
+    pub fn worker_pids(&self) -> Vec<i32> {
+        children_of(self.proc.pid())
+    }
+}
+
+/// Pids whose parent is `pid`, from /proc.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
     }
 }

@@ -54,10 +54,7 @@ impl Default for Config {
             max_waiting_per_queue: 1_000_000,
             max_waiting_total: 4_000_000,
             unknown_queue: UnknownQueuePolicy::Wait,
-            default_queues: vec![(
-                emq_proto::DEFAULT_WEIGHT,
-                emq_proto::DEFAULT_QUEUE.to_string(),
-            )],
+            default_queues: vec![(emq_proto::DEFAULT_WEIGHT, emq_proto::DEFAULT_QUEUE.to_string())],
             result_retention: Duration::from_secs(600),
             result_capacity: 100_000,
             max_frame: emq_proto::DEFAULT_MAX_FRAME,

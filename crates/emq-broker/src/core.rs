@@ -14,8 +14,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use emq_proto::{
-    decode_with_limit, peek_msgid, ContentType, ErrorCode, Headers, Inform, Message, Outcome,
-    PeerType, Reply, Request, ResultFrames, Timing,
+    decode_with_limit, peek_msgid, ContentType, ErrorCode, Headers, Inform, Message, Outcome, PeerType, Reply, Request,
+    ResultFrames, Timing,
 };
 use log::{debug, info, warn};
 
@@ -186,8 +186,7 @@ impl Router {
     /// Send heartbeats that are due, expire silent jobmanagers and old results.
     pub fn tick(&mut self, now: Instant) {
         if now >= self.next_heartbeat {
-            let unix =
-                self.unix_at_start + now.saturating_duration_since(self.started).as_secs_f64();
+            let unix = self.unix_at_start + now.saturating_duration_since(self.started).as_secs_f64();
             let hb = Message::Heartbeat {
                 unix_time: format!("{unix:.3}"),
                 state: None,
@@ -247,23 +246,14 @@ impl Router {
                 self.remove_worker(now, &out.peer);
             }
             (Endpoint::Frontend, Message::Reply(Reply::Result(r))) => {
-                debug!(
-                    "client {} gone; result of {} kept for lookup",
-                    out.peer, r.of
-                );
+                debug!("client {} gone; result of {} kept for lookup", out.peer, r.of);
             }
             _ => {}
         }
     }
 
     /// Handle one message received on `endpoint` from `peer`.
-    pub fn handle(
-        &mut self,
-        now: Instant,
-        endpoint: Endpoint,
-        peer: PeerId,
-        frames: &[impl AsRef<[u8]>],
-    ) {
+    pub fn handle(&mut self, now: Instant, endpoint: Endpoint, peer: PeerId, frames: &[impl AsRef<[u8]>]) {
         let env = match decode_with_limit(frames, self.config.max_frame) {
             Ok(env) => env,
             Err(e) => {
@@ -299,14 +289,7 @@ impl Router {
         });
     }
 
-    fn error(
-        &mut self,
-        endpoint: Endpoint,
-        peer: &PeerId,
-        of: &str,
-        code: ErrorCode,
-        reason: &str,
-    ) {
+    fn error(&mut self, endpoint: Endpoint, peer: &PeerId, of: &str, code: ErrorCode, reason: &str) {
         self.send(
             endpoint,
             peer,
@@ -318,14 +301,7 @@ impl Router {
         );
     }
 
-    fn refuse(
-        &mut self,
-        endpoint: Endpoint,
-        peer: &PeerId,
-        msgid: &str,
-        code: ErrorCode,
-        reason: &str,
-    ) {
+    fn refuse(&mut self, endpoint: Endpoint, peer: &PeerId, msgid: &str, code: ErrorCode, reason: &str) {
         self.offence(peer, endpoint, reason);
         self.error(endpoint, peer, msgid, code, reason);
     }
@@ -338,16 +314,14 @@ impl Router {
             Message::Query { of } => self.answer_query(Endpoint::Frontend, &peer, &of),
             Message::Cancel { of } => self.cancel(now, Endpoint::Frontend, &peer, &of),
             Message::Heartbeat { .. } | Message::Kbye | Message::Ack { .. } => {}
-            Message::Disconnect
-            | Message::Status
-            | Message::RouterShowWorkers
-            | Message::RouterShowSchedulers => self.refuse(
-                Endpoint::Frontend,
-                &peer,
-                &msgid,
-                ErrorCode::AdminOnly,
-                "admin commands are only accepted on the admin endpoint",
-            ),
+            Message::Disconnect | Message::Status | Message::RouterShowWorkers | Message::RouterShowSchedulers => self
+                .refuse(
+                    Endpoint::Frontend,
+                    &peer,
+                    &msgid,
+                    ErrorCode::AdminOnly,
+                    "admin commands are only accepted on the admin endpoint",
+                ),
             Message::Schedule { .. }
             | Message::Unschedule { .. }
             | Message::Inform(Inform {
@@ -362,13 +336,7 @@ impl Router {
             ),
             other => {
                 let reason = format!("{} is not a client command", other.command().as_str());
-                self.refuse(
-                    Endpoint::Frontend,
-                    &peer,
-                    &msgid,
-                    ErrorCode::UnknownCommand,
-                    &reason,
-                )
+                self.refuse(Endpoint::Frontend, &peer, &msgid, ErrorCode::UnknownCommand, &reason)
             }
         }
     }
@@ -400,11 +368,7 @@ impl Router {
             debug!("duplicate REQUEST {msgid} from {client}: already finished");
             if req.headers.reply_requested {
                 let result = done.result.clone();
-                self.send(
-                    Endpoint::Frontend,
-                    &client,
-                    Message::Reply(Reply::Result(result)),
-                );
+                self.send(Endpoint::Frontend, &client, Message::Reply(Reply::Result(result)));
             }
             return;
         }
@@ -412,10 +376,7 @@ impl Router {
         if queue.is_empty() {
             queue = emq_proto::DEFAULT_QUEUE.to_string();
         }
-        let served = self
-            .queues
-            .get(&queue)
-            .is_some_and(|q| !q.members.is_empty());
+        let served = self.queues.get(&queue).is_some_and(|q| !q.members.is_empty());
         if !served && self.config.unknown_queue == UnknownQueuePolicy::Reroute {
             debug!("no jobmanager serves queue {queue:?}: rerouting {msgid} to default");
             queue = emq_proto::DEFAULT_QUEUE.to_string();
@@ -423,10 +384,11 @@ impl Router {
         // Refuse only when the job would have to wait and there is no room.
         if self.pick_worker(&queue).is_none() {
             let q_len = self.queues.get(&queue).map_or(0, |q| q.waiting.len());
-            if q_len >= self.config.max_waiting_per_queue
-                || self.waiting_total >= self.config.max_waiting_total
-            {
-                warn!("queue {queue:?} full ({q_len} waiting, {} in all): refusing {msgid} from {client}", self.waiting_total);
+            if q_len >= self.config.max_waiting_per_queue || self.waiting_total >= self.config.max_waiting_total {
+                warn!(
+                    "queue {queue:?} full ({q_len} waiting, {} in all): refusing {msgid} from {client}",
+                    self.waiting_total
+                );
                 return self.error(
                     Endpoint::Frontend,
                     &client,
@@ -499,11 +461,7 @@ impl Router {
     }
 
     fn cancel(&mut self, now: Instant, endpoint: Endpoint, peer: &PeerId, of: &str) {
-        if self
-            .jobs
-            .get(of)
-            .is_some_and(|j| j.state == JobState::Waiting)
-        {
+        if self.jobs.get(of).is_some_and(|j| j.state == JobState::Waiting) {
             let job = self.jobs.remove(of).expect("checked above");
             if let Some(q) = self.queues.get_mut(&job.queue) {
                 q.waiting.retain(|id| id != of);
@@ -530,13 +488,7 @@ impl Router {
         let Some(worker) = self.workers.get_mut(&peer) else {
             if !matches!(msg, Message::Kbye) {
                 let reason = format!("{} before INFORM", msg.command().as_str());
-                self.refuse(
-                    Endpoint::Backend,
-                    &peer,
-                    &msgid,
-                    ErrorCode::NotInformed,
-                    &reason,
-                );
+                self.refuse(Endpoint::Backend, &peer, &msgid, ErrorCode::NotInformed, &reason);
             }
             return;
         };
@@ -562,13 +514,7 @@ impl Router {
             Message::Ack { .. } => {}
             other => {
                 let reason = format!("{} is not a jobmanager command", other.command().as_str());
-                self.refuse(
-                    Endpoint::Backend,
-                    &peer,
-                    &msgid,
-                    ErrorCode::UnknownCommand,
-                    &reason,
-                );
+                self.refuse(Endpoint::Backend, &peer, &msgid, ErrorCode::UnknownCommand, &reason);
             }
         }
     }
@@ -592,20 +538,24 @@ impl Router {
                 "router is shutting down",
             );
         }
-        if self.workers.contains_key(&peer) {
-            info!("jobmanager {peer} informed again: resetting it");
-            self.remove_worker(now, &peer);
-        }
         let queues = if inform.queues.is_empty() {
             self.config.default_queues.clone()
         } else {
             inform.queues
         };
-        let peer_hb = inform
-            .timing
-            .map_or(self.config.assumed_peer_heartbeat, |t| {
-                Duration::from_millis(t.heartbeat_ms)
-            });
+        // A known peer informing again (new queues, or it lost track of us)
+        // keeps its running jobs; its slots are announced afresh after the ACK.
+        let previous = self.workers.remove(&peer);
+        if previous.is_some() {
+            info!("jobmanager {peer} informed again");
+            for q in self.queues.values_mut() {
+                q.members.retain(|m| m.peer != peer);
+            }
+        }
+        let (running, processed) = previous.map_or_else(Default::default, |w| (w.running, w.processed));
+        let peer_hb = inform.timing.map_or(self.config.assumed_peer_heartbeat, |t| {
+            Duration::from_millis(t.heartbeat_ms)
+        });
         let window = self.config.liveness.max(peer_hb * 2);
         info!("jobmanager {peer} joined: queues {queues:?}, liveness window {window:?}");
         for (weight, name) in &queues {
@@ -624,9 +574,9 @@ impl Router {
                 slots: 0,
                 last_seen: now,
                 window,
-                running: HashSet::new(),
+                running,
                 state: None,
-                processed: 0,
+                processed,
                 is_eventmq: inform.timing.is_none(),
             },
         );
@@ -726,15 +676,8 @@ impl Router {
         for (_, id) in running.into_iter().rev() {
             let job = self.jobs.get_mut(&id).expect("running job is tracked");
             job.state = JobState::Waiting;
-            info!(
-                "job {id} handed back to queue {:?} (jobmanager {peer} gone)",
-                job.queue
-            );
-            self.queues
-                .entry(job.queue.clone())
-                .or_default()
-                .waiting
-                .push_front(id);
+            info!("job {id} handed back to queue {:?} (jobmanager {peer} gone)", job.queue);
+            self.queues.entry(job.queue.clone()).or_default().waiting.push_front(id);
             self.waiting_total += 1;
             touched.insert(job.queue.clone());
         }
@@ -760,11 +703,7 @@ impl Router {
 
     /// Send waiting jobs of `queue` while someone has a free slot.
     fn dispatch_queue(&mut self, now: Instant, queue: &str) {
-        while self
-            .queues
-            .get(queue)
-            .is_some_and(|q| !q.waiting.is_empty())
-        {
+        while self.queues.get(queue).is_some_and(|q| !q.waiting.is_empty()) {
             let Some(i) = self.pick_worker(queue) else {
                 return;
             };
@@ -785,12 +724,7 @@ impl Router {
             if self.workers.get(peer).is_none_or(|w| w.slots == 0) {
                 return;
             }
-            while self
-                .queues
-                .get(&name)
-                .is_some_and(|q| !q.waiting.is_empty())
-                && self.workers[peer].slots > 0
-            {
+            while self.queues.get(&name).is_some_and(|q| !q.waiting.is_empty()) && self.workers[peer].slots > 0 {
                 self.dispatch_one(now, &name, peer);
             }
         }
@@ -886,13 +820,7 @@ impl Router {
             Message::Heartbeat { .. } | Message::Kbye => {}
             other => {
                 let reason = format!("{} is not an admin command", other.command().as_str());
-                self.refuse(
-                    Endpoint::Admin,
-                    &peer,
-                    &msgid,
-                    ErrorCode::UnknownCommand,
-                    &reason,
-                )
+                self.refuse(Endpoint::Admin, &peer, &msgid, ErrorCode::UnknownCommand, &reason)
             }
         }
     }

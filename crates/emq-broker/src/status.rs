@@ -27,10 +27,7 @@ pub(crate) fn status_json(r: &Router, now: Instant) -> String {
             waiting.insert(name.clone(), json!(q.waiting_len()));
         }
         processed.insert(name.clone(), json!(q.processed));
-        let members: Vec<Value> = q
-            .member_ids()
-            .map(|(w, p)| json!([w, p.to_string()]))
-            .collect();
+        let members: Vec<Value> = q.member_ids().map(|(w, p)| json!([w, p.to_string()])).collect();
         queues.insert(
             name.clone(),
             json!({
@@ -91,7 +88,10 @@ pub(crate) fn workers_json(r: &Router, now: Instant) -> String {
         .iter()
         .map(|(p, w)| {
             let age = now.saturating_duration_since(w.last_seen).as_secs_f64();
-            (p.to_string(), json!({"queues": w.queues, "hb": -age, "available_slots": w.slots, "state": w.state}))
+            (
+                p.to_string(),
+                json!({"queues": w.queues, "hb": -age, "available_slots": w.slots, "state": w.state}),
+            )
         })
         .collect();
     let queues: Map<String, Value> = r
@@ -100,11 +100,7 @@ pub(crate) fn workers_json(r: &Router, now: Instant) -> String {
         .map(|(name, q)| {
             (
                 name.clone(),
-                Value::Array(
-                    q.member_ids()
-                        .map(|(w, p)| json!([w, p.to_string()]))
-                        .collect(),
-                ),
+                Value::Array(q.member_ids().map(|(w, p)| json!([w, p.to_string()])).collect()),
             )
         })
         .collect();

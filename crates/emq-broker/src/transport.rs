@@ -59,25 +59,15 @@ impl Sockets {
     }
 }
 
-fn bind(
-    ctx: &zmq::Context,
-    addr: &str,
-    config: &Config,
-) -> Result<(zmq::Socket, String), RunError> {
-    let s = ctx
-        .socket(zmq::ROUTER)
-        .map_err(zerr("create a ROUTER socket"))?;
-    s.set_router_mandatory(true)
-        .map_err(zerr("set ROUTER_MANDATORY"))?;
+fn bind(ctx: &zmq::Context, addr: &str, config: &Config) -> Result<(zmq::Socket, String), RunError> {
+    let s = ctx.socket(zmq::ROUTER).map_err(zerr("create a ROUTER socket"))?;
+    s.set_router_mandatory(true).map_err(zerr("set ROUTER_MANDATORY"))?;
     s.set_linger(1000).map_err(zerr("set LINGER"))?;
     s.set_sndhwm(100_000).map_err(zerr("set SNDHWM"))?;
     s.set_rcvhwm(100_000).map_err(zerr("set RCVHWM"))?;
     // Frames a little over the limit get an ERROR from the core; absurd ones
     // make libzmq drop the connection before they are buffered.
-    let cap = config
-        .max_frame
-        .saturating_add(1 << 20)
-        .min(i64::MAX as usize) as i64;
+    let cap = config.max_frame.saturating_add(1 << 20).min(i64::MAX as usize) as i64;
     s.set_maxmsgsize(cap).map_err(zerr("set MAXMSGSIZE"))?;
     s.bind(addr).map_err(zerr(format!("bind {addr}")))?;
     let bound = s
@@ -134,9 +124,7 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         if core.stop_requested() {
             break;
         }
-        let wait = core
-            .next_deadline()
-            .saturating_duration_since(Instant::now());
+        let wait = core.next_deadline().saturating_duration_since(Instant::now());
         // Round up so that we never wake a hair before the deadline and spin.
         let timeout_ms = wait.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
         let mut items = [

@@ -24,11 +24,7 @@ pub enum DecodeError {
     #[error("unknown command {0:?}")]
     UnknownCommand(String),
     #[error("frame {index} is {size} bytes, the limit is {max}")]
-    FrameTooLarge {
-        index: usize,
-        size: usize,
-        max: usize,
-    },
+    FrameTooLarge { index: usize, size: usize, max: usize },
     #[error("bad {what}: {reason}")]
     BadPayload { what: &'static str, reason: String },
 }
@@ -38,9 +34,7 @@ impl DecodeError {
         match self {
             DecodeError::VersionMismatch { .. } => ErrorCode::Version,
             DecodeError::UnknownCommand(_) => ErrorCode::UnknownCommand,
-            DecodeError::FrameTooLarge { .. } | DecodeError::TooManyFrames { .. } => {
-                ErrorCode::TooLarge
-            }
+            DecodeError::FrameTooLarge { .. } | DecodeError::TooManyFrames { .. } => ErrorCode::TooLarge,
             _ => ErrorCode::Malformed,
         }
     }

@@ -34,9 +34,7 @@ impl Headers {
                 ("guarantee", None) => h.guarantee = true,
                 ("retry-count", Some(v)) => h.retry_count = v.parse().unwrap_or(0),
                 ("timeout", Some(v)) => h.timeout_secs = v.parse().unwrap_or(0),
-                ("content-type", Some(v)) => {
-                    h.content_type = ContentType::parse(v).unwrap_or_default()
-                }
+                ("content-type", Some(v)) => h.content_type = ContentType::parse(v).unwrap_or_default(),
                 _ => h.other.push(item.to_string()),
             }
         }

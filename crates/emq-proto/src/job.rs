@@ -45,18 +45,10 @@ impl ContentType {
         }
     }
 
-    fn decode<'a, T: Deserialize<'a>>(
-        self,
-        what: &'static str,
-        bytes: &'a [u8],
-    ) -> Result<T, DecodeError> {
+    fn decode<'a, T: Deserialize<'a>>(self, what: &'static str, bytes: &'a [u8]) -> Result<T, DecodeError> {
         match self {
-            ContentType::Json => {
-                serde_json::from_slice(bytes).map_err(|e| DecodeError::bad(what, e))
-            }
-            ContentType::MsgPack => {
-                rmp_serde::from_slice(bytes).map_err(|e| DecodeError::bad(what, e))
-            }
+            ContentType::Json => serde_json::from_slice(bytes).map_err(|e| DecodeError::bad(what, e)),
+            ContentType::MsgPack => rmp_serde::from_slice(bytes).map_err(|e| DecodeError::bad(what, e)),
         }
     }
 }
@@ -236,11 +228,7 @@ impl JobResult {
         })
     }
 
-    pub fn decode_body(
-        outcome: Outcome,
-        body: &[u8],
-        ct: ContentType,
-    ) -> Result<JobResult, DecodeError> {
+    pub fn decode_body(outcome: Outcome, body: &[u8], ct: ContentType) -> Result<JobResult, DecodeError> {
         let b: ResultBody = ct.decode("result body", body)?;
         Ok(JobResult {
             outcome,
@@ -269,10 +257,7 @@ mod tests {
         let mut call = JobCall::new("emq.echo");
         call.args.push(json!("hi"));
         let packed = call.encode(ContentType::MsgPack);
-        assert_eq!(
-            JobCall::decode(&packed, ContentType::MsgPack).unwrap(),
-            call
-        );
+        assert_eq!(JobCall::decode(&packed, ContentType::MsgPack).unwrap(), call);
         // The same bytes are never silently accepted as the other encoding.
         assert!(JobCall::decode(&packed, ContentType::Json).is_err());
         let json = call.encode(ContentType::Json);
@@ -288,10 +273,7 @@ mod tests {
             b"[\"run\", {\"callable\": \"\"}]",
             b"\xff\xfe",
         ] {
-            assert!(
-                JobCall::decode(body, ContentType::Json).is_err(),
-                "{body:?}"
-            );
+            assert!(JobCall::decode(body, ContentType::Json).is_err(), "{body:?}");
         }
     }
 
@@ -302,10 +284,7 @@ mod tests {
         let bad = JobResult::failed(Outcome::Failed, "boom");
         for ct in [ContentType::Json, ContentType::MsgPack] {
             let body = bad.encode_body(ct);
-            assert_eq!(
-                JobResult::decode_body(Outcome::Failed, &body, ct).unwrap(),
-                bad
-            );
+            assert_eq!(JobResult::decode_body(Outcome::Failed, &body, ct).unwrap(), bad);
         }
     }
 }

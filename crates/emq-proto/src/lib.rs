@@ -14,8 +14,8 @@ pub use error::{DecodeError, ErrorCode};
 pub use headers::Headers;
 pub use job::{ContentType, JobCall, JobResult, Outcome, Value};
 pub use message::{
-    decode, decode_with_limit, new_msgid, peek_msgid, Command, Envelope, Inform, Message, PeerType,
-    Reply, ReplyNotice, Request, ResultFrames, Timing,
+    decode, decode_with_limit, new_msgid, peek_msgid, Command, Envelope, Inform, Message, PeerType, Reply, ReplyNotice,
+    Request, ResultFrames, Timing,
 };
 
 /// The protocol version every frame carries, as EventMQ 0.3.13 spells it.

@@ -10,8 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ContentType, DecodeError, ErrorCode, Headers, Outcome, DEFAULT_MAX_FRAME, MAX_FRAMES,
-    SUPPORTED_VERSIONS, VERSION,
+    ContentType, DecodeError, ErrorCode, Headers, Outcome, DEFAULT_MAX_FRAME, MAX_FRAMES, SUPPORTED_VERSIONS, VERSION,
 };
 
 /// Every command of eMQP/1.0 plus emq's extensions (ERROR, QUERY, JOB, CANCEL).
@@ -229,8 +228,7 @@ impl Message {
         let s = |x: &str| x.as_bytes().to_vec();
         match self {
             Message::Inform(i) => {
-                let queues: Vec<(i64, &str)> =
-                    i.queues.iter().map(|(w, q)| (*w, q.as_str())).collect();
+                let queues: Vec<(i64, &str)> = i.queues.iter().map(|(w, q)| (*w, q.as_str())).collect();
                 f.push(if queues.is_empty() {
                     Vec::new()
                 } else {
@@ -263,9 +261,7 @@ impl Message {
                     f.push(s(st));
                 }
             }
-            Message::Schedule { payload } | Message::Unschedule { payload } => {
-                f.extend(payload.iter().cloned())
-            }
+            Message::Schedule { payload } | Message::Unschedule { payload } => f.extend(payload.iter().cloned()),
             Message::Error { of, code, reason } => {
                 f.push(s(of));
                 f.push(s(code.as_str()));
@@ -347,21 +343,14 @@ pub fn decode(frames: &[impl AsRef<[u8]>]) -> Result<Envelope, DecodeError> {
 }
 
 /// Decode with an explicit per-frame size limit.
-pub fn decode_with_limit(
-    frames: &[impl AsRef<[u8]>],
-    max_frame: usize,
-) -> Result<Envelope, DecodeError> {
+pub fn decode_with_limit(frames: &[impl AsRef<[u8]>], max_frame: usize) -> Result<Envelope, DecodeError> {
     if frames.len() > MAX_FRAMES {
         return Err(DecodeError::TooManyFrames {
             got: frames.len(),
             max: MAX_FRAMES,
         });
     }
-    if let Some((index, f)) = frames
-        .iter()
-        .enumerate()
-        .find(|(_, f)| f.as_ref().len() > max_frame)
-    {
+    if let Some((index, f)) = frames.iter().enumerate().find(|(_, f)| f.as_ref().len() > max_frame) {
         return Err(DecodeError::FrameTooLarge {
             index,
             size: f.as_ref().len(),
@@ -386,8 +375,7 @@ pub fn decode_with_limit(
         });
     }
     let name = utf8(frames, 2)?;
-    let command = Command::parse(name)
-        .ok_or_else(|| DecodeError::UnknownCommand(name.chars().take(64).collect()))?;
+    let command = Command::parse(name).ok_or_else(|| DecodeError::UnknownCommand(name.chars().take(64).collect()))?;
     let msgid = utf8(frames, 3)?.to_string();
     let p = &frames[4..];
     let text = |i: usize| utf8(frames, i + 4);
@@ -406,10 +394,7 @@ pub fn decode_with_limit(
                 }
             };
             let timing = match p.get(2) {
-                Some(_) => Some(
-                    serde_json::from_str(text(2)?)
-                        .map_err(|e| DecodeError::bad("INFORM timing", e))?,
-                ),
+                Some(_) => Some(serde_json::from_str(text(2)?).map_err(|e| DecodeError::bad("INFORM timing", e))?),
                 None => None,
             };
             Message::Inform(Inform {
@@ -452,11 +437,7 @@ pub fn decode_with_limit(
             } else {
                 text(0)?.to_string()
             },
-            state: if p.len() > 1 {
-                Some(text(1)?.to_string())
-            } else {
-                None
-            },
+            state: if p.len() > 1 { Some(text(1)?.to_string()) } else { None },
         },
         Command::Kbye => Message::Kbye,
         Command::Disconnect => Message::Disconnect,
@@ -516,8 +497,7 @@ fn parse_outcome(s: &str) -> Result<Outcome, DecodeError> {
 }
 
 fn parse_content_type(s: &str) -> Result<ContentType, DecodeError> {
-    ContentType::parse(s)
-        .ok_or_else(|| DecodeError::bad("content type", format!("unknown content type {s:?}")))
+    ContentType::parse(s).ok_or_else(|| DecodeError::bad("content type", format!("unknown content type {s:?}")))
 }
 
 /// `[body, of, (outcome, content_type)]` starting at `start`.
@@ -547,8 +527,7 @@ fn parse_queues(s: &str) -> Result<Vec<(i64, String)>, DecodeError> {
     if s.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let items: Vec<serde_json::Value> =
-        serde_json::from_str(s).map_err(|e| DecodeError::bad("INFORM queues", e))?;
+    let items: Vec<serde_json::Value> = serde_json::from_str(s).map_err(|e| DecodeError::bad("INFORM queues", e))?;
     let mut queues = Vec::with_capacity(items.len());
     for item in items {
         let pair = match &item {
@@ -619,22 +598,12 @@ mod tests {
         let Message::Inform(i) = decode(&f).unwrap().message else {
             panic!()
         };
-        assert_eq!(
-            i.queues,
-            vec![(10, "default".to_string()), (5, "images".to_string())]
-        );
+        assert_eq!(i.queues, vec![(10, "default".to_string()), (5, "images".to_string())]);
         assert_eq!(i.peer_type, PeerType::Worker);
         assert_eq!(i.timing, None);
 
         // EventMQ's jobmanager REPLY: [body, request msgid].
-        let f = frames(&[
-            b"",
-            b"eMQP/1.0",
-            b"REPLY",
-            b"m2",
-            br#"{"value": 3}"#,
-            b"req-1",
-        ]);
+        let f = frames(&[b"", b"eMQP/1.0", b"REPLY", b"m2", br#"{"value": 3}"#, b"req-1"]);
         let Message::Reply(Reply::Result(r)) = decode(&f).unwrap().message else {
             panic!()
         };
@@ -742,34 +711,16 @@ mod tests {
     fn malformed_inputs_are_typed_errors() {
         let cases: Vec<(Vec<Vec<u8>>, ErrorCode)> = vec![
             (frames(&[]), ErrorCode::Malformed),
-            (
-                frames(&[b"", b"eMQP/1.0", b"REQUEST"]),
-                ErrorCode::Malformed,
-            ),
-            (
-                frames(&[b"x", b"eMQP/1.0", b"READY", b"m"]),
-                ErrorCode::Malformed,
-            ),
+            (frames(&[b"", b"eMQP/1.0", b"REQUEST"]), ErrorCode::Malformed),
+            (frames(&[b"x", b"eMQP/1.0", b"READY", b"m"]), ErrorCode::Malformed),
             (
                 frames(&[b"", b"eMQP/1.0", b"REQUEST", b"m", b"q", b"h"]),
                 ErrorCode::Malformed,
             ),
-            (
-                frames(&[b"", b"\xff\xfe", b"READY", b"m"]),
-                ErrorCode::Malformed,
-            ),
-            (
-                frames(&[b"", b"eMQP/1.0", b"READY", b"\xc3\x28"]),
-                ErrorCode::Malformed,
-            ),
-            (
-                frames(&[b"", b"eMQP/2.0", b"READY", b"m"]),
-                ErrorCode::Version,
-            ),
-            (
-                frames(&[b"", b"eMQP/1.0", b"FROB", b"m"]),
-                ErrorCode::UnknownCommand,
-            ),
+            (frames(&[b"", b"\xff\xfe", b"READY", b"m"]), ErrorCode::Malformed),
+            (frames(&[b"", b"eMQP/1.0", b"READY", b"\xc3\x28"]), ErrorCode::Malformed),
+            (frames(&[b"", b"eMQP/2.0", b"READY", b"m"]), ErrorCode::Version),
+            (frames(&[b"", b"eMQP/1.0", b"FROB", b"m"]), ErrorCode::UnknownCommand),
             (
                 frames(&[b"", b"eMQP/1.0", b"INFORM", b"m", b"{not json", b"worker"]),
                 ErrorCode::Malformed,
@@ -783,16 +734,7 @@ mod tests {
                 ErrorCode::Malformed,
             ),
             (
-                frames(&[
-                    b"",
-                    b"eMQP/1.0",
-                    b"REPLY",
-                    b"m",
-                    b"{}",
-                    b"of",
-                    b"weird",
-                    b"json",
-                ]),
+                frames(&[b"", b"eMQP/1.0", b"REPLY", b"m", b"{}", b"of", b"weird", b"json"]),
                 ErrorCode::Malformed,
             ),
             (

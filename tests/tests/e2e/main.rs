@@ -1,3 +1,4 @@
 //! The one cross-process test binary: each module drives real emq processes.
 
+mod jobmanager;
 mod router;

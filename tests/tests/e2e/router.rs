@@ -3,8 +3,7 @@
 use std::time::{Duration, Instant};
 
 use emq_proto::{
-    ContentType, ErrorCode, Headers, Inform, Message, Outcome, PeerType, Reply, Request,
-    ResultFrames, Timing,
+    ContentType, ErrorCode, Headers, Inform, Message, Outcome, PeerType, Reply, Request, ResultFrames, Timing,
 };
 use emq_tests::{Dealer, RouterProc};
 
@@ -76,9 +75,7 @@ fn job_reaches_jobmanager_and_result_returns_to_client() {
         br#"["run",{"callable":"echo","path":"emq"}]"#,
     );
 
-    let got = jm
-        .recv_until(T, is_request)
-        .expect("job reaches the jobmanager");
+    let got = jm.recv_until(T, is_request).expect("job reaches the jobmanager");
     assert_eq!(got.msgid, "job-1");
     let Message::Request(req) = got.message else {
         unreachable!()
@@ -102,10 +99,7 @@ fn dead_jobmanagers_job_is_redelivered_to_another() {
     let jm1 = jobmanager(&ctx, &r, "jm-doomed", "default");
     jm1.send(&Message::Ready, "ready");
     request(&client, "job-1", "default", "reply-requested", b"[]");
-    assert_eq!(
-        jm1.recv_until(T, is_request).expect("first delivery").msgid,
-        "job-1"
-    );
+    assert_eq!(jm1.recv_until(T, is_request).expect("first delivery").msgid, "job-1");
     drop(jm1); // Goes silent with the job in flight.
 
     let jm2 = jobmanager(&ctx, &r, "jm-survivor", "default");
@@ -144,10 +138,7 @@ fn garbage_frames_get_error_and_router_keeps_serving() {
     let big = vec![b'x'; 4096];
     let cases: Vec<(Vec<Vec<u8>>, ErrorCode)> = vec![
         (f(&[b"", b"eMQP/1.0", b"REQUEST"]), ErrorCode::Malformed),
-        (
-            f(&[b"", b"\xff\xfe", b"REQUEST", b"m1"]),
-            ErrorCode::Malformed,
-        ),
+        (f(&[b"", b"\xff\xfe", b"REQUEST", b"m1"]), ErrorCode::Malformed),
         (
             f(&[b"", b"eMQP/1.0", b"REQUEST", b"m2", b"\xc3\x28", b"", b""]),
             ErrorCode::Malformed,
@@ -156,10 +147,7 @@ fn garbage_frames_get_error_and_router_keeps_serving() {
             f(&[b"", b"eMQP/7.0", b"REQUEST", b"m3", b"q", b"", b""]),
             ErrorCode::Version,
         ),
-        (
-            f(&[b"", b"eMQP/1.0", b"FROBNICATE", b"m4"]),
-            ErrorCode::UnknownCommand,
-        ),
+        (f(&[b"", b"eMQP/1.0", b"FROBNICATE", b"m4"]), ErrorCode::UnknownCommand),
         (
             f(&[b"", b"eMQP/1.0", b"INFORM", b"m5", b"{[", b"worker"]),
             ErrorCode::Malformed,
@@ -169,10 +157,7 @@ fn garbage_frames_get_error_and_router_keeps_serving() {
             ErrorCode::TooLarge,
         ),
         (vec![Vec::new(); 40], ErrorCode::TooLarge),
-        (
-            f(&[b"", b"eMQP/1.0", b"DISCONNECT", b"m7"]),
-            ErrorCode::AdminOnly,
-        ),
+        (f(&[b"", b"eMQP/1.0", b"DISCONNECT", b"m7"]), ErrorCode::AdminOnly),
     ];
     // A binary identity, which crashes EventMQ's router.
     let client = Dealer::connect(&ctx, &r.frontend, None);
@@ -180,9 +165,7 @@ fn garbage_frames_get_error_and_router_keeps_serving() {
     let backend_peer = Dealer::connect(&ctx, &r.backend, None);
     for (frames, code) in &cases {
         client.send_raw(frames.clone());
-        let env = client
-            .recv(T)
-            .unwrap_or_else(|| panic!("no answer to {frames:?}"));
+        let env = client.recv(T).unwrap_or_else(|| panic!("no answer to {frames:?}"));
         assert!(
             matches!(env.message, Message::Error { code: c, .. } if c == *code),
             "{frames:?} -> {env:?}"
@@ -196,17 +179,8 @@ fn garbage_frames_get_error_and_router_keeps_serving() {
     // Still serving, and still running.
     let jm = jobmanager(&ctx, &r, "jm", "default");
     jm.send(&Message::Ready, "ready");
-    request(
-        &client,
-        "after-garbage",
-        "default",
-        "reply-requested",
-        b"[]",
-    );
-    assert_eq!(
-        jm.recv_until(T, is_request).expect("served").msgid,
-        "after-garbage"
-    );
+    request(&client, "after-garbage", "default", "reply-requested", b"[]");
+    assert_eq!(jm.recv_until(T, is_request).expect("served").msgid, "after-garbage");
     let mut r = r;
     assert!(r.proc.is_running());
 }
@@ -272,8 +246,7 @@ fn sigterm_says_kbye_and_exits_zero() {
     let jm = jobmanager(&ctx, &r, "jm-bye", "default");
     r.proc.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(
-        jm.recv_until(T, |e| matches!(e.message, Message::Kbye))
-            .is_some(),
+        jm.recv_until(T, |e| matches!(e.message, Message::Kbye)).is_some(),
         "KBYE"
     );
     let status = r.proc.wait_exit(T).expect("exits");
@@ -286,9 +259,6 @@ fn admin_disconnect_stops_the_router() {
     let ctx = zmq::Context::new();
     let admin = Dealer::connect(&ctx, &r.admin, None);
     admin.send(&Message::Disconnect, "d");
-    assert!(matches!(
-        admin.recv(T).expect("ack").message,
-        Message::Ack { .. }
-    ));
+    assert!(matches!(admin.recv(T).expect("ack").message, Message::Ack { .. }));
     assert!(r.proc.wait_exit(T).expect("exits").success());
 }

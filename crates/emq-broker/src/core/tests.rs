@@ -74,12 +74,7 @@ impl Sim {
             content_type: ContentType::Json,
             body: br#"{"value":1}"#.to_vec(),
         };
-        self.send(
-            Endpoint::Backend,
-            jm,
-            "rep",
-            Message::Reply(Reply::Result(r)),
-        );
+        self.send(Endpoint::Backend, jm, "rep", Message::Reply(Reply::Result(r)));
     }
 
     fn advance(&mut self, d: Duration) {
@@ -113,10 +108,7 @@ impl Sim {
 }
 
 fn d(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
+    pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
 }
 
 #[test]
@@ -240,10 +232,7 @@ fn dead_jobmanager_jobs_go_back_to_the_front_and_to_another() {
         );
     }
     s.drain();
-    assert!(
-        s.r.workers.contains_key(&peer("jm1")),
-        "still within its window"
-    );
+    assert!(s.r.workers.contains_key(&peer("jm1")), "still within its window");
     s.advance(Duration::from_millis(1100));
     assert!(!s.r.workers.contains_key(&peer("jm1")), "expired");
     s.drain();
@@ -258,10 +247,7 @@ fn dead_jobmanager_jobs_go_back_to_the_front_and_to_another() {
     );
     s.ready("jm2", 3);
     // In-flight jobs first, in their original order, then the one that waited.
-    assert_eq!(
-        s.dispatched(),
-        d(&[("jm2", "j1"), ("jm2", "j2"), ("jm2", "j3")])
-    );
+    assert_eq!(s.dispatched(), d(&[("jm2", "j1"), ("jm2", "j2"), ("jm2", "j3")]));
     // A late reply from the dead one is ignored once jm2 has answered.
     s.reply("jm2", "j1");
     s.drain();
@@ -329,9 +315,7 @@ fn full_queue_answers_error_and_keeps_what_it_has() {
     s.request("c", "j3", "q", "");
     let out = s.drain();
     assert_eq!(out.len(), 1);
-    assert!(
-        matches!(&out[0].2.message, Message::Error { of, code: ErrorCode::QueueFull, .. } if of == "j3")
-    );
+    assert!(matches!(&out[0].2.message, Message::Error { of, code: ErrorCode::QueueFull, .. } if of == "j3"));
     s.inform("jm", &[(10, "q")]);
     s.ready("jm", 3);
     assert_eq!(s.dispatched(), d(&[("jm", "j1"), ("jm", "j2")]));
@@ -407,16 +391,9 @@ fn eventmq_jobmanagers_are_asked_for_every_reply() {
     // The client did not ask for the result, so it gets none, but can query it.
     s.reply("py", "j1");
     assert!(s.drain().is_empty());
-    s.send(
-        Endpoint::Frontend,
-        "c",
-        "q",
-        Message::Query { of: "j1".into() },
-    );
+    s.send(Endpoint::Frontend, "c", "q", Message::Query { of: "j1".into() });
     let out = s.drain();
-    assert!(
-        matches!(&out[0].2.message, Message::Job { state, result: Some(_), .. } if state == "FINISHED")
-    );
+    assert!(matches!(&out[0].2.message, Message::Job { state, result: Some(_), .. } if state == "FINISHED"));
 }
 
 #[test]
@@ -431,26 +408,13 @@ fn results_are_kept_for_retention_then_forgotten() {
     s.reply("jm", "j1");
     s.drain();
     s.advance(Duration::from_secs(9));
-    s.send(
-        Endpoint::Admin,
-        "admin",
-        "q",
-        Message::Query { of: "j1".into() },
-    );
-    assert!(s.drain().iter().any(|(_, _, e)| matches!(
-        &e.message,
-        Message::Job {
-            result: Some(_),
-            ..
-        }
-    )));
+    s.send(Endpoint::Admin, "admin", "q", Message::Query { of: "j1".into() });
+    assert!(s
+        .drain()
+        .iter()
+        .any(|(_, _, e)| matches!(&e.message, Message::Job { result: Some(_), .. })));
     s.advance(Duration::from_secs(2));
-    s.send(
-        Endpoint::Admin,
-        "admin",
-        "q",
-        Message::Query { of: "j1".into() },
-    );
+    s.send(Endpoint::Admin, "admin", "q", Message::Query { of: "j1".into() });
     assert!(s.drain().iter().any(|(_, _, e)| matches!(
         &e.message,
         Message::Error {
@@ -472,11 +436,7 @@ fn duplicate_request_does_not_run_twice() {
     s.drain();
     s.request("c", "j1", "default", "reply-requested");
     let out = s.drain();
-    assert_eq!(
-        out.len(),
-        1,
-        "finished: the result is re-sent, the job is not re-run"
-    );
+    assert_eq!(out.len(), 1, "finished: the result is re-sent, the job is not re-run");
     assert!(matches!(out[0].2.message, Message::Reply(Reply::Result(_))));
 }
 
@@ -512,24 +472,9 @@ fn garbage_is_answered_and_harmless() {
     let garbage: Vec<Vec<Vec<u8>>> = vec![
         vec![],
         vec![b"only one".to_vec()],
-        vec![
-            vec![],
-            b"eMQP/9.9".to_vec(),
-            b"REQUEST".to_vec(),
-            b"x".to_vec(),
-        ],
-        vec![
-            vec![],
-            b"eMQP/1.0".to_vec(),
-            vec![0xff, 0xfe],
-            b"x".to_vec(),
-        ],
-        vec![
-            vec![],
-            b"eMQP/1.0".to_vec(),
-            b"REQUEST".to_vec(),
-            b"x".to_vec(),
-        ],
+        vec![vec![], b"eMQP/9.9".to_vec(), b"REQUEST".to_vec(), b"x".to_vec()],
+        vec![vec![], b"eMQP/1.0".to_vec(), vec![0xff, 0xfe], b"x".to_vec()],
+        vec![vec![], b"eMQP/1.0".to_vec(), b"REQUEST".to_vec(), b"x".to_vec()],
         vec![
             vec![],
             b"eMQP/1.0".to_vec(),
@@ -553,8 +498,7 @@ fn garbage_is_answered_and_harmless() {
             s.r.handle(s.now, ep, PeerId(vec![0, 1, 0xff, i as u8]), g);
             let out = s.drain();
             assert!(
-                out.iter()
-                    .all(|(_, _, e)| matches!(e.message, Message::Error { .. })),
+                out.iter().all(|(_, _, e)| matches!(e.message, Message::Error { .. })),
                 "{g:?}: {out:?}"
             );
         }
@@ -569,12 +513,7 @@ fn cancel_a_waiting_job() {
     let mut s = Sim::default();
     s.request("c", "j1", "default", "");
     s.request("c", "j2", "default", "");
-    s.send(
-        Endpoint::Frontend,
-        "c",
-        "m",
-        Message::Cancel { of: "j1".into() },
-    );
+    s.send(Endpoint::Frontend, "c", "m", Message::Cancel { of: "j1".into() });
     assert!(matches!(&s.drain()[0].2.message, Message::Job { state, .. } if state == "CANCELLED"));
     s.inform("jm", &[(10, "default")]);
     s.ready("jm", 2);

@@ -1,0 +1,589 @@
+//! The jobmanager's decisions, with no sockets, processes or clock: its state
+//! machine, the router link (INFORM/ACK, heartbeats, liveness, failover), slot
+//! accounting (READY), job timeouts, local retries and the shutdown drain.
+//!
+//! The transport feeds it router messages, job completions from the pool and
+//! the time, and carries out the [`Action`]s it returns.
+//!
+//! Invariant: `announced` (READYs the router has not answered) never exceeds
+//! the free capacity, so the router is never promised a slot that is not there.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use emq_proto::{
+    ContentType, ErrorCode, Headers, Inform, JobResult, Message, Outcome, PeerType, Reply, Request, ResultFrames,
+    Timing,
+};
+use log::{debug, info, warn};
+
+use crate::Config;
+
+/// The jobmanager's state, as decisionengine's task manager names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Starting: not yet acknowledged by any router.
+    Boot,
+    /// Connected, no job running.
+    Idle,
+    /// Connected, running jobs, with free slots.
+    Active,
+    /// Connected, every slot busy.
+    Steady,
+    /// Lost the router; reconnecting.
+    Offline,
+    /// Draining after SIGTERM: no new jobs.
+    ShuttingDown,
+    /// Done; the process exits.
+    Shutdown,
+    /// Cannot go on (workers cannot be started).
+    Error,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Boot => "BOOT",
+            State::Idle => "IDLE",
+            State::Active => "ACTIVE",
+            State::Steady => "STEADY",
+            State::Offline => "OFFLINE",
+            State::ShuttingDown => "SHUTTINGDOWN",
+            State::Shutdown => "SHUTDOWN",
+            State::Error => "ERROR",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the transport must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Close the current router connection (if any) and open one to
+    /// `routers[index]` with a fresh identity.
+    Connect { router: usize },
+    /// Send to the current router.
+    Send { msgid: String, message: Message },
+    /// Run a job on an idle worker.
+    Start {
+        msgid: String,
+        content_type: ContentType,
+        body: Vec<u8>,
+    },
+    /// Kill the worker running this job (timeout).
+    Kill { msgid: String },
+    /// Kill every worker now (grace period over, or second signal).
+    KillAll,
+    /// Resize the pool to this many workers.
+    Resize { workers: usize },
+    /// Leave the event loop; the process exits 0.
+    Exit,
+}
+
+#[derive(Debug)]
+enum Link {
+    /// INFORM sent; no ACK yet.
+    Informing {
+        router: usize,
+        inform_id: String,
+        since: Instant,
+    },
+    Connected {
+        router: usize,
+        window: Duration,
+        last_heard: Instant,
+    },
+}
+
+#[derive(Debug)]
+struct Job {
+    msgid: String,
+    headers: Headers,
+    body: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Running {
+    job: Job,
+    attempt: u32,
+    deadline: Option<Instant>,
+    killed_for_timeout: bool,
+}
+
+pub struct JobManager {
+    config: Config,
+    state: State,
+    link: Link,
+    ever_connected: bool,
+    running: HashMap<String, Running>,
+    /// Jobs received beyond the running workers (prefetched), oldest first.
+    backlog: VecDeque<Job>,
+    /// Results finished while no router was connected.
+    unsent: Vec<ResultFrames>,
+    announced: usize,
+    out: Vec<Action>,
+    next_heartbeat: Instant,
+    drain_deadline: Option<Instant>,
+    started: Instant,
+    /// Wall-clock seconds at `started`, for HEARTBEAT payloads.
+    unix_at_start: f64,
+    pub processed: u64,
+}
+
+impl JobManager {
+    /// `unix_now` is the wall clock at `now`; the core never reads a clock.
+    pub fn new(config: Config, now: Instant, unix_now: f64) -> JobManager {
+        let mut jm = JobManager {
+            link: Link::Informing {
+                router: 0,
+                inform_id: String::new(),
+                since: now,
+            },
+            next_heartbeat: now + config.heartbeat,
+            config,
+            state: State::Boot,
+            ever_connected: false,
+            running: HashMap::new(),
+            backlog: VecDeque::new(),
+            unsent: Vec::new(),
+            announced: 0,
+            out: Vec::new(),
+            drain_deadline: None,
+            started: now,
+            unix_at_start: unix_now,
+            processed: 0,
+        };
+        jm.out.push(Action::Resize {
+            workers: jm.config.concurrency,
+        });
+        jm.connect(now, 0);
+        jm
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn take_actions(&mut self) -> std::vec::Drain<'_, Action> {
+        self.out.drain(..)
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn next_deadline(&self) -> Instant {
+        let mut next = self.next_heartbeat;
+        match &self.link {
+            Link::Informing { since, .. } => next = next.min(*since + self.config.liveness),
+            Link::Connected { window, last_heard, .. } => next = next.min(*last_heard + *window),
+        }
+        for r in self.running.values() {
+            if let Some(d) = r.deadline.filter(|_| !r.killed_for_timeout) {
+                next = next.min(d);
+            }
+        }
+        if let Some(d) = self.drain_deadline {
+            next = next.min(d);
+        }
+        next
+    }
+
+    fn capacity(&self) -> usize {
+        self.config.concurrency + self.config.prefetch
+    }
+
+    fn free(&self) -> usize {
+        self.capacity().saturating_sub(self.running.len() + self.backlog.len())
+    }
+
+    fn send(&mut self, message: Message) {
+        self.out.push(Action::Send {
+            msgid: emq_proto::new_msgid(),
+            message,
+        });
+    }
+
+    fn connect(&mut self, now: Instant, router: usize) {
+        self.out.push(Action::Connect { router });
+        self.inform(now, router);
+    }
+
+    fn inform(&mut self, now: Instant, router: usize) {
+        let inform_id = emq_proto::new_msgid();
+        let timing = Timing {
+            heartbeat_ms: self.config.heartbeat.as_millis() as u64,
+            liveness_ms: self.config.liveness.as_millis() as u64,
+        };
+        let message = Message::Inform(Inform {
+            queues: self.config.queues.clone(),
+            peer_type: PeerType::Worker,
+            timing: Some(timing),
+        });
+        self.out.push(Action::Send {
+            msgid: inform_id.clone(),
+            message,
+        });
+        self.link = Link::Informing {
+            router,
+            inform_id,
+            since: now,
+        };
+        self.announced = 0;
+        self.update_state();
+    }
+
+    fn update_state(&mut self) {
+        let next = if self.drain_deadline.is_some() {
+            State::ShuttingDown
+        } else if !matches!(self.link, Link::Connected { .. }) {
+            if self.ever_connected {
+                State::Offline
+            } else {
+                State::Boot
+            }
+        } else if self.running.is_empty() {
+            State::Idle
+        } else if self.running.len() >= self.config.concurrency {
+            State::Steady
+        } else {
+            State::Active
+        };
+        self.set_state(next);
+    }
+
+    fn set_state(&mut self, next: State) {
+        if next != self.state {
+            info!("state {} -> {}", self.state, next);
+            self.state = next;
+        }
+    }
+
+    /// Announce every free slot the router does not know about yet.
+    fn top_up(&mut self) {
+        if !matches!(self.link, Link::Connected { .. }) || self.drain_deadline.is_some() {
+            return;
+        }
+        while self.announced < self.free() {
+            self.announced += 1;
+            self.send(Message::Ready);
+        }
+    }
+
+    /// Start backlog jobs while workers are free.
+    fn start_backlog(&mut self, now: Instant) {
+        if self.drain_deadline.is_some() {
+            return;
+        }
+        while self.running.len() < self.config.concurrency {
+            let Some(job) = self.backlog.pop_front() else { break };
+            self.start(now, job, 1);
+        }
+    }
+
+    fn start(&mut self, now: Instant, job: Job, attempt: u32) {
+        let secs = job.headers.timeout_secs;
+        let timeout = if secs > 0 {
+            Duration::from_secs(secs)
+        } else {
+            self.config.default_timeout
+        };
+        let deadline = (!timeout.is_zero()).then(|| now + timeout);
+        debug!("job {} attempt {attempt} starting (timeout {timeout:?})", job.msgid);
+        self.out.push(Action::Start {
+            msgid: job.msgid.clone(),
+            content_type: job.headers.content_type,
+            body: job.body.clone(),
+        });
+        self.running.insert(
+            job.msgid.clone(),
+            Running {
+                job,
+                attempt,
+                deadline,
+                killed_for_timeout: false,
+            },
+        );
+    }
+
+    /// A message from the router.
+    pub fn on_router(&mut self, now: Instant, msgid: &str, message: Message) {
+        if let Link::Connected { last_heard, .. } = &mut self.link {
+            *last_heard = now;
+        }
+        match message {
+            Message::Ack { of, timing } => self.on_ack(now, &of, timing),
+            Message::Request(req) => self.on_request(now, msgid, req),
+            Message::Heartbeat { .. } => {}
+            Message::Kbye => {
+                let router = self.router_index();
+                warn!("router {router} said KBYE: reconnecting");
+                self.connect(now, self.next_router(router));
+            }
+            Message::Error {
+                code: ErrorCode::NotInformed,
+                ..
+            } => {
+                if let Link::Connected { router, .. } = self.link {
+                    warn!("router {router} does not know us (restarted?): informing again");
+                    self.inform(now, router);
+                }
+            }
+            Message::Error { of, code, reason } => warn!("router refused {of}: {code}: {reason}"),
+            other => debug!("ignoring {} from router", other.command().as_str()),
+        }
+    }
+
+    fn router_index(&self) -> usize {
+        match self.link {
+            Link::Informing { router, .. } | Link::Connected { router, .. } => router,
+        }
+    }
+
+    fn next_router(&self, current: usize) -> usize {
+        (current + 1) % self.config.routers.len()
+    }
+
+    fn on_ack(&mut self, now: Instant, of: &str, timing: Option<Timing>) {
+        let Link::Informing { router, inform_id, .. } = &self.link else {
+            return;
+        };
+        if of != inform_id {
+            return;
+        }
+        let router = *router;
+        // The router's announced heartbeat can only lengthen our patience.
+        let router_hb = timing.map_or(Duration::from_secs(3), |t| Duration::from_millis(t.heartbeat_ms));
+        let window = self.config.liveness.max(router_hb * 3);
+        info!(
+            "connected to router {} ({}), liveness window {window:?}",
+            router, self.config.routers[router]
+        );
+        self.link = Link::Connected {
+            router,
+            window,
+            last_heard: now,
+        };
+        self.ever_connected = true;
+        self.announced = 0;
+        for result in std::mem::take(&mut self.unsent) {
+            self.send(Message::Reply(Reply::Result(result)));
+        }
+        self.top_up();
+        self.update_state();
+    }
+
+    fn on_request(&mut self, now: Instant, msgid: &str, req: Request) {
+        self.announced = self.announced.saturating_sub(1);
+        if self.running.contains_key(msgid) || self.backlog.iter().any(|j| j.msgid == msgid) {
+            debug!("job {msgid} already here: duplicate REQUEST ignored");
+            return;
+        }
+        let job = Job {
+            msgid: msgid.to_string(),
+            headers: req.headers,
+            body: req.body,
+        };
+        if self.drain_deadline.is_none() && self.running.len() < self.config.concurrency {
+            self.start(now, job, 1);
+        } else {
+            if self.backlog.len() >= self.config.prefetch {
+                warn!("job {msgid} arrived with no free slot: keeping it until one frees");
+            }
+            self.backlog.push_back(job);
+        }
+        self.update_state();
+    }
+
+    /// A worker finished (or lost) a job.
+    pub fn on_job_done(
+        &mut self,
+        now: Instant,
+        msgid: &str,
+        outcome: Outcome,
+        content_type: ContentType,
+        body: Vec<u8>,
+    ) {
+        let Some(run) = self.running.remove(msgid) else {
+            debug!("completion for unknown job {msgid} ignored");
+            return;
+        };
+        let (outcome, body) = if run.killed_for_timeout {
+            let secs = run.deadline.map(|_| run.job.headers.timeout_secs).unwrap_or(0);
+            let msg = format!(
+                "job ran past its timeout ({}s) and was killed",
+                if secs > 0 {
+                    secs
+                } else {
+                    self.config.default_timeout.as_secs()
+                }
+            );
+            (
+                Outcome::TimedOut,
+                JobResult::failed(Outcome::TimedOut, msg).encode_body(content_type),
+            )
+        } else {
+            (outcome, body)
+        };
+        if outcome.is_retryable() && run.attempt <= run.job.headers.retry_count && self.drain_deadline.is_none() {
+            info!(
+                "job {msgid} attempt {} ended {}: retrying ({} retries allowed)",
+                run.attempt,
+                outcome.as_str(),
+                run.job.headers.retry_count
+            );
+            self.start(now, run.job, run.attempt + 1);
+            return;
+        }
+        self.processed += 1;
+        if !outcome.is_ok() {
+            info!("job {msgid} ended {}", outcome.as_str());
+        }
+        let result = ResultFrames {
+            of: msgid.to_string(),
+            outcome,
+            content_type,
+            body,
+        };
+        if matches!(self.link, Link::Connected { .. }) {
+            self.send(Message::Reply(Reply::Result(result)));
+        } else {
+            self.unsent.push(result);
+        }
+        self.start_backlog(now);
+        self.top_up();
+        self.update_state();
+        if self.drain_deadline.is_some() && self.running.is_empty() {
+            self.finish();
+        }
+    }
+
+    /// Time passes: heartbeats, router liveness, job timeouts, drain deadline.
+    pub fn tick(&mut self, now: Instant) {
+        if now >= self.next_heartbeat {
+            if matches!(self.link, Link::Connected { .. }) {
+                let unix = self.unix_at_start + now.saturating_duration_since(self.started).as_secs_f64();
+                self.send(Message::Heartbeat {
+                    unix_time: format!("{unix:.3}"),
+                    state: Some(self.state.as_str().into()),
+                });
+            }
+            self.next_heartbeat = now + self.config.heartbeat;
+        }
+        match self.link {
+            Link::Connected {
+                router,
+                window,
+                last_heard,
+            } if now >= last_heard + window => {
+                warn!("router {router} silent for {window:?}: presumed gone, reconnecting");
+                self.connect(now, self.next_router(router));
+            }
+            Link::Informing { router, since, .. } if now >= since + self.config.liveness => {
+                debug!("no ACK from router {router}: trying again");
+                self.connect(now, self.next_router(router));
+            }
+            _ => {}
+        }
+        let expired: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, r)| !r.killed_for_timeout && r.deadline.is_some_and(|d| now >= d))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for msgid in expired {
+            warn!("job {msgid} past its timeout: killing its worker");
+            if let Some(r) = self.running.get_mut(&msgid) {
+                r.killed_for_timeout = true;
+            }
+            self.out.push(Action::Kill { msgid });
+        }
+        if self.drain_deadline.is_some_and(|d| now >= d) {
+            warn!(
+                "grace period over with {} job(s) running: killing them",
+                self.running.len()
+            );
+            self.out.push(Action::KillAll);
+            self.finish();
+        }
+    }
+
+    /// SIGTERM/SIGINT: stop taking jobs and let running ones finish within the
+    /// grace period. A second call stops at once.
+    pub fn shutdown(&mut self, now: Instant) {
+        if self.drain_deadline.is_some() {
+            warn!("second stop request: stopping now");
+            self.out.push(Action::KillAll);
+            return self.finish();
+        }
+        info!(
+            "stopping: {} job(s) running, {:?} grace",
+            self.running.len(),
+            self.config.grace
+        );
+        self.drain_deadline = Some(now + self.config.grace);
+        self.update_state();
+        if self.running.is_empty() {
+            self.finish();
+        }
+    }
+
+    /// Say KBYE (the router hands back whatever we did not finish) and exit.
+    fn finish(&mut self) {
+        if self.state == State::Shutdown {
+            return;
+        }
+        if matches!(self.link, Link::Connected { .. }) {
+            self.send(Message::Kbye);
+        }
+        self.set_state(State::Shutdown);
+        self.out.push(Action::Exit);
+    }
+
+    /// The pool could not keep workers alive.
+    pub fn fail(&mut self, why: &str) {
+        log::error!("{why}");
+        self.set_state(State::Error);
+        if matches!(self.link, Link::Connected { .. }) {
+            self.send(Message::Kbye);
+        }
+        self.out.push(Action::KillAll);
+        self.out.push(Action::Exit);
+    }
+
+    /// SIGHUP: apply a new configuration.
+    pub fn reconfigure(&mut self, now: Instant, config: Config) {
+        let queues_changed = config.queues != self.config.queues;
+        let resized = config.concurrency != self.config.concurrency;
+        info!(
+            "configuration reloaded (queues changed: {queues_changed}, concurrency {} -> {})",
+            self.config.concurrency, config.concurrency
+        );
+        let routers_changed = config.routers != self.config.routers;
+        self.config = config;
+        if resized {
+            self.out.push(Action::Resize {
+                workers: self.config.concurrency,
+            });
+        }
+        if routers_changed {
+            self.connect(now, 0);
+        } else if queues_changed {
+            let router = self.router_index();
+            self.inform(now, router);
+        } else {
+            self.start_backlog(now);
+            self.top_up();
+        }
+        self.update_state();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,334 @@
+//! Jobmanager core tests with simulated time.
+
+use super::*;
+
+fn config() -> Config {
+    Config {
+        routers: vec!["r0".into(), "r1".into()],
+        concurrency: 2,
+        heartbeat: Duration::from_secs(1),
+        liveness: Duration::from_secs(3),
+        grace: Duration::from_secs(10),
+        ..Config::default()
+    }
+}
+
+struct Sim {
+    jm: JobManager,
+    now: Instant,
+}
+
+impl Sim {
+    fn new(config: Config, prefetch: usize) -> Sim {
+        let now = Instant::now();
+        Sim {
+            jm: JobManager::new(Config { prefetch, ..config }, now, 0.0),
+            now,
+        }
+    }
+
+    fn actions(&mut self) -> Vec<Action> {
+        self.jm.take_actions().collect()
+    }
+
+    fn inform_id(actions: &[Action]) -> String {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Send {
+                    msgid,
+                    message: Message::Inform(_),
+                } => Some(msgid.clone()),
+                _ => None,
+            })
+            .expect("an INFORM")
+    }
+
+    /// Boot and get ACKed; returns the actions after the ACK.
+    fn connected(config: Config, prefetch: usize) -> (Sim, Vec<Action>) {
+        let mut s = Sim::new(config, prefetch);
+        let id = Self::inform_id(&s.actions());
+        s.router(Message::Ack {
+            of: id,
+            timing: Some(Timing {
+                heartbeat_ms: 1000,
+                liveness_ms: 3000,
+            }),
+        });
+        let a = s.actions();
+        (s, a)
+    }
+
+    fn router(&mut self, m: Message) {
+        self.jm.on_router(self.now, "m", m);
+    }
+
+    fn request(&mut self, id: &str, headers: &str) {
+        let req = Request {
+            queue: "default".into(),
+            headers: Headers::parse(headers),
+            body: b"[]".to_vec(),
+        };
+        self.jm.on_router(self.now, id, Message::Request(req));
+    }
+
+    fn done(&mut self, id: &str, outcome: Outcome) {
+        self.jm
+            .on_job_done(self.now, id, outcome, ContentType::Json, b"{}".to_vec());
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.jm.tick(self.now);
+    }
+}
+
+fn readies(a: &[Action]) -> usize {
+    a.iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    message: Message::Ready,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+fn replies(a: &[Action]) -> Vec<(String, Outcome)> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                message: Message::Reply(Reply::Result(r)),
+                ..
+            } => Some((r.of.clone(), r.outcome)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn starts(a: &[Action]) -> Vec<String> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::Start { msgid, .. } => Some(msgid.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn boots_informs_and_announces_one_ready_per_slot() {
+    let mut s = Sim::new(config(), 0);
+    let a = s.actions();
+    assert_eq!(a[0], Action::Resize { workers: 2 });
+    assert_eq!(a[1], Action::Connect { router: 0 });
+    assert_eq!(s.jm.state(), State::Boot);
+    let id = Sim::inform_id(&a);
+    s.router(Message::Ack {
+        of: "someone-else".into(),
+        timing: None,
+    });
+    assert_eq!(readies(&s.actions()), 0, "an unrelated ACK is not ours");
+    s.router(Message::Ack { of: id, timing: None });
+    assert_eq!(readies(&s.actions()), 2);
+    assert_eq!(s.jm.state(), State::Idle);
+}
+
+#[test]
+fn states_follow_the_load_and_slots_come_back() {
+    let (mut s, _) = Sim::connected(config(), 0);
+    s.request("j1", "");
+    assert_eq!(starts(&s.actions()), vec!["j1"]);
+    assert_eq!(s.jm.state(), State::Active);
+    s.request("j2", "");
+    s.actions();
+    assert_eq!(s.jm.state(), State::Steady);
+    s.done("j1", Outcome::Ok);
+    let a = s.actions();
+    assert_eq!(replies(&a), vec![("j1".to_string(), Outcome::Ok)]);
+    assert_eq!(readies(&a), 1, "one slot freed, one READY");
+    assert_eq!(s.jm.state(), State::Active);
+}
+
+#[test]
+fn never_over_announces_after_reconnect() {
+    let (mut s, _) = Sim::connected(config(), 0);
+    s.request("j1", "");
+    s.actions();
+    // Router goes silent: after its window we reconnect to the next one.
+    s.advance(Duration::from_millis(3100));
+    let a = s.actions();
+    assert!(a.contains(&Action::Connect { router: 1 }), "{a:?}");
+    assert_eq!(s.jm.state(), State::Offline);
+    // The job finishes while offline: the result waits for the next router.
+    s.done("j1", Outcome::Ok);
+    assert!(replies(&s.actions()).is_empty());
+    let id = Sim::inform_id(&a);
+    s.router(Message::Ack { of: id, timing: None });
+    let a = s.actions();
+    assert_eq!(replies(&a), vec![("j1".to_string(), Outcome::Ok)]);
+    assert_eq!(readies(&a), 2, "both slots free, each announced once");
+}
+
+#[test]
+fn router_that_forgot_us_gets_a_fresh_inform() {
+    let (mut s, _) = Sim::connected(config(), 0);
+    s.router(Message::Error {
+        of: "x".into(),
+        code: ErrorCode::NotInformed,
+        reason: "?".into(),
+    });
+    let a = s.actions();
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Connect { .. })),
+        "same connection"
+    );
+    let id = Sim::inform_id(&a);
+    s.router(Message::Ack { of: id, timing: None });
+    assert_eq!(readies(&s.actions()), 2);
+}
+
+#[test]
+fn heartbeats_carry_state_and_keep_time() {
+    let (mut s, _) = Sim::connected(config(), 0);
+    s.advance(Duration::from_secs(1));
+    let a = s.actions();
+    assert!(a.iter().any(
+        |a| matches!(a, Action::Send { message: Message::Heartbeat { state: Some(st), .. }, .. } if st == "IDLE")
+    ));
+    // Router keeps talking: no reconnect however long.
+    for _ in 0..10 {
+        s.router(Message::Heartbeat {
+            unix_time: "0".into(),
+            state: None,
+        });
+        s.advance(Duration::from_secs(1));
+    }
+    assert!(!s.actions().iter().any(|a| matches!(a, Action::Connect { .. })));
+}
+
+#[test]
+fn timeout_kills_and_reports_timed_out() {
+    let (mut s, _) = Sim::connected(config(), 0);
+    s.request("slow", "timeout:2");
+    s.actions();
+    assert_eq!(s.jm.next_deadline(), s.now + Duration::from_secs(1), "heartbeat first");
+    s.router(Message::Heartbeat {
+        unix_time: "0".into(),
+        state: None,
+    });
+    s.advance(Duration::from_secs(1));
+    s.router(Message::Heartbeat {
+        unix_time: "0".into(),
+        state: None,
+    });
+    s.advance(Duration::from_millis(1000));
+    let a = s.actions();
+    assert!(a.contains(&Action::Kill { msgid: "slow".into() }), "{a:?}");
+    // The pool reports the killed worker as a crash; the core knows better.
+    s.done("slow", Outcome::Crashed);
+    assert_eq!(replies(&s.actions()), vec![("slow".to_string(), Outcome::TimedOut)]);
+}
+
+#[test]
+fn default_timeout_applies_when_header_has_none() {
+    let (mut s, _) = Sim::connected(
+        Config {
+            default_timeout: Duration::from_millis(500),
+            ..config()
+        },
+        0,
+    );
+    s.request("j", "");
+    s.actions();
+    s.advance(Duration::from_millis(500));
+    assert!(s.actions().contains(&Action::Kill { msgid: "j".into() }));
+}
+
+#[test]
+fn crash_is_retried_when_the_job_asks() {
+    let (mut s, _) = Sim::connected(config(), 0);
+    s.request("j", "retry-count:1");
+    s.actions();
+    s.done("j", Outcome::Crashed);
+    let a = s.actions();
+    assert_eq!(starts(&a), vec!["j"], "second attempt");
+    assert!(replies(&a).is_empty());
+    s.done("j", Outcome::Crashed);
+    assert_eq!(replies(&s.actions()), vec![("j".to_string(), Outcome::Crashed)]);
+}
+
+#[test]
+fn unknown_handler_is_not_retried() {
+    let (mut s, _) = Sim::connected(config(), 0);
+    s.request("j", "retry-count:5");
+    s.actions();
+    s.done("j", Outcome::UnknownHandler);
+    assert_eq!(replies(&s.actions()), vec![("j".to_string(), Outcome::UnknownHandler)]);
+}
+
+#[test]
+fn prefetch_announces_extra_slots_and_backlog_runs_in_order() {
+    let (mut s, a) = Sim::connected(config(), 2);
+    assert_eq!(readies(&a), 4);
+    for id in ["a", "b", "c", "d"] {
+        s.request(id, "");
+    }
+    assert_eq!(starts(&s.actions()), vec!["a", "b"]);
+    s.done("a", Outcome::Ok);
+    let a = s.actions();
+    assert_eq!(starts(&a), vec!["c"]);
+    assert_eq!(readies(&a), 1);
+}
+
+#[test]
+fn shutdown_drains_then_says_kbye() {
+    let (mut s, _) = Sim::connected(config(), 0);
+    s.request("j1", "");
+    s.actions();
+    s.jm.shutdown(s.now);
+    assert_eq!(s.jm.state(), State::ShuttingDown);
+    s.request("late", "");
+    assert!(starts(&s.actions()).is_empty(), "no new jobs while draining");
+    s.done("j1", Outcome::Ok);
+    let a = s.actions();
+    assert_eq!(replies(&a), vec![("j1".to_string(), Outcome::Ok)]);
+    assert_eq!(readies(&a), 0);
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::Send {
+            message: Message::Kbye,
+            ..
+        }
+    )));
+    assert_eq!(a.last(), Some(&Action::Exit));
+    assert_eq!(s.jm.state(), State::Shutdown);
+}
+
+#[test]
+fn shutdown_grace_expires_and_second_signal_is_immediate() {
+    let (mut s, _) = Sim::connected(config(), 0);
+    s.request("stuck", "");
+    s.jm.shutdown(s.now);
+    s.actions();
+    s.advance(Duration::from_secs(10));
+    let a = s.actions();
+    assert!(a.contains(&Action::KillAll) && a.last() == Some(&Action::Exit), "{a:?}");
+
+    let (mut s, _) = Sim::connected(config(), 0);
+    s.request("stuck", "");
+    s.jm.shutdown(s.now);
+    s.jm.shutdown(s.now);
+    let a = s.actions();
+    assert!(a.contains(&Action::KillAll) && a.last() == Some(&Action::Exit));
+}
+
+#[test]
+fn kbye_from_router_fails_over() {
+    let (mut s, _) = Sim::connected(config(), 0);
+    s.router(Message::Kbye);
+    assert!(s.actions().contains(&Action::Connect { router: 1 }));
+    assert_eq!(s.jm.state(), State::Offline);
+}

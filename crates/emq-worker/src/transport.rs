@@ -1,0 +1,237 @@
+//! The jobmanager's only I/O loop: the DEALER to the router, the workers'
+//! pipes and the signal pipes, all in one zmq_poll that sleeps until something
+//! happens or the core's next deadline. No polling intervals: a finished job
+//! is reported the moment its worker writes it.
+
+use std::io::Read;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::{debug, error, info, warn};
+
+use crate::config::ConfigError;
+use crate::core::{Action, JobManager};
+use crate::pool::{Completion, Pool, SpawnError};
+use crate::{Config, Registry};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("cannot {what}: {source}")]
+    Zmq { what: String, source: zmq::Error },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[from] std::io::Error),
+    #[error("workers keep dying before finishing a job; giving up")]
+    WorkersFailing,
+}
+
+/// One pipe per kind of signal, so the loop knows which one arrived.
+struct SignalPipe {
+    read: UnixStream,
+    _write: UnixStream,
+}
+
+impl SignalPipe {
+    fn new(signals: &[i32]) -> std::io::Result<SignalPipe> {
+        let (read, write) = UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        for &sig in signals {
+            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
+        }
+        Ok(SignalPipe { read, _write: write })
+    }
+
+    /// How many signals arrived since the last call.
+    fn drain(&self) -> usize {
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while let Ok(k) = (&self.read).read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        n
+    }
+}
+
+struct Link {
+    socket: zmq::Socket,
+    endpoint: String,
+}
+
+fn open_link(ctx: &zmq::Context, endpoint: &str) -> Result<Link, RunError> {
+    let zerr = |what: &str| {
+        let what = what.to_string();
+        move |source| RunError::Zmq { what, source }
+    };
+    let socket = ctx.socket(zmq::DEALER).map_err(zerr("create a DEALER socket"))?;
+    let identity = uuid::Uuid::new_v4().to_string();
+    socket.set_identity(identity.as_bytes()).map_err(zerr("set identity"))?;
+    socket.set_linger(0).map_err(zerr("set LINGER"))?;
+    socket.set_sndhwm(100_000).map_err(zerr("set SNDHWM"))?;
+    socket.set_rcvhwm(100_000).map_err(zerr("set RCVHWM"))?;
+    socket
+        .connect(endpoint)
+        .map_err(zerr(&format!("connect to {endpoint}")))?;
+    info!("connecting to router {endpoint} as {identity}");
+    Ok(Link {
+        socket,
+        endpoint: endpoint.to_string(),
+    })
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Run the jobmanager until SIGTERM/SIGINT (drain) or a fatal error.
+/// SIGHUP re-reads `config.config_file`.
+pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
+    // Handlers run in worker processes; this process only needs their names.
+    info!("handlers: {}", registry.names().join(", "));
+    drop(registry);
+    let base = config;
+    let config = base.with_file()?;
+    config.validate()?;
+    let stop = SignalPipe::new(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    let hup = SignalPipe::new(&[signal_hook::consts::SIGHUP])?;
+    let chld = SignalPipe::new(&[signal_hook::consts::SIGCHLD])?;
+    let ctx = zmq::Context::new();
+    let mut pool = Pool::new(config.max_jobs, config.max_rss_bytes)?;
+    let mut core = JobManager::new(config.clone(), Instant::now(), unix_now());
+    let mut routers = config.routers.clone();
+    let mut link: Option<Link> = None;
+    let mut done: Vec<Completion> = Vec::new();
+
+    loop {
+        // Carry out the core's actions; completions they cause feed back in.
+        loop {
+            let actions: Vec<Action> = core.take_actions().collect();
+            if actions.is_empty() && done.is_empty() {
+                break;
+            }
+            for action in actions {
+                match action {
+                    Action::Connect { router } => {
+                        link = Some(open_link(&ctx, &routers[router % routers.len()])?);
+                    }
+                    Action::Send { msgid, message } => {
+                        if let Some(l) = &link {
+                            if let Err(e) = l.socket.send_multipart(message.encode_with_id(&msgid), zmq::DONTWAIT) {
+                                warn!("cannot send {} to {}: {e}", message.command().as_str(), l.endpoint);
+                            }
+                        }
+                    }
+                    Action::Start {
+                        msgid,
+                        content_type,
+                        body,
+                    } => {
+                        done.extend(pool.start(&msgid, content_type, &body));
+                    }
+                    Action::Kill { msgid } => pool.kill_job(&msgid),
+                    Action::KillAll => pool.kill_all(),
+                    Action::Resize { workers } => pool.resize(workers)?,
+                    Action::Exit => {
+                        pool.shutdown(Duration::from_secs(2));
+                        info!("stopped");
+                        return Ok(());
+                    }
+                }
+            }
+            let now = Instant::now();
+            for c in done.drain(..) {
+                core.on_job_done(now, &c.msgid, c.outcome, c.content_type, c.body);
+            }
+        }
+        if pool.is_failing() {
+            core.fail("workers keep dying before finishing a job");
+            pool.kill_all();
+            return Err(RunError::WorkersFailing);
+        }
+
+        let wait = core.next_deadline().saturating_duration_since(Instant::now());
+        let timeout_ms = wait.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
+        let worker_fds = pool.fds();
+        let mut items: Vec<zmq::PollItem> = Vec::with_capacity(4 + worker_fds.len());
+        items.push(zmq::PollItem::from_fd(stop.read.as_raw_fd(), zmq::POLLIN));
+        items.push(zmq::PollItem::from_fd(hup.read.as_raw_fd(), zmq::POLLIN));
+        items.push(zmq::PollItem::from_fd(chld.read.as_raw_fd(), zmq::POLLIN));
+        for (_, fd) in &worker_fds {
+            items.push(zmq::PollItem::from_fd(*fd, zmq::POLLIN));
+        }
+        if let Some(l) = &link {
+            items.push(l.socket.as_poll_item(zmq::POLLIN));
+        }
+        match zmq::poll(&mut items, timeout_ms) {
+            Ok(_) | Err(zmq::Error::EINTR) => {}
+            Err(e) => {
+                return Err(RunError::Zmq {
+                    what: "poll".into(),
+                    source: e,
+                })
+            }
+        }
+        let readable: Vec<bool> = items.iter().map(|i| i.is_readable() || i.is_error()).collect();
+        drop(items);
+        let now = Instant::now();
+
+        if readable[2] {
+            chld.drain();
+            pool.reap();
+        }
+        for (k, (pid, _)) in worker_fds.iter().enumerate() {
+            if readable[3 + k] {
+                pool.on_readable(*pid, &mut done)?;
+            }
+        }
+        for c in done.drain(..) {
+            core.on_job_done(now, &c.msgid, c.outcome, c.content_type, c.body);
+        }
+        if let Some(l) = link.as_ref().filter(|_| readable[3 + worker_fds.len()]) {
+            receive(l, &mut core, now);
+        }
+        if readable[0] && stop.drain() > 0 {
+            core.shutdown(now);
+        }
+        if readable[1] && hup.drain() > 0 {
+            match base.with_file() {
+                Ok(new) => {
+                    pool.max_jobs = new.max_jobs;
+                    pool.max_rss_bytes = new.max_rss_bytes;
+                    routers = new.routers.clone();
+                    core.reconfigure(now, new);
+                }
+                Err(e) => error!("SIGHUP: keeping the running configuration: {e}"),
+            }
+        }
+        if Instant::now() >= core.next_deadline() {
+            core.tick(Instant::now());
+        }
+    }
+}
+
+fn receive(link: &Link, core: &mut JobManager, now: Instant) {
+    for _ in 0..512 {
+        match link.socket.recv_multipart(zmq::DONTWAIT) {
+            Ok(frames) => match emq_proto::decode(&frames) {
+                Ok(env) => core.on_router(now, &env.msgid, env.message),
+                Err(e) => warn!("bad message from router {}: {e}", link.endpoint),
+            },
+            Err(zmq::Error::EAGAIN) => return,
+            Err(e) => {
+                debug!("receive from {}: {e}", link.endpoint);
+                return;
+            }
+        }
+    }
+}

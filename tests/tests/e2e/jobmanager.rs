@@ -1,0 +1,302 @@
+//! emq-router + emq-jobmanager as real processes, driven by a raw client.
+
+use std::time::{Duration, Instant};
+
+use emq_proto::{ContentType, Headers, JobCall, JobResult, Message, Outcome, Reply, Request, ResultFrames};
+use emq_tests::{alive, wait_until, Dealer, JobManagerProc, RouterProc};
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(10);
+
+fn router() -> RouterProc {
+    RouterProc::start(&["--heartbeat-ms", "100", "--liveness-ms", "1000"])
+}
+
+fn submit(client: &Dealer, id: &str, handler: &str, args: serde_json::Value, headers: &str) {
+    let mut call = JobCall::new(handler);
+    call.args = args.as_array().cloned().unwrap_or_default();
+    let mut h = Headers::parse(headers);
+    h.reply_requested = true;
+    let body = call.encode(h.content_type);
+    client.send(
+        &Message::Request(Request {
+            queue: "default".into(),
+            headers: h,
+            body,
+        }),
+        id,
+    );
+}
+
+fn result(client: &Dealer, within: Duration) -> Option<(ResultFrames, JobResult)> {
+    let env = client.recv_until(within, |e| matches!(e.message, Message::Reply(Reply::Result(_))))?;
+    let Message::Reply(Reply::Result(r)) = env.message else {
+        unreachable!()
+    };
+    let decoded = JobResult::decode_body(r.outcome, &r.body, r.content_type).expect("result body decodes");
+    Some((r, decoded))
+}
+
+/// Wait until the jobmanager has `n` workers and return their pids.
+fn workers(jm: &JobManagerProc, n: usize) -> Vec<i32> {
+    let mut pids = Vec::new();
+    assert!(
+        wait_until(T, || {
+            pids = jm.worker_pids();
+            pids.len() == n
+        }),
+        "expected {n} workers, have {pids:?}"
+    );
+    pids
+}
+
+#[test]
+fn jobs_run_and_results_return_in_json_and_msgpack() {
+    let r = router();
+    let _jm = JobManagerProc::start(&r, &["-J", "2"]);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    submit(&client, "j-json", "emq.echo", json!([{"hello": "world"}]), "");
+    let (frames, res) = result(&client, T).expect("json result");
+    assert_eq!(
+        (frames.of.as_str(), frames.outcome, frames.content_type),
+        ("j-json", Outcome::Ok, ContentType::Json)
+    );
+    assert_eq!(res.value, json!({"hello": "world"}));
+
+    submit(&client, "j-mp", "emq.echo", json!([[1, 2, 3]]), "content-type:msgpack");
+    let (frames, res) = result(&client, T).expect("msgpack result");
+    assert_eq!(frames.content_type, ContentType::MsgPack);
+    assert_eq!(res.value, json!([1, 2, 3]));
+
+    submit(
+        &client,
+        "j-exec",
+        "emq.exec",
+        json!(["sh", "-c", "echo out; echo err >&2"]),
+        "",
+    );
+    let (_, res) = result(&client, T).expect("exec result");
+    assert_eq!(
+        res.value,
+        json!({"exit_code": 0, "signal": null, "stdout": "out\n", "stderr": "err\n"})
+    );
+
+    submit(&client, "j-nope", "no.such.handler", json!([]), "");
+    let (frames, res) = result(&client, T).expect("unknown handler answered");
+    assert_eq!(frames.outcome, Outcome::UnknownHandler);
+    assert!(res.error.unwrap().contains("no.such.handler"));
+
+    submit(&client, "j-fail", "emq.fail", json!(["boom"]), "");
+    let (frames, res) = result(&client, T).expect("failure answered");
+    assert_eq!((frames.outcome, res.error.as_deref()), (Outcome::Failed, Some("boom")));
+}
+
+#[test]
+fn killed_worker_gives_error_reply_and_is_replaced_within_a_second() {
+    let r = router();
+    let jm = JobManagerProc::start(&r, &["-J", "1"]);
+    let before = workers(&jm, 1);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    submit(&client, "long", "emq.sleep", json!([30]), "");
+    // Let the job reach the worker, then kill -9 the worker.
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(before[0]), Signal::SIGKILL).unwrap();
+    let killed_at = Instant::now();
+    let (frames, res) = result(&client, T).expect("error reply for the killed job");
+    assert_eq!((frames.of.as_str(), frames.outcome), ("long", Outcome::Crashed));
+    assert!(res.error.unwrap().contains("died"));
+    let mut after = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(1), || {
+            after = jm.worker_pids();
+            after.len() == 1 && after[0] != before[0]
+        }),
+        "replacement within 1 s of the kill ({:?} later: {after:?})",
+        killed_at.elapsed()
+    );
+    // The replacement takes work.
+    submit(&client, "next", "emq.echo", json!(["ok"]), "");
+    assert_eq!(result(&client, T).expect("next job").1.value, json!("ok"));
+}
+
+#[test]
+fn crashing_job_is_retried_when_it_asks_and_not_otherwise() {
+    let r = router();
+    let _jm = JobManagerProc::start(&r, &["-J", "1"]);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    let dir = std::env::temp_dir().join(format!("emq-retry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let submit_crash_once = |id: &str, marker: &std::path::Path, headers: &str| {
+        let mut call = JobCall::new("emq.crash");
+        call.kwargs
+            .insert("once_marker".into(), json!(marker.to_str().unwrap()));
+        let mut h = Headers::parse(headers);
+        h.reply_requested = true;
+        client.send(
+            &Message::Request(Request {
+                queue: "default".into(),
+                headers: h,
+                body: call.encode(ContentType::Json),
+            }),
+            id,
+        );
+    };
+    // Without retries the first crash is the answer.
+    submit_crash_once("no-retry", &dir.join("a"), "");
+    let (frames, _) = result(&client, T).expect("answered");
+    assert_eq!((frames.of.as_str(), frames.outcome), ("no-retry", Outcome::Crashed));
+    // With one retry the second attempt (on a fresh worker) succeeds.
+    submit_crash_once("retried", &dir.join("b"), "retry-count:1");
+    let (frames, res) = result(&client, T).expect("answered after a retry");
+    assert_eq!(
+        (frames.of.as_str(), frames.outcome, res.value),
+        ("retried", Outcome::Ok, json!("survived"))
+    );
+    // A job that always crashes stops after its retries.
+    submit(&client, "always", "emq.crash", json!([]), "retry-count:2");
+    let (frames, _) = result(&client, T).expect("answered after its retries");
+    assert_eq!(frames.outcome, Outcome::Crashed);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn timeout_kills_the_job_and_the_slot_comes_back() {
+    let r = router();
+    let jm = JobManagerProc::start(&r, &["-J", "1"]);
+    let before = workers(&jm, 1);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    let started = Instant::now();
+    submit(&client, "slow", "emq.exec", json!(["sleep", "30"]), "timeout:1");
+    let (frames, res) = result(&client, T).expect("timeout reported");
+    assert_eq!(frames.outcome, Outcome::TimedOut);
+    assert!(res.error.unwrap().contains("timeout"));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert!(wait_until(T, || !alive(before[0])), "timed-out worker is gone");
+    submit(&client, "after", "emq.echo", json!([1]), "");
+    assert_eq!(result(&client, T).expect("slot came back").1.value, json!(1));
+}
+
+#[test]
+fn workers_are_recycled_after_max_jobs() {
+    let r = router();
+    let jm = JobManagerProc::start(&r, &["-J", "1", "--max-jobs", "2"]);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    let mut seen = Vec::new();
+    for i in 0..6 {
+        submit(
+            &client,
+            &format!("j{i}"),
+            "emq.exec",
+            json!(["sh", "-c", "echo $PPID"]),
+            "",
+        );
+        let (_, res) = result(&client, T).expect("result");
+        seen.push(res.value["stdout"].as_str().unwrap().trim().to_string());
+    }
+    // Each worker runs exactly two jobs.
+    assert_eq!(seen[0], seen[1]);
+    assert_ne!(seen[1], seen[2]);
+    assert_eq!(seen[2], seen[3]);
+    assert_ne!(seen[3], seen[4]);
+    assert_eq!(seen[4], seen[5]);
+    assert_eq!(workers(&jm, 1).len(), 1);
+}
+
+#[test]
+fn sigterm_drains_running_jobs_then_exits_zero() {
+    let r = router();
+    let mut jm = JobManagerProc::start(&r, &["-J", "2", "--grace-s", "10"]);
+    let pids = workers(&jm, 2);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    submit(&client, "draining", "emq.sleep", json!([0.7]), "");
+    std::thread::sleep(Duration::from_millis(300));
+    jm.proc.signal(Signal::SIGTERM);
+    let (frames, _) = result(&client, T).expect("the running job finishes");
+    assert_eq!((frames.of.as_str(), frames.outcome), ("draining", Outcome::Ok));
+    let status = jm.proc.wait_exit(T).expect("jobmanager exits");
+    assert!(status.success(), "{status:?}");
+    assert!(pids.iter().all(|p| !alive(*p)), "no worker left behind");
+}
+
+#[test]
+fn killing_the_jobmanager_leaves_no_workers_behind() {
+    let r = router();
+    let mut jm = JobManagerProc::start(&r, &["-J", "2"]);
+    let pids = workers(&jm, 2);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    // One worker busy running a program, which must die too.
+    submit(
+        &client,
+        "busy",
+        "emq.exec",
+        json!(["sh", "-c", "echo $$; exec sleep 30"]),
+        "",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let grandchildren: Vec<i32> = pids.iter().flat_map(|p| emq_tests::children_of(*p)).collect();
+    jm.proc.kill9();
+    assert!(
+        wait_until(Duration::from_secs(3), || pids
+            .iter()
+            .chain(&grandchildren)
+            .all(|p| !alive(*p))),
+        "orphans left: {:?}",
+        pids.iter()
+            .chain(&grandchildren)
+            .filter(|p| alive(**p))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn jobmanager_state_is_visible_in_router_status() {
+    let r = router();
+    let _jm = JobManagerProc::start(&r, &["-J", "1", "-Q", "7:images"]);
+    let ctx = zmq::Context::new();
+    let admin = Dealer::connect(&ctx, &r.admin, None);
+    assert!(wait_until(T, || {
+        admin.send(&Message::Status, "s");
+        let Some(env) = admin.recv(T) else { return false };
+        let Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))) = env.message else {
+            return false;
+        };
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["jobmanagers"].as_object().is_some_and(|jms| {
+            jms.values()
+                .any(|jm| jm["state"] == "IDLE" && jm["queues"] == json!([[7, "images"]]) && jm["slots"] == 1)
+        })
+    }));
+}
+
+#[test]
+fn jobmanager_reconnects_after_router_restart() {
+    let r = router();
+    let endpoints = [r.frontend.clone(), r.backend.clone(), r.admin.clone()];
+    let _jm = JobManagerProc::start(&r, &["-J", "1"]);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    submit(&client, "before", "emq.echo", json!([1]), "");
+    assert!(result(&client, T).is_some());
+    let mut r = r;
+    r.proc.kill9();
+    let r2 = RouterProc::start_on(
+        [&endpoints[0], &endpoints[1], &endpoints[2]],
+        &["--heartbeat-ms", "100", "--liveness-ms", "1000"],
+    );
+    submit(&client, "after", "emq.echo", json!([2]), "");
+    let (frames, res) = result(&client, T).expect("served by the restarted router");
+    assert_eq!((frames.of.as_str(), res.value), ("after", json!(2)));
+    drop(r2);
+}
