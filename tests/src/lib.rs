@@ -278,3 +278,58 @@ pub fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+/// Run `emq-cli` against `router` and wait for it, killing it after `within`.
+pub fn emq_cli(router: &RouterProc, args: &[&str], stdin: Option<&str>, within: Duration) -> Output {
+    let mut cmd = Command::new(bin("emq-cli"));
+    cmd.env("EMQ_ROUTER", &router.frontend).env("EMQ_ADMIN", &router.admin);
+    run_with_deadline(cmd, args, stdin, within)
+}
+
+/// Run a command with piped output, killing it (by pid) after `within`.
+pub fn run_with_deadline(mut cmd: Command, args: &[&str], stdin: Option<&str>, within: Duration) -> Output {
+    use std::io::Write;
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("spawn command");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin piped");
+        let input = input.to_string();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(input.as_bytes());
+        });
+    }
+    let pid = child.id() as i32;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(within) {
+        Ok(r) => r.expect("wait for command"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let r = rx.recv().expect("killed command is reaped").expect("output");
+            panic!(
+                "{:?} {args:?} did not finish within {within:?}; stderr: {}",
+                cmd.get_program(),
+                String::from_utf8_lossy(&r.stderr)
+            );
+        }
+    };
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: started.elapsed(),
+    }
+}

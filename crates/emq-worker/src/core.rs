@@ -377,6 +377,17 @@ impl JobManager {
         }
         self.top_up();
         self.update_state();
+        // Let the router show our state now rather than at the next beat.
+        self.heartbeat(now);
+    }
+
+    fn heartbeat(&mut self, now: Instant) {
+        let unix = self.unix_at_start + now.saturating_duration_since(self.started).as_secs_f64();
+        self.send(Message::Heartbeat {
+            unix_time: format!("{unix:.3}"),
+            state: Some(self.state.as_str().into()),
+        });
+        self.next_heartbeat = now + self.config.heartbeat;
     }
 
     fn on_request(&mut self, now: Instant, msgid: &str, req: Request) {
@@ -468,13 +479,10 @@ impl JobManager {
     pub fn tick(&mut self, now: Instant) {
         if now >= self.next_heartbeat {
             if matches!(self.link, Link::Connected { .. }) {
-                let unix = self.unix_at_start + now.saturating_duration_since(self.started).as_secs_f64();
-                self.send(Message::Heartbeat {
-                    unix_time: format!("{unix:.3}"),
-                    state: Some(self.state.as_str().into()),
-                });
+                self.heartbeat(now);
+            } else {
+                self.next_heartbeat = now + self.config.heartbeat;
             }
-            self.next_heartbeat = now + self.config.heartbeat;
         }
         match self.link {
             Link::Connected {

@@ -1,4 +1,5 @@
 //! The one cross-process test binary: each module drives real emq processes.
 
+mod cli;
 mod jobmanager;
 mod router;

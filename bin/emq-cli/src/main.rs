@@ -1,0 +1,265 @@
+//! `emq-cli`: the client crate from the shell. Each subcommand lives in its own
+//! function below; exit codes tell scripts what happened (see [`Exit`]).
+
+mod bulk;
+mod output;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use emq_client::{admin, Client, ClientError, ClientOptions, Job, JobId, Value};
+
+/// Exit codes.
+#[derive(Debug, Clone, Copy)]
+pub enum Exit {
+    Ok = 0,
+    /// The job failed (a program's own non-zero code is passed through instead).
+    JobFailed = 1,
+    /// Bad usage, or the router refused the request.
+    Usage = 2,
+    /// The router could not be reached.
+    Unreachable = 3,
+    /// No answer in time.
+    Timeout = 4,
+}
+
+/// Send jobs to emq (or EventMQ) routers and look after them.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Router frontend endpoint(s), comma-separated.
+    #[arg(
+        long = "router",
+        env = "EMQ_ROUTER",
+        global = true,
+        value_delimiter = ',',
+        default_value = "tcp://127.0.0.1:47291"
+    )]
+    routers: Vec<String>,
+    /// Router admin endpoint.
+    #[arg(long, env = "EMQ_ADMIN", global = true, default_value = "tcp://127.0.0.1:47293")]
+    admin: String,
+    /// Seconds to wait for a connection to the router.
+    #[arg(long, global = true, default_value_t = 5.0)]
+    connect_timeout: f64,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send one job: a handler with JSON args, or `-- PROGRAM ARGS...`.
+    Send(SendArgs),
+    /// Send one job per line from a file (or `-`/nothing for stdin) and wait
+    /// for all results. A line is a JSON object {"handler", "args", "kwargs",
+    /// "queue", "timeout", "retries"} or else a shell command.
+    Bulk(BulkArgs),
+    /// Router status, or a job's status and transition log with an ID.
+    Status { id: Option<String> },
+    /// A finished job's result.
+    Result { id: String },
+    /// Cancel a job that is still waiting.
+    Cancel { id: String },
+    /// Connected jobmanagers with their state and slots.
+    Workers,
+    /// Stop the router (admin endpoint).
+    Shutdown,
+}
+
+#[derive(Args)]
+struct JobOpts {
+    /// Queue to send to.
+    #[arg(short, long, default_value = "default")]
+    queue: String,
+    /// Kill the job after this many seconds on the worker.
+    #[arg(long)]
+    timeout: Option<f64>,
+    /// Retries after a failed attempt.
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
+    /// Journal the job and have its submission acknowledged.
+    #[arg(long)]
+    guarantee: bool,
+    /// Encode the body as MessagePack instead of JSON.
+    #[arg(long)]
+    msgpack: bool,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// Handler name (e.g. emq.echo); omit when giving `-- PROGRAM ARGS`.
+    handler: Option<String>,
+    /// Positional arguments as JSON (a list, or one value).
+    args: Option<String>,
+    /// Keyword arguments as a JSON object.
+    #[arg(long)]
+    kwargs: Option<String>,
+    #[command(flatten)]
+    opts: JobOpts,
+    /// Wait for the result and print it; the exit code reflects the outcome.
+    #[arg(short, long)]
+    wait: bool,
+    /// Seconds to wait for the result with --wait.
+    #[arg(long, default_value_t = 60.0)]
+    wait_timeout: f64,
+    /// A program and its arguments, run by the `emq.exec` built-in.
+    #[arg(last = true)]
+    program: Vec<String>,
+}
+
+#[derive(Args)]
+struct BulkArgs {
+    /// File with one job per line; `-` or nothing reads stdin.
+    file: Option<String>,
+    #[command(flatten)]
+    opts: JobOpts,
+    /// Most jobs in flight at once.
+    #[arg(long, default_value_t = 500)]
+    window: usize,
+    /// Give up on a job after this many seconds without any result arriving.
+    #[arg(long, default_value_t = 60.0)]
+    idle_timeout: f64,
+}
+
+fn secs(s: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(s).map_err(|e| anyhow::anyhow!("bad duration {s}: {e}"))
+}
+
+impl JobOpts {
+    pub fn apply(&self, mut job: Job) -> anyhow::Result<Job> {
+        job = job.queue(&self.queue).retries(self.retries).guarantee(self.guarantee);
+        if let Some(t) = self.timeout {
+            job = job.timeout(secs(t)?);
+        }
+        if self.msgpack {
+            job = job.msgpack();
+        }
+        Ok(job)
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("emq-cli: {e:#}");
+            let code = match e.downcast_ref::<ClientError>() {
+                Some(ClientError::Unreachable { .. }) => Exit::Unreachable,
+                Some(ClientError::Timeout(_)) => Exit::Timeout,
+                Some(ClientError::UnknownJob(_)) | Some(ClientError::Refused { .. }) => Exit::Usage,
+                _ => Exit::JobFailed,
+            };
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn connect(cli: &Cli) -> anyhow::Result<Client> {
+    let options = ClientOptions {
+        connect_timeout: secs(cli.connect_timeout)?,
+    };
+    Ok(Client::connect_with(&cli.routers, options)?)
+}
+
+fn run(cli: &Cli) -> anyhow::Result<u8> {
+    let timeout = secs(cli.connect_timeout)?;
+    match &cli.command {
+        Command::Send(args) => send(cli, args),
+        Command::Bulk(args) => bulk::run(cli.json, connect(cli)?, args),
+        Command::Status { id: None } => {
+            let status = admin::status(&cli.admin, timeout)?;
+            output::router_status(&status, cli.json);
+            Ok(Exit::Ok as u8)
+        }
+        Command::Status { id: Some(id) } => {
+            let status = connect(cli)?.status(&JobId(id.clone()), timeout)?;
+            output::job_status(&status, cli.json);
+            Ok(Exit::Ok as u8)
+        }
+        Command::Result { id } => {
+            let status = connect(cli)?.status(&JobId(id.clone()), timeout)?;
+            match status.result {
+                Some(r) => Ok(output::result(r, cli.json)),
+                None => {
+                    eprintln!("emq-cli: job {id} is {} (no result yet)", status.state);
+                    Ok(Exit::Timeout as u8)
+                }
+            }
+        }
+        Command::Cancel { id } => {
+            let status = connect(cli)?.cancel(&JobId(id.clone()), timeout)?;
+            output::job_status(&status, cli.json);
+            Ok(if status.state == "CANCELLED" {
+                Exit::Ok
+            } else {
+                Exit::JobFailed
+            } as u8)
+        }
+        Command::Workers => {
+            let w = admin::workers(&cli.admin, timeout)?;
+            output::workers(&w, cli.json);
+            Ok(Exit::Ok as u8)
+        }
+        Command::Shutdown => {
+            admin::shutdown(&cli.admin, timeout)?;
+            if !cli.json && std::io::stderr().is_terminal() {
+                eprintln!("router stopping");
+            }
+            Ok(Exit::Ok as u8)
+        }
+    }
+}
+
+fn parse_json(what: &str, s: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(s).map_err(|e| anyhow::anyhow!("{what} is not JSON ({e}): {s}"))
+}
+
+fn send(cli: &Cli, args: &SendArgs) -> anyhow::Result<u8> {
+    let mut job = match (&args.handler, args.program.is_empty()) {
+        (None, false) => Job::exec(args.program.iter().cloned()),
+        (Some(h), true) => Job::new(h.clone()),
+        (Some(_), false) => anyhow::bail!("give either a handler or `-- PROGRAM ARGS`, not both"),
+        (None, true) => anyhow::bail!("nothing to send: give a handler (e.g. emq.echo) or `-- PROGRAM ARGS`"),
+    };
+    if let Some(a) = &args.args {
+        job = match parse_json("args", a)? {
+            Value::Array(items) => job.args(items),
+            one => job.arg(one),
+        };
+    }
+    if let Some(k) = &args.kwargs {
+        let Value::Object(map) = parse_json("kwargs", k)? else {
+            anyhow::bail!("--kwargs must be a JSON object")
+        };
+        for (key, v) in map {
+            job = job.kwarg(key, v);
+        }
+    }
+    job = args.opts.apply(job)?.reply(args.wait);
+    let mut client = connect(cli)?;
+    let id = client.submit(&job)?;
+    if !args.wait {
+        if cli.json {
+            println!("{}", serde_json::json!({"id": id.0}));
+        } else {
+            println!("{id}");
+        }
+        return Ok(Exit::Ok as u8);
+    }
+    let r = client.wait(&id, secs(args.wait_timeout)?);
+    if let Err(ClientError::Timeout(_)) = &r {
+        eprintln!(
+            "emq-cli: no result for {id} within {}s (fetch it later with `emq-cli result {id}`)",
+            args.wait_timeout
+        );
+        return Ok(Exit::Timeout as u8);
+    }
+    Ok(output::result(r, cli.json))
+}

@@ -1,0 +1,416 @@
+//! The client connection: one DEALER socket to one or several routers, plus
+//! the bookkeeping that matches answers to submitted jobs.
+//!
+//! The socket is `IMMEDIATE` with a send timeout, so a submission to a router
+//! that cannot be reached fails with [`ClientError::Unreachable`] instead of
+//! queueing forever; its receive buffer is unbounded so that thousands of
+//! results in flight are never dropped on our side. A result that still went
+//! missing (the router found us unreachable) is fetched by QUERY before
+//! `wait` gives up.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use emq_proto::{ErrorCode, JobResult, Message, Outcome, Reply, Request, ResultFrames, Value};
+
+use crate::{ClientError, Job, JobId, JobOutput};
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// How long a send may wait for a connection before the router counts as
+    /// unreachable.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A job's state as the router reports it (answer to QUERY).
+#[derive(Debug)]
+pub struct JobStatus {
+    pub id: JobId,
+    /// QUEUED, RUNNING, FINISHED, FAILED or CANCELLED.
+    pub state: String,
+    pub detail: Value,
+    pub result: Option<Result<JobOutput, ClientError>>,
+}
+
+struct Pending {
+    handler: String,
+    queue: String,
+}
+
+pub struct Client {
+    _ctx: zmq::Context,
+    socket: zmq::Socket,
+    endpoints: Vec<String>,
+    options: ClientOptions,
+    pending: HashMap<JobId, Pending>,
+    done: HashMap<JobId, Result<JobOutput, ClientError>>,
+    acked: HashSet<JobId>,
+    statuses: HashMap<JobId, Result<JobStatus, ClientError>>,
+}
+
+impl Client {
+    pub fn connect(endpoints: &[impl AsRef<str>]) -> Result<Client, ClientError> {
+        Client::connect_with(endpoints, ClientOptions::default())
+    }
+
+    pub fn connect_with(endpoints: &[impl AsRef<str>], options: ClientOptions) -> Result<Client, ClientError> {
+        let ctx = zmq::Context::new();
+        let socket = ctx.socket(zmq::DEALER)?;
+        socket.set_identity(uuid::Uuid::new_v4().to_string().as_bytes())?;
+        socket.set_immediate(true)?;
+        socket.set_linger(1000)?;
+        socket.set_rcvhwm(0)?;
+        socket.set_sndhwm(0)?;
+        socket.set_sndtimeo(options.connect_timeout.as_millis().min(i32::MAX as u128) as i32)?;
+        let mut eps = Vec::new();
+        for e in endpoints {
+            socket.connect(e.as_ref())?;
+            eps.push(e.as_ref().to_string());
+        }
+        Ok(Client {
+            _ctx: ctx,
+            socket,
+            endpoints: eps,
+            options,
+            pending: HashMap::new(),
+            done: HashMap::new(),
+            acked: HashSet::new(),
+            statuses: HashMap::new(),
+        })
+    }
+
+    fn send(&self, frames: Vec<Vec<u8>>) -> Result<(), ClientError> {
+        match self.socket.send_multipart(frames, 0) {
+            Ok(()) => Ok(()),
+            Err(zmq::Error::EAGAIN) => Err(ClientError::Unreachable {
+                endpoint: self.endpoints.join(","),
+                waited: self.options.connect_timeout,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Submit a job; returns its id without waiting for the result. A
+    /// guaranteed job returns once the router has acknowledged it.
+    pub fn submit(&mut self, job: &Job) -> Result<JobId, ClientError> {
+        let id = job.id.clone().unwrap_or_else(JobId::new);
+        let body = job.call.encode(job.content_type);
+        let req = Request {
+            queue: job.queue.clone(),
+            headers: job.headers(),
+            body,
+        };
+        self.send(Message::Request(req).encode_with_id(&id.0))?;
+        self.pending.insert(
+            id.clone(),
+            Pending {
+                handler: job.call.handler.clone(),
+                queue: job.queue.clone(),
+            },
+        );
+        if job.guarantee {
+            let deadline = Instant::now() + self.options.connect_timeout;
+            while !self.acked.remove(&id) {
+                if let Some(Err(_)) = self.done.get(&id) {
+                    return Err(self.done.remove(&id).expect("present").expect_err("is an error"));
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(ClientError::Timeout(self.options.connect_timeout));
+                }
+                self.pump(left)?;
+            }
+        }
+        Ok(id)
+    }
+
+    /// Wait for a submitted job's result.
+    pub fn wait(&mut self, id: &JobId, timeout: Duration) -> Result<JobOutput, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.done.remove(id) {
+                return r;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return self.recover(id, timeout);
+            }
+            self.pump(left)?;
+        }
+    }
+
+    /// A result that did not arrive may still be kept by the router.
+    fn recover(&mut self, id: &JobId, timeout: Duration) -> Result<JobOutput, ClientError> {
+        match self.status(id, Duration::from_secs(1).min(self.options.connect_timeout)) {
+            Ok(JobStatus { result: Some(r), .. }) => {
+                self.pending.remove(id);
+                r
+            }
+            _ => Err(ClientError::Timeout(timeout)),
+        }
+    }
+
+    /// Submit and wait.
+    pub fn call(&mut self, job: &Job, timeout: Duration) -> Result<JobOutput, ClientError> {
+        let id = self.submit(job)?;
+        self.wait(&id, timeout)
+    }
+
+    /// Submit many jobs with at most `window` in flight, calling `on_result`
+    /// for each as it finishes. Jobs whose result does not arrive within
+    /// `idle_timeout` of the last progress end with [`ClientError::Timeout`].
+    pub fn submit_many(
+        &mut self,
+        jobs: impl IntoIterator<Item = Job>,
+        window: usize,
+        idle_timeout: Duration,
+        mut on_result: impl FnMut(JobId, Result<JobOutput, ClientError>),
+    ) -> Result<(), ClientError> {
+        let window = window.max(1);
+        let mut jobs = jobs.into_iter();
+        let mut in_flight: HashSet<JobId> = HashSet::new();
+        let mut exhausted = false;
+        let mut last_progress = Instant::now();
+        loop {
+            while !exhausted && in_flight.len() < window {
+                match jobs.next() {
+                    Some(job) => {
+                        let job = job.reply(true);
+                        match self.submit(&job) {
+                            Ok(id) => {
+                                in_flight.insert(id);
+                            }
+                            Err(e @ ClientError::Unreachable { .. }) => return Err(e),
+                            Err(e) => on_result(job.id.clone().unwrap_or(JobId(String::new())), Err(e)),
+                        }
+                    }
+                    None => exhausted = true,
+                }
+            }
+            if in_flight.is_empty() {
+                return Ok(());
+            }
+            self.pump(Duration::from_millis(100))?;
+            let finished: Vec<JobId> = in_flight
+                .iter()
+                .filter(|id| self.done.contains_key(*id))
+                .cloned()
+                .collect();
+            if !finished.is_empty() {
+                last_progress = Instant::now();
+            }
+            for id in finished {
+                in_flight.remove(&id);
+                let r = self.done.remove(&id).expect("finished");
+                on_result(id, r);
+            }
+            if last_progress.elapsed() >= idle_timeout {
+                let stuck: Vec<JobId> = in_flight.drain().collect();
+                for id in stuck {
+                    let r = self.recover(&id, idle_timeout);
+                    on_result(id, r);
+                }
+                last_progress = Instant::now();
+            }
+        }
+    }
+
+    /// Ask the router for a job's state and, when finished, its result.
+    pub fn status(&mut self, id: &JobId, timeout: Duration) -> Result<JobStatus, ClientError> {
+        self.statuses.remove(id);
+        self.send(Message::Query { of: id.0.clone() }.encode())?;
+        self.await_status(id, timeout)
+    }
+
+    /// Cancel a job that has not started; returns its state afterwards.
+    pub fn cancel(&mut self, id: &JobId, timeout: Duration) -> Result<JobStatus, ClientError> {
+        self.statuses.remove(id);
+        self.send(Message::Cancel { of: id.0.clone() }.encode())?;
+        self.await_status(id, timeout)
+    }
+
+    fn await_status(&mut self, id: &JobId, timeout: Duration) -> Result<JobStatus, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.statuses.remove(id) {
+                return s;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(timeout));
+            }
+            self.pump(left)?;
+        }
+    }
+
+    /// Wait up to `timeout` for a message, then take everything available.
+    fn pump(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
+        let ms = timeout.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
+        match zmq::poll(&mut items, ms) {
+            Ok(0) | Err(zmq::Error::EINTR) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        loop {
+            match self.socket.recv_multipart(zmq::DONTWAIT) {
+                Ok(frames) => self.on_message(&frames),
+                Err(zmq::Error::EAGAIN) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn on_message(&mut self, frames: &[Vec<u8>]) {
+        let env = match emq_proto::decode(frames) {
+            Ok(env) => env,
+            Err(e) => {
+                log::warn!("undecodable message from router: {e}");
+                return;
+            }
+        };
+        match env.message {
+            Message::Reply(Reply::Result(r)) => {
+                let id = JobId(r.of.clone());
+                let handler = self.pending.remove(&id).map(|p| p.handler).unwrap_or_default();
+                self.done.insert(id.clone(), to_output(id, &handler, r));
+            }
+            Message::Error { of, code, reason } => {
+                let id = JobId(of);
+                let pending = self.pending.remove(&id);
+                let err = match code {
+                    ErrorCode::QueueFull => ClientError::QueueFull {
+                        queue: pending.map(|p| p.queue).unwrap_or_default(),
+                    },
+                    ErrorCode::UnknownJob => ClientError::UnknownJob(id.0.clone()),
+                    code => ClientError::Refused { code, reason },
+                };
+                if code == ErrorCode::UnknownJob {
+                    self.statuses.insert(id, Err(err));
+                } else {
+                    self.done.insert(id, Err(err));
+                }
+            }
+            Message::Ack { of, .. } => {
+                self.acked.insert(JobId(of));
+            }
+            Message::Job {
+                of,
+                state,
+                detail,
+                result,
+            } => {
+                let id = JobId(of);
+                let handler = self.pending.get(&id).map(|p| p.handler.clone()).unwrap_or_default();
+                let detail = serde_json::from_str(&detail).unwrap_or(Value::Null);
+                let result = result.map(|r| to_output(id.clone(), &handler, r));
+                self.statuses.insert(
+                    id.clone(),
+                    Ok(JobStatus {
+                        id,
+                        state,
+                        detail,
+                        result,
+                    }),
+                );
+            }
+            Message::Kbye => log::warn!("router is shutting down"),
+            _ => {}
+        }
+    }
+}
+
+fn to_output(id: JobId, handler: &str, r: ResultFrames) -> Result<JobOutput, ClientError> {
+    let decoded = match JobResult::decode_body(r.outcome, &r.body, r.content_type) {
+        Ok(d) => d,
+        Err(e) => return Err(ClientError::Protocol(format!("result of {id}: {e}"))),
+    };
+    match r.outcome {
+        Outcome::Ok => Ok(JobOutput {
+            id,
+            value: decoded.value,
+        }),
+        Outcome::UnknownHandler => Err(ClientError::UnknownHandler {
+            handler: handler.to_string(),
+            message: decoded.error.unwrap_or_default(),
+        }),
+        outcome => Err(ClientError::JobFailed {
+            outcome,
+            message: decoded.error.unwrap_or_else(|| outcome.as_str().to_string()),
+            value: decoded.value,
+        }),
+    }
+}
+
+/// Admin commands, on the router's admin endpoint.
+pub mod admin {
+    use super::*;
+
+    fn ask(endpoint: &str, msg: Message, timeout: Duration) -> Result<emq_proto::Envelope, ClientError> {
+        let ctx = zmq::Context::new();
+        let s = ctx.socket(zmq::DEALER)?;
+        s.set_linger(0)?;
+        s.set_immediate(true)?;
+        s.set_sndtimeo(timeout.as_millis().min(i32::MAX as u128) as i32)?;
+        s.connect(endpoint)?;
+        match s.send_multipart(msg.encode(), 0) {
+            Ok(()) => {}
+            Err(zmq::Error::EAGAIN) => {
+                return Err(ClientError::Unreachable {
+                    endpoint: endpoint.into(),
+                    waited: timeout,
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let mut items = [s.as_poll_item(zmq::POLLIN)];
+        if zmq::poll(&mut items, timeout.as_millis() as i64)? == 0 {
+            return Err(ClientError::Timeout(timeout));
+        }
+        let frames = s.recv_multipart(0)?;
+        emq_proto::decode(&frames).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    fn json_reply(env: emq_proto::Envelope) -> Result<Value, ClientError> {
+        match env.message {
+            Message::Reply(Reply::Notice(emq_proto::ReplyNotice(text))) => {
+                serde_json::from_str(&text).map_err(|e| ClientError::Protocol(e.to_string()))
+            }
+            Message::Error { code, reason, .. } => Err(ClientError::Refused { code, reason }),
+            other => Err(ClientError::Protocol(format!(
+                "unexpected {}",
+                other.command().as_str()
+            ))),
+        }
+    }
+
+    /// STATUS: queues, jobmanagers, in flight, waiting, processed.
+    pub fn status(endpoint: &str, timeout: Duration) -> Result<Value, ClientError> {
+        json_reply(ask(endpoint, Message::Status, timeout)?)
+    }
+
+    /// ROUTER_SHOW_WORKERS.
+    pub fn workers(endpoint: &str, timeout: Duration) -> Result<Value, ClientError> {
+        json_reply(ask(endpoint, Message::RouterShowWorkers, timeout)?)
+    }
+
+    /// DISCONNECT: stop the router.
+    pub fn shutdown(endpoint: &str, timeout: Duration) -> Result<(), ClientError> {
+        match ask(endpoint, Message::Disconnect, timeout)?.message {
+            Message::Ack { .. } => Ok(()),
+            Message::Error { code, reason, .. } => Err(ClientError::Refused { code, reason }),
+            other => Err(ClientError::Protocol(format!(
+                "unexpected {}",
+                other.command().as_str()
+            ))),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! What a caller submits ([`Job`]) and what it gets back ([`JobOutput`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use emq_proto::{ContentType, Headers, JobCall, Value};
+
+/// A job's id: the msgid of its REQUEST (a uuid4 string).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub String);
+
+impl JobId {
+    /// A fresh id: a uuid4 string, as EventMQ makes msgids.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> JobId {
+        JobId(emq_proto::new_msgid())
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A job to submit: a handler call plus routing and delivery options.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub call: JobCall,
+    pub queue: String,
+    /// Killed after this long on the worker (whole seconds on the wire).
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    /// Ask the router to journal it and acknowledge the submission.
+    pub guarantee: bool,
+    /// Ask for the result to be sent back (on by default).
+    pub reply: bool,
+    pub content_type: ContentType,
+    /// Use this id instead of a fresh one (resubmitting the same id does not
+    /// run the job twice).
+    pub id: Option<JobId>,
+}
+
+impl Job {
+    pub fn new(handler: impl Into<String>) -> Job {
+        Job {
+            call: JobCall::new(handler),
+            queue: emq_proto::DEFAULT_QUEUE.to_string(),
+            timeout: None,
+            retries: 0,
+            guarantee: false,
+            reply: true,
+            content_type: ContentType::Json,
+            id: None,
+        }
+    }
+
+    /// A job running a program through the `emq.exec` built-in.
+    pub fn exec<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Job {
+        let argv: Vec<Value> = argv.into_iter().map(|s| Value::String(s.into())).collect();
+        Job::new("emq.exec").kwarg("argv", Value::Array(argv))
+    }
+
+    pub fn arg(mut self, v: impl Into<Value>) -> Job {
+        self.call.args.push(v.into());
+        self
+    }
+
+    pub fn args(mut self, v: impl IntoIterator<Item = Value>) -> Job {
+        self.call.args.extend(v);
+        self
+    }
+
+    pub fn kwarg(mut self, k: impl Into<String>, v: impl Into<Value>) -> Job {
+        self.call.kwargs.insert(k.into(), v.into());
+        self
+    }
+
+    pub fn queue(mut self, q: impl Into<String>) -> Job {
+        self.queue = q.into();
+        self
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Job {
+        self.timeout = Some(t);
+        self
+    }
+
+    pub fn retries(mut self, n: u32) -> Job {
+        self.retries = n;
+        self
+    }
+
+    pub fn guarantee(mut self, yes: bool) -> Job {
+        self.guarantee = yes;
+        self
+    }
+
+    pub fn reply(mut self, yes: bool) -> Job {
+        self.reply = yes;
+        self
+    }
+
+    pub fn msgpack(mut self) -> Job {
+        self.content_type = ContentType::MsgPack;
+        self
+    }
+
+    pub fn with_id(mut self, id: JobId) -> Job {
+        self.id = Some(id);
+        self
+    }
+
+    pub(crate) fn headers(&self) -> Headers {
+        Headers {
+            reply_requested: self.reply,
+            guarantee: self.guarantee,
+            retry_count: self.retries,
+            // Round up: a 1.5 s timeout must not become 1 s.
+            timeout_secs: self
+                .timeout
+                .map_or(0, |t| t.as_secs() + u64::from(t.subsec_nanos() > 0)),
+            content_type: self.content_type,
+            other: Vec::new(),
+        }
+    }
+}
+
+/// A successful job's output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutput {
+    pub id: JobId,
+    pub value: Value,
+}

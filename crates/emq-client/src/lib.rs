@@ -1,0 +1,21 @@
+//! A blocking client for emq (and EventMQ) routers.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use emq_client::{Client, Job};
+//!
+//! let mut client = Client::connect(&["tcp://127.0.0.1:47291"])?;
+//! let id = client.submit(&Job::new("emq.echo").arg("hi"))?;
+//! let out = client.wait(&id, Duration::from_secs(10))?;
+//! assert_eq!(out.value, "hi");
+//! # Ok::<(), emq_client::ClientError>(())
+//! ```
+
+mod client;
+mod error;
+mod job;
+
+pub use client::{admin, Client, ClientOptions, JobStatus};
+pub use emq_proto::{ContentType, Outcome, Value};
+pub use error::ClientError;
+pub use job::{Job, JobId, JobOutput};

@@ -1,0 +1,126 @@
+//! emq-cli end to end: real router, real jobmanager, the CLI as a user runs it.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use emq_tests::{emq_cli, run_with_deadline, wait_until, JobManagerProc, RouterProc};
+
+const T: Duration = Duration::from_secs(30);
+
+fn system() -> (RouterProc, JobManagerProc) {
+    let r = RouterProc::start(&["--heartbeat-ms", "100", "--liveness-ms", "1000"]);
+    let jm = JobManagerProc::start(&r, &["-J", "2"]);
+    (r, jm)
+}
+
+#[test]
+fn send_wait_runs_a_program_and_prints_its_output() {
+    let (r, _jm) = system();
+    let out = emq_cli(&r, &["send", "--wait", "--", "echo", "hi"], None, T);
+    assert_eq!((out.code, out.stdout.as_str()), (Some(0), "hi\n"), "{out:?}");
+
+    let out = emq_cli(&r, &["send", "--wait", "emq.echo", r#"{"n": [1, 2]}"#, "--json"], None, T);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!((v["outcome"].as_str(), &v["value"]), (Some("ok"), &serde_json::json!({"n": [1, 2]})));
+}
+
+#[test]
+fn failures_give_nonzero_exit_and_a_clear_message() {
+    let (r, _jm) = system();
+    let out = emq_cli(&r, &["send", "--wait", "no.such.handler"], None, T);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("no handler \"no.such.handler\""), "{out:?}");
+
+    let out = emq_cli(&r, &["send", "--wait", "--", "sh", "-c", "echo partial; echo broken >&2; exit 7"], None, T);
+    assert_eq!(out.code, Some(7), "the program's own exit code: {out:?}");
+    assert_eq!(out.stdout, "partial\n");
+    assert!(out.stderr.contains("broken") && out.stderr.contains("exited with code 7"), "{out:?}");
+
+    let out = emq_cli(&r, &["send", "--wait", "emq.fail", r#""disk on fire""#], None, T);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("disk on fire"), "{out:?}");
+}
+
+#[test]
+fn unreachable_router_is_a_clear_error_within_the_timeout() {
+    let mut cmd = std::process::Command::new(emq_tests::bin("emq-cli"));
+    cmd.env("EMQ_ROUTER", "tcp://127.0.0.1:9");
+    let out = run_with_deadline(cmd, &["--connect-timeout", "1", "send", "--wait", "--", "true"], None, T);
+    assert_eq!(out.code, Some(3), "{out:?}");
+    assert!(out.stderr.contains("router unreachable at tcp://127.0.0.1:9"), "{out:?}");
+    assert!(out.took < Duration::from_secs(3), "took {:?}", out.took);
+}
+
+#[test]
+fn bulk_thousand_jobs_all_return_once() {
+    let (r, _jm) = system();
+    let input: String = (0..1000).map(|i| format!("{{\"handler\": \"emq.echo\", \"args\": [{i}]}}\n")).collect();
+    let out = emq_cli(&r, &["bulk", "--json", "--window", "200"], Some(&input), T);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let mut ids = HashSet::new();
+    let mut values = HashSet::new();
+    let mut lines = 0;
+    for line in out.stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["outcome"], "ok", "{v}");
+        // Each line's own value comes back on that line's record.
+        assert_eq!(v["value"].as_u64(), Some(v["line"].as_u64().unwrap() - 1), "{v}");
+        assert!(ids.insert(v["id"].as_str().unwrap().to_string()), "duplicate id {v}");
+        assert!(values.insert(v["value"].as_u64().unwrap()), "duplicate result {v}");
+        lines += 1;
+    }
+    assert_eq!(lines, 1000);
+    assert_eq!(values, (0..1000).collect::<HashSet<u64>>(), "none missing");
+    assert!(out.stderr.contains("1000 jobs: 1000 ok, 0 failed"), "{}", out.stderr);
+}
+
+#[test]
+fn bulk_shell_lines_and_summary() {
+    let (r, _jm) = system();
+    let out = emq_cli(&r, &["bulk"], Some("echo one\nexit 3\n\necho three\n"), T);
+    assert_eq!(out.code, Some(1), "one line failed: {out:?}");
+    assert!(out.stdout.contains("3 jobs: 2 ok, 1 failed"), "{out:?}");
+    assert!(out.stderr.contains("line 2"), "{out:?}");
+}
+
+#[test]
+fn result_status_and_cancel_by_id() {
+    let (r, _jm) = system();
+    let out = emq_cli(&r, &["send", "emq.echo", r#""later""#], None, T);
+    let id = out.stdout.trim().to_string();
+    assert_eq!(id.len(), 36, "prints the job id: {out:?}");
+    let mut res = None;
+    assert!(wait_until(T, || {
+        let o = emq_cli(&r, &["result", &id], None, T);
+        let done = o.code == Some(0);
+        res = Some(o);
+        done
+    }));
+    assert_eq!(res.unwrap().stdout, "later\n");
+    let st = emq_cli(&r, &["status", &id], None, T);
+    assert!(st.stdout.contains("FINISHED"), "{st:?}");
+
+    // A job for a queue nobody serves waits, and can be cancelled.
+    let out = emq_cli(&r, &["send", "--queue", "nobody", "emq.echo"], None, T);
+    let waiting = out.stdout.trim().to_string();
+    let st = emq_cli(&r, &["status", &waiting, "--json"], None, T);
+    assert!(st.stdout.contains("\"QUEUED\""), "{st:?}");
+    let c = emq_cli(&r, &["cancel", &waiting], None, T);
+    assert_eq!(c.code, Some(0), "{c:?}");
+    assert!(c.stdout.contains("CANCELLED"));
+
+    let unknown = emq_cli(&r, &["result", "00000000-0000-0000-0000-000000000000"], None, T);
+    assert_eq!(unknown.code, Some(2), "{unknown:?}");
+    assert!(unknown.stderr.contains("unknown job"));
+}
+
+#[test]
+fn status_workers_and_shutdown() {
+    let (mut r, _jm) = system();
+    assert!(wait_until(T, || emq_cli(&r, &["workers"], None, T).stdout.contains("IDLE")));
+    let st = emq_cli(&r, &["status"], None, T);
+    assert!(st.stdout.contains("QUEUE") && st.stdout.contains("default"), "{st:?}");
+    let out = emq_cli(&r, &["shutdown"], None, T);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(r.proc.wait_exit(Duration::from_secs(5)).expect("router stopped").success());
+}
