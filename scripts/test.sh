@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests of each crate and the cross-process tests, which
-# start the real binaries (so they are built first). Usage: scripts/test.sh
+# start the real binaries (built first) and, for interop, EventMQ 0.3.13 from
+# PyPI in .venv-eventmq (installed on first use). Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/eventmq-env.sh >/dev/null
 cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"

@@ -45,6 +45,9 @@ pub struct Proc {
     pub name: String,
     child: Option<Child>,
     status: Option<ExitStatus>,
+    /// Leads its own process group, killed whole on drop (for programs that
+    /// fork helpers of their own, like EventMQ's jobmanager).
+    group: bool,
 }
 
 impl Proc {
@@ -60,7 +63,17 @@ impl Proc {
             name: name.to_string(),
             child: Some(child),
             status: None,
+            group: false,
         }
+    }
+
+    /// Spawn as the leader of a new process group; drop kills the whole group.
+    pub fn spawn_group(mut cmd: Command, name: &str) -> Proc {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        let mut p = Proc::spawn(cmd, name);
+        p.group = true;
+        p
     }
 
     pub fn pid(&self) -> i32 {
@@ -108,6 +121,12 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if self.group {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(self.pid()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         if self.status.is_none() {
             if let Some(mut c) = self.child.take() {
                 let _ = c.kill();
@@ -332,4 +351,24 @@ pub fn run_with_deadline(mut cmd: Command, args: &[&str], stdin: Option<&str>, w
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         took: started.elapsed(),
     }
+}
+
+/// The virtualenv with EventMQ 0.3.13 that `scripts/eventmq-env.sh` makes.
+pub fn eventmq_venv() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let venv = std::env::var_os("EMQ_EVENTMQ_VENV").map_or_else(|| root.join(".venv-eventmq"), PathBuf::from);
+    assert!(
+        venv.join("bin/python").exists(),
+        "{} has no EventMQ: run scripts/eventmq-env.sh (scripts/test.sh does)",
+        venv.display()
+    );
+    venv
+}
+
+/// `tests/eventmq`, where the Python helpers and job functions live.
+pub fn eventmq_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("eventmq")
 }

@@ -37,6 +37,10 @@ struct Args {
     /// the heartbeat interval the jobmanager announces).
     #[arg(long, default_value_t = 5000)]
     liveness_ms: u64,
+    /// Heartbeat interval assumed for jobmanagers that announce none (EventMQ's
+    /// default is 3000), in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    eventmq_heartbeat_ms: u64,
     /// Jobs that may wait in one queue before submissions get ERROR queue-full.
     #[arg(long, default_value_t = 1_000_000)]
     max_waiting_per_queue: usize,
@@ -75,6 +79,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         admin: args.admin,
         heartbeat: Duration::from_millis(args.heartbeat_ms),
         liveness: Duration::from_millis(args.liveness_ms),
+        assumed_peer_heartbeat: Duration::from_millis(args.eventmq_heartbeat_ms),
         max_waiting_per_queue: args.max_waiting_per_queue,
         max_waiting_total: args.max_waiting,
         unknown_queue: match args.unknown_queue {

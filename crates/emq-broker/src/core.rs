@@ -313,7 +313,7 @@ impl Router {
             Message::Request(req) => self.on_request(now, peer, msgid, req),
             Message::Query { of } => self.answer_query(Endpoint::Frontend, &peer, &of),
             Message::Cancel { of } => self.cancel(now, Endpoint::Frontend, &peer, &of),
-            Message::Heartbeat { .. } | Message::Kbye | Message::Ack { .. } => {}
+            Message::Heartbeat { .. } | Message::Kbye | Message::Ack { .. } | Message::Hello => {}
             Message::Disconnect | Message::Status | Message::RouterShowWorkers | Message::RouterShowSchedulers => self
                 .refuse(
                     Endpoint::Frontend,
@@ -817,7 +817,7 @@ impl Router {
             }
             Message::Query { of } => self.answer_query(Endpoint::Admin, &peer, &of),
             Message::Cancel { of } => self.cancel(now, Endpoint::Admin, &peer, &of),
-            Message::Heartbeat { .. } | Message::Kbye => {}
+            Message::Heartbeat { .. } | Message::Kbye | Message::Hello => {}
             other => {
                 let reason = format!("{} is not an admin command", other.command().as_str());
                 self.refuse(Endpoint::Admin, &peer, &msgid, ErrorCode::UnknownCommand, &reason)

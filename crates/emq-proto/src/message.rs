@@ -33,10 +33,11 @@ pub enum Command {
     Query,
     Job,
     Cancel,
+    Hello,
 }
 
 impl Command {
-    pub const ALL: [Command; 17] = [
+    pub const ALL: [Command; 18] = [
         Command::Inform,
         Command::Ack,
         Command::Ready,
@@ -54,6 +55,7 @@ impl Command {
         Command::Query,
         Command::Job,
         Command::Cancel,
+        Command::Hello,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +77,7 @@ impl Command {
             Command::Query => "QUERY",
             Command::Job => "JOB",
             Command::Cancel => "CANCEL",
+            Command::Hello => "HELLO",
         }
     }
 
@@ -188,6 +191,8 @@ pub enum Message {
     Cancel {
         of: String,
     },
+    /// Sent by EventMQ's admin shell on connect; never answered.
+    Hello,
 }
 
 impl Message {
@@ -210,6 +215,7 @@ impl Message {
             Message::Query { .. } => Command::Query,
             Message::Job { .. } => Command::Job,
             Message::Cancel { .. } => Command::Cancel,
+            Message::Hello => Command::Hello,
         }
     }
 
@@ -288,7 +294,8 @@ impl Message {
             | Message::Disconnect
             | Message::Status
             | Message::RouterShowWorkers
-            | Message::RouterShowSchedulers => {}
+            | Message::RouterShowSchedulers
+            | Message::Hello => {}
         }
         f
     }
@@ -440,6 +447,7 @@ pub fn decode_with_limit(frames: &[impl AsRef<[u8]>], max_frame: usize) -> Resul
             state: if p.len() > 1 { Some(text(1)?.to_string()) } else { None },
         },
         Command::Kbye => Message::Kbye,
+        Command::Hello => Message::Hello,
         Command::Disconnect => Message::Disconnect,
         Command::Status => Message::Status,
         Command::RouterShowWorkers => Message::RouterShowWorkers,
@@ -667,6 +675,7 @@ mod tests {
                 state: None,
             },
             Message::Kbye,
+            Message::Hello,
             Message::Disconnect,
             Message::Status,
             Message::RouterShowWorkers,

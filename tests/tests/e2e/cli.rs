@@ -19,9 +19,17 @@ fn send_wait_runs_a_program_and_prints_its_output() {
     let out = emq_cli(&r, &["send", "--wait", "--", "echo", "hi"], None, T);
     assert_eq!((out.code, out.stdout.as_str()), (Some(0), "hi\n"), "{out:?}");
 
-    let out = emq_cli(&r, &["send", "--wait", "emq.echo", r#"{"n": [1, 2]}"#, "--json"], None, T);
+    let out = emq_cli(
+        &r,
+        &["send", "--wait", "emq.echo", r#"{"n": [1, 2]}"#, "--json"],
+        None,
+        T,
+    );
     let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
-    assert_eq!((v["outcome"].as_str(), &v["value"]), (Some("ok"), &serde_json::json!({"n": [1, 2]})));
+    assert_eq!(
+        (v["outcome"].as_str(), &v["value"]),
+        (Some("ok"), &serde_json::json!({"n": [1, 2]}))
+    );
 }
 
 #[test]
@@ -31,10 +39,25 @@ fn failures_give_nonzero_exit_and_a_clear_message() {
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("no handler \"no.such.handler\""), "{out:?}");
 
-    let out = emq_cli(&r, &["send", "--wait", "--", "sh", "-c", "echo partial; echo broken >&2; exit 7"], None, T);
+    let out = emq_cli(
+        &r,
+        &[
+            "send",
+            "--wait",
+            "--",
+            "sh",
+            "-c",
+            "echo partial; echo broken >&2; exit 7",
+        ],
+        None,
+        T,
+    );
     assert_eq!(out.code, Some(7), "the program's own exit code: {out:?}");
     assert_eq!(out.stdout, "partial\n");
-    assert!(out.stderr.contains("broken") && out.stderr.contains("exited with code 7"), "{out:?}");
+    assert!(
+        out.stderr.contains("broken") && out.stderr.contains("exited with code 7"),
+        "{out:?}"
+    );
 
     let out = emq_cli(&r, &["send", "--wait", "emq.fail", r#""disk on fire""#], None, T);
     assert_eq!(out.code, Some(1));
@@ -45,16 +68,26 @@ fn failures_give_nonzero_exit_and_a_clear_message() {
 fn unreachable_router_is_a_clear_error_within_the_timeout() {
     let mut cmd = std::process::Command::new(emq_tests::bin("emq-cli"));
     cmd.env("EMQ_ROUTER", "tcp://127.0.0.1:9");
-    let out = run_with_deadline(cmd, &["--connect-timeout", "1", "send", "--wait", "--", "true"], None, T);
+    let out = run_with_deadline(
+        cmd,
+        &["--connect-timeout", "1", "send", "--wait", "--", "true"],
+        None,
+        T,
+    );
     assert_eq!(out.code, Some(3), "{out:?}");
-    assert!(out.stderr.contains("router unreachable at tcp://127.0.0.1:9"), "{out:?}");
+    assert!(
+        out.stderr.contains("router unreachable at tcp://127.0.0.1:9"),
+        "{out:?}"
+    );
     assert!(out.took < Duration::from_secs(3), "took {:?}", out.took);
 }
 
 #[test]
 fn bulk_thousand_jobs_all_return_once() {
     let (r, _jm) = system();
-    let input: String = (0..1000).map(|i| format!("{{\"handler\": \"emq.echo\", \"args\": [{i}]}}\n")).collect();
+    let input: String = (0..1000)
+        .map(|i| format!("{{\"handler\": \"emq.echo\", \"args\": [{i}]}}\n"))
+        .collect();
     let out = emq_cli(&r, &["bulk", "--json", "--window", "200"], Some(&input), T);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let mut ids = HashSet::new();
@@ -117,10 +150,16 @@ fn result_status_and_cancel_by_id() {
 #[test]
 fn status_workers_and_shutdown() {
     let (mut r, _jm) = system();
-    assert!(wait_until(T, || emq_cli(&r, &["workers"], None, T).stdout.contains("IDLE")));
+    assert!(wait_until(T, || emq_cli(&r, &["workers"], None, T)
+        .stdout
+        .contains("IDLE")));
     let st = emq_cli(&r, &["status"], None, T);
     assert!(st.stdout.contains("QUEUE") && st.stdout.contains("default"), "{st:?}");
     let out = emq_cli(&r, &["shutdown"], None, T);
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(r.proc.wait_exit(Duration::from_secs(5)).expect("router stopped").success());
+    assert!(r
+        .proc
+        .wait_exit(Duration::from_secs(5))
+        .expect("router stopped")
+        .success());
 }

@@ -1,0 +1,163 @@
+//! Interop with the real EventMQ 0.3.13 package (installed by
+//! scripts/eventmq-env.sh): its Python client, jobmanager and admin shell,
+//! unmodified, against emq-router.
+
+use std::process::Command;
+use std::time::Duration;
+
+use emq_tests::{emq_cli, eventmq_dir, eventmq_venv, run_with_deadline, wait_until, JobManagerProc, Proc, RouterProc};
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(30);
+
+fn router() -> RouterProc {
+    // EventMQ peers heartbeat every second here (EVENTMQ_HEARTBEAT_INTERVAL).
+    RouterProc::start(&[
+        "--heartbeat-ms",
+        "200",
+        "--liveness-ms",
+        "1000",
+        "--eventmq-heartbeat-ms",
+        "1000",
+    ])
+}
+
+fn python(script: &str) -> Command {
+    let venv = eventmq_venv();
+    let mut cmd = Command::new(venv.join("bin/python"));
+    cmd.arg(script)
+        .current_dir(eventmq_dir())
+        .env("PYTHONPATH", eventmq_dir());
+    cmd
+}
+
+/// EventMQ's own `emq-jobmanager` script, connected to `r`.
+fn eventmq_jobmanager(r: &RouterProc) -> Proc {
+    let venv = eventmq_venv();
+    let mut cmd = python(venv.join("bin/emq-jobmanager").to_str().unwrap());
+    cmd.args(["-B", &r.backend, "-J", "2"])
+        .env("EVENTMQ_HEARTBEAT_INTERVAL", "1");
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    Proc::spawn_group(cmd, "eventmq emq-jobmanager")
+}
+
+fn jobmanagers(r: &RouterProc) -> Value {
+    let out = emq_cli(r, &["workers", "--json"], None, T);
+    serde_json::from_str::<Value>(out.stdout.trim())
+        .map(|v| v["jobmanagers"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn results_of(out: &emq_tests::Output) -> Vec<Value> {
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+#[test]
+fn eventmq_python_client_submits_and_emq_jobmanager_runs() {
+    let r = router();
+    let _jm = JobManagerProc::start(&r, &["-J", "2"]);
+    let out = run_with_deadline(
+        python("client_submit.py"),
+        &[&r.frontend, "emq.echo", r#"["from python"]"#],
+        None,
+        T,
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let results = results_of(&out);
+    assert_eq!(results.len(), 2, "{out:?}");
+    for res in results {
+        assert_eq!(res["body"], json!({"value": "from python"}), "{res}");
+        assert_eq!(res["outcome"], json!(["ok"]));
+    }
+}
+
+#[test]
+fn eventmq_jobmanager_serves_emq_router_and_is_noticed_dead() {
+    let r = router();
+    let mut py_jm = eventmq_jobmanager(&r);
+    assert!(
+        wait_until(T, || jobmanagers(&r)
+            .as_object()
+            .is_some_and(|m| m.values().any(|j| j["kind"] == "eventmq" && j["slots"] == 2))),
+        "EventMQ jobmanager visible in status with its 2 slots: {}",
+        jobmanagers(&r)
+    );
+
+    // A job from emq-cli (JSON body) runs in EventMQ's Python worker.
+    let out = emq_cli(&r, &["send", "--wait", "emqtest_tasks.add", "[2, 3]"], None, T);
+    assert_eq!((out.code, out.stdout.trim()), (Some(0), "5"), "{out:?}");
+    let out = emq_cli(&r, &["send", "--wait", "--json", "emqtest_tasks.whoami"], None, T);
+    let v: Value = serde_json::from_str(out.stdout.trim()).expect("json");
+    assert_eq!(v["value"]["runner"], "eventmq", "{out:?}");
+
+    // A job from EventMQ's Python client runs there too.
+    let out = run_with_deadline(
+        python("client_submit.py"),
+        &[&r.frontend, "emqtest_tasks.add", "[20, 22]"],
+        None,
+        T,
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        results_of(&out).iter().all(|res| res["body"] == json!({"value": 42})),
+        "{out:?}"
+    );
+
+    // A job without reply-requested still completes (the router asks EventMQ for
+    // the reply itself) and its result can be fetched.
+    let id = emq_cli(&r, &["send", "emqtest_tasks.add", "[1, 1]"], None, T)
+        .stdout
+        .trim()
+        .to_string();
+    assert!(wait_until(T, || emq_cli(&r, &["result", &id], None, T).stdout.trim() == "2"));
+
+    // kill -9 the whole EventMQ jobmanager: the router notices within its window.
+    py_jm.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(py_jm.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || jobmanagers(&r)
+            .as_object()
+            .is_some_and(|m| m.is_empty())),
+        "dead EventMQ jobmanager dropped: {}",
+        jobmanagers(&r)
+    );
+}
+
+#[test]
+fn eventmq_admin_shell_status_works_against_emq_router() {
+    let r = router();
+    let _jm = JobManagerProc::start(&r, &["-J", "1", "-Q", "3:reports"]);
+    assert!(wait_until(T, || jobmanagers(&r)
+        .as_object()
+        .is_some_and(|m| !m.is_empty())));
+    let venv = eventmq_venv();
+    let shell = python(venv.join("bin/emq-cli").to_str().unwrap());
+    let out = run_with_deadline(
+        shell,
+        &["-a", &r.admin],
+        Some("status\nshow_workers\nshow_schedulers\nquit\n"),
+        T,
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    for key in [
+        "waiting_messages_by_queue",
+        "processed_messages_by_queue",
+        "connected_workers",
+        "connected_queues",
+        "connected_schedulers",
+    ] {
+        assert!(
+            out.stdout.contains(key),
+            "{key} missing from EventMQ's shell output:\n{}",
+            out.stdout
+        );
+    }
+    assert!(out.stdout.contains("reports"), "{}", out.stdout);
+}
