@@ -78,7 +78,7 @@ fn eventmq_python_client_submits_and_emq_jobmanager_runs() {
 #[test]
 fn eventmq_jobmanager_serves_emq_router_and_is_noticed_dead() {
     let r = router();
-    let mut py_jm = eventmq_jobmanager(&r);
+    let py_jm = eventmq_jobmanager(&r);
     assert!(
         wait_until(T, || jobmanagers(&r)
             .as_object()
