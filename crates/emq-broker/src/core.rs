@@ -494,8 +494,8 @@ impl Router {
         };
         worker.last_seen = now;
         match msg {
-            Message::Ready => {
-                worker.slots += 1;
+            Message::Ready { count } => {
+                worker.slots = worker.slots.saturating_add(count);
                 self.dispatch_to(now, &peer);
             }
             Message::Reply(Reply::Result(result)) => self.on_reply(now, &peer, result),

@@ -54,6 +54,9 @@ pub struct Client {
     done: HashMap<JobId, Result<JobOutput, ClientError>>,
     acked: HashSet<JobId>,
     statuses: HashMap<JobId, Result<JobStatus, ClientError>>,
+    /// While `submit_many` runs: ids in the order their results arrived, so it
+    /// never scans its whole window.
+    arrivals: Option<Vec<JobId>>,
 }
 
 impl Client {
@@ -84,6 +87,7 @@ impl Client {
             done: HashMap::new(),
             acked: HashSet::new(),
             statuses: HashMap::new(),
+            arrivals: None,
         })
     }
 
@@ -101,6 +105,14 @@ impl Client {
     /// Submit a job; returns its id without waiting for the result. A
     /// guaranteed job returns once the router has acknowledged it.
     pub fn submit(&mut self, job: &Job) -> Result<JobId, ClientError> {
+        let id = self.send_job(job)?;
+        if job.guarantee {
+            self.await_ack(&id)?;
+        }
+        Ok(id)
+    }
+
+    fn send_job(&mut self, job: &Job) -> Result<JobId, ClientError> {
         let id = job.id.clone().unwrap_or_else(JobId::new);
         let body = job.call.encode(job.content_type);
         let req = Request {
@@ -109,27 +121,28 @@ impl Client {
             body,
         };
         self.send(Message::Request(req).encode_with_id(&id.0))?;
-        self.pending.insert(
-            id.clone(),
-            Pending {
-                handler: job.call.handler.clone(),
-                queue: job.queue.clone(),
-            },
-        );
-        if job.guarantee {
-            let deadline = Instant::now() + self.options.connect_timeout;
-            while !self.acked.remove(&id) {
-                if let Some(Err(_)) = self.done.get(&id) {
-                    return Err(self.done.remove(&id).expect("present").expect_err("is an error"));
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(ClientError::Timeout(self.options.connect_timeout));
-                }
-                self.pump(left)?;
-            }
-        }
+        let pending = Pending {
+            handler: job.call.handler.clone(),
+            queue: job.queue.clone(),
+        };
+        self.pending.insert(id.clone(), pending);
         Ok(id)
+    }
+
+    /// Wait for the router's ACK of a guaranteed job (or its refusal).
+    fn await_ack(&mut self, id: &JobId) -> Result<(), ClientError> {
+        let deadline = Instant::now() + self.options.connect_timeout;
+        while !self.acked.remove(id) {
+            if let Some(Err(_)) = self.done.get(id) {
+                return Err(self.done.remove(id).expect("present").expect_err("is an error"));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(self.options.connect_timeout));
+            }
+            self.pump(left)?;
+        }
+        Ok(())
     }
 
     /// Wait for a submitted job's result.
@@ -183,8 +196,10 @@ impl Client {
             while !exhausted && in_flight.len() < window {
                 match jobs.next() {
                     Some(job) => {
+                        // Acknowledgements are not awaited one by one here:
+                        // a refusal arrives as this job's result.
                         let job = job.reply(true);
-                        match self.submit(&job) {
+                        match self.send_job(&job) {
                             Ok(id) => {
                                 in_flight.insert(id);
                             }
@@ -198,20 +213,19 @@ impl Client {
             if in_flight.is_empty() {
                 return Ok(());
             }
-            self.pump(Duration::from_millis(100))?;
-            let finished: Vec<JobId> = in_flight
-                .iter()
-                .filter(|id| self.done.contains_key(*id))
-                .cloned()
-                .collect();
-            if !finished.is_empty() {
-                last_progress = Instant::now();
+            self.arrivals = Some(self.arrivals.take().unwrap_or_default());
+            let pumped = self.pump(Duration::from_millis(100));
+            let mut arrived = self.arrivals.take().unwrap_or_default();
+            pumped?;
+            for id in arrived.drain(..) {
+                if in_flight.remove(&id) {
+                    last_progress = Instant::now();
+                    if let Some(r) = self.done.remove(&id) {
+                        on_result(id, r);
+                    }
+                }
             }
-            for id in finished {
-                in_flight.remove(&id);
-                let r = self.done.remove(&id).expect("finished");
-                on_result(id, r);
-            }
+            self.arrivals = Some(arrived);
             if last_progress.elapsed() >= idle_timeout {
                 let stuck: Vec<JobId> = in_flight.drain().collect();
                 for id in stuck {
@@ -269,6 +283,12 @@ impl Client {
         }
     }
 
+    fn arrived(&mut self, id: JobId) {
+        if let Some(a) = &mut self.arrivals {
+            a.push(id);
+        }
+    }
+
     fn on_message(&mut self, frames: &[Vec<u8>]) {
         let env = match emq_proto::decode(frames) {
             Ok(env) => env,
@@ -281,7 +301,8 @@ impl Client {
             Message::Reply(Reply::Result(r)) => {
                 let id = JobId(r.of.clone());
                 let handler = self.pending.remove(&id).map(|p| p.handler).unwrap_or_default();
-                self.done.insert(id.clone(), to_output(id, &handler, r));
+                self.done.insert(id.clone(), to_output(id.clone(), &handler, r));
+                self.arrived(id);
             }
             Message::Error { of, code, reason } => {
                 let id = JobId(of);
@@ -296,7 +317,8 @@ impl Client {
                 if code == ErrorCode::UnknownJob {
                     self.statuses.insert(id, Err(err));
                 } else {
-                    self.done.insert(id, Err(err));
+                    self.done.insert(id.clone(), Err(err));
+                    self.arrived(id);
                 }
             }
             Message::Ack { of, .. } => {

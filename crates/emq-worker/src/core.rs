@@ -98,6 +98,9 @@ enum Link {
         router: usize,
         window: Duration,
         last_heard: Instant,
+        /// The router is emq's (it announced timing), so one READY may carry
+        /// a count instead of one message per slot.
+        counted_ready: bool,
     },
 }
 
@@ -170,7 +173,9 @@ impl JobManager {
         self.state
     }
 
+    /// What to do now, in order. Announces freed slots first.
     pub fn take_actions(&mut self) -> std::vec::Drain<'_, Action> {
+        self.top_up();
         self.out.drain(..)
     }
 
@@ -265,14 +270,24 @@ impl JobManager {
         }
     }
 
-    /// Announce every free slot the router does not know about yet.
+    /// Announce every free slot the router does not know about yet. Called
+    /// once per batch of events (from `take_actions`), so that slots freed
+    /// together go out in one READY to an emq router.
     fn top_up(&mut self) {
-        if !matches!(self.link, Link::Connected { .. }) || self.drain_deadline.is_some() {
+        let Link::Connected { counted_ready, .. } = self.link else {
+            return;
+        };
+        if self.drain_deadline.is_some() || self.announced >= self.free() {
             return;
         }
-        while self.announced < self.free() {
-            self.announced += 1;
-            self.send(Message::Ready);
+        let deficit = self.free() - self.announced;
+        self.announced += deficit;
+        if counted_ready {
+            self.send(Message::Ready { count: deficit as u32 });
+        } else {
+            for _ in 0..deficit {
+                self.send(Message::Ready { count: 1 });
+            }
         }
     }
 
@@ -369,13 +384,13 @@ impl JobManager {
             router,
             window,
             last_heard: now,
+            counted_ready: timing.is_some(),
         };
         self.ever_connected = true;
         self.announced = 0;
         for result in std::mem::take(&mut self.unsent) {
             self.send(Message::Reply(Reply::Result(result)));
         }
-        self.top_up();
         self.update_state();
         // Let the router show our state now rather than at the next beat.
         self.heartbeat(now);
@@ -468,7 +483,6 @@ impl JobManager {
             self.unsent.push(result);
         }
         self.start_backlog(now);
-        self.top_up();
         self.update_state();
         if self.drain_deadline.is_some() && self.running.is_empty() {
             self.finish();
@@ -489,6 +503,7 @@ impl JobManager {
                 router,
                 window,
                 last_heard,
+                ..
             } if now >= last_heard + window => {
                 warn!("router {router} silent for {window:?}: presumed gone, reconnecting");
                 self.connect(now, self.next_router(router));
@@ -587,7 +602,6 @@ impl JobManager {
             self.inform(now, router);
         } else {
             self.start_backlog(now);
-            self.top_up();
         }
         self.update_state();
     }

@@ -171,6 +171,12 @@ impl Pool {
                     closed = true;
                     break;
                 }
+                // A short read drained the pipe: poll tells us about the rest,
+                // without a read that would only say EAGAIN.
+                Ok(n) if n < buf.len() => {
+                    self.workers[i].reader.push(&buf[..n]);
+                    break;
+                }
                 Ok(n) => self.workers[i].reader.push(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

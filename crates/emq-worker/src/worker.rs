@@ -41,10 +41,12 @@ pub(crate) fn run(registry: Registry) -> ! {
     if parent.is_some_and(|p| p != nix::unistd::getppid().as_raw()) {
         die("jobmanager already gone");
     }
-    let (mut input, mut output) = match take_protocol_pipes() {
+    let (input, mut output) = match take_protocol_pipes() {
         Ok(p) => p,
         Err(e) => die(&format!("cannot set up pipes: {e}")),
     };
+    // One read usually brings a whole record (length and body together).
+    let mut input = std::io::BufReader::with_capacity(64 * 1024, input);
     let mut len = [0u8; 4];
     loop {
         match input.read_exact(&mut len) {

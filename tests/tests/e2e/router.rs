@@ -65,7 +65,7 @@ fn job_reaches_jobmanager_and_result_returns_to_client() {
     let r = fast_router(&[]);
     let ctx = zmq::Context::new();
     let jm = jobmanager(&ctx, &r, "jm-1", "default");
-    jm.send(&Message::Ready, "ready");
+    jm.send(&Message::Ready { count: 1 }, "ready");
     let client = Dealer::connect(&ctx, &r.frontend, None);
     request(
         &client,
@@ -97,13 +97,13 @@ fn dead_jobmanagers_job_is_redelivered_to_another() {
     let ctx = zmq::Context::new();
     let client = Dealer::connect(&ctx, &r.frontend, None);
     let jm1 = jobmanager(&ctx, &r, "jm-doomed", "default");
-    jm1.send(&Message::Ready, "ready");
+    jm1.send(&Message::Ready { count: 1 }, "ready");
     request(&client, "job-1", "default", "reply-requested", b"[]");
     assert_eq!(jm1.recv_until(T, is_request).expect("first delivery").msgid, "job-1");
     drop(jm1); // Goes silent with the job in flight.
 
     let jm2 = jobmanager(&ctx, &r, "jm-survivor", "default");
-    jm2.send(&Message::Ready, "ready");
+    jm2.send(&Message::Ready { count: 1 }, "ready");
     let started = Instant::now();
     let mut redelivered = None;
     while started.elapsed() < T && redelivered.is_none() {
@@ -178,7 +178,7 @@ fn garbage_frames_get_error_and_router_keeps_serving() {
     }
     // Still serving, and still running.
     let jm = jobmanager(&ctx, &r, "jm", "default");
-    jm.send(&Message::Ready, "ready");
+    jm.send(&Message::Ready { count: 1 }, "ready");
     request(&client, "after-garbage", "default", "reply-requested", b"[]");
     assert_eq!(jm.recv_until(T, is_request).expect("served").msgid, "after-garbage");
     let mut r = r;
@@ -208,7 +208,7 @@ fn full_queue_answers_error_queue_full() {
     // The three that were taken are kept and run once someone serves the queue.
     let jm = jobmanager(&ctx, &r, "late", "nobody-serves-this");
     for _ in 0..5 {
-        jm.send(&Message::Ready, "ready");
+        jm.send(&Message::Ready { count: 1 }, "ready");
     }
     let mut got = Vec::new();
     while let Some(env) = jm.recv_until(Duration::from_secs(1), is_request) {

@@ -54,7 +54,7 @@ impl Sim {
 
     fn ready(&mut self, jm: &str, n: usize) {
         for _ in 0..n {
-            self.send(Endpoint::Backend, jm, "r", Message::Ready);
+            self.send(Endpoint::Backend, jm, "r", Message::Ready { count: 1 });
         }
     }
 

@@ -83,18 +83,17 @@ impl Sim {
     }
 }
 
+/// Slots announced: READY counts summed.
 fn readies(a: &[Action]) -> usize {
     a.iter()
-        .filter(|a| {
-            matches!(
-                a,
-                Action::Send {
-                    message: Message::Ready,
-                    ..
-                }
-            )
+        .map(|a| match a {
+            Action::Send {
+                message: Message::Ready { count },
+                ..
+            } => *count as usize,
+            _ => 0,
         })
-        .count()
+        .sum()
 }
 
 fn replies(a: &[Action]) -> Vec<(String, Outcome)> {
@@ -119,7 +118,7 @@ fn starts(a: &[Action]) -> Vec<String> {
 }
 
 #[test]
-fn boots_informs_and_announces_one_ready_per_slot() {
+fn boots_informs_and_announces_one_ready_per_slot_to_eventmq() {
     let mut s = Sim::new(config(), 0);
     let a = s.actions();
     assert_eq!(a[0], Action::Resize { workers: 2 });
@@ -331,4 +330,43 @@ fn kbye_from_router_fails_over() {
     s.router(Message::Kbye);
     assert!(s.actions().contains(&Action::Connect { router: 1 }));
     assert_eq!(s.jm.state(), State::Offline);
+}
+
+#[test]
+fn emq_router_gets_one_counted_ready_per_batch() {
+    let (mut s, a) = Sim::connected(config(), 2);
+    let msgs: Vec<&Action> = a
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    message: Message::Ready { .. },
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(msgs.len(), 1, "one message for four slots: {a:?}");
+    assert_eq!(readies(&a), 4);
+    for id in ["a", "b"] {
+        s.request(id, "");
+    }
+    s.actions();
+    s.done("a", Outcome::Ok);
+    s.done("b", Outcome::Ok);
+    let a = s.actions();
+    assert_eq!(readies(&a), 2);
+    assert_eq!(
+        a.iter()
+            .filter(|a| matches!(
+                a,
+                Action::Send {
+                    message: Message::Ready { .. },
+                    ..
+                }
+            ))
+            .count(),
+        1
+    );
 }

@@ -1,0 +1,336 @@
+//! `emq-bench`: starts a real emq-router and emq-jobmanager (release builds
+//! next to this binary) and measures, for no-op jobs with results returned:
+//! pipelined throughput, one-at-a-time latency, the same for guaranteed jobs,
+//! and resident memory idle, under load and with many jobs waiting. In the same
+//! run it measures the floor (raw ZeroMQ through the same hops, and a pipe
+//! hand-off) and reports each emq figure as a ratio to it. Several runs;
+//! medians and ranges. See `scripts/bench.sh`.
+
+mod floor;
+mod procs;
+mod stats;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use emq_client::{Client, Job};
+
+use crate::procs::{free_endpoint, rss_bytes, Spawned};
+use crate::stats::{fmt_rate, fmt_us, Series};
+
+#[derive(Parser)]
+#[command(about = "Benchmark emq against a raw ZeroMQ floor")]
+struct Args {
+    /// Runs to take medians over.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Jobs per throughput measurement.
+    #[arg(long, default_value_t = 50_000)]
+    jobs: usize,
+    /// Jobs in flight at once in throughput runs.
+    #[arg(long, default_value_t = 1000)]
+    window: usize,
+    /// One-at-a-time round trips per latency measurement.
+    #[arg(long, default_value_t = 2000)]
+    latency_samples: usize,
+    /// Worker processes in the jobmanager.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Slots the jobmanager announces beyond its workers.
+    #[arg(long, default_value_t = 0)]
+    prefetch: usize,
+    /// Message (job body) size in bytes.
+    #[arg(long, default_value_t = 200)]
+    size: usize,
+    /// Jobs left waiting for the memory measurement (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    waiting: usize,
+    /// Small numbers for a CI smoke run.
+    #[arg(long)]
+    quick: bool,
+    #[command(subcommand)]
+    role: Option<Role>,
+}
+
+#[derive(clap::Subcommand)]
+enum Role {
+    #[command(hide = true)]
+    FloorBroker { front: String, back: String },
+    #[command(hide = true)]
+    FloorWorker { back: String },
+    #[command(hide = true)]
+    PipeEcho,
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    match &args.role {
+        Some(Role::FloorBroker { front, back }) => return floor::broker(front, back),
+        Some(Role::FloorWorker { back }) => return floor::worker(back),
+        Some(Role::PipeEcho) => return floor::pipe_echo(),
+        None => {}
+    }
+    if args.quick {
+        args.runs = 1;
+        args.jobs = 2000;
+        args.latency_samples = 200;
+        args.waiting = 10_000;
+    }
+    run(&args)
+}
+
+/// A job body of about `size` bytes for the no-op handler.
+fn noop_job(size: usize) -> Job {
+    let base = Job::new("emq.noop")
+        .arg("")
+        .call
+        .encode(emq_client::ContentType::Json)
+        .len();
+    Job::new("emq.noop").arg("x".repeat(size.saturating_sub(base)))
+}
+
+#[derive(Default)]
+struct Results {
+    floor_tput: Series,
+    floor_p50: Series,
+    floor_p99: Series,
+    handoff: Series,
+    tput: Series,
+    p50: Series,
+    p99: Series,
+    p999: Series,
+    g_tput: Series,
+    g_p50: Series,
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let mut r = Results::default();
+    let mut memory = None;
+    for run in 0..args.runs {
+        eprintln!("run {}/{}", run + 1, args.runs);
+        measure_floor(args, &mut r)?;
+        r.handoff
+            .push(floor::pipe_handoff(args.latency_samples, args.size)?.as_secs_f64());
+        let mem = measure_emq(args, &mut r, run == 0 && args.waiting > 0)?;
+        if memory.is_none() {
+            memory = mem;
+        }
+    }
+    report(args, &r, memory);
+    Ok(())
+}
+
+fn measure_floor(args: &Args, r: &mut Results) -> anyhow::Result<()> {
+    let (front, back) = (free_endpoint()?, free_endpoint()?);
+    let _broker = Spawned::bench_role(&["floor-broker", &front, &back])?;
+    let _worker = Spawned::bench_role(&["floor-worker", &back])?;
+    let f = floor::Floor::connect(&front)?;
+    f.latencies(100, args.size)?; // warm up, and wait for the worker's hello
+    r.floor_tput.push(f.throughput(args.jobs, args.window, args.size)?);
+    let mut lat = Series::from_durations(f.latencies(args.latency_samples, args.size)?);
+    r.floor_p50.push(lat.quantile(0.5));
+    r.floor_p99.push(lat.quantile(0.99));
+    Ok(())
+}
+
+struct Memory {
+    router_idle: u64,
+    router_load: u64,
+    router_waiting: u64,
+    jm_idle: u64,
+    jm_load: u64,
+    waiting: usize,
+    per_job: f64,
+}
+
+fn measure_emq(args: &Args, r: &mut Results, with_memory: bool) -> anyhow::Result<Option<Memory>> {
+    let waiting_cap = (args.waiting * 2).max(1_000_000).to_string();
+    let router = Spawned::router(&[
+        "--max-waiting-per-queue",
+        &waiting_cap,
+        "--max-waiting",
+        &waiting_cap,
+        "--result-capacity",
+        "10000",
+    ])?;
+    let workers = args.workers.to_string();
+    let prefetch = args.prefetch.to_string();
+    let jm = Spawned::jobmanager(&router.backend, &["-J", &workers, "--prefetch", &prefetch])?;
+    let mut client = Client::connect(&[&router.frontend])?;
+    let job = noop_job(args.size);
+    // Warm up: every worker started and connected.
+    for _ in 0..200 {
+        client.call(&job, Duration::from_secs(30)).context("warm-up job")?;
+    }
+    let router_idle = rss_bytes(router.pid());
+    let jm_idle = jm.tree_rss();
+
+    let (tput, load) = throughput(&mut client, &job, args, &router, &jm)?;
+    r.tput.push(tput);
+    let mut lat = latencies(&mut client, &job, args.latency_samples)?;
+    r.p50.push(lat.quantile(0.5));
+    r.p99.push(lat.quantile(0.99));
+    r.p999.push(lat.quantile(0.999));
+
+    let gjob = job.clone().guarantee(true);
+    let (gtput, _) = throughput(&mut client, &gjob, args, &router, &jm)?;
+    r.g_tput.push(gtput);
+    let mut glat = latencies(&mut client, &gjob, args.latency_samples.min(500))?;
+    r.g_p50.push(glat.quantile(0.5));
+
+    let memory = if with_memory {
+        let waiting = park_jobs(&router, args.waiting, args.size)?;
+        let router_waiting = rss_bytes(router.pid());
+        let per_job = (router_waiting as f64 - router_idle as f64) / waiting as f64 - args.size as f64;
+        Some(Memory {
+            router_idle,
+            router_load: load.0,
+            router_waiting,
+            jm_idle,
+            jm_load: load.1,
+            waiting,
+            per_job,
+        })
+    } else {
+        None
+    };
+    Ok(memory)
+}
+
+/// Pipelined no-op jobs; returns jobs/s and peak RSS of (router, jobmanager tree).
+fn throughput(
+    client: &mut Client,
+    job: &Job,
+    args: &Args,
+    router: &Spawned,
+    jm: &Spawned,
+) -> anyhow::Result<(f64, (u64, u64))> {
+    let mut failed = 0usize;
+    let mut done = 0usize;
+    let (mut peak_router, mut peak_jm) = (0u64, 0u64);
+    let mut last_sample = Instant::now();
+    let started = Instant::now();
+    client.submit_many(
+        (0..args.jobs).map(|_| job.clone()),
+        args.window,
+        Duration::from_secs(60),
+        |_, res| {
+            done += 1;
+            if res.is_err() {
+                failed += 1;
+            }
+            if last_sample.elapsed() > Duration::from_millis(200) {
+                last_sample = Instant::now();
+                peak_router = peak_router.max(rss_bytes(router.pid()));
+                peak_jm = peak_jm.max(jm.tree_rss());
+            }
+        },
+    )?;
+    let rate = done as f64 / started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        failed == 0 && done == args.jobs,
+        "{failed} of {done} jobs failed ({} submitted)",
+        args.jobs
+    );
+    peak_router = peak_router.max(rss_bytes(router.pid()));
+    peak_jm = peak_jm.max(jm.tree_rss());
+    Ok((rate, (peak_router, peak_jm)))
+}
+
+fn latencies(client: &mut Client, job: &Job, n: usize) -> anyhow::Result<Series> {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        client.call(job, Duration::from_secs(30))?;
+        times.push(t.elapsed());
+    }
+    Ok(Series::from_durations(times))
+}
+
+/// Leave `n` jobs waiting in a queue nobody serves; returns how many the router holds.
+fn park_jobs(router: &Spawned, n: usize, size: usize) -> anyhow::Result<usize> {
+    let ctx = zmq::Context::new();
+    let s = ctx.socket(zmq::DEALER)?;
+    s.set_sndhwm(0)?;
+    s.connect(&router.frontend)?;
+    let body = noop_job(size).call.encode(emq_client::ContentType::Json);
+    for _ in 0..n {
+        let req = emq_proto::Request {
+            queue: "parked".into(),
+            headers: Default::default(),
+            body: body.clone(),
+        };
+        s.send_multipart(emq_proto::Message::Request(req).encode(), 0)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let status = emq_client::admin::status(&router.admin, Duration::from_secs(10))?;
+        let waiting = status["waiting_total"].as_u64().unwrap_or(0) as usize;
+        if waiting >= n || Instant::now() > deadline {
+            return Ok(waiting);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn report(args: &Args, r: &Results, memory: Option<Memory>) {
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    println!(
+        "\nemq-bench: {} run(s), {} workers, prefetch {}, {}-byte bodies, {} jobs per throughput run, window {}, {} latency samples",
+        args.runs, args.workers, args.prefetch, args.size, args.jobs, args.window, args.latency_samples
+    );
+    println!("median [min..max] over runs; ratio = emq / floor measured in the same runs\n");
+    println!("| measure | emq | floor (raw ZeroMQ, same hops) | ratio |");
+    println!("|---|---|---|---|");
+    let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}", a / b) } else { "-".into() };
+    println!(
+        "| throughput, no-op jobs, results returned | {} | {} | {} |",
+        fmt_rate(&r.tput),
+        fmt_rate(&r.floor_tput),
+        ratio(r.tput.median(), r.floor_tput.median())
+    );
+    println!(
+        "| latency p50, one at a time | {} | {} | {} |",
+        fmt_us(&r.p50),
+        fmt_us(&r.floor_p50),
+        ratio(r.p50.median(), r.floor_p50.median())
+    );
+    println!(
+        "| latency p99 | {} | {} | {} |",
+        fmt_us(&r.p99),
+        fmt_us(&r.floor_p99),
+        ratio(r.p99.median(), r.floor_p99.median())
+    );
+    println!("| latency p999 | {} | | |", fmt_us(&r.p999));
+    println!(
+        "| guaranteed throughput | {} | {} | {} (vs plain emq: {}) |",
+        fmt_rate(&r.g_tput),
+        fmt_rate(&r.floor_tput),
+        ratio(r.g_tput.median(), r.floor_tput.median()),
+        ratio(r.g_tput.median(), r.tput.median())
+    );
+    println!(
+        "| guaranteed latency p50 | {} | {} | {} |",
+        fmt_us(&r.g_p50),
+        fmt_us(&r.floor_p50),
+        ratio(r.g_p50.median(), r.floor_p50.median())
+    );
+    println!(
+        "| worker hand-off (pipe round trip, p50) | | {} | |",
+        fmt_us(&r.handoff)
+    );
+    if let Some(m) = memory {
+        println!("\n| memory | resident |");
+        println!("|---|---|");
+        println!("| router idle | {} |", mib(m.router_idle));
+        println!("| router under load (peak) | {} |", mib(m.router_load));
+        println!("| router with {} jobs waiting | {} |", m.waiting, mib(m.router_waiting));
+        println!(
+            "| router bytes per waiting job, beyond its {}-byte body | {:.0} |",
+            args.size, m.per_job
+        );
+        println!("| jobmanager + workers idle | {} |", mib(m.jm_idle));
+        println!("| jobmanager + workers under load (peak) | {} |", mib(m.jm_load));
+    }
+}

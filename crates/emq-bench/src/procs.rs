@@ -1,0 +1,120 @@
+//! Starting and measuring the processes under test.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::Context;
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("exe dir")?.join(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} not built (cargo build --release --workspace)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// A loopback TCP endpoint on a port that was free a moment ago.
+pub fn free_endpoint() -> anyhow::Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(format!("tcp://127.0.0.1:{}", l.local_addr()?.port()))
+}
+
+/// A child process, killed and reaped on drop.
+pub struct Spawned {
+    child: Child,
+    pub frontend: String,
+    pub backend: String,
+    pub admin: String,
+}
+
+impl Spawned {
+    fn spawn(mut cmd: Command) -> anyhow::Result<Spawned> {
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("EMQ_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+        );
+        let child = cmd.spawn()?;
+        Ok(Spawned {
+            child,
+            frontend: String::new(),
+            backend: String::new(),
+            admin: String::new(),
+        })
+    }
+
+    pub fn bench_role(args: &[&str]) -> anyhow::Result<Spawned> {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(args);
+        Spawned::spawn(cmd)
+    }
+
+    pub fn router(extra: &[&str]) -> anyhow::Result<Spawned> {
+        let mut cmd = Command::new(sibling("emq-router")?);
+        cmd.args([
+            "--frontend",
+            "tcp://127.0.0.1:*",
+            "--backend",
+            "tcp://127.0.0.1:*",
+            "--admin",
+            "tcp://127.0.0.1:*",
+        ]);
+        cmd.args(extra).stdout(Stdio::piped());
+        let mut s = Spawned::spawn(cmd)?;
+        let mut line = String::new();
+        BufReader::new(s.child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{k}=")))
+                .map(str::to_string)
+                .context("ready line")
+        };
+        s.frontend = field("frontend")?;
+        s.backend = field("backend")?;
+        s.admin = field("admin")?;
+        Ok(s)
+    }
+
+    pub fn jobmanager(backend: &str, extra: &[&str]) -> anyhow::Result<Spawned> {
+        let mut cmd = Command::new(sibling("emq-jobmanager")?);
+        cmd.args(["--router", backend]).args(extra);
+        Spawned::spawn(cmd)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of this process and its children.
+    pub fn tree_rss(&self) -> u64 {
+        let pid = self.pid();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        rss_bytes(pid)
+            + children
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .map(rss_bytes)
+                .sum::<u64>()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
