@@ -31,6 +31,11 @@ struct Args {
     /// Slots announced beyond the worker count (hides the router round trip).
     #[arg(long, default_value_t = 0)]
     prefetch: usize,
+    /// Jobs queued in one worker's pipe at once (more than 1 suits many short
+    /// jobs: workers never wait for the jobmanager, but a job can wait
+    /// behind a slow one).
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
     /// Recycle a worker after this many jobs (0 = never).
     #[arg(long, default_value_t = 0)]
     max_jobs: u64,
@@ -77,6 +82,7 @@ fn config(args: Args) -> Result<Config, String> {
         queues,
         concurrency: args.jobs.unwrap_or(Config::default().concurrency),
         prefetch: args.prefetch,
+        pipeline: args.pipeline,
         max_jobs: args.max_jobs,
         max_rss_bytes: args.max_rss_mb * 1024 * 1024,
         default_timeout: secs(args.timeout_s, "--timeout-s")?,

@@ -40,6 +40,9 @@ struct Args {
     /// Slots the jobmanager announces beyond its workers.
     #[arg(long, default_value_t = 0)]
     prefetch: usize,
+    /// Jobs queued in each worker's pipe (the jobmanager's --pipeline).
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
     /// Message (job body) size in bytes.
     #[arg(long, default_value_t = 200)]
     size: usize,
@@ -156,7 +159,8 @@ fn measure_emq(args: &Args, r: &mut Results, with_memory: bool) -> anyhow::Resul
     ])?;
     let workers = args.workers.to_string();
     let prefetch = args.prefetch.to_string();
-    let jm = Spawned::jobmanager(&router.backend, &["-J", &workers, "--prefetch", &prefetch])?;
+    let pipeline = args.pipeline.to_string();
+    let jm = Spawned::jobmanager(&router.backend, &["-J", &workers, "--prefetch", &prefetch, "--pipeline", &pipeline])?;
     let mut client = Client::connect(&[&router.frontend])?;
     let job = noop_job(args.size);
     // Warm up: every worker started and connected.
@@ -277,8 +281,8 @@ fn park_jobs(router: &Spawned, n: usize, size: usize) -> anyhow::Result<usize> {
 fn report(args: &Args, r: &Results, memory: Option<Memory>) {
     let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
     println!(
-        "\nemq-bench: {} run(s), {} workers, prefetch {}, {}-byte bodies, {} jobs per throughput run, window {}, {} latency samples",
-        args.runs, args.workers, args.prefetch, args.size, args.jobs, args.window, args.latency_samples
+        "\nemq-bench: {} run(s), {} workers, prefetch {}, pipeline {}, {}-byte bodies, {} jobs per throughput run, window {}, {} latency samples",
+        args.runs, args.workers, args.prefetch, args.pipeline, args.size, args.jobs, args.window, args.latency_samples
     );
     println!("median [min..max] over runs; ratio = emq / floor measured in the same runs\n");
     println!("| measure | emq | floor (raw ZeroMQ, same hops) | ratio |");

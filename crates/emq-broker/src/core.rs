@@ -9,7 +9,9 @@
 //! - a jobmanager's `slots` counts READYs not yet answered with a REQUEST;
 //! - nothing a client sent is dropped without an ERROR telling it so.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use crate::{HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -145,16 +147,16 @@ impl Router {
         Router {
             next_heartbeat: now + config.heartbeat,
             config,
-            workers: HashMap::new(),
-            queues: HashMap::new(),
-            jobs: HashMap::new(),
+            workers: HashMap::default(),
+            queues: HashMap::default(),
+            jobs: HashMap::default(),
             results,
             out: Vec::new(),
             waiting_total: 0,
             seq: 0,
             started: now,
             unix_at_start: unix_now,
-            offenders: HashSet::new(),
+            offenders: HashSet::default(),
             stopping: false,
             stop_requested: false,
         }
@@ -247,6 +249,7 @@ impl Router {
             }
             (Endpoint::Frontend, Message::Reply(Reply::Result(r))) => {
                 debug!("client {} gone; result of {} kept for lookup", out.peer, r.of);
+                self.results.insert(now, String::new(), r);
             }
             _ => {}
         }
@@ -474,7 +477,7 @@ impl Router {
                 content_type: ContentType::Json,
                 body: br#"{"value":null,"error":"cancelled"}"#.to_vec(),
             };
-            self.finish(now, job, result);
+            self.finish(now, job, result, true);
         }
         self.answer_query(endpoint, peer, of);
     }
@@ -637,19 +640,19 @@ impl Router {
         if let Some(q) = self.queues.get_mut(&job.queue) {
             q.processed += 1;
         }
-        self.finish(now, job, result);
+        self.finish(now, job, result, false);
     }
 
-    /// Record a finished job and tell its client when it asked to be told.
-    fn finish(&mut self, now: Instant, job: Job, result: ResultFrames) {
-        if job.headers.reply_requested {
-            self.send(
-                Endpoint::Frontend,
-                &job.client,
-                Message::Reply(Reply::Result(result.clone())),
-            );
+    /// Send a finished job's result to its client when it asked for it;
+    /// keep it for lookup when nobody is waiting for it (or `keep`). A result
+    /// that cannot be delivered is kept too (see `undeliverable`).
+    fn finish(&mut self, now: Instant, job: Job, result: ResultFrames, keep: bool) {
+        if keep || !job.headers.reply_requested {
+            self.results.insert(now, job.queue.clone(), result.clone());
         }
-        self.results.insert(now, job.queue, result);
+        if job.headers.reply_requested {
+            self.send(Endpoint::Frontend, &job.client, Message::Reply(Reply::Result(result)));
+        }
     }
 
     /// Forget a jobmanager and hand its running jobs back to the front of their
@@ -672,7 +675,7 @@ impl Router {
             })
             .collect();
         running.sort_unstable();
-        let mut touched = HashSet::new();
+        let mut touched = HashSet::default();
         for (_, id) in running.into_iter().rev() {
             let job = self.jobs.get_mut(&id).expect("running job is tracked");
             job.state = JobState::Waiting;
@@ -828,7 +831,7 @@ impl Router {
     // --------------------------------------------------------- for status.rs
 
     pub(crate) fn running_by_queue(&self, now: Instant) -> HashMap<&str, (u64, u128, u128)> {
-        let mut by_queue: HashMap<&str, (u64, u128, u128)> = HashMap::new();
+        let mut by_queue: HashMap<&str, (u64, u128, u128)> = HashMap::default();
         for job in self.jobs.values() {
             if let JobState::Running { since, .. } = job.state {
                 let age = now.saturating_duration_since(since).as_millis();

@@ -11,4 +11,9 @@ mod status;
 pub mod transport;
 
 pub use config::{Config, UnknownQueuePolicy};
+
+/// Maps keyed by ids that peers choose: a fast hasher, still seeded per
+/// process so that crafted ids cannot force collisions.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 pub use transport::{run, RunError};

@@ -1,7 +1,9 @@
 //! Finished jobs' results, kept for a retention period so that a client that
 //! went away (or did not ask for a reply) can fetch them by msgid.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::HashMap;
 use std::time::{Duration, Instant};
 
 use emq_proto::ResultFrames;
@@ -23,7 +25,7 @@ pub(crate) struct ResultStore {
 impl ResultStore {
     pub fn new(retention: Duration, capacity: usize) -> Self {
         ResultStore {
-            by_id: HashMap::new(),
+            by_id: HashMap::default(),
             order: VecDeque::new(),
             retention,
             capacity,

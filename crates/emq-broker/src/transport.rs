@@ -189,6 +189,19 @@ fn receive_batch(socket: &zmq::Socket, ep: Endpoint, now: Instant, core: &mut Ro
     }
 }
 
+/// Send one message from borrowed frames (no copies on our side). An
+/// unreachable peer or a full queue fails on the identity frame, before any
+/// of the message has gone, so the whole message goes back to the core.
+fn send(socket: &zmq::Socket, out: &Outgoing) -> Result<(), zmq::Error> {
+    socket.send(&out.peer.0[..], zmq::SNDMORE | zmq::DONTWAIT)?;
+    let last = out.frames.len().saturating_sub(1);
+    for (i, frame) in out.frames.iter().enumerate() {
+        let more = if i < last { zmq::SNDMORE } else { 0 };
+        socket.send(&frame[..], more | zmq::DONTWAIT)?;
+    }
+    Ok(())
+}
+
 /// Send everything the core produced; what cannot be delivered goes back to it,
 /// which may produce more to send.
 fn flush(sockets: &Sockets, core: &mut Router, pending: &mut Vec<Outgoing>) {
@@ -199,11 +212,7 @@ fn flush(sockets: &Sockets, core: &mut Router, pending: &mut Vec<Outgoing>) {
         }
         let mut failed = Vec::new();
         for out in pending.drain(..) {
-            let socket = sockets.get(out.endpoint);
-            let mut parts: Vec<Vec<u8>> = Vec::with_capacity(out.frames.len() + 1);
-            parts.push(out.peer.0.clone());
-            parts.extend(out.frames.iter().cloned());
-            match socket.send_multipart(parts, zmq::DONTWAIT) {
+            match send(sockets.get(out.endpoint), &out) {
                 Ok(()) => {}
                 Err(e @ (zmq::Error::EHOSTUNREACH | zmq::Error::EAGAIN)) => {
                     log::debug!("cannot send to {:?} peer {}: {e}", out.endpoint, out.peer);

@@ -11,6 +11,10 @@ pub struct Config {
     pub queues: Vec<(i64, String)>,
     /// Worker processes, each one job at a time.
     pub concurrency: usize,
+    /// Jobs handed to one worker at once: 1 gives a job only to an idle
+    /// worker; more queues short jobs in its pipe so that it never waits for
+    /// the jobmanager (a job may then wait behind a slow one).
+    pub pipeline: usize,
     /// Slots announced beyond the worker count, so that a worker finds its
     /// next job already here instead of waiting a round trip to the router.
     pub prefetch: usize,
@@ -38,6 +42,7 @@ impl Default for Config {
             routers: vec![format!("tcp://127.0.0.1:{}", emq_proto::DEFAULT_BACKEND_PORT)],
             queues: vec![(emq_proto::DEFAULT_WEIGHT, emq_proto::DEFAULT_QUEUE.to_string())],
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            pipeline: 1,
             prefetch: 0,
             max_jobs: 0,
             max_rss_bytes: 0,
@@ -66,6 +71,7 @@ struct FileConfig {
     queues: Option<Vec<(i64, String)>>,
     concurrency: Option<usize>,
     prefetch: Option<usize>,
+    pipeline: Option<usize>,
     max_jobs: Option<u64>,
     max_rss_bytes: Option<u64>,
     default_timeout_s: Option<f64>,
@@ -83,6 +89,9 @@ impl Config {
         }
         if self.concurrency == 0 || self.concurrency > 4096 {
             return bad("concurrency must be between 1 and 4096");
+        }
+        if self.pipeline == 0 || self.pipeline > 1024 {
+            return bad("pipeline must be between 1 and 1024");
         }
         if self.heartbeat.is_zero() || self.liveness <= self.heartbeat {
             return bad("liveness must be longer than the (non-zero) heartbeat interval");
@@ -107,6 +116,9 @@ impl Config {
         }
         if let Some(n) = f.concurrency {
             c.concurrency = n;
+        }
+        if let Some(n) = f.pipeline {
+            c.pipeline = n;
         }
         if let Some(n) = f.prefetch {
             c.prefetch = n;

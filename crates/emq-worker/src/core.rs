@@ -115,6 +115,9 @@ struct Job {
 struct Running {
     job: Job,
     attempt: u32,
+    timeout: Duration,
+    /// Set when the job starts on its worker (it may first wait in the
+    /// worker's pipeline).
     deadline: Option<Instant>,
     killed_for_timeout: bool,
 }
@@ -200,8 +203,13 @@ impl JobManager {
         next
     }
 
+    /// Jobs the pool may hold: running plus queued in workers' pipes.
+    fn pool_slots(&self) -> usize {
+        self.config.concurrency * self.config.pipeline
+    }
+
     fn capacity(&self) -> usize {
-        self.config.concurrency + self.config.prefetch
+        self.pool_slots() + self.config.prefetch
     }
 
     fn free(&self) -> usize {
@@ -256,6 +264,7 @@ impl JobManager {
         } else if self.running.is_empty() {
             State::Idle
         } else if self.running.len() >= self.config.concurrency {
+            // Every worker busy (pipelined jobs count as busy too).
             State::Steady
         } else {
             State::Active
@@ -292,25 +301,15 @@ impl JobManager {
     }
 
     /// Start backlog jobs while workers are free.
-    fn start_backlog(&mut self, now: Instant) {
-        if self.drain_deadline.is_some() {
-            return;
-        }
-        while self.running.len() < self.config.concurrency {
-            let Some(job) = self.backlog.pop_front() else { break };
-            self.start(now, job, 1);
-        }
-    }
 
-    fn start(&mut self, now: Instant, job: Job, attempt: u32) {
+    fn start(&mut self, job: Job, attempt: u32) {
         let secs = job.headers.timeout_secs;
         let timeout = if secs > 0 {
             Duration::from_secs(secs)
         } else {
             self.config.default_timeout
         };
-        let deadline = (!timeout.is_zero()).then(|| now + timeout);
-        debug!("job {} attempt {attempt} starting (timeout {timeout:?})", job.msgid);
+        debug!("job {} attempt {attempt} to a worker (timeout {timeout:?})", job.msgid);
         self.out.push(Action::Start {
             msgid: job.msgid.clone(),
             content_type: job.headers.content_type,
@@ -321,10 +320,39 @@ impl JobManager {
             Running {
                 job,
                 attempt,
-                deadline,
+                timeout,
+                deadline: None,
                 killed_for_timeout: false,
             },
         );
+    }
+
+    /// The job began running on its worker: its timeout counts from now.
+    pub fn on_job_started(&mut self, now: Instant, msgid: &str) {
+        if let Some(r) = self.running.get_mut(msgid) {
+            r.deadline = (!r.timeout.is_zero()).then(|| now + r.timeout);
+        }
+    }
+
+    /// The job was queued on a worker that died before starting it: it was
+    /// never attempted, so it goes back to the front of the backlog.
+    pub fn on_job_returned(&mut self, msgid: &str) {
+        if let Some(r) = self.running.remove(msgid) {
+            debug!("job {msgid} handed back by a lost worker before it started");
+            self.backlog.push_front(r.job);
+            self.start_backlog_now();
+        }
+    }
+
+    fn start_backlog_now(&mut self) {
+        if self.drain_deadline.is_some() {
+            return;
+        }
+        while self.running.len() < self.pool_slots() {
+            let Some(job) = self.backlog.pop_front() else { break };
+            self.start(job, 1);
+        }
+        self.update_state();
     }
 
     /// A message from the router.
@@ -334,7 +362,7 @@ impl JobManager {
         }
         match message {
             Message::Ack { of, timing } => self.on_ack(now, &of, timing),
-            Message::Request(req) => self.on_request(now, msgid, req),
+            Message::Request(req) => self.on_request(msgid, req),
             Message::Heartbeat { .. } => {}
             Message::Kbye => {
                 let router = self.router_index();
@@ -405,7 +433,7 @@ impl JobManager {
         self.next_heartbeat = now + self.config.heartbeat;
     }
 
-    fn on_request(&mut self, now: Instant, msgid: &str, req: Request) {
+    fn on_request(&mut self, msgid: &str, req: Request) {
         self.announced = self.announced.saturating_sub(1);
         if self.running.contains_key(msgid) || self.backlog.iter().any(|j| j.msgid == msgid) {
             debug!("job {msgid} already here: duplicate REQUEST ignored");
@@ -416,8 +444,8 @@ impl JobManager {
             headers: req.headers,
             body: req.body,
         };
-        if self.drain_deadline.is_none() && self.running.len() < self.config.concurrency {
-            self.start(now, job, 1);
+        if self.drain_deadline.is_none() && self.running.len() < self.pool_slots() {
+            self.start(job, 1);
         } else {
             if self.backlog.len() >= self.config.prefetch {
                 warn!("job {msgid} arrived with no free slot: keeping it until one frees");
@@ -428,28 +456,13 @@ impl JobManager {
     }
 
     /// A worker finished (or lost) a job.
-    pub fn on_job_done(
-        &mut self,
-        now: Instant,
-        msgid: &str,
-        outcome: Outcome,
-        content_type: ContentType,
-        body: Vec<u8>,
-    ) {
+    pub fn on_job_done(&mut self, msgid: &str, outcome: Outcome, content_type: ContentType, body: Vec<u8>) {
         let Some(run) = self.running.remove(msgid) else {
             debug!("completion for unknown job {msgid} ignored");
             return;
         };
         let (outcome, body) = if run.killed_for_timeout {
-            let secs = run.deadline.map(|_| run.job.headers.timeout_secs).unwrap_or(0);
-            let msg = format!(
-                "job ran past its timeout ({}s) and was killed",
-                if secs > 0 {
-                    secs
-                } else {
-                    self.config.default_timeout.as_secs()
-                }
-            );
+            let msg = format!("job ran past its timeout ({:?}) and was killed", run.timeout);
             (
                 Outcome::TimedOut,
                 JobResult::failed(Outcome::TimedOut, msg).encode_body(content_type),
@@ -464,7 +477,7 @@ impl JobManager {
                 outcome.as_str(),
                 run.job.headers.retry_count
             );
-            self.start(now, run.job, run.attempt + 1);
+            self.start(run.job, run.attempt + 1);
             return;
         }
         self.processed += 1;
@@ -482,7 +495,7 @@ impl JobManager {
         } else {
             self.unsent.push(result);
         }
-        self.start_backlog(now);
+        self.start_backlog_now();
         self.update_state();
         if self.drain_deadline.is_some() && self.running.is_empty() {
             self.finish();
@@ -601,7 +614,7 @@ impl JobManager {
             let router = self.router_index();
             self.inform(now, router);
         } else {
-            self.start_backlog(now);
+            self.start_backlog_now();
         }
         self.update_state();
     }

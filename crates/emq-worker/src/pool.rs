@@ -5,6 +5,7 @@
 //! Each worker's stdout is a non-blocking pipe polled by the transport; EOF on
 //! it means the worker is gone, whatever killed it.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -17,7 +18,17 @@ use log::{debug, info, warn};
 use crate::ipc::{self, RecordReader};
 use crate::worker::{PARENT_ENV, WORKER_ENV};
 
-/// A job finished, failed, or lost with its worker.
+/// What the pool reports back to the core.
+#[derive(Debug)]
+pub enum Event {
+    /// A job finished, failed, or was lost with its worker.
+    Done(Completion),
+    /// A job reached the head of its worker's queue: it runs from now.
+    Started { msgid: String },
+    /// A job queued behind another on a worker that died: never attempted.
+    Returned { msgid: String },
+}
+
 #[derive(Debug)]
 pub struct Completion {
     pub msgid: String,
@@ -31,14 +42,27 @@ struct Worker {
     stdin: Option<ChildStdin>,
     stdout: ChildStdout,
     reader: RecordReader,
-    job: Option<(String, ContentType)>,
+    /// Jobs given to this worker, in order; the first one is running.
+    /// `(msgid, content type, record length)`.
+    queue: VecDeque<(String, ContentType, usize)>,
+    /// Bytes of the records queued behind the running job, still in the pipe
+    /// (kept under the pipe's capacity so a write never blocks).
+    queued_bytes: usize,
+    /// Records not yet written: one write per worker per loop turn.
+    outbuf: Vec<u8>,
     jobs_done: u64,
+    /// Takes no more jobs; retired once its queue is empty.
+    retiring: bool,
     started: Instant,
 }
 
 impl Worker {
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    fn idle(&self) -> bool {
+        self.queue.is_empty()
     }
 }
 
@@ -55,6 +79,8 @@ pub struct Pool {
     /// Retired or killed workers not yet reaped.
     dying: Vec<Child>,
     target: usize,
+    /// Most jobs given to one worker at once (1 = only when it is idle).
+    pub depth: usize,
     pub max_jobs: u64,
     pub max_rss_bytes: u64,
     /// Workers that died young without finishing a job, in a row.
@@ -63,9 +89,11 @@ pub struct Pool {
 
 /// After this many workers in a row die before finishing a job, give up.
 const MAX_EARLY_DEATHS: u32 = 50;
+/// Bytes that may wait in a busy worker's pipe (Linux pipes hold 64 KiB).
+const MAX_QUEUED_BYTES: usize = 48 * 1024;
 
 impl Pool {
-    pub fn new(max_jobs: u64, max_rss_bytes: u64) -> Result<Pool, SpawnError> {
+    pub fn new(depth: usize, max_jobs: u64, max_rss_bytes: u64) -> Result<Pool, SpawnError> {
         let exe = std::env::current_exe().map_err(|source| SpawnError {
             exe: "current executable".into(),
             source,
@@ -75,6 +103,7 @@ impl Pool {
             workers: Vec::new(),
             dying: Vec::new(),
             target: 0,
+            depth: depth.max(1),
             max_jobs,
             max_rss_bytes,
             early_deaths: 0,
@@ -106,8 +135,11 @@ impl Pool {
             stdin,
             stdout,
             reader: RecordReader::default(),
-            job: None,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            outbuf: Vec::new(),
             jobs_done: 0,
+            retiring: false,
             started: Instant::now(),
         })
     }
@@ -117,9 +149,9 @@ impl Pool {
         self.target = n;
         self.fill()?;
         while self.workers.len() > self.target {
-            match self.workers.iter().position(|w| w.job.is_none()) {
+            match self.workers.iter().position(Worker::idle) {
                 Some(i) => self.retire(i),
-                None => break, // Busy ones retire when their job ends.
+                None => break, // Busy ones retire when their queue empties.
             }
         }
         Ok(())
@@ -133,24 +165,64 @@ impl Pool {
         Ok(())
     }
 
-    /// Give a job to an idle worker. If none is idle or the write fails, the
-    /// job comes back as a completion (a crash) for the core to decide on.
-    pub fn start(&mut self, msgid: &str, ct: ContentType, body: &[u8]) -> Option<Completion> {
-        let Some(i) = self.workers.iter().position(|w| w.job.is_none() && w.stdin.is_some()) else {
-            warn!("no idle worker for job {msgid}");
-            return Some(lost(msgid, ct, "no idle worker"));
+    fn accepts(&self, w: &Worker, rec_len: usize) -> bool {
+        if w.stdin.is_none() || w.retiring {
+            return false;
+        }
+        if self.max_jobs > 0 && w.jobs_done + w.queue.len() as u64 >= self.max_jobs {
+            return false;
+        }
+        w.idle() || (w.queue.len() < self.depth && w.queued_bytes + rec_len <= MAX_QUEUED_BYTES)
+    }
+
+    /// Give a job to an idle worker, or queue it behind the shortest queue
+    /// when pipelining is on. A job no worker can take comes back as a
+    /// completion (a crash) for the core to decide on.
+    pub fn start(&mut self, msgid: &str, ct: ContentType, body: &[u8], out: &mut Vec<Event>) {
+        let rec = ipc::encode_request(msgid, ct, body);
+        let choice = self
+            .workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| self.accepts(w, rec.len()))
+            .min_by_key(|(_, w)| w.queue.len())
+            .map(|(i, _)| i);
+        let Some(i) = choice else {
+            warn!("no worker can take job {msgid}");
+            return out.push(Event::Done(lost(msgid, ct, "no worker available")));
         };
         let w = &mut self.workers[i];
-        let rec = ipc::encode_request(msgid, ct, body);
-        let ok = w.stdin.as_mut().is_some_and(|s| s.write_all(&rec).is_ok());
-        if !ok {
-            warn!("worker {} did not take job {msgid}: its pipe is closed", w.pid());
-            w.stdin = None;
-            return Some(lost(msgid, ct, "worker died before taking the job"));
+        if w.idle() {
+            out.push(Event::Started {
+                msgid: msgid.to_string(),
+            });
+        } else {
+            w.queued_bytes += rec.len();
         }
-        debug!("job {msgid} on worker {}", w.pid());
-        w.job = Some((msgid.to_string(), ct));
-        None
+        debug!("job {msgid} on worker {} (queue {})", w.pid(), w.queue.len());
+        w.outbuf.extend_from_slice(&rec);
+        w.queue.push_back((msgid.to_string(), ct, rec.len()));
+    }
+
+    /// Write what `start` queued, one write per worker.
+    pub fn flush_writes(&mut self, out: &mut Vec<Event>) -> Result<(), SpawnError> {
+        let mut dead = Vec::new();
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            if w.outbuf.is_empty() {
+                continue;
+            }
+            let ok = w.stdin.as_mut().is_some_and(|s| s.write_all(&w.outbuf).is_ok());
+            w.outbuf.clear();
+            if !ok {
+                warn!("worker {} did not take its jobs: its pipe is closed", w.pid());
+                w.stdin = None;
+                dead.push(i);
+            }
+        }
+        for i in dead.into_iter().rev() {
+            self.on_death(i, out);
+        }
+        self.fill()
     }
 
     /// The pipes the transport polls, with their worker pids.
@@ -159,7 +231,7 @@ impl Pool {
     }
 
     /// Read what worker `pid` wrote; a closed pipe means it died.
-    pub fn on_readable(&mut self, pid: u32, out: &mut Vec<Completion>) -> Result<(), SpawnError> {
+    pub fn on_readable(&mut self, pid: u32, out: &mut Vec<Event>) -> Result<(), SpawnError> {
         let Some(i) = self.workers.iter().position(|w| w.pid() == pid) else {
             return Ok(());
         };
@@ -186,27 +258,34 @@ impl Pool {
                 }
             }
         }
-        let mut finished = false;
         loop {
             match self.workers[i].reader.next_record() {
-                Ok(Some(rec)) => match ipc::decode_response(&rec) {
-                    Some((msgid, outcome, content_type, body)) => {
-                        let w = &mut self.workers[i];
-                        if w.job.as_ref().is_some_and(|(id, _)| *id == msgid) {
-                            w.job = None;
-                            w.jobs_done += 1;
-                            finished = true;
-                            self.early_deaths = 0;
-                            out.push(Completion {
-                                msgid,
-                                outcome,
-                                content_type,
-                                body,
-                            });
-                        }
+                Ok(Some(rec)) => {
+                    let Some((msgid, outcome, content_type, body)) = ipc::decode_response(&rec) else {
+                        closed = true;
+                        break;
+                    };
+                    let w = &mut self.workers[i];
+                    if w.queue.front().is_none_or(|(id, _, _)| *id != msgid) {
+                        warn!("worker {} answered {msgid} out of turn: stopping it", w.pid());
+                        kill_group(w.pid());
+                        closed = true;
+                        break;
                     }
-                    None => closed = true,
-                },
+                    w.queue.pop_front();
+                    w.jobs_done += 1;
+                    self.early_deaths = 0;
+                    out.push(Event::Done(Completion {
+                        msgid,
+                        outcome,
+                        content_type,
+                        body,
+                    }));
+                    if let Some((next, _, len)) = w.queue.front() {
+                        w.queued_bytes = w.queued_bytes.saturating_sub(*len);
+                        out.push(Event::Started { msgid: next.clone() });
+                    }
+                }
                 Ok(None) => break,
                 Err(()) => {
                     closed = true;
@@ -218,12 +297,13 @@ impl Pool {
             self.on_death(i, out);
             return self.fill();
         }
-        if finished && self.should_recycle(i) {
+        if !self.workers[i].retiring && self.should_recycle(i) {
+            self.workers[i].retiring = true;
+        }
+        let w = &self.workers[i];
+        if w.idle() && (w.retiring || self.workers.len() > self.target) {
             self.retire(i);
             return self.fill();
-        }
-        if self.workers.len() > self.target && self.workers[i].job.is_none() {
-            self.retire(i);
         }
         Ok(())
     }
@@ -257,16 +337,19 @@ impl Pool {
         self.dying.push(w.child);
     }
 
-    fn on_death(&mut self, i: usize, out: &mut Vec<Completion>) {
+    fn on_death(&mut self, i: usize, out: &mut Vec<Event>) {
         let mut w = self.workers.swap_remove(i);
         let status = w.child.try_wait().ok().flatten();
         let how = status.map_or_else(|| "pipe closed".to_string(), |s| s.to_string());
-        match w.job.take() {
-            Some((msgid, ct)) => {
+        match w.queue.pop_front() {
+            Some((msgid, ct, _)) => {
                 warn!("worker {} died ({how}) running job {msgid}: replacing it", w.pid());
-                out.push(lost(&msgid, ct, &format!("worker process died ({how})")));
+                out.push(Event::Done(lost(&msgid, ct, &format!("worker process died ({how})"))));
             }
             None => warn!("worker {} died ({how}) while idle: replacing it", w.pid()),
+        }
+        for (msgid, _, _) in w.queue.drain(..) {
+            out.push(Event::Returned { msgid });
         }
         if w.jobs_done == 0 && w.started.elapsed() < Duration::from_secs(5) {
             self.early_deaths += 1;
@@ -281,7 +364,7 @@ impl Pool {
         if let Some(w) = self
             .workers
             .iter()
-            .find(|w| w.job.as_ref().is_some_and(|(id, _)| id == msgid))
+            .find(|w| w.queue.front().is_some_and(|(id, _, _)| id == msgid))
         {
             kill_group(w.pid());
         }

@@ -12,7 +12,7 @@ use log::{debug, error, info, warn};
 
 use crate::config::ConfigError;
 use crate::core::{Action, JobManager};
-use crate::pool::{Completion, Pool, SpawnError};
+use crate::pool::{Event, Pool, SpawnError};
 use crate::{Config, Registry};
 
 #[derive(Debug, thiserror::Error)]
@@ -106,17 +106,17 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
     let hup = SignalPipe::new(&[signal_hook::consts::SIGHUP])?;
     let chld = SignalPipe::new(&[signal_hook::consts::SIGCHLD])?;
     let ctx = zmq::Context::new();
-    let mut pool = Pool::new(config.max_jobs, config.max_rss_bytes)?;
+    let mut pool = Pool::new(config.pipeline, config.max_jobs, config.max_rss_bytes)?;
     let mut core = JobManager::new(config.clone(), Instant::now(), unix_now());
     let mut routers = config.routers.clone();
     let mut link: Option<Link> = None;
-    let mut done: Vec<Completion> = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
 
     loop {
         // Carry out the core's actions; completions they cause feed back in.
         loop {
             let actions: Vec<Action> = core.take_actions().collect();
-            if actions.is_empty() && done.is_empty() {
+            if actions.is_empty() && events.is_empty() {
                 break;
             }
             for action in actions {
@@ -136,7 +136,7 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
                         content_type,
                         body,
                     } => {
-                        done.extend(pool.start(&msgid, content_type, &body));
+                        pool.start(&msgid, content_type, &body, &mut events);
                     }
                     Action::Kill { msgid } => pool.kill_job(&msgid),
                     Action::KillAll => pool.kill_all(),
@@ -148,10 +148,8 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
                     }
                 }
             }
-            let now = Instant::now();
-            for c in done.drain(..) {
-                core.on_job_done(now, &c.msgid, c.outcome, c.content_type, c.body);
-            }
+            pool.flush_writes(&mut events)?;
+            feed(&mut core, Instant::now(), &mut events);
         }
         if pool.is_failing() {
             core.fail("workers keep dying before finishing a job");
@@ -191,12 +189,10 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
         }
         for (k, (pid, _)) in worker_fds.iter().enumerate() {
             if readable[3 + k] {
-                pool.on_readable(*pid, &mut done)?;
+                pool.on_readable(*pid, &mut events)?;
             }
         }
-        for c in done.drain(..) {
-            core.on_job_done(now, &c.msgid, c.outcome, c.content_type, c.body);
-        }
+        feed(&mut core, now, &mut events);
         if let Some(l) = link.as_ref().filter(|_| readable[3 + worker_fds.len()]) {
             receive(l, &mut core, now);
         }
@@ -207,6 +203,7 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
             match base.with_file() {
                 Ok(new) => {
                     pool.max_jobs = new.max_jobs;
+                    pool.depth = new.pipeline.max(1);
                     pool.max_rss_bytes = new.max_rss_bytes;
                     routers = new.routers.clone();
                     core.reconfigure(now, new);
@@ -216,6 +213,17 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
         }
         if Instant::now() >= core.next_deadline() {
             core.tick(Instant::now());
+        }
+    }
+}
+
+/// Hand what the pool reported to the core.
+fn feed(core: &mut JobManager, now: Instant, events: &mut Vec<Event>) {
+    for event in events.drain(..) {
+        match event {
+            Event::Done(c) => core.on_job_done(&c.msgid, c.outcome, c.content_type, c.body),
+            Event::Started { msgid } => core.on_job_started(now, &msgid),
+            Event::Returned { msgid } => core.on_job_returned(&msgid),
         }
     }
 }

@@ -404,7 +404,7 @@ fn results_are_kept_for_retention_then_forgotten() {
     });
     s.inform("jm", &[(10, "default")]);
     s.ready("jm", 1);
-    s.request("c", "j1", "default", "reply-requested");
+    s.request("c", "j1", "default", "");
     s.reply("jm", "j1");
     s.drain();
     s.advance(Duration::from_secs(9));
@@ -429,15 +429,36 @@ fn duplicate_request_does_not_run_twice() {
     let mut s = Sim::default();
     s.inform("jm", &[(10, "default")]);
     s.ready("jm", 2);
+    s.request("c", "j1", "default", "");
     s.request("c", "j1", "default", "reply-requested");
-    s.request("c", "j1", "default", "reply-requested");
-    assert_eq!(s.dispatched().len(), 1);
+    assert_eq!(s.dispatched().len(), 1, "queued or running: the duplicate is ignored");
     s.reply("jm", "j1");
     s.drain();
+    // Finished and kept (nobody was waiting for it): the kept result answers.
     s.request("c", "j1", "default", "reply-requested");
     let out = s.drain();
-    assert_eq!(out.len(), 1, "finished: the result is re-sent, the job is not re-run");
+    assert_eq!(out.len(), 1, "the result is re-sent, the job is not re-run");
     assert!(matches!(out[0].2.message, Message::Reply(Reply::Result(_))));
+}
+
+#[test]
+fn delivered_results_are_not_kept_undeliverable_ones_are() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 2);
+    s.request("c", "delivered", "default", "reply-requested");
+    s.request("gone", "orphan", "default", "reply-requested");
+    s.dispatched();
+    s.reply("jm", "delivered");
+    s.reply("jm", "orphan");
+    let outs: Vec<Outgoing> = s.r.take_outgoing().collect();
+    assert_eq!(outs.len(), 2);
+    // The transport cannot reach client `gone`.
+    let orphan = outs.into_iter().find(|o| o.peer == peer("gone")).unwrap();
+    s.r.undeliverable(s.now, orphan);
+    assert_eq!(s.r.results.len(), 1);
+    s.send(Endpoint::Frontend, "gone", "q", Message::Query { of: "orphan".into() });
+    assert!(matches!(&s.drain()[0].2.message, Message::Job { result: Some(_), .. }));
 }
 
 #[test]

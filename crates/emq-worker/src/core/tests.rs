@@ -27,8 +27,16 @@ impl Sim {
         }
     }
 
+    /// The core's actions; like a pool with idle workers, every Start begins
+    /// running at once.
     fn actions(&mut self) -> Vec<Action> {
-        self.jm.take_actions().collect()
+        let actions: Vec<Action> = self.jm.take_actions().collect();
+        for a in &actions {
+            if let Action::Start { msgid, .. } = a {
+                self.jm.on_job_started(self.now, msgid);
+            }
+        }
+        actions
     }
 
     fn inform_id(actions: &[Action]) -> String {
@@ -73,8 +81,7 @@ impl Sim {
     }
 
     fn done(&mut self, id: &str, outcome: Outcome) {
-        self.jm
-            .on_job_done(self.now, id, outcome, ContentType::Json, b"{}".to_vec());
+        self.jm.on_job_done(id, outcome, ContentType::Json, b"{}".to_vec());
     }
 
     fn advance(&mut self, d: Duration) {
@@ -369,4 +376,61 @@ fn emq_router_gets_one_counted_ready_per_batch() {
             .count(),
         1
     );
+}
+
+#[test]
+fn pipelined_jobs_time_out_from_when_they_start_and_lost_ones_come_back() {
+    let (mut s, _) = Sim::connected(
+        Config {
+            pipeline: 2,
+            ..config()
+        },
+        0,
+    );
+    assert_eq!(
+        readies(&s.jm.take_actions().collect::<Vec<_>>()),
+        0,
+        "4 slots announced at connect"
+    );
+    for id in ["a", "b", "c"] {
+        s.request(id, "timeout:5");
+    }
+    // All three go to the pool, but only `a` starts now (the others queue).
+    let started: Vec<String> =
+        s.jm.take_actions()
+            .filter_map(|a| match a {
+                Action::Start { msgid, .. } => Some(msgid),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(started, vec!["a", "b", "c"]);
+    s.jm.on_job_started(s.now, "a");
+    s.now += Duration::from_secs(4);
+    s.jm.on_job_done("a", Outcome::Ok, ContentType::Json, b"{}".to_vec());
+    s.jm.on_job_started(s.now, "b");
+    s.router(Message::Heartbeat {
+        unix_time: "0".into(),
+        state: None,
+    });
+    s.advance(Duration::from_secs(4));
+    assert!(
+        !s.jm.take_actions().any(|a| matches!(a, Action::Kill { .. })),
+        "b has run 4 s of its 5"
+    );
+    // `c` was queued on a worker that died: back to the backlog, started again.
+    s.jm.on_job_returned("c");
+    let again: Vec<Action> = s.jm.take_actions().collect();
+    assert!(
+        again
+            .iter()
+            .any(|a| matches!(a, Action::Start { msgid, .. } if msgid == "c")),
+        "{again:?}"
+    );
+    assert!(replies(&again).is_empty(), "a job that never ran is not reported");
+    s.router(Message::Heartbeat {
+        unix_time: "0".into(),
+        state: None,
+    });
+    s.advance(Duration::from_millis(1000));
+    assert!(s.jm.take_actions().any(|a| a == Action::Kill { msgid: "b".into() }));
 }
