@@ -300,8 +300,7 @@ impl JobManager {
         }
     }
 
-    /// Start backlog jobs while workers are free.
-
+    /// Hand a job to the pool.
     fn start(&mut self, job: Job, attempt: u32) {
         let secs = job.headers.timeout_secs;
         let timeout = if secs > 0 {
@@ -344,6 +343,7 @@ impl JobManager {
         }
     }
 
+    /// Start backlog jobs while the pool has room.
     fn start_backlog_now(&mut self) {
         if self.drain_deadline.is_some() {
             return;
