@@ -160,7 +160,10 @@ fn measure_emq(args: &Args, r: &mut Results, with_memory: bool) -> anyhow::Resul
     let workers = args.workers.to_string();
     let prefetch = args.prefetch.to_string();
     let pipeline = args.pipeline.to_string();
-    let jm = Spawned::jobmanager(&router.backend, &["-J", &workers, "--prefetch", &prefetch, "--pipeline", &pipeline])?;
+    let jm = Spawned::jobmanager(
+        &router.backend,
+        &["-J", &workers, "--prefetch", &prefetch, "--pipeline", &pipeline],
+    )?;
     let mut client = Client::connect(&[&router.frontend])?;
     let job = noop_job(args.size);
     // Warm up: every worker started and connected.

@@ -256,7 +256,7 @@ impl Router {
     }
 
     /// Handle one message received on `endpoint` from `peer`.
-    pub fn handle(&mut self, now: Instant, endpoint: Endpoint, peer: PeerId, frames: &[impl AsRef<[u8]>]) {
+    pub fn handle(&mut self, now: Instant, endpoint: Endpoint, peer: PeerId, frames: &[impl emq_proto::Frame]) {
         let env = match decode_with_limit(frames, self.config.max_frame) {
             Ok(env) => env,
             Err(e) => {

@@ -174,12 +174,11 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
 
 fn receive_batch(socket: &zmq::Socket, ep: Endpoint, now: Instant, core: &mut Router) {
     for _ in 0..BATCH {
-        match socket.recv_multipart(zmq::DONTWAIT) {
-            Ok(mut frames) if !frames.is_empty() => {
-                let peer = PeerId(frames.remove(0));
-                core.handle(now, ep, peer, &frames);
+        match emq_proto::recv_frames(socket, zmq::DONTWAIT) {
+            Ok(frames) => {
+                let peer = PeerId(frames[0].to_vec());
+                core.handle(now, ep, peer, &frames[1..]);
             }
-            Ok(_) => {}
             Err(zmq::Error::EAGAIN) => return,
             Err(e) => {
                 error!("receive on {ep:?}: {e}");

@@ -8,7 +8,9 @@
 //! missing (the router found us unreachable) is fetched by QUERY before
 //! `wait` gives up.
 
-use std::collections::{HashMap, HashSet};
+/// Maps keyed by job id: fast, still seeded per process.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::time::{Duration, Instant};
 
 use emq_proto::{ErrorCode, JobResult, Message, Outcome, Reply, Request, ResultFrames, Value};
@@ -83,10 +85,10 @@ impl Client {
             socket,
             endpoints: eps,
             options,
-            pending: HashMap::new(),
-            done: HashMap::new(),
-            acked: HashSet::new(),
-            statuses: HashMap::new(),
+            pending: HashMap::default(),
+            done: HashMap::default(),
+            acked: HashSet::default(),
+            statuses: HashMap::default(),
             arrivals: None,
         })
     }
@@ -189,7 +191,7 @@ impl Client {
     ) -> Result<(), ClientError> {
         let window = window.max(1);
         let mut jobs = jobs.into_iter();
-        let mut in_flight: HashSet<JobId> = HashSet::new();
+        let mut in_flight: HashSet<JobId> = HashSet::default();
         let mut exhausted = false;
         let mut last_progress = Instant::now();
         loop {
@@ -275,7 +277,7 @@ impl Client {
             Err(e) => return Err(e.into()),
         }
         loop {
-            match self.socket.recv_multipart(zmq::DONTWAIT) {
+            match emq_proto::recv_frames(&self.socket, zmq::DONTWAIT) {
                 Ok(frames) => self.on_message(&frames),
                 Err(zmq::Error::EAGAIN) => return Ok(()),
                 Err(e) => return Err(e.into()),
@@ -289,7 +291,7 @@ impl Client {
         }
     }
 
-    fn on_message(&mut self, frames: &[Vec<u8>]) {
+    fn on_message(&mut self, frames: &[zmq::Message]) {
         let env = match emq_proto::decode(frames) {
             Ok(env) => env,
             Err(e) => {

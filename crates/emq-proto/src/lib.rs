@@ -10,12 +10,31 @@ mod headers;
 mod job;
 mod message;
 
+/// Read one multipart message into `zmq::Message` frames, which [`decode`]
+/// reads in place: no copy per frame. `flags` applies to the first frame (the
+/// rest of a multipart message is always there once its first frame is).
+#[cfg(feature = "zmq")]
+pub fn recv_frames(socket: &zmq::Socket, flags: i32) -> Result<Vec<zmq::Message>, zmq::Error> {
+    let mut frames = Vec::with_capacity(8);
+    let mut flags = flags;
+    loop {
+        let mut m = zmq::Message::new();
+        socket.recv(&mut m, flags)?;
+        flags = 0;
+        let more = m.get_more();
+        frames.push(m);
+        if !more {
+            return Ok(frames);
+        }
+    }
+}
+
 pub use error::{DecodeError, ErrorCode};
 pub use headers::Headers;
 pub use job::{ContentType, JobCall, JobResult, Outcome, Value};
 pub use message::{
-    decode, decode_with_limit, new_msgid, peek_msgid, Command, Envelope, Inform, Message, PeerType, Reply, ReplyNotice,
-    Request, ResultFrames, Timing,
+    decode, decode_with_limit, new_msgid, peek_msgid, Command, Envelope, Frame, Inform, Message, PeerType, Reply,
+    ReplyNotice, Request, ResultFrames, Timing,
 };
 
 /// The protocol version every frame carries, as EventMQ 0.3.13 spells it.

@@ -341,8 +341,18 @@ pub fn new_msgid() -> String {
     uuid::Uuid::from_u128(n).hyphenated().to_string()
 }
 
-fn utf8(frames: &[impl AsRef<[u8]>], index: usize) -> Result<&str, DecodeError> {
-    std::str::from_utf8(frames[index].as_ref()).map_err(|_| DecodeError::NotUtf8 { index })
+/// Anything that holds a frame's bytes: `Vec<u8>`, `&[u8]`, `zmq::Message`
+/// (which the transports receive into, so decoding copies nothing it drops).
+pub trait Frame: std::ops::Deref<Target = [u8]> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl<T: std::ops::Deref<Target = [u8]>> Frame for T {}
+
+fn utf8(frames: &[impl Frame], index: usize) -> Result<&str, DecodeError> {
+    std::str::from_utf8(frames[index].bytes()).map_err(|_| DecodeError::NotUtf8 { index })
 }
 
 fn need(command: Command, payload_len: usize, need: usize) -> Result<(), DecodeError> {
@@ -358,30 +368,30 @@ fn need(command: Command, payload_len: usize, need: usize) -> Result<(), DecodeE
 
 /// The msgid of a message that failed to decode, if it can be read, so that the
 /// ERROR answering it can name it.
-pub fn peek_msgid(frames: &[impl AsRef<[u8]>]) -> Option<String> {
+pub fn peek_msgid(frames: &[impl Frame]) -> Option<String> {
     let f = frames.get(3)?;
-    let s = std::str::from_utf8(f.as_ref()).ok()?;
+    let s = std::str::from_utf8(f.bytes()).ok()?;
     (s.len() <= 128).then(|| s.to_string())
 }
 
 /// Decode `["", version, COMMAND, msgid, payload...]` with the default frame
 /// limit. Never panics.
-pub fn decode(frames: &[impl AsRef<[u8]>]) -> Result<Envelope, DecodeError> {
+pub fn decode(frames: &[impl Frame]) -> Result<Envelope, DecodeError> {
     decode_with_limit(frames, DEFAULT_MAX_FRAME)
 }
 
 /// Decode with an explicit per-frame size limit.
-pub fn decode_with_limit(frames: &[impl AsRef<[u8]>], max_frame: usize) -> Result<Envelope, DecodeError> {
+pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Envelope, DecodeError> {
     if frames.len() > MAX_FRAMES {
         return Err(DecodeError::TooManyFrames {
             got: frames.len(),
             max: MAX_FRAMES,
         });
     }
-    if let Some((index, f)) = frames.iter().enumerate().find(|(_, f)| f.as_ref().len() > max_frame) {
+    if let Some((index, f)) = frames.iter().enumerate().find(|(_, f)| f.bytes().len() > max_frame) {
         return Err(DecodeError::FrameTooLarge {
             index,
-            size: f.as_ref().len(),
+            size: f.bytes().len(),
             max: max_frame,
         });
     }
@@ -392,7 +402,7 @@ pub fn decode_with_limit(frames: &[impl AsRef<[u8]>], max_frame: usize) -> Resul
             got: frames.len(),
         });
     }
-    if !frames[0].as_ref().is_empty() {
+    if !frames[0].bytes().is_empty() {
         return Err(DecodeError::MissingDelimiter);
     }
     let version = utf8(frames, 1)?;
@@ -457,7 +467,7 @@ pub fn decode_with_limit(frames: &[impl AsRef<[u8]>], max_frame: usize) -> Resul
             Message::Request(Request {
                 queue: text(0)?.to_string(),
                 headers: Headers::parse(text(1)?),
-                body: p[2].as_ref().to_vec(),
+                body: p[2].bytes().to_vec(),
             })
         }
         Command::Reply => {
@@ -483,7 +493,7 @@ pub fn decode_with_limit(frames: &[impl AsRef<[u8]>], max_frame: usize) -> Resul
         Command::RouterShowWorkers => Message::RouterShowWorkers,
         Command::RouterShowSchedulers => Message::RouterShowSchedulers,
         Command::Schedule | Command::Unschedule => {
-            let payload = p.iter().map(|f| f.as_ref().to_vec()).collect();
+            let payload = p.iter().map(|f| f.bytes().to_vec()).collect();
             if command == Command::Schedule {
                 Message::Schedule { payload }
             } else {
@@ -514,7 +524,7 @@ pub fn decode_with_limit(frames: &[impl AsRef<[u8]>], max_frame: usize) -> Resul
                     of: text(0)?.to_string(),
                     outcome: parse_outcome(text(3)?)?,
                     content_type: parse_content_type(text(4)?)?,
-                    body: p[5].as_ref().to_vec(),
+                    body: p[5].bytes().to_vec(),
                 })
             } else {
                 None
@@ -539,7 +549,7 @@ fn parse_content_type(s: &str) -> Result<ContentType, DecodeError> {
 }
 
 /// `[body, of, (outcome, content_type)]` starting at `start`.
-fn parse_result(frames: &[impl AsRef<[u8]>], start: usize) -> Result<ResultFrames, DecodeError> {
+fn parse_result(frames: &[impl Frame], start: usize) -> Result<ResultFrames, DecodeError> {
     let p = &frames[start..];
     let of = utf8(frames, start + 1)?.to_string();
     let (outcome, content_type) = if p.len() >= 4 {
@@ -555,7 +565,7 @@ fn parse_result(frames: &[impl AsRef<[u8]>], start: usize) -> Result<ResultFrame
         of,
         outcome,
         content_type,
-        body: p[0].as_ref().to_vec(),
+        body: p[0].bytes().to_vec(),
     })
 }
 

@@ -230,7 +230,7 @@ fn feed(core: &mut JobManager, now: Instant, events: &mut Vec<Event>) {
 
 fn receive(link: &Link, core: &mut JobManager, now: Instant) {
     for _ in 0..512 {
-        match link.socket.recv_multipart(zmq::DONTWAIT) {
+        match emq_proto::recv_frames(&link.socket, zmq::DONTWAIT) {
             Ok(frames) => match emq_proto::decode(&frames) {
                 Ok(env) => core.on_router(now, &env.msgid, env.message),
                 Err(e) => warn!("bad message from router {}: {e}", link.endpoint),
