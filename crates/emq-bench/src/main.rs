@@ -188,6 +188,9 @@ fn measure_emq(args: &Args, r: &mut Results, with_memory: bool) -> anyhow::Resul
 
     let memory = if with_memory {
         let waiting = park_jobs(&router, args.waiting, args.size)?;
+        // Measured once the router has been quiet for a moment, as it would
+        // be with jobs waiting and nobody to run them.
+        std::thread::sleep(Duration::from_millis(2500));
         let router_waiting = rss_bytes(router.pid());
         let per_job = (router_waiting as f64 - router_idle as f64) / waiting as f64 - args.size as f64;
         Some(Memory {
@@ -263,9 +266,14 @@ fn park_jobs(router: &Spawned, n: usize, size: usize) -> anyhow::Result<usize> {
     s.connect(&router.frontend)?;
     let body = noop_job(size).call.encode(emq_client::ContentType::Json);
     for _ in 0..n {
+        // Headers as the client sends them by default.
+        let headers = emq_proto::Headers {
+            reply_requested: true,
+            ..Default::default()
+        };
         let req = emq_proto::Request {
             queue: "parked".into(),
-            headers: Default::default(),
+            headers,
             body: body.clone(),
         };
         s.send_multipart(emq_proto::Message::Request(req).encode(), 0)?;

@@ -10,13 +10,14 @@
 //! - nothing a client sent is dropped without an ERROR telling it so.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use crate::{HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use emq_proto::{
-    decode_with_limit, peek_msgid, ContentType, ErrorCode, Headers, Inform, Message, Outcome, PeerType, Reply, Request,
+    decode_with_limit, peek_msgid, ContentType, ErrorCode, Inform, Message, Outcome, PeerType, Reply, Request,
     ResultFrames, Timing,
 };
 use log::{debug, info, warn};
@@ -59,24 +60,31 @@ pub struct Outgoing {
     pub frames: Vec<Vec<u8>>,
 }
 
+/// A job's msgid, shared by the jobs map and its queue's waiting list.
+type JobKey = Rc<str>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum JobState {
     Waiting,
     Running {
-        worker: PeerId,
+        worker: Rc<PeerId>,
         dispatch_seq: u64,
         since: Instant,
     },
 }
 
+/// A job the router holds. Kept small: a million of them may wait, so peers
+/// and queue names are shared, not copied, and the job itself is boxed so
+/// that the jobs map's spare capacity costs a pointer, not a job.
 #[derive(Debug)]
 struct Job {
-    client: PeerId,
-    queue: String,
-    headers: Headers,
-    /// The headers frame as the client sent it, forwarded untouched.
-    headers_raw: String,
-    body: Vec<u8>,
+    client: Rc<PeerId>,
+    queue: Rc<str>,
+    /// The headers frame, forwarded to the jobmanager; shared between jobs
+    /// with the same headers.
+    headers: Rc<str>,
+    body: Box<[u8]>,
+    reply_requested: bool,
     state: JobState,
 }
 
@@ -87,7 +95,7 @@ pub(crate) struct Worker {
     pub last_seen: Instant,
     /// Silence after which this jobmanager is dead.
     pub window: Duration,
-    pub running: HashSet<String>,
+    pub running: HashSet<JobKey>,
     /// The jobmanager's own state name, when it reports one (emq extension).
     pub state: Option<String>,
     pub processed: u64,
@@ -103,14 +111,24 @@ struct Member {
     last_used: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Queue {
+    name: Rc<str>,
     members: Vec<Member>,
-    waiting: VecDeque<String>,
+    waiting: VecDeque<JobKey>,
     pub processed: u64,
 }
 
 impl Queue {
+    fn new(name: &str) -> Queue {
+        Queue {
+            name: name.into(),
+            members: Vec::new(),
+            waiting: VecDeque::new(),
+            processed: 0,
+        }
+    }
+
     pub fn waiting_len(&self) -> usize {
         self.waiting.len()
     }
@@ -124,7 +142,11 @@ pub struct Router {
     config: Config,
     pub(crate) workers: HashMap<PeerId, Worker>,
     pub(crate) queues: HashMap<String, Queue>,
-    jobs: HashMap<String, Job>,
+    jobs: HashMap<JobKey, Box<Job>>,
+    /// One shared copy of each peer identity that jobs refer to.
+    peers: HashMap<PeerId, Rc<PeerId>>,
+    /// One shared copy of each distinct headers frame.
+    header_frames: HashSet<Rc<str>>,
     pub(crate) results: ResultStore,
     out: Vec<Outgoing>,
     waiting_total: usize,
@@ -150,6 +172,8 @@ impl Router {
             workers: HashMap::default(),
             queues: HashMap::default(),
             jobs: HashMap::default(),
+            peers: HashMap::default(),
+            header_frames: HashSet::default(),
             results,
             out: Vec::new(),
             waiting_total: 0,
@@ -202,6 +226,9 @@ impl Router {
                 });
             }
             self.next_heartbeat = now + self.config.heartbeat;
+            // Forget identities no job refers to any more.
+            self.peers.retain(|_, rc| Rc::strong_count(rc) > 1);
+            self.header_frames.retain(|h| Rc::strong_count(h) > 1);
         }
         let dead: Vec<PeerId> = self
             .workers
@@ -227,7 +254,7 @@ impl Router {
                 frames: kbye.clone(),
             });
         }
-        let clients: HashSet<PeerId> = self.jobs.values().map(|j| j.client.clone()).collect();
+        let clients: HashSet<PeerId> = self.jobs.values().map(|j| PeerId::clone(&j.client)).collect();
         for peer in clients {
             self.out.push(Outgoing {
                 endpoint: Endpoint::Frontend,
@@ -309,6 +336,34 @@ impl Router {
         self.error(endpoint, peer, msgid, code, reason);
     }
 
+    /// The shared copy of a peer identity.
+    fn intern(&mut self, peer: PeerId) -> Rc<PeerId> {
+        if let Some(rc) = self.peers.get(&peer) {
+            return rc.clone();
+        }
+        let rc = Rc::new(peer.clone());
+        self.peers.insert(peer, rc.clone());
+        rc
+    }
+
+    /// The shared copy of a headers frame.
+    fn shared_headers(&mut self, headers: String) -> Rc<str> {
+        if let Some(rc) = self.header_frames.get(headers.as_str()) {
+            return rc.clone();
+        }
+        let rc: Rc<str> = headers.into();
+        self.header_frames.insert(rc.clone());
+        rc
+    }
+
+    /// The queue of that name, created empty if new.
+    fn queue_mut(&mut self, name: &str) -> &mut Queue {
+        if !self.queues.contains_key(name) {
+            self.queues.insert(name.to_string(), Queue::new(name));
+        }
+        self.queues.get_mut(name).expect("just inserted")
+    }
+
     // ---------------------------------------------------------------- clients
 
     fn on_client(&mut self, now: Instant, peer: PeerId, msgid: String, msg: Message) {
@@ -363,7 +418,7 @@ impl Router {
                 "REQUEST needs a msgid",
             );
         }
-        if self.jobs.contains_key(&msgid) {
+        if self.jobs.contains_key(msgid.as_str()) {
             debug!("duplicate REQUEST {msgid} from {client}: already queued or running");
             return;
         }
@@ -401,28 +456,30 @@ impl Router {
                 );
             }
         }
-        let headers_raw = req.headers.encode();
-        let job = Job {
-            client,
-            queue: queue.clone(),
-            headers: req.headers,
-            headers_raw,
-            body: req.body,
-            state: JobState::Waiting,
-        };
-        if job.headers.guarantee {
+        if req.headers.guarantee {
             self.send(
                 Endpoint::Frontend,
-                &job.client.clone(),
+                &client,
                 Message::Ack {
                     of: msgid.clone(),
                     timing: None,
                 },
             );
         }
-        self.jobs.insert(msgid.clone(), job);
-        let q = self.queues.entry(queue.clone()).or_default();
-        q.waiting.push_back(msgid);
+        let client = self.intern(client);
+        let headers = self.shared_headers(req.headers.encode());
+        let q = self.queue_mut(&queue);
+        let key: JobKey = msgid.into();
+        q.waiting.push_back(key.clone());
+        let job = Job {
+            client,
+            queue: q.name.clone(),
+            headers,
+            body: req.body.into_boxed_slice(),
+            reply_requested: req.headers.reply_requested,
+            state: JobState::Waiting,
+        };
+        self.jobs.insert(key, Box::new(job));
         self.waiting_total += 1;
         self.dispatch_queue(now, &queue);
     }
@@ -433,7 +490,7 @@ impl Router {
                 JobState::Waiting => ("QUEUED", None),
                 JobState::Running { worker, .. } => ("RUNNING", Some(worker.to_string())),
             };
-            let detail = serde_json::json!({"queue": job.queue, "jobmanager": worker});
+            let detail = serde_json::json!({"queue": &*job.queue, "jobmanager": worker});
             Message::Job {
                 of: of.to_string(),
                 state: state.into(),
@@ -466,8 +523,8 @@ impl Router {
     fn cancel(&mut self, now: Instant, endpoint: Endpoint, peer: &PeerId, of: &str) {
         if self.jobs.get(of).is_some_and(|j| j.state == JobState::Waiting) {
             let job = self.jobs.remove(of).expect("checked above");
-            if let Some(q) = self.queues.get_mut(&job.queue) {
-                q.waiting.retain(|id| id != of);
+            if let Some(q) = self.queues.get_mut(&*job.queue) {
+                q.waiting.retain(|id| &**id != of);
             }
             self.waiting_total -= 1;
             info!("job {of} cancelled by {peer}");
@@ -477,7 +534,7 @@ impl Router {
                 content_type: ContentType::Json,
                 body: br#"{"value":null,"error":"cancelled"}"#.to_vec(),
             };
-            self.finish(now, job, result, true);
+            self.finish(now, &job, result, true);
         }
         self.answer_query(endpoint, peer, of);
     }
@@ -562,7 +619,7 @@ impl Router {
         let window = self.config.liveness.max(peer_hb * 2);
         info!("jobmanager {peer} joined: queues {queues:?}, liveness window {window:?}");
         for (weight, name) in &queues {
-            let q = self.queues.entry(name.clone()).or_default();
+            let q = self.queue_mut(name);
             q.members.retain(|m| m.peer != peer);
             q.members.push(Member {
                 weight: *weight,
@@ -598,7 +655,7 @@ impl Router {
     }
 
     fn on_reply(&mut self, now: Instant, peer: &PeerId, result: ResultFrames) {
-        let Some(job) = self.jobs.get(&result.of) else {
+        let Some(job) = self.jobs.get(result.of.as_str()) else {
             debug!(
                 "REPLY from {peer} for {} which is not in flight (late or duplicate): ignored",
                 result.of
@@ -606,7 +663,7 @@ impl Router {
             return;
         };
         match &job.state {
-            JobState::Running { worker, .. } if worker == peer => {}
+            JobState::Running { worker, .. } if **worker == *peer => {}
             JobState::Running { worker, .. } => {
                 debug!(
                     "REPLY for {} from {peer}, but the job now runs on {worker}: first result wins",
@@ -620,37 +677,37 @@ impl Router {
                 );
             }
         }
-        let job = self.jobs.remove(&result.of).expect("checked above");
+        let job = self.jobs.remove(result.of.as_str()).expect("checked above");
         match &job.state {
             JobState::Running { worker, .. } => {
-                if let Some(w) = self.workers.get_mut(worker) {
-                    w.running.remove(&result.of);
-                    if worker == peer {
+                if let Some(w) = self.workers.get_mut(&**worker) {
+                    w.running.remove(result.of.as_str());
+                    if **worker == *peer {
                         w.processed += 1;
                     }
                 }
             }
             JobState::Waiting => {
-                if let Some(q) = self.queues.get_mut(&job.queue) {
-                    q.waiting.retain(|id| id != &result.of);
+                if let Some(q) = self.queues.get_mut(&*job.queue) {
+                    q.waiting.retain(|id| **id != *result.of);
                 }
                 self.waiting_total -= 1;
             }
         }
-        if let Some(q) = self.queues.get_mut(&job.queue) {
+        if let Some(q) = self.queues.get_mut(&*job.queue) {
             q.processed += 1;
         }
-        self.finish(now, job, result, false);
+        self.finish(now, &job, result, false);
     }
 
     /// Send a finished job's result to its client when it asked for it;
     /// keep it for lookup when nobody is waiting for it (or `keep`). A result
     /// that cannot be delivered is kept too (see `undeliverable`).
-    fn finish(&mut self, now: Instant, job: Job, result: ResultFrames, keep: bool) {
-        if keep || !job.headers.reply_requested {
-            self.results.insert(now, job.queue.clone(), result.clone());
+    fn finish(&mut self, now: Instant, job: &Job, result: ResultFrames, keep: bool) {
+        if keep || !job.reply_requested {
+            self.results.insert(now, job.queue.to_string(), result.clone());
         }
-        if job.headers.reply_requested {
+        if job.reply_requested {
             self.send(Endpoint::Frontend, &job.client, Message::Reply(Reply::Result(result)));
         }
     }
@@ -666,7 +723,7 @@ impl Router {
                 q.members.retain(|m| &m.peer != peer);
             }
         }
-        let mut running: Vec<(u64, String)> = worker
+        let mut running: Vec<(u64, JobKey)> = worker
             .running
             .into_iter()
             .filter_map(|id| match self.jobs.get(&id).map(|j| &j.state) {
@@ -680,9 +737,10 @@ impl Router {
             let job = self.jobs.get_mut(&id).expect("running job is tracked");
             job.state = JobState::Waiting;
             info!("job {id} handed back to queue {:?} (jobmanager {peer} gone)", job.queue);
-            self.queues.entry(job.queue.clone()).or_default().waiting.push_front(id);
+            let queue = job.queue.clone();
+            self.queue_mut(&queue).waiting.push_front(id);
             self.waiting_total += 1;
-            touched.insert(job.queue.clone());
+            touched.insert(queue);
         }
         for queue in touched {
             self.dispatch_queue(now, &queue);
@@ -748,20 +806,19 @@ impl Router {
         let worker = self.workers.get_mut(peer).expect("worker exists");
         worker.slots -= 1;
         worker.running.insert(id.clone());
+        let eventmq = worker.is_eventmq;
+        let worker_id = self.intern(peer.clone());
         let job = self.jobs.get_mut(&id).expect("waiting job is tracked");
         job.state = JobState::Running {
-            worker: peer.clone(),
+            worker: worker_id,
             dispatch_seq: seq,
             since: now,
         };
-        let mut headers = job.headers_raw.clone();
-        if worker.is_eventmq && !job.headers.reply_requested {
-            headers = if headers.is_empty() {
-                "reply-requested".into()
-            } else {
-                format!("reply-requested,{headers}")
-            };
-        }
+        let headers = match (eventmq && !job.reply_requested, job.headers.is_empty()) {
+            (true, true) => "reply-requested".to_string(),
+            (true, false) => format!("reply-requested,{}", job.headers),
+            (false, _) => job.headers.to_string(),
+        };
         let frames = vec![
             Vec::new(),
             emq_proto::VERSION.as_bytes().to_vec(),
@@ -769,7 +826,7 @@ impl Router {
             id.as_bytes().to_vec(),
             queue.as_bytes().to_vec(),
             headers.into_bytes(),
-            job.body.clone(),
+            job.body.to_vec(),
         ];
         self.out.push(Outgoing {
             endpoint: Endpoint::Backend,
@@ -835,7 +892,7 @@ impl Router {
         for job in self.jobs.values() {
             if let JobState::Running { since, .. } = job.state {
                 let age = now.saturating_duration_since(since).as_millis();
-                let e = by_queue.entry(job.queue.as_str()).or_default();
+                let e = by_queue.entry(&*job.queue).or_default();
                 e.0 += 1;
                 e.1 += age;
                 e.2 = e.2.max(age);

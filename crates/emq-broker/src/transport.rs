@@ -114,6 +114,7 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
     };
     let mut core = Router::new(config, Instant::now(), unix_now());
     let mut pending: Vec<Outgoing> = Vec::new();
+    let mut busy_since_trim = false;
 
     loop {
         let now = Instant::now();
@@ -133,15 +134,25 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
             sockets.admin.as_poll_item(zmq::POLLIN),
             zmq::PollItem::from_fd(sig_read.as_raw_fd(), zmq::POLLIN),
         ];
-        match zmq::poll(&mut items, timeout_ms) {
-            Ok(_) => {}
-            Err(zmq::Error::EINTR) => {}
+        let woke = match zmq::poll(&mut items, timeout_ms) {
+            Ok(n) => n,
+            Err(zmq::Error::EINTR) => 1,
             Err(e) => {
                 return Err(RunError::Zmq {
                     what: "poll".into(),
                     source: e,
                 })
             }
+        };
+        if woke == 0 && busy_since_trim {
+            // Quiet for a whole wait after activity: hand memory freed by a
+            // burst back to the system. (ZeroMQ's I/O thread allocates in
+            // its own malloc arena and we free there, so freed memory would
+            // otherwise stay resident.)
+            release_free_memory();
+            busy_since_trim = false;
+        } else if woke > 0 {
+            busy_since_trim = true;
         }
         let readable = [
             items[0].is_readable(),
@@ -171,6 +182,17 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
     info!("stopped");
     Ok(())
 }
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
 
 fn receive_batch(socket: &zmq::Socket, ep: Endpoint, now: Instant, core: &mut Router) {
     for _ in 0..BATCH {

@@ -1,7 +1,7 @@
 //! Core tests with simulated time: no sockets, no sleeps.
 
 use super::*;
-use emq_proto::{decode, Envelope};
+use emq_proto::{decode, Envelope, Headers};
 
 struct Sim {
     r: Router,
