@@ -19,7 +19,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 export EMQ_ROUTER="tcp://127.0.0.1:$(port)" EMQ_ADMIN="tcp://127.0.0.1:$(port)"
 backend="tcp://127.0.0.1:$(port)"
 
-RUST_LOG=warn "$bin/emq-router" --frontend "$EMQ_ROUTER" --backend "$backend" --admin "$EMQ_ADMIN" >"$log/router.out" 2>"$log/router.err" &
+RUST_LOG=warn "$bin/emq-router" --frontend "$EMQ_ROUTER" --backend "$backend" --admin "$EMQ_ADMIN" --journal "$log/journal.redb" >"$log/router.out" 2>"$log/router.err" &
 pids+=($!)
 RUST_LOG=warn "$bin/emq-jobmanager" --router "$backend" -J 2 -Q 10:default 2>"$log/jm.err" &
 pids+=($!)

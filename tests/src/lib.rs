@@ -155,21 +155,32 @@ pub fn read_ready_line(child: &mut Child, prefix: &str, within: Duration) -> Str
     rx.recv_timeout(within).expect("child printed its ready line in time")
 }
 
-/// A running `emq-router` on ephemeral loopback ports.
+/// A running `emq-router` on ephemeral loopback ports, with its own journal.
 pub struct RouterProc {
     pub proc: Proc,
     pub frontend: String,
     pub backend: String,
     pub admin: String,
+    pub journal: PathBuf,
+}
+
+/// A path for a new journal file, unique to this test process.
+pub fn fresh_journal() -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("emq-test-{}-{n}.redb", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
 }
 
 impl RouterProc {
     pub fn start(extra: &[&str]) -> RouterProc {
-        Self::start_on(["tcp://127.0.0.1:*"; 3], extra)
+        Self::start_on(["tcp://127.0.0.1:*"; 3], &fresh_journal(), extra)
     }
 
-    /// Start on given endpoints (to restart a router where it was).
-    pub fn start_on(endpoints: [&str; 3], extra: &[&str]) -> RouterProc {
+    /// Start on given endpoints and journal (to restart a router where it was).
+    pub fn start_on(endpoints: [&str; 3], journal: &std::path::Path, extra: &[&str]) -> RouterProc {
         let mut cmd = Command::new(bin("emq-router"));
         cmd.args([
             "--frontend",
@@ -179,6 +190,7 @@ impl RouterProc {
             "--admin",
             endpoints[2],
         ]);
+        cmd.arg("--journal").arg(journal);
         cmd.args(extra).stdout(Stdio::piped());
         let mut proc = Proc::spawn(cmd, "emq-router");
         let line = read_ready_line(proc.child_mut(), "emq-router ready", Duration::from_secs(10));
@@ -192,6 +204,7 @@ impl RouterProc {
             frontend: field("frontend"),
             backend: field("backend"),
             admin: field("admin"),
+            journal: journal.to_path_buf(),
             proc,
         }
     }

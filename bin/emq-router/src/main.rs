@@ -3,6 +3,7 @@
 //! endpoints are bound (tests and scripts read the resolved ports from it).
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -59,6 +60,22 @@ struct Args {
     /// Largest frame accepted, in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     max_frame: usize,
+    /// Journal file for guaranteed jobs (created if missing).
+    #[arg(long, env = "EMQ_JOURNAL", default_value = "emq-router.redb")]
+    journal: PathBuf,
+    /// Keep guaranteed jobs in memory only (lost if the router dies).
+    #[arg(long, conflicts_with = "journal")]
+    no_journal: bool,
+    /// Retries for jobs whose headers give no retry-count.
+    #[arg(long, default_value_t = 3)]
+    default_retries: u32,
+    /// First retry delay of a guaranteed job, in milliseconds (doubles per
+    /// attempt, with jitter).
+    #[arg(long, default_value_t = 100)]
+    retry_backoff_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    retry_backoff_max_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -89,6 +106,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         result_retention: Duration::from_secs(args.result_retention_s),
         result_capacity: args.result_capacity,
         max_frame: args.max_frame,
+        journal: (!args.no_journal).then_some(args.journal),
+        default_retries: args.default_retries,
+        retry_backoff: Duration::from_millis(args.retry_backoff_ms),
+        retry_backoff_max: Duration::from_millis(args.retry_backoff_max_ms),
         ..Config::default()
     };
     emq_broker::run(config, |b| {

@@ -17,6 +17,12 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+fn next_id() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A loopback TCP endpoint on a port that was free a moment ago.
 pub fn free_endpoint() -> anyhow::Result<String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -62,6 +68,10 @@ impl Spawned {
             "--admin",
             "tcp://127.0.0.1:*",
         ]);
+        // A fresh journal per router, on the same disk a deployment would use.
+        let journal = std::env::temp_dir().join(format!("emq-bench-{}-{}.redb", std::process::id(), next_id()));
+        let _ = std::fs::remove_file(&journal);
+        cmd.arg("--journal").arg(&journal);
         cmd.args(extra).stdout(Stdio::piped());
         let mut s = Spawned::spawn(cmd)?;
         let mut line = String::new();

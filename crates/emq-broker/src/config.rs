@@ -1,5 +1,6 @@
 //! Router configuration: endpoints, timing and bounds, validated once at start.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What to do with a job for a queue that no jobmanager serves.
@@ -40,6 +41,18 @@ pub struct Config {
     pub result_capacity: usize,
     /// Largest frame accepted from any peer.
     pub max_frame: usize,
+    /// Where guaranteed jobs are journaled (a redb file). `None` keeps them in
+    /// memory only: still retried and tracked, but lost with the router.
+    pub journal: Option<PathBuf>,
+    /// Retries for jobs whose headers give no `retry-count` (guaranteed jobs
+    /// retry failed attempts; every job is redelivered after its jobmanager
+    /// dies at most this many times).
+    pub default_retries: u32,
+    /// First retry delay of a guaranteed job; doubles per attempt, with ±25%
+    /// jitter.
+    pub retry_backoff: Duration,
+    /// Longest retry delay.
+    pub retry_backoff_max: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +71,10 @@ impl Default for Config {
             result_retention: Duration::from_secs(600),
             result_capacity: 100_000,
             max_frame: emq_proto::DEFAULT_MAX_FRAME,
+            journal: None,
+            default_retries: 3,
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(60),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! - a jobmanager's `slots` counts READYs not yet answered with a REQUEST;
 //! - nothing a client sent is dropped without an ERROR telling it so.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::rc::Rc;
 
 use crate::{HashMap, HashSet};
@@ -23,6 +24,7 @@ use emq_proto::{
 use log::{debug, info, warn};
 
 use crate::results::ResultStore;
+use crate::tracking::{JobRecord, StoreOp};
 use crate::{Config, UnknownQueuePolicy};
 
 /// Which socket a message came in on or goes out of.
@@ -65,7 +67,10 @@ type JobKey = Rc<str>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum JobState {
+    /// In its queue's waiting list.
     Waiting,
+    /// Backing off before another attempt (guaranteed jobs); not in a list.
+    Delayed { until: Instant },
     Running {
         worker: Rc<PeerId>,
         dispatch_seq: u64,
@@ -85,6 +90,10 @@ struct Job {
     headers: Rc<str>,
     body: Box<[u8]>,
     reply_requested: bool,
+    guarantee: bool,
+    /// Attempts started so far (dispatches).
+    attempts: u16,
+    max_attempts: u16,
     state: JobState,
 }
 
@@ -147,6 +156,18 @@ pub struct Router {
     peers: HashMap<PeerId, Rc<PeerId>>,
     /// One shared copy of each distinct headers frame.
     header_frames: HashSet<Rc<str>>,
+    /// Guaranteed jobs, pending and finished (until their retention passes).
+    tracked: HashMap<JobKey, JobRecord>,
+    /// Dead-lettered jobs with their bodies, for RETRY.
+    dead: HashMap<JobKey, Box<Job>>,
+    /// Jobs backing off before a retry, by due time.
+    delayed: BinaryHeap<Reverse<(Instant, u64, JobKey)>>,
+    delayed_count: usize,
+    /// Finished tracked jobs by the time their retention ends.
+    purge: VecDeque<(Instant, JobKey)>,
+    store_ops: Vec<StoreOp>,
+    accepted_seq: u64,
+    rng: u64,
     pub(crate) results: ResultStore,
     out: Vec<Outgoing>,
     waiting_total: usize,
@@ -174,6 +195,14 @@ impl Router {
             jobs: HashMap::default(),
             peers: HashMap::default(),
             header_frames: HashSet::default(),
+            tracked: HashMap::default(),
+            dead: HashMap::default(),
+            delayed: BinaryHeap::new(),
+            delayed_count: 0,
+            purge: VecDeque::new(),
+            store_ops: Vec::new(),
+            accepted_seq: 0,
+            rng: (unix_now * 1e6) as u64 | 1,
             results,
             out: Vec::new(),
             waiting_total: 0,
@@ -205,6 +234,12 @@ impl Router {
         }
         if let Some(at) = self.results.next_expiry() {
             next = next.min(at);
+        }
+        if let Some(Reverse((at, _, _))) = self.delayed.peek() {
+            next = next.min(*at);
+        }
+        if let Some((at, _)) = self.purge.front() {
+            next = next.min(*at);
         }
         next
     }
@@ -241,6 +276,8 @@ impl Router {
             self.remove_worker(now, &peer);
         }
         self.results.expire(now);
+        self.release_delayed(now);
+        self.purge_expired(now);
     }
 
     /// Stop taking work and say KBYE to every jobmanager.
@@ -420,7 +457,21 @@ impl Router {
         }
         if self.jobs.contains_key(msgid.as_str()) {
             debug!("duplicate REQUEST {msgid} from {client}: already queued or running");
+            if req.headers.guarantee {
+                self.send(
+                    Endpoint::Frontend,
+                    &client,
+                    Message::Ack {
+                        of: msgid,
+                        timing: None,
+                    },
+                );
+            }
             return;
+        }
+        if self.tracked.contains_key(msgid.as_str()) {
+            debug!("duplicate REQUEST {msgid} from {client}: a guaranteed job already finished");
+            return self.resend_tracked(&client, &msgid, req.headers.reply_requested);
         }
         if let Some(done) = self.results.get(&msgid) {
             debug!("duplicate REQUEST {msgid} from {client}: already finished");
@@ -456,38 +507,55 @@ impl Router {
                 );
             }
         }
-        if req.headers.guarantee {
+        let guarantee = req.headers.guarantee;
+        let max_attempts = self.max_attempts(&req.headers);
+        let mut headers = req.headers;
+        if guarantee {
+            // The router owns a guaranteed job's retries: the jobmanager must
+            // not retry it on its own as well.
+            headers.retry_count = 0;
+        }
+        let acked = client.clone();
+        let client = self.intern(client);
+        let headers_frame = self.shared_headers(headers.encode());
+        let q = self.queue_mut(&queue);
+        let key: JobKey = msgid.into();
+        q.waiting.push_back(key.clone());
+        let job = Box::new(Job {
+            client,
+            queue: q.name.clone(),
+            headers: headers_frame,
+            body: req.body.into_boxed_slice(),
+            reply_requested: headers.reply_requested,
+            guarantee,
+            attempts: 0,
+            max_attempts,
+            state: JobState::Waiting,
+        });
+        if guarantee {
+            // Journaled in this batch; the transport commits it before it
+            // sends the ACK.
+            self.accept_guaranteed(now, &key, &job);
             self.send(
                 Endpoint::Frontend,
-                &client,
+                &acked,
                 Message::Ack {
-                    of: msgid.clone(),
+                    of: key.to_string(),
                     timing: None,
                 },
             );
         }
-        let client = self.intern(client);
-        let headers = self.shared_headers(req.headers.encode());
-        let q = self.queue_mut(&queue);
-        let key: JobKey = msgid.into();
-        q.waiting.push_back(key.clone());
-        let job = Job {
-            client,
-            queue: q.name.clone(),
-            headers,
-            body: req.body.into_boxed_slice(),
-            reply_requested: req.headers.reply_requested,
-            state: JobState::Waiting,
-        };
-        self.jobs.insert(key, Box::new(job));
+        self.jobs.insert(key, job);
         self.waiting_total += 1;
         self.dispatch_queue(now, &queue);
     }
 
     fn answer_query(&mut self, endpoint: Endpoint, peer: &PeerId, of: &str) {
-        let msg = if let Some(job) = self.jobs.get(of) {
+        let msg = if let Some(msg) = self.tracked_job_message(of) {
+            msg
+        } else if let Some(job) = self.jobs.get(of) {
             let (state, worker) = match &job.state {
-                JobState::Waiting => ("QUEUED", None),
+                JobState::Waiting | JobState::Delayed { .. } => ("QUEUED", None),
                 JobState::Running { worker, .. } => ("RUNNING", Some(worker.to_string())),
             };
             let detail = serde_json::json!({"queue": &*job.queue, "jobmanager": worker});
@@ -521,12 +589,10 @@ impl Router {
     }
 
     fn cancel(&mut self, now: Instant, endpoint: Endpoint, peer: &PeerId, of: &str) {
-        if self.jobs.get(of).is_some_and(|j| j.state == JobState::Waiting) {
-            let job = self.jobs.remove(of).expect("checked above");
-            if let Some(q) = self.queues.get_mut(&*job.queue) {
-                q.waiting.retain(|id| &**id != of);
-            }
-            self.waiting_total -= 1;
+        let waiting = |j: &Job| matches!(j.state, JobState::Waiting | JobState::Delayed { .. });
+        if self.jobs.get(of).is_some_and(|j| waiting(j)) {
+            let (key, job) = self.jobs.remove_entry(of).expect("checked above");
+            self.detach(&key, &job, None);
             info!("job {of} cancelled by {peer}");
             let result = ResultFrames {
                 of: of.to_string(),
@@ -534,7 +600,7 @@ impl Router {
                 content_type: ContentType::Json,
                 body: br#"{"value":null,"error":"cancelled"}"#.to_vec(),
             };
-            self.finish(now, &job, result, true);
+            self.finish(now, &key, job, result, true);
         }
         self.answer_query(endpoint, peer, of);
     }
@@ -670,45 +736,62 @@ impl Router {
                     result.of
                 );
             }
-            JobState::Waiting => {
+            JobState::Waiting | JobState::Delayed { .. } => {
                 debug!(
                     "REPLY for {} from {peer} after it was handed back: first result wins",
                     result.of
                 );
             }
         }
-        let job = self.jobs.remove(result.of.as_str()).expect("checked above");
+        let (key, job) = self.jobs.remove_entry(result.of.as_str()).expect("checked above");
+        self.detach(&key, &job, Some(peer));
+        if let Some(q) = self.queues.get_mut(&*job.queue) {
+            q.processed += 1;
+        }
+        if job.guarantee && result.outcome.is_retryable() && job.attempts < job.max_attempts {
+            let why = format!("ended {}", result.outcome.as_str());
+            return self.retry_later(now, key, job, &why);
+        }
+        self.finish(now, &key, job, result, false);
+    }
+
+    /// Take a job out of wherever it is (a worker, a waiting list, a backoff).
+    fn detach(&mut self, key: &JobKey, job: &Job, replied_by: Option<&PeerId>) {
         match &job.state {
             JobState::Running { worker, .. } => {
                 if let Some(w) = self.workers.get_mut(&**worker) {
-                    w.running.remove(result.of.as_str());
-                    if **worker == *peer {
+                    w.running.remove(key);
+                    if replied_by == Some(&**worker) {
                         w.processed += 1;
                     }
                 }
             }
             JobState::Waiting => {
                 if let Some(q) = self.queues.get_mut(&*job.queue) {
-                    q.waiting.retain(|id| **id != *result.of);
+                    q.waiting.retain(|id| id != key);
                 }
                 self.waiting_total -= 1;
             }
+            // Its heap entry goes stale and is skipped when due.
+            JobState::Delayed { .. } => self.delayed_count -= 1,
         }
-        if let Some(q) = self.queues.get_mut(&*job.queue) {
-            q.processed += 1;
-        }
-        self.finish(now, &job, result, false);
     }
 
     /// Send a finished job's result to its client when it asked for it;
     /// keep it for lookup when nobody is waiting for it (or `keep`). A result
     /// that cannot be delivered is kept too (see `undeliverable`).
-    fn finish(&mut self, now: Instant, job: &Job, result: ResultFrames, keep: bool) {
-        if keep || !job.reply_requested {
-            self.results.insert(now, job.queue.to_string(), result.clone());
-        }
+    fn finish(&mut self, now: Instant, key: &JobKey, job: Box<Job>, result: ResultFrames, keep: bool) {
         if job.reply_requested {
-            self.send(Endpoint::Frontend, &job.client, Message::Reply(Reply::Result(result)));
+            self.send(
+                Endpoint::Frontend,
+                &job.client,
+                Message::Reply(Reply::Result(result.clone())),
+            );
+        }
+        if job.guarantee {
+            self.track_finish(now, key, job, &result);
+        } else if keep || !job.reply_requested {
+            self.results.insert(now, job.queue.to_string(), result);
         }
     }
 
@@ -734,13 +817,29 @@ impl Router {
         running.sort_unstable();
         let mut touched = HashSet::default();
         for (_, id) in running.into_iter().rev() {
-            let job = self.jobs.get_mut(&id).expect("running job is tracked");
+            let (key, mut job) = self.jobs.remove_entry(&id).expect("running job is tracked");
             job.state = JobState::Waiting;
-            info!("job {id} handed back to queue {:?} (jobmanager {peer} gone)", job.queue);
-            let queue = job.queue.clone();
-            self.queue_mut(&queue).waiting.push_front(id);
-            self.waiting_total += 1;
-            touched.insert(queue);
+            if job.attempts >= job.max_attempts {
+                // A job that keeps taking its jobmanager down must not cycle forever.
+                warn!(
+                    "job {key} lost with jobmanager {peer} on its last attempt ({})",
+                    job.attempts
+                );
+                let result = Self::lost_with_jobmanager(&key, peer, job.attempts);
+                self.finish(now, &key, job, result, false);
+            } else if job.guarantee {
+                self.retry_later(now, key, job, &format!("lost with jobmanager {peer}"));
+            } else {
+                info!(
+                    "job {key} handed back to queue {:?} (jobmanager {peer} gone)",
+                    job.queue
+                );
+                let queue = job.queue.clone();
+                self.jobs.insert(key.clone(), job);
+                self.queue_mut(&queue).waiting.push_front(key);
+                self.waiting_total += 1;
+                touched.insert(queue);
+            }
         }
         for queue in touched {
             self.dispatch_queue(now, &queue);
@@ -814,6 +913,8 @@ impl Router {
             dispatch_seq: seq,
             since: now,
         };
+        job.attempts = job.attempts.saturating_add(1);
+        let (guarantee, attempt, max) = (job.guarantee, job.attempts, job.max_attempts);
         let headers = match (eventmq && !job.reply_requested, job.headers.is_empty()) {
             (true, true) => "reply-requested".to_string(),
             (true, false) => format!("reply-requested,{}", job.headers),
@@ -833,6 +934,9 @@ impl Router {
             peer: peer.clone(),
             frames,
         });
+        if guarantee {
+            self.track_dispatch(now, &id, attempt, max, peer);
+        }
     }
 
     // ------------------------------------------------------------------ admin
@@ -877,6 +981,15 @@ impl Router {
             }
             Message::Query { of } => self.answer_query(Endpoint::Admin, &peer, &of),
             Message::Cancel { of } => self.cancel(now, Endpoint::Admin, &peer, &of),
+            Message::Dead => {
+                let json = self.dead_list_json();
+                self.send(
+                    Endpoint::Admin,
+                    &peer,
+                    Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))),
+                );
+            }
+            Message::Retry { of } => self.retry_dead(now, &peer, &of),
             Message::Heartbeat { .. } | Message::Kbye | Message::Hello => {}
             other => {
                 let reason = format!("{} is not an admin command", other.command().as_str());
@@ -910,5 +1023,6 @@ impl Router {
     }
 }
 
+mod guaranteed;
 #[cfg(test)]
 mod tests;

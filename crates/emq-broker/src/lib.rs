@@ -8,6 +8,8 @@ pub mod config;
 pub mod core;
 mod results;
 mod status;
+pub mod store;
+pub mod tracking;
 pub mod transport;
 
 pub use config::{Config, UnknownQueuePolicy};

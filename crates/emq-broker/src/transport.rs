@@ -14,6 +14,7 @@ use log::{error, info, warn};
 
 use crate::config::ConfigError;
 use crate::core::{Endpoint, Outgoing, PeerId, Router};
+use crate::store::{JobStore, RedbStore, StoreError};
 use crate::Config;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,10 @@ pub enum RunError {
     Zmq { what: String, source: zmq::Error },
     #[error("cannot install signal handlers: {0}")]
     Signals(#[from] std::io::Error),
+    /// Guaranteed jobs cannot be journaled: the router stops rather than
+    /// acknowledge what it cannot keep.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 fn zerr(what: impl Into<String>) -> impl FnOnce(zmq::Error) -> RunError {
@@ -112,7 +117,19 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         backend,
         admin,
     };
+    let mut store: Option<Box<dyn JobStore>> = match &config.journal {
+        Some(path) => Some(Box::new(RedbStore::open(path)?)),
+        None => {
+            warn!("no journal: guaranteed jobs are kept in memory only and lost if the router dies");
+            None
+        }
+    };
+    let loaded = match &store {
+        Some(s) => s.load()?,
+        None => Vec::new(),
+    };
     let mut core = Router::new(config, Instant::now(), unix_now());
+    core.restore(Instant::now(), loaded);
     let mut pending: Vec<Outgoing> = Vec::new();
     let mut busy_since_trim = false;
 
@@ -121,7 +138,7 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         if now >= core.next_deadline() {
             core.tick(now);
         }
-        flush(&sockets, &mut core, &mut pending);
+        flush(&sockets, &mut core, &mut pending, &mut store)?;
         if core.stop_requested() {
             break;
         }
@@ -173,12 +190,12 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         {
             if readable[i] {
                 receive_batch(sockets.get(ep), ep, now, &mut core);
-                flush(&sockets, &mut core, &mut pending);
+                flush(&sockets, &mut core, &mut pending, &mut store)?;
             }
         }
     }
     core.shutdown();
-    flush(&sockets, &mut core, &mut pending);
+    flush(&sockets, &mut core, &mut pending, &mut store)?;
     info!("stopped");
     Ok(())
 }
@@ -225,11 +242,22 @@ fn send(socket: &zmq::Socket, out: &Outgoing) -> Result<(), zmq::Error> {
 
 /// Send everything the core produced; what cannot be delivered goes back to it,
 /// which may produce more to send.
-fn flush(sockets: &Sockets, core: &mut Router, pending: &mut Vec<Outgoing>) {
+fn flush(
+    sockets: &Sockets,
+    core: &mut Router,
+    pending: &mut Vec<Outgoing>,
+    store: &mut Option<Box<dyn JobStore>>,
+) -> Result<(), RunError> {
     loop {
+        // Group commit: everything this batch journaled, in one transaction,
+        // before any message produced with it (an ACK above all) is sent.
+        let ops = core.take_store_ops();
+        if let (false, Some(store)) = (ops.is_empty(), store.as_mut()) {
+            store.commit(&ops)?;
+        }
         pending.extend(core.take_outgoing());
         if pending.is_empty() {
-            return;
+            return Ok(());
         }
         let mut failed = Vec::new();
         for out in pending.drain(..) {
@@ -246,7 +274,7 @@ fn flush(sockets: &Sockets, core: &mut Router, pending: &mut Vec<Outgoing>) {
             }
         }
         if failed.is_empty() {
-            return;
+            return Ok(());
         }
         let now = Instant::now();
         for out in failed {

@@ -34,10 +34,12 @@ pub enum Command {
     Job,
     Cancel,
     Hello,
+    Dead,
+    Retry,
 }
 
 impl Command {
-    pub const ALL: [Command; 18] = [
+    pub const ALL: [Command; 20] = [
         Command::Inform,
         Command::Ack,
         Command::Ready,
@@ -56,6 +58,8 @@ impl Command {
         Command::Job,
         Command::Cancel,
         Command::Hello,
+        Command::Dead,
+        Command::Retry,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +82,8 @@ impl Command {
             Command::Job => "JOB",
             Command::Cancel => "CANCEL",
             Command::Hello => "HELLO",
+            Command::Dead => "DEAD",
+            Command::Retry => "RETRY",
         }
     }
 
@@ -197,6 +203,12 @@ pub enum Message {
     },
     /// Sent by EventMQ's admin shell on connect; never answered.
     Hello,
+    /// Extension (admin): list dead-lettered jobs; answered by a JSON notice.
+    Dead,
+    /// Extension (admin): put a dead-lettered job back in its queue.
+    Retry {
+        of: String,
+    },
 }
 
 impl Message {
@@ -220,6 +232,8 @@ impl Message {
             Message::Job { .. } => Command::Job,
             Message::Cancel { .. } => Command::Cancel,
             Message::Hello => Command::Hello,
+            Message::Dead => Command::Dead,
+            Message::Retry { .. } => Command::Retry,
         }
     }
 
@@ -277,7 +291,7 @@ impl Message {
                 f.push(s(code.as_str()));
                 f.push(s(reason));
             }
-            Message::Query { of } | Message::Cancel { of } => f.push(s(of)),
+            Message::Query { of } | Message::Cancel { of } | Message::Retry { of } => f.push(s(of)),
             Message::Job {
                 of,
                 state,
@@ -303,7 +317,8 @@ impl Message {
             | Message::Status
             | Message::RouterShowWorkers
             | Message::RouterShowSchedulers
-            | Message::Hello => {}
+            | Message::Hello
+            | Message::Dead => {}
         }
         f
     }
@@ -488,6 +503,7 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
         },
         Command::Kbye => Message::Kbye,
         Command::Hello => Message::Hello,
+        Command::Dead => Message::Dead,
         Command::Disconnect => Message::Disconnect,
         Command::Status => Message::Status,
         Command::RouterShowWorkers => Message::RouterShowWorkers,
@@ -508,13 +524,13 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
                 reason: text(2)?.to_string(),
             }
         }
-        Command::Query | Command::Cancel => {
+        Command::Query | Command::Cancel | Command::Retry => {
             need(command, p.len(), 1)?;
             let of = text(0)?.to_string();
-            if command == Command::Query {
-                Message::Query { of }
-            } else {
-                Message::Cancel { of }
+            match command {
+                Command::Query => Message::Query { of },
+                Command::Cancel => Message::Cancel { of },
+                _ => Message::Retry { of },
             }
         }
         Command::Job => {
@@ -717,6 +733,8 @@ mod tests {
             },
             Message::Kbye,
             Message::Hello,
+            Message::Dead,
+            Message::Retry { of: "d".into() },
             Message::Disconnect,
             Message::Status,
             Message::RouterShowWorkers,

@@ -293,6 +293,7 @@ fn jobmanager_reconnects_after_router_restart() {
     r.proc.kill9();
     let r2 = RouterProc::start_on(
         [&endpoints[0], &endpoints[1], &endpoints[2]],
+        &r.journal,
         &["--heartbeat-ms", "100", "--liveness-ms", "1000"],
     );
     submit(&client, "after", "emq.echo", json!([2]), "");

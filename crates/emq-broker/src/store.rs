@@ -1,0 +1,166 @@
+//! Durable storage for guaranteed jobs behind a small trait, so the backend
+//! can change; the one here is redb (an embedded, pure-Rust, crash-safe
+//! B-tree). One transaction per batch of operations: that is the group commit
+//! that keeps durability from costing an fsync per job.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::tracking::{JobBody, JobRecord, StoreOp};
+
+/// Records: msgid -> MessagePack `JobRecord`.
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+/// Bodies: msgid -> MessagePack `JobBody`, written once.
+const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("bodies");
+
+#[derive(Debug, thiserror::Error)]
+#[error("job store: {0}")]
+pub struct StoreError(String);
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// A stored job as loaded at start.
+pub struct Loaded {
+    pub id: String,
+    pub record: JobRecord,
+    pub body: Option<JobBody>,
+}
+
+pub trait JobStore {
+    /// Everything stored, in no particular order.
+    fn load(&self) -> Result<Vec<Loaded>, StoreError>;
+    /// Apply all operations atomically and durably.
+    fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
+}
+
+pub struct RedbStore {
+    db: Database,
+}
+
+impl RedbStore {
+    pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
+        let db = Database::create(path).map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(err)?;
+        txn.open_table(RECORDS).map_err(err)?;
+        txn.open_table(BODIES).map_err(err)?;
+        txn.commit().map_err(err)?;
+        Ok(RedbStore { db })
+    }
+}
+
+impl JobStore for RedbStore {
+    fn load(&self) -> Result<Vec<Loaded>, StoreError> {
+        let txn = self.db.begin_read().map_err(err)?;
+        let records = txn.open_table(RECORDS).map_err(err)?;
+        let bodies = txn.open_table(BODIES).map_err(err)?;
+        let mut out = Vec::new();
+        for row in records.iter().map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            let id = k.value().to_string();
+            let record: JobRecord = rmp_serde::from_slice(v.value()).map_err(err)?;
+            let body = match bodies.get(id.as_str()).map_err(err)? {
+                Some(b) => Some(rmp_serde::from_slice::<JobBody>(b.value()).map_err(err)?),
+                None => None,
+            };
+            out.push(Loaded { id, record, body });
+        }
+        Ok(out)
+    }
+
+    fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(err)?;
+        {
+            let mut records = txn.open_table(RECORDS).map_err(err)?;
+            let mut bodies = txn.open_table(BODIES).map_err(err)?;
+            for op in ops {
+                match op {
+                    StoreOp::Put { id, record, body } => {
+                        let bytes = rmp_serde::to_vec_named(&**record).map_err(err)?;
+                        records.insert(id.as_str(), bytes.as_slice()).map_err(err)?;
+                        if let Some(b) = body {
+                            let bytes = rmp_serde::to_vec_named(b).map_err(err)?;
+                            bodies.insert(id.as_str(), bytes.as_slice()).map_err(err)?;
+                        }
+                    }
+                    StoreOp::Delete { id } => {
+                        records.remove(id.as_str()).map_err(err)?;
+                        bodies.remove(id.as_str()).map_err(err)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracking::Status;
+
+    fn record(status: Status) -> JobRecord {
+        JobRecord {
+            queue: "q".into(),
+            client: vec![0, 1],
+            accepted_seq: 1,
+            attempts: 0,
+            max_attempts: 3,
+            status,
+            log: vec![],
+            result: None,
+            finished_unix_ms: None,
+        }
+    }
+
+    #[test]
+    fn commits_survive_reopening_and_deletes_remove_both_tables() {
+        let dir = std::env::temp_dir().join(format!("emq-store-test-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        {
+            let mut s = RedbStore::open(&dir).unwrap();
+            let body = JobBody {
+                headers: "guarantee".into(),
+                body: vec![0xff, 0x00],
+            };
+            s.commit(&[
+                StoreOp::Put {
+                    id: "a".into(),
+                    record: Box::new(record(Status::Queued)),
+                    body: Some(body.clone()),
+                },
+                StoreOp::Put {
+                    id: "b".into(),
+                    record: Box::new(record(Status::Queued)),
+                    body: Some(body),
+                },
+            ])
+            .unwrap();
+            s.commit(&[
+                StoreOp::Put {
+                    id: "a".into(),
+                    record: Box::new(record(Status::Finished)),
+                    body: None,
+                },
+                StoreOp::Delete { id: "b".into() },
+            ])
+            .unwrap();
+        }
+        let s = RedbStore::open(&dir).unwrap();
+        let loaded = s.load().unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].id, "a");
+        assert_eq!(loaded[0].record.status, Status::Finished);
+        assert_eq!(
+            loaded[0].body.as_ref().unwrap().body,
+            vec![0xff, 0x00],
+            "body kept from the first put"
+        );
+        let _ = std::fs::remove_file(&dir);
+    }
+}

@@ -1,0 +1,160 @@
+//! What the router remembers about guaranteed jobs, as in the ATP task
+//! tracker: a status, a log of transitions, attempts, and the result, kept
+//! until a retention passes. Pure data; [`crate::store`] persists it.
+
+use serde::{Deserialize, Serialize};
+
+use emq_proto::{ContentType, Outcome, ResultFrames};
+
+/// A guaranteed job's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Journaled and acknowledged.
+    Accepted,
+    /// Waiting for a slot (or for its retry backoff).
+    Queued,
+    Running,
+    Finished,
+    Failed,
+    /// Failed its last allowed attempt: in the dead-letter set.
+    Dead,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Accepted => "ACCEPTED",
+            Status::Queued => "QUEUED",
+            Status::Running => "RUNNING",
+            Status::Finished => "FINISHED",
+            Status::Failed => "FAILED",
+            Status::Dead => "DEAD",
+            Status::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// No more transitions (unless a dead job is retried by hand).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Finished | Status::Failed | Status::Dead | Status::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub unix_ms: u64,
+    pub status: Status,
+    pub message: String,
+}
+
+/// The persisted part of a job that changes: everything but its body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub queue: String,
+    pub client: Vec<u8>,
+    /// Order of acceptance, so that a restart re-queues in the same order.
+    pub accepted_seq: u64,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub status: Status,
+    pub log: Vec<LogEntry>,
+    pub result: Option<StoredOutcome>,
+    pub finished_unix_ms: Option<u64>,
+}
+
+/// The persisted part of a job that never changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobBody {
+    pub headers: String,
+    #[serde(with = "serde_bytes_compat")]
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredOutcome {
+    pub outcome: String,
+    pub content_type: String,
+    #[serde(with = "serde_bytes_compat")]
+    pub body: Vec<u8>,
+}
+
+impl StoredOutcome {
+    pub fn from_frames(r: &ResultFrames) -> StoredOutcome {
+        StoredOutcome {
+            outcome: r.outcome.as_str().into(),
+            content_type: r.content_type.as_str().into(),
+            body: r.body.clone(),
+        }
+    }
+
+    pub fn to_frames(&self, of: &str) -> ResultFrames {
+        ResultFrames {
+            of: of.to_string(),
+            outcome: Outcome::parse(&self.outcome).unwrap_or(Outcome::Failed),
+            content_type: ContentType::parse(&self.content_type).unwrap_or_default(),
+            body: self.body.clone(),
+        }
+    }
+}
+
+/// Bytes as a MessagePack bin, not an array of integers.
+mod serde_bytes_compat {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// A change for the store, applied (in one transaction per batch) before any
+/// message produced with it is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreOp {
+    /// Create or update a job; the body is written once, with its first record.
+    Put {
+        id: String,
+        record: Box<JobRecord>,
+        body: Option<JobBody>,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+impl JobRecord {
+    pub fn push_log(&mut self, unix_ms: u64, status: Status, message: impl Into<String>) {
+        self.status = status;
+        self.log.push(LogEntry {
+            unix_ms,
+            status,
+            message: message.into(),
+        });
+    }
+}
