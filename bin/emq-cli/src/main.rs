@@ -67,6 +67,10 @@ enum Command {
     Cancel { id: String },
     /// Connected jobmanagers with their state and slots.
     Workers,
+    /// Dead-lettered jobs (admin).
+    Dead,
+    /// Put a dead-lettered job back in its queue (admin).
+    Retry { id: String },
     /// Stop the router (admin endpoint).
     Shutdown,
 }
@@ -205,6 +209,20 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Workers => {
             let w = admin::workers(&cli.admin, timeout)?;
             output::workers(&w, cli.json);
+            Ok(Exit::Ok as u8)
+        }
+        Command::Dead => {
+            let v = admin::dead(&cli.admin, timeout)?;
+            output::dead(&v, cli.json);
+            Ok(Exit::Ok as u8)
+        }
+        Command::Retry { id } => {
+            let state = admin::retry(&cli.admin, id, timeout)?;
+            if cli.json {
+                println!("{}", serde_json::json!({"id": id, "state": state}));
+            } else {
+                println!("{id}  {state}");
+            }
             Ok(Exit::Ok as u8)
         }
         Command::Shutdown => {

@@ -176,3 +176,25 @@ pub fn workers(v: &Value, as_json: bool) {
         }
     }
 }
+
+pub fn dead(v: &Value, as_json: bool) {
+    if as_json {
+        println!("{v}");
+        return;
+    }
+    let list = v["dead"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no dead-lettered jobs");
+        return;
+    }
+    println!("{:<38} {:<16} {:>8}  LAST", "JOB", "QUEUE", "ATTEMPTS");
+    for d in list {
+        println!(
+            "{:<38} {:<16} {:>8}  {}",
+            text(&d["id"]),
+            text(&d["queue"]),
+            text(&d["attempts"]),
+            d["last"].as_str().unwrap_or("")
+        );
+    }
+}

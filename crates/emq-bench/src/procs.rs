@@ -32,6 +32,7 @@ pub fn free_endpoint() -> anyhow::Result<String> {
 /// A child process, killed and reaped on drop.
 pub struct Spawned {
     child: Child,
+    journal: Option<PathBuf>,
     pub frontend: String,
     pub backend: String,
     pub admin: String,
@@ -46,6 +47,7 @@ impl Spawned {
         let child = cmd.spawn()?;
         Ok(Spawned {
             child,
+            journal: None,
             frontend: String::new(),
             backend: String::new(),
             admin: String::new(),
@@ -74,6 +76,7 @@ impl Spawned {
         cmd.arg("--journal").arg(&journal);
         cmd.args(extra).stdout(Stdio::piped());
         let mut s = Spawned::spawn(cmd)?;
+        s.journal = Some(journal);
         let mut line = String::new();
         BufReader::new(s.child.stdout.take().context("stdout")?).read_line(&mut line)?;
         let field = |k: &str| {
@@ -115,6 +118,9 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(j) = &self.journal {
+            let _ = std::fs::remove_file(j);
+        }
     }
 }
 

@@ -426,6 +426,27 @@ pub mod admin {
         json_reply(ask(endpoint, Message::RouterShowWorkers, timeout)?)
     }
 
+    /// DEAD: the dead-letter set, `{"dead": [{id, queue, attempts, last}]}`.
+    pub fn dead(endpoint: &str, timeout: Duration) -> Result<Value, ClientError> {
+        json_reply(ask(endpoint, Message::Dead, timeout)?)
+    }
+
+    /// RETRY: put a dead-lettered job back in its queue; returns its new state.
+    pub fn retry(endpoint: &str, id: &str, timeout: Duration) -> Result<String, ClientError> {
+        match ask(endpoint, Message::Retry { of: id.to_string() }, timeout)?.message {
+            Message::Job { state, .. } => Ok(state),
+            Message::Error {
+                code: ErrorCode::UnknownJob,
+                ..
+            } => Err(ClientError::UnknownJob(id.to_string())),
+            Message::Error { code, reason, .. } => Err(ClientError::Refused { code, reason }),
+            other => Err(ClientError::Protocol(format!(
+                "unexpected {}",
+                other.command().as_str()
+            ))),
+        }
+    }
+
     /// DISCONNECT: stop the router.
     pub fn shutdown(endpoint: &str, timeout: Duration) -> Result<(), ClientError> {
         match ask(endpoint, Message::Disconnect, timeout)?.message {

@@ -46,8 +46,17 @@ fn echo(call: &JobCall) -> Result<Value, JobError> {
     Ok(json!({"args": call.args, "kwargs": call.kwargs}))
 }
 
+/// Sleeps `args[0]` seconds. With kwarg `once_marker: PATH` it sleeps only if
+/// PATH does not exist yet (creating it first), so that a retried job whose
+/// first attempt was killed finishes at once.
 fn sleep(call: &JobCall) -> Result<Value, JobError> {
     let secs = call.args.first().and_then(Value::as_f64).unwrap_or(1.0);
+    if let Some(marker) = call.kwargs.get("once_marker").and_then(Value::as_str) {
+        if std::fs::metadata(marker).is_ok() {
+            return Ok(json!("woke at once"));
+        }
+        std::fs::write(marker, b"slept once\n").map_err(|e| JobError::new(format!("cannot write {marker}: {e}")))?;
+    }
     let d = Duration::try_from_secs_f64(secs).map_err(|e| JobError::new(format!("bad duration: {e}")))?;
     std::thread::sleep(d);
     Ok(json!(secs))

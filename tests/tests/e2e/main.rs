@@ -2,5 +2,6 @@
 
 mod cli;
 mod eventmq;
+mod guaranteed;
 mod jobmanager;
 mod router;

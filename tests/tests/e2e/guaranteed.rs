@@ -1,0 +1,347 @@
+//! Guaranteed jobs under faults, across real processes: kill -9 a worker, a
+//! jobmanager, the router; a poison job; resubmission. Each asserts that
+//! nothing acknowledged is lost, and nothing finished runs again.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use emq_proto::{ContentType, Headers, JobCall, JobResult, Message, Outcome, Reply, Request};
+use emq_tests::{emq_cli, wait_until, Dealer, JobManagerProc, RouterProc};
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(30);
+
+fn router() -> RouterProc {
+    RouterProc::start(&[
+        "--heartbeat-ms",
+        "100",
+        "--liveness-ms",
+        "600",
+        "--retry-backoff-ms",
+        "50",
+    ])
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("emq-guaranteed-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn submit(client: &Dealer, id: &str, call: &JobCall, headers: &str) {
+    let mut h = Headers::parse(headers);
+    h.guarantee = true;
+    h.reply_requested = true;
+    let body = call.encode(ContentType::Json);
+    client.send(
+        &Message::Request(Request {
+            queue: "default".into(),
+            headers: h,
+            body,
+        }),
+        id,
+    );
+}
+
+fn call(handler: &str, args: Value, kwargs: Value) -> JobCall {
+    let mut c = JobCall::new(handler);
+    c.args = args.as_array().cloned().unwrap_or_default();
+    c.kwargs = kwargs.as_object().cloned().unwrap_or_default();
+    c
+}
+
+/// A shell job that appends `id` to `file` each time it runs.
+fn counted(id: &str, file: &Path) -> JobCall {
+    call(
+        "emq.exec",
+        json!(["sh", "-c", format!("echo {id} >> {}", file.display())]),
+        json!({}),
+    )
+}
+
+fn runs(file: &Path) -> HashMap<String, usize> {
+    let mut n = HashMap::new();
+    for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
+        *n.entry(line.to_string()).or_insert(0) += 1;
+    }
+    n
+}
+
+enum Event {
+    Ack(String),
+    Result(String, Outcome, JobResult),
+}
+
+fn next_event(client: &Dealer, within: Duration) -> Option<Event> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let env = client.recv(deadline.saturating_duration_since(Instant::now()))?;
+        match env.message {
+            Message::Ack { of, .. } => return Some(Event::Ack(of)),
+            Message::Reply(Reply::Result(r)) => {
+                let res = JobResult::decode_body(r.outcome, &r.body, r.content_type).unwrap();
+                return Some(Event::Result(r.of, r.outcome, res));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn job_status(r: &RouterProc, id: &str) -> Value {
+    let out = emq_cli(r, &["status", id, "--json"], None, T);
+    serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null)
+}
+
+fn log_statuses(status: &Value) -> Vec<String> {
+    status["detail"]["log"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|e| e["status"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn worker_killed_mid_job_is_retried_and_finishes_once() {
+    let r = router();
+    let jm = JobManagerProc::start(&r, &["-J", "1"]);
+    let dir = scratch("worker");
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, Some("worker-kill-client"));
+    let marker = dir.join("marker");
+    submit(
+        &client,
+        "sleepy",
+        &call(
+            "emq.sleep",
+            json!([30]),
+            json!({"once_marker": marker.to_str().unwrap()}),
+        ),
+        "",
+    );
+    assert!(matches!(next_event(&client, T), Some(Event::Ack(id)) if id == "sleepy"));
+    assert!(wait_until(T, || marker.exists()), "first attempt started");
+    let workers = jm.worker_pids();
+    assert_eq!(workers.len(), 1);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(workers[0]), Signal::SIGKILL).unwrap();
+
+    let Some(Event::Result(id, outcome, res)) = next_event(&client, T) else {
+        panic!("no result")
+    };
+    assert_eq!(
+        (id.as_str(), outcome, res.value),
+        ("sleepy", Outcome::Ok, json!("woke at once"))
+    );
+    assert!(
+        next_event(&client, Duration::from_millis(500)).is_none(),
+        "exactly one result"
+    );
+    let st = job_status(&r, "sleepy");
+    assert_eq!(st["state"], "FINISHED", "{st}");
+    assert_eq!(st["detail"]["attempts"], 2, "{st}");
+    assert_eq!(log_statuses(&st).iter().filter(|s| *s == "RUNNING").count(), 2, "{st}");
+}
+
+#[test]
+fn jobmanager_killed_with_jobs_in_flight_loses_nothing() {
+    let r = router();
+    let mut jm1 = JobManagerProc::start(&r, &["-J", "2"]);
+    let _jm2 = JobManagerProc::start(&r, &["-J", "2"]);
+    let dir = scratch("jm");
+    let file = dir.join("runs");
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, Some("jm-kill-client"));
+    let ids: Vec<String> = (0..40).map(|i| format!("job-{i}")).collect();
+    for id in &ids {
+        let c = call(
+            "emq.exec",
+            json!(["sh", "-c", format!("sleep 0.2; echo {id} >> {}", file.display())]),
+            json!({}),
+        );
+        submit(&client, id, &c, "");
+    }
+    let mut acked = HashSet::new();
+    let mut results: HashMap<String, usize> = HashMap::new();
+    let started = Instant::now();
+    let mut killed = false;
+    while results.len() < ids.len() && started.elapsed() < T {
+        if !killed && started.elapsed() > Duration::from_millis(300) {
+            jm1.proc.kill9();
+            killed = true;
+        }
+        match next_event(&client, Duration::from_millis(100)) {
+            Some(Event::Ack(id)) => {
+                acked.insert(id);
+            }
+            Some(Event::Result(id, outcome, res)) => {
+                assert_eq!(outcome, Outcome::Ok, "{id}: {res:?}");
+                *results.entry(id).or_insert(0) += 1;
+            }
+            None => {}
+        }
+    }
+    assert!(killed);
+    assert_eq!(acked.len(), ids.len());
+    assert_eq!(
+        results.len(),
+        ids.len(),
+        "every acknowledged job finished: missing {:?}",
+        ids.iter().filter(|i| !results.contains_key(*i)).collect::<Vec<_>>()
+    );
+    assert!(results.values().all(|n| *n == 1), "one result per job: {results:?}");
+    // Every job ran to completion at least once (those on the dead one may have run twice).
+    let ran = runs(&file);
+    assert!(ids.iter().all(|id| ran.contains_key(id)), "{ran:?}");
+}
+
+#[test]
+fn router_killed_with_thousands_queued_and_in_flight_then_restarted() {
+    let r = router();
+    let endpoints = [r.frontend.clone(), r.backend.clone(), r.admin.clone()];
+    let _jm = JobManagerProc::start(&r, &["-J", "2"]);
+    let dir = scratch("router");
+    let file = dir.join("runs");
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, Some("router-kill-client"));
+    let n = 2000;
+    let ids: Vec<String> = (0..n).map(|i| format!("g{i:05}")).collect();
+    for id in &ids {
+        submit(&client, id, &counted(id, &file), "");
+    }
+    let mut acked = HashSet::new();
+    let mut before_kill: HashSet<String> = HashSet::new();
+    let started = Instant::now();
+    // Kill once every job is acknowledged and some (not all) have finished.
+    while (acked.len() < n || before_kill.len() < 100) && started.elapsed() < T {
+        match next_event(&client, Duration::from_millis(200)) {
+            Some(Event::Ack(id)) => {
+                acked.insert(id);
+            }
+            Some(Event::Result(id, outcome, _)) => {
+                assert_eq!(outcome, Outcome::Ok);
+                before_kill.insert(id);
+            }
+            None => {}
+        }
+    }
+    assert_eq!(acked.len(), n, "all acknowledged before the crash");
+    assert!(before_kill.len() < n, "the crash must come with jobs still queued");
+    let mut r = r;
+    r.proc.kill9();
+    let _r2 = RouterProc::start_on(
+        [&endpoints[0], &endpoints[1], &endpoints[2]],
+        &r.journal,
+        &[
+            "--heartbeat-ms",
+            "100",
+            "--liveness-ms",
+            "600",
+            "--retry-backoff-ms",
+            "50",
+        ],
+    );
+    let mut after: HashSet<String> = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while before_kill.len() + after.len() < n && Instant::now() < deadline {
+        if let Some(Event::Result(id, outcome, _)) = next_event(&client, Duration::from_millis(500)) {
+            assert_eq!(outcome, Outcome::Ok);
+            if !before_kill.contains(&id) {
+                after.insert(id);
+            }
+        }
+    }
+    let done: HashSet<&String> = before_kill.iter().chain(after.iter()).collect();
+    let missing: Vec<&String> = ids.iter().filter(|id| !done.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged jobs never finished, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    // A job whose result was delivered before the crash was journaled as
+    // finished first, so it must not have run again.
+    let ran = runs(&file);
+    let rerun: Vec<&String> = before_kill
+        .iter()
+        .filter(|id| ran.get(*id).copied().unwrap_or(0) != 1)
+        .collect();
+    assert!(
+        rerun.is_empty(),
+        "finished jobs ran again after the restart: {:?}",
+        &rerun[..rerun.len().min(5)]
+    );
+    assert!(ids.iter().all(|id| ran.contains_key(id)));
+}
+
+#[test]
+fn poison_job_is_dead_lettered_after_its_attempts_and_can_be_retried() {
+    let r = router();
+    let _jm = JobManagerProc::start(&r, &["-J", "1"]);
+    let out = emq_cli(
+        &r,
+        &["send", "--guarantee", "--retries", "2", "--wait", "--json", "emq.crash"],
+        None,
+        T,
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stdout.contains("\"crashed\""), "{out:?}");
+    let dead = emq_cli(&r, &["dead", "--json"], None, T);
+    let v: Value = serde_json::from_str(dead.stdout.trim()).unwrap();
+    let list = v["dead"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{v}");
+    assert_eq!(list[0]["attempts"], 3);
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let st = job_status(&r, &id);
+    assert_eq!(st["state"], "DEAD");
+    assert_eq!(log_statuses(&st).iter().filter(|s| *s == "RUNNING").count(), 3, "{st}");
+    let plain = emq_cli(&r, &["status", &id], None, T);
+    assert!(
+        plain.stdout.contains("log:") && plain.stdout.contains("dead-lettered after 3 attempt(s)"),
+        "{}",
+        plain.stdout
+    );
+
+    // Retried by hand: runs its attempts again, and is dead again.
+    let retry = emq_cli(&r, &["retry", &id], None, T);
+    assert_eq!(retry.code, Some(0), "{retry:?}");
+    assert!(wait_until(T, || {
+        let st = job_status(&r, &id);
+        st["state"] == "DEAD" && log_statuses(&st).iter().filter(|s| *s == "RUNNING").count() == 6
+    }));
+    // A job that is not dead cannot be retried.
+    let bad = emq_cli(&r, &["retry", "no-such-job"], None, T);
+    assert_ne!(bad.code, Some(0));
+}
+
+#[test]
+fn resubmitting_a_msgid_does_not_run_it_twice() {
+    let r = router();
+    let _jm = JobManagerProc::start(&r, &["-J", "2"]);
+    let dir = scratch("idem");
+    let file = dir.join("runs");
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, Some("idem-client"));
+    let job = counted("once", &file);
+    submit(&client, "once", &job, "");
+    submit(&client, "once", &job, "");
+    let mut results = 0;
+    let mut acks = 0;
+    while let Some(ev) = next_event(&client, Duration::from_millis(1500)) {
+        match ev {
+            Event::Ack(_) => acks += 1,
+            Event::Result(..) => results += 1,
+        }
+    }
+    assert_eq!((acks, results), (2, 1));
+    // After it finished: acknowledged and answered again, still not re-run.
+    submit(&client, "once", &job, "");
+    assert!(matches!(next_event(&client, T), Some(Event::Ack(_))));
+    assert!(matches!(next_event(&client, T), Some(Event::Result(_, Outcome::Ok, _))));
+    assert_eq!(runs(&file).get("once"), Some(&1));
+}
