@@ -60,6 +60,9 @@ pub struct Outgoing {
     pub endpoint: Endpoint,
     pub peer: PeerId,
     pub frames: Vec<Vec<u8>>,
+    /// A promise that rests on the journal (the ACK or result of a guaranteed
+    /// job): sent only once the store operations queued with it are committed.
+    pub after_commit: bool,
 }
 
 /// A job's msgid, shared by the jobs map and its queue's waiting list.
@@ -99,6 +102,8 @@ struct Job {
 
 #[derive(Debug)]
 pub(crate) struct Worker {
+    /// Its identity, shared with the jobs it runs.
+    id: Rc<PeerId>,
     pub queues: Vec<(i64, String)>,
     pub slots: u32,
     pub last_seen: Instant,
@@ -258,6 +263,7 @@ impl Router {
                     endpoint: Endpoint::Backend,
                     peer: peer.clone(),
                     frames: hb.clone(),
+                    after_commit: false,
                 });
             }
             self.next_heartbeat = now + self.config.heartbeat;
@@ -289,6 +295,7 @@ impl Router {
                 endpoint: Endpoint::Backend,
                 peer: peer.clone(),
                 frames: kbye.clone(),
+                after_commit: false,
             });
         }
         let clients: HashSet<PeerId> = self.jobs.values().map(|j| PeerId::clone(&j.client)).collect();
@@ -297,6 +304,7 @@ impl Router {
                 endpoint: Endpoint::Frontend,
                 peer,
                 frames: kbye.clone(),
+                after_commit: false,
             });
         }
     }
@@ -353,6 +361,17 @@ impl Router {
             endpoint,
             peer: peer.clone(),
             frames: msg.encode(),
+            after_commit: false,
+        });
+    }
+
+    /// Send once this batch's journal entries are durable.
+    fn send_journaled(&mut self, peer: &PeerId, msg: Message) {
+        self.out.push(Outgoing {
+            endpoint: Endpoint::Frontend,
+            peer: peer.clone(),
+            frames: msg.encode(),
+            after_commit: true,
         });
     }
 
@@ -409,14 +428,18 @@ impl Router {
             Message::Query { of } => self.answer_query(Endpoint::Frontend, &peer, &of),
             Message::Cancel { of } => self.cancel(now, Endpoint::Frontend, &peer, &of),
             Message::Heartbeat { .. } | Message::Kbye | Message::Ack { .. } | Message::Hello => {}
-            Message::Disconnect | Message::Status | Message::RouterShowWorkers | Message::RouterShowSchedulers => self
-                .refuse(
-                    Endpoint::Frontend,
-                    &peer,
-                    &msgid,
-                    ErrorCode::AdminOnly,
-                    "admin commands are only accepted on the admin endpoint",
-                ),
+            Message::Disconnect
+            | Message::Status
+            | Message::RouterShowWorkers
+            | Message::RouterShowSchedulers
+            | Message::Dead
+            | Message::Retry { .. } => self.refuse(
+                Endpoint::Frontend,
+                &peer,
+                &msgid,
+                ErrorCode::AdminOnly,
+                "admin commands are only accepted on the admin endpoint",
+            ),
             Message::Schedule { .. }
             | Message::Unschedule { .. }
             | Message::Inform(Inform {
@@ -458,8 +481,7 @@ impl Router {
         if self.jobs.contains_key(msgid.as_str()) {
             debug!("duplicate REQUEST {msgid} from {client}: already queued or running");
             if req.headers.guarantee {
-                self.send(
-                    Endpoint::Frontend,
+                self.send_journaled(
                     &client,
                     Message::Ack {
                         of: msgid,
@@ -536,8 +558,7 @@ impl Router {
             // Journaled in this batch; the transport commits it before it
             // sends the ACK.
             self.accept_guaranteed(now, &key, &job);
-            self.send(
-                Endpoint::Frontend,
+            self.send_journaled(
                 &acked,
                 Message::Ack {
                     of: key.to_string(),
@@ -696,6 +717,7 @@ impl Router {
         self.workers.insert(
             peer.clone(),
             Worker {
+                id: Rc::new(peer.clone()),
                 queues,
                 slots: 0,
                 last_seen: now,
@@ -781,7 +803,11 @@ impl Router {
     /// keep it for lookup when nobody is waiting for it (or `keep`). A result
     /// that cannot be delivered is kept too (see `undeliverable`).
     fn finish(&mut self, now: Instant, key: &JobKey, job: Box<Job>, result: ResultFrames, keep: bool) {
-        if job.reply_requested {
+        if job.reply_requested && job.guarantee {
+            // Only once its end is journaled: a client that has the result
+            // must never see the job run again after a crash.
+            self.send_journaled(&job.client, Message::Reply(Reply::Result(result.clone())));
+        } else if job.reply_requested {
             self.send(
                 Endpoint::Frontend,
                 &job.client,
@@ -906,7 +932,7 @@ impl Router {
         worker.slots -= 1;
         worker.running.insert(id.clone());
         let eventmq = worker.is_eventmq;
-        let worker_id = self.intern(peer.clone());
+        let worker_id = worker.id.clone();
         let job = self.jobs.get_mut(&id).expect("waiting job is tracked");
         job.state = JobState::Running {
             worker: worker_id,
@@ -933,6 +959,7 @@ impl Router {
             endpoint: Endpoint::Backend,
             peer: peer.clone(),
             frames,
+            after_commit: false,
         });
         if guarantee {
             self.track_dispatch(now, &id, attempt, max, peer);

@@ -81,11 +81,9 @@ impl JobStore for RedbStore {
             for op in ops {
                 match op {
                     StoreOp::Put { id, record, body } => {
-                        let bytes = rmp_serde::to_vec_named(&**record).map_err(err)?;
-                        records.insert(id.as_str(), bytes.as_slice()).map_err(err)?;
+                        records.insert(id.as_str(), record.as_slice()).map_err(err)?;
                         if let Some(b) = body {
-                            let bytes = rmp_serde::to_vec_named(b).map_err(err)?;
-                            bodies.insert(id.as_str(), bytes.as_slice()).map_err(err)?;
+                            bodies.insert(id.as_str(), b.as_slice()).map_err(err)?;
                         }
                     }
                     StoreOp::Delete { id } => {
@@ -129,24 +127,12 @@ mod tests {
                 body: vec![0xff, 0x00],
             };
             s.commit(&[
-                StoreOp::Put {
-                    id: "a".into(),
-                    record: Box::new(record(Status::Queued)),
-                    body: Some(body.clone()),
-                },
-                StoreOp::Put {
-                    id: "b".into(),
-                    record: Box::new(record(Status::Queued)),
-                    body: Some(body),
-                },
+                StoreOp::put("a", &record(Status::Queued), Some(&body)),
+                StoreOp::put("b", &record(Status::Queued), Some(&body)),
             ])
             .unwrap();
             s.commit(&[
-                StoreOp::Put {
-                    id: "a".into(),
-                    record: Box::new(record(Status::Finished)),
-                    body: None,
-                },
+                StoreOp::put("a", &record(Status::Finished), None),
                 StoreOp::Delete { id: "b".into() },
             ])
             .unwrap();

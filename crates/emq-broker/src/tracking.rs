@@ -137,15 +137,32 @@ mod serde_bytes_compat {
 /// message produced with it is sent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreOp {
-    /// Create or update a job; the body is written once, with its first record.
+    /// Create or update a job; the body is written once, with its first
+    /// record. Both are MessagePack, encoded when the change is made (cheaper
+    /// than keeping a copy of the record until the commit).
     Put {
         id: String,
-        record: Box<JobRecord>,
-        body: Option<JobBody>,
+        record: Vec<u8>,
+        body: Option<Vec<u8>>,
     },
     Delete {
         id: String,
     },
+}
+
+impl StoreOp {
+    pub fn put(id: &str, record: &JobRecord, body: Option<&JobBody>) -> StoreOp {
+        StoreOp::Put {
+            id: id.to_string(),
+            record: encode(record),
+            body: body.map(encode),
+        }
+    }
+}
+
+/// MessagePack of plain serde-derived data, which cannot fail to encode.
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    rmp_serde::to_vec_named(v).unwrap_or_default()
 }
 
 impl JobRecord {

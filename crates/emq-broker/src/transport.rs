@@ -190,9 +190,10 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         {
             if readable[i] {
                 receive_batch(sockets.get(ep), ep, now, &mut core);
-                flush(&sockets, &mut core, &mut pending, &mut store)?;
             }
         }
+        // One flush (and so one journal commit) for everything just read.
+        flush(&sockets, &mut core, &mut pending, &mut store)?;
     }
     core.shutdown();
     flush(&sockets, &mut core, &mut pending, &mut store)?;
@@ -249,36 +250,48 @@ fn flush(
     store: &mut Option<Box<dyn JobStore>>,
 ) -> Result<(), RunError> {
     loop {
-        // Group commit: everything this batch journaled, in one transaction,
-        // before any message produced with it (an ACK above all) is sent.
         let ops = core.take_store_ops();
-        if let (false, Some(store)) = (ops.is_empty(), store.as_mut()) {
-            store.commit(&ops)?;
-        }
         pending.extend(core.take_outgoing());
-        if pending.is_empty() {
+        if pending.is_empty() && ops.is_empty() {
             return Ok(());
         }
         let mut failed = Vec::new();
-        for out in pending.drain(..) {
-            match send(sockets.get(out.endpoint), &out) {
-                Ok(()) => {}
-                Err(e @ (zmq::Error::EHOSTUNREACH | zmq::Error::EAGAIN)) => {
-                    log::debug!("cannot send to {:?} peer {}: {e}", out.endpoint, out.peer);
-                    failed.push(out);
-                }
-                Err(e) => {
-                    warn!("send to {:?} peer {} failed: {e}", out.endpoint, out.peer);
-                    failed.push(out);
-                }
+        if !ops.is_empty() {
+            // Group commit: what does not rest on the journal (dispatches to
+            // jobmanagers above all) goes now, so jobs run while we fsync;
+            // then everything journaled in this batch, in one transaction;
+            // then the promises that rest on it (ACKs, guaranteed results).
+            let (now_ready, journaled): (Vec<Outgoing>, Vec<Outgoing>) =
+                pending.drain(..).partition(|o| !o.after_commit);
+            send_all(sockets, now_ready, &mut failed);
+            if let Some(store) = store.as_mut() {
+                store.commit(&ops)?;
             }
+            pending.extend(journaled);
         }
+        send_all(sockets, std::mem::take(pending), &mut failed);
         if failed.is_empty() {
             return Ok(());
         }
         let now = Instant::now();
         for out in failed {
             core.undeliverable(now, out);
+        }
+    }
+}
+
+fn send_all(sockets: &Sockets, outgoing: Vec<Outgoing>, failed: &mut Vec<Outgoing>) {
+    for out in outgoing {
+        match send(sockets.get(out.endpoint), &out) {
+            Ok(()) => {}
+            Err(e @ (zmq::Error::EHOSTUNREACH | zmq::Error::EAGAIN)) => {
+                log::debug!("cannot send to {:?} peer {}: {e}", out.endpoint, out.peer);
+                failed.push(out);
+            }
+            Err(e) => {
+                warn!("send to {:?} peer {} failed: {e}", out.endpoint, out.peer);
+                failed.push(out);
+            }
         }
     }
 }

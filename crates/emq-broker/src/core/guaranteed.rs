@@ -27,11 +27,7 @@ impl Router {
 
     fn persist(&mut self, key: &JobKey, body: Option<JobBody>) {
         if let Some(record) = self.tracked.get(key) {
-            self.store_ops.push(StoreOp::Put {
-                id: key.to_string(),
-                record: Box::new(record.clone()),
-                body,
-            });
+            self.store_ops.push(StoreOp::put(key, record, body.as_ref()));
         }
     }
 
@@ -163,10 +159,13 @@ impl Router {
             _ => Status::Failed,
         };
         let at = self.unix_ms(now);
-        let error = JobResult::decode_body(result.outcome, &result.body, result.content_type)
-            .ok()
-            .and_then(|r| r.error)
-            .unwrap_or_default();
+        let error = match result.outcome {
+            Outcome::Ok => String::new(),
+            o => JobResult::decode_body(o, &result.body, result.content_type)
+                .ok()
+                .and_then(|r| r.error)
+                .unwrap_or_default(),
+        };
         let message = match status {
             Status::Finished => format!("finished after {} attempt(s)", job.attempts),
             Status::Dead => format!(
@@ -349,8 +348,7 @@ impl Router {
     pub(super) fn resend_tracked(&mut self, client: &PeerId, key: &str, reply_requested: bool) {
         let Some(r) = self.tracked.get(key) else { return };
         let result = r.result.as_ref().map(|o| o.to_frames(key));
-        self.send(
-            Endpoint::Frontend,
+        self.send_journaled(
             client,
             Message::Ack {
                 of: key.to_string(),
@@ -358,7 +356,7 @@ impl Router {
             },
         );
         if let (true, Some(result)) = (reply_requested, result) {
-            self.send(Endpoint::Frontend, client, Message::Reply(Reply::Result(result)));
+            self.send_journaled(client, Message::Reply(Reply::Result(result)));
         }
     }
 

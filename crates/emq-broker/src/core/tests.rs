@@ -569,6 +569,7 @@ fn kbye_and_unreachable_hand_jobs_back() {
             endpoint: Endpoint::Backend,
             peer: peer("b"),
             frames,
+            after_commit: false,
         },
     );
     s.inform("c2", &[(10, "default")]);
@@ -598,7 +599,10 @@ fn shutdown_refuses_new_work_and_says_kbye() {
 fn puts(ops: &[StoreOp]) -> Vec<(String, crate::tracking::Status, bool)> {
     ops.iter()
         .filter_map(|op| match op {
-            StoreOp::Put { id, record, body } => Some((id.clone(), record.status, body.is_some())),
+            StoreOp::Put { id, record, body } => {
+                let record: crate::tracking::JobRecord = rmp_serde::from_slice(record).unwrap();
+                Some((id.clone(), record.status, body.is_some()))
+            }
             StoreOp::Delete { .. } => None,
         })
         .collect()
@@ -733,7 +737,7 @@ fn failed_attempts_back_off_then_dead_letter_then_retry_by_hand() {
     assert!(matches!(
         s.drain()[0].2.message,
         Message::Error {
-            code: ErrorCode::UnknownCommand,
+            code: ErrorCode::AdminOnly,
             ..
         }
     ));
