@@ -633,10 +633,17 @@ impl Router {
             return self.on_inform(now, peer, msgid, inform);
         }
         let Some(worker) = self.workers.get_mut(&peer) else {
-            if !matches!(msg, Message::Kbye) {
-                let reason = format!("{} before INFORM", msg.command().as_str());
-                self.refuse(Endpoint::Backend, &peer, &msgid, ErrorCode::NotInformed, &reason);
+            if matches!(msg, Message::Kbye) {
+                return;
             }
+            let reason = format!("{} before INFORM", msg.command().as_str());
+            if let Message::Reply(Reply::Result(result)) = msg {
+                // A jobmanager that finished jobs while this router was down
+                // reports them before it has INFORMed again: a result for a
+                // job the router holds is still a result (first one wins).
+                self.on_reply(now, &peer, result);
+            }
+            self.refuse(Endpoint::Backend, &peer, &msgid, ErrorCode::NotInformed, &reason);
             return;
         };
         worker.last_seen = now;

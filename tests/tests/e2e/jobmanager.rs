@@ -301,3 +301,73 @@ fn jobmanager_reconnects_after_router_restart() {
     assert_eq!((frames.of.as_str(), res.value), ("after", json!(2)));
     drop(r2);
 }
+
+#[test]
+fn sighup_reloads_the_configuration_file() {
+    let r = router();
+    let dir = std::env::temp_dir().join(format!("emq-sighup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("jm.json");
+    std::fs::write(&file, r#"{"queues": [[10, "default"]], "concurrency": 1}"#).unwrap();
+    let jm = JobManagerProc::start(&r, &["--config", file.to_str().unwrap()]);
+    let ctx = zmq::Context::new();
+    let admin = Dealer::connect(&ctx, &r.admin, None);
+    let queues_of_jm = |admin: &Dealer| -> Option<serde_json::Value> {
+        admin.send(&Message::Status, "s");
+        let env = admin.recv(T)?;
+        let Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))) = env.message else {
+            return None;
+        };
+        let v: serde_json::Value = serde_json::from_str(&json).ok()?;
+        v["jobmanagers"]
+            .as_object()?
+            .values()
+            .next()
+            .map(|j| json!([j["queues"].clone(), j["slots"].clone()]))
+    };
+    assert!(wait_until(T, || queues_of_jm(&admin) == Some(json!([[[10, "default"]], 1]))));
+    std::fs::write(&file, r#"{"queues": [[5, "reloaded"]], "concurrency": 2}"#).unwrap();
+    jm.proc.signal(Signal::SIGHUP);
+    assert!(
+        wait_until(T, || queues_of_jm(&admin) == Some(json!([[[5, "reloaded"]], 2]))),
+        "new queues and concurrency: {:?}",
+        queues_of_jm(&admin)
+    );
+    assert!(wait_until(T, || workers(&jm, 2).len() == 2));
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    let mut call = JobCall::new("emq.echo");
+    call.args.push(json!("reloaded"));
+    let headers = Headers {
+        reply_requested: true,
+        ..Headers::default()
+    };
+    let body = call.encode(ContentType::Json);
+    client.send(
+        &Message::Request(Request {
+            queue: "reloaded".into(),
+            headers,
+            body,
+        }),
+        "after-hup",
+    );
+    assert_eq!(
+        result(&client, T).expect("served on the new queue").1.value,
+        json!("reloaded")
+    );
+    // A broken file keeps the running configuration.
+    std::fs::write(&file, "{not json").unwrap();
+    jm.proc.signal(Signal::SIGHUP);
+    let changed = wait_until(Duration::from_millis(500), || {
+        queues_of_jm(&admin) != Some(json!([[[5, "reloaded"]], 2]))
+    });
+    assert!(
+        !changed,
+        "a bad file changed the configuration: {:?}",
+        queues_of_jm(&admin)
+    );
+    // ...and the jobmanager still reloads a good one.
+    std::fs::write(&file, r#"{"queues": [[7, "third"]], "concurrency": 2}"#).unwrap();
+    jm.proc.signal(Signal::SIGHUP);
+    assert!(wait_until(T, || queues_of_jm(&admin) == Some(json!([[[7, "third"]], 2]))));
+    let _ = std::fs::remove_dir_all(&dir);
+}

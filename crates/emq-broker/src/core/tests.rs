@@ -900,3 +900,29 @@ fn finished_guaranteed_jobs_are_purged_after_retention() {
         }
     ));
 }
+
+#[test]
+fn result_from_a_jobmanager_that_has_not_informed_yet_is_kept() {
+    // After a restart the router holds a journaled job; the jobmanager that
+    // ran it before the crash reports it before informing again.
+    let mut s = guaranteed_sim();
+    s.request("c", "g", "default", "guarantee,reply-requested");
+    s.drain();
+    reply_with(&mut s, "old-jm", "g", Outcome::Ok);
+    let out = s.drain();
+    assert!(out
+        .iter()
+        .any(|(ep, _, e)| *ep == Endpoint::Frontend
+            && matches!(&e.message, Message::Reply(Reply::Result(r)) if r.of == "g")));
+    assert!(out.iter().any(|(ep, _, e)| *ep == Endpoint::Backend
+        && matches!(
+            e.message,
+            Message::Error {
+                code: ErrorCode::NotInformed,
+                ..
+            }
+        )));
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 1);
+    assert!(s.dispatched().is_empty(), "not run again");
+}
