@@ -226,6 +226,20 @@ impl Dealer {
         Dealer { socket }
     }
 
+    /// Submit `call` to `queue` as job `id` (JSON body unless the headers say
+    /// otherwise).
+    pub fn request(&self, id: &str, queue: &str, call: &emq_proto::JobCall, headers: emq_proto::Headers) {
+        let body = call.encode(headers.content_type);
+        self.send(
+            &Message::Request(emq_proto::Request {
+                queue: queue.into(),
+                headers,
+                body,
+            }),
+            id,
+        );
+    }
+
     pub fn send(&self, msg: &Message, msgid: &str) {
         self.send_raw(msg.encode_with_id(msgid));
     }

@@ -6,22 +6,24 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use emq_proto::{ContentType, Headers, JobCall, JobResult, Message, Outcome, Reply, Request};
+use emq_proto::{Headers, JobCall, JobResult, Message, Outcome, Reply};
 use emq_tests::{emq_cli, wait_until, Dealer, JobManagerProc, RouterProc};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(30);
 
+const ROUTER_ARGS: &[&str] = &[
+    "--heartbeat-ms",
+    "100",
+    "--liveness-ms",
+    "600",
+    "--retry-backoff-ms",
+    "50",
+];
+
 fn router() -> RouterProc {
-    RouterProc::start(&[
-        "--heartbeat-ms",
-        "100",
-        "--liveness-ms",
-        "600",
-        "--retry-backoff-ms",
-        "50",
-    ])
+    RouterProc::start(ROUTER_ARGS)
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -35,15 +37,7 @@ fn submit(client: &Dealer, id: &str, call: &JobCall, headers: &str) {
     let mut h = Headers::parse(headers);
     h.guarantee = true;
     h.reply_requested = true;
-    let body = call.encode(ContentType::Json);
-    client.send(
-        &Message::Request(Request {
-            queue: "default".into(),
-            headers: h,
-            body,
-        }),
-        id,
-    );
+    client.request(id, "default", call, h);
 }
 
 fn call(handler: &str, args: Value, kwargs: Value) -> JobCall {
@@ -234,18 +228,7 @@ fn router_killed_with_thousands_queued_and_in_flight_then_restarted() {
     assert!(before_kill.len() < n, "the crash must come with jobs still queued");
     let mut r = r;
     r.proc.kill9();
-    let _r2 = RouterProc::start_on(
-        [&endpoints[0], &endpoints[1], &endpoints[2]],
-        &r.journal,
-        &[
-            "--heartbeat-ms",
-            "100",
-            "--liveness-ms",
-            "600",
-            "--retry-backoff-ms",
-            "50",
-        ],
-    );
+    let _r2 = RouterProc::start_on([&endpoints[0], &endpoints[1], &endpoints[2]], &r.journal, ROUTER_ARGS);
     let mut after: HashSet<String> = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while before_kill.len() + after.len() < n && Instant::now() < deadline {

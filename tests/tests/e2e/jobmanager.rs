@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use emq_proto::{ContentType, Headers, JobCall, JobResult, Message, Outcome, Reply, Request, ResultFrames};
+use emq_proto::{ContentType, Headers, JobCall, JobResult, Message, Outcome, Reply, ResultFrames};
 use emq_tests::{alive, wait_until, Dealer, JobManagerProc, RouterProc};
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -18,15 +18,7 @@ fn submit(client: &Dealer, id: &str, handler: &str, args: serde_json::Value, hea
     call.args = args.as_array().cloned().unwrap_or_default();
     let mut h = Headers::parse(headers);
     h.reply_requested = true;
-    let body = call.encode(h.content_type);
-    client.send(
-        &Message::Request(Request {
-            queue: "default".into(),
-            headers: h,
-            body,
-        }),
-        id,
-    );
+    client.request(id, "default", &call, h);
 }
 
 fn result(client: &Dealer, within: Duration) -> Option<(ResultFrames, JobResult)> {
@@ -136,14 +128,7 @@ fn crashing_job_is_retried_when_it_asks_and_not_otherwise() {
             .insert("once_marker".into(), json!(marker.to_str().unwrap()));
         let mut h = Headers::parse(headers);
         h.reply_requested = true;
-        client.send(
-            &Message::Request(Request {
-                queue: "default".into(),
-                headers: h,
-                body: call.encode(ContentType::Json),
-            }),
-            id,
-        );
+        client.request(id, "default", &call, h);
     };
     // Without retries the first crash is the answer.
     submit_crash_once("no-retry", &dir.join("a"), "");
@@ -341,15 +326,7 @@ fn sighup_reloads_the_configuration_file() {
         reply_requested: true,
         ..Headers::default()
     };
-    let body = call.encode(ContentType::Json);
-    client.send(
-        &Message::Request(Request {
-            queue: "reloaded".into(),
-            headers,
-            body,
-        }),
-        "after-hup",
-    );
+    client.request("after-hup", "reloaded", &call, headers);
     assert_eq!(
         result(&client, T).expect("served on the new queue").1.value,
         json!("reloaded")
