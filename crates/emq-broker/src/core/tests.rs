@@ -926,3 +926,130 @@ fn result_from_a_jobmanager_that_has_not_informed_yet_is_kept() {
     s.ready("jm", 1);
     assert!(s.dispatched().is_empty(), "not run again");
 }
+
+// ------------------------------------------------------- random input (fuzz)
+
+/// xorshift64*: deterministic, so a failure names its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A message that is valid more often than not, from a small set of ids so
+/// that REQUESTs, REPLYs, CANCELs and QUERYs meet the same jobs.
+fn random_message(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let id = format!("j{}", rng.below(50));
+    let queue = ["default", "a", "b"][rng.below(3) as usize].to_string();
+    let headers = [
+        "",
+        "reply-requested",
+        "guarantee,reply-requested",
+        "guarantee,retry-count:1",
+    ][rng.below(4) as usize];
+    let outcomes = [
+        Outcome::Ok,
+        Outcome::Crashed,
+        Outcome::Failed,
+        Outcome::TimedOut,
+        Outcome::UnknownHandler,
+    ];
+    let msg = match rng.below(12) {
+        0 => Message::Inform(Inform {
+            queues: vec![(rng.below(20) as i64, queue)],
+            peer_type: PeerType::Worker,
+            timing: Some(Timing {
+                heartbeat_ms: 100 + rng.below(2000),
+                liveness_ms: 1000,
+            }),
+        }),
+        1 | 2 => Message::Ready {
+            count: 1 + rng.below(3) as u32,
+        },
+        3 | 4 => Message::Request(Request {
+            queue,
+            headers: Headers::parse(headers),
+            body: b"[]".to_vec(),
+        }),
+        5 | 6 => Message::Reply(Reply::Result(ResultFrames {
+            of: id.clone(),
+            outcome: outcomes[rng.below(5) as usize],
+            content_type: ContentType::Json,
+            body: br#"{"value":1}"#.to_vec(),
+        })),
+        7 => Message::Heartbeat {
+            unix_time: "1".into(),
+            state: Some("IDLE".into()),
+        },
+        8 => Message::Cancel { of: id.clone() },
+        9 => Message::Query { of: id.clone() },
+        10 => [
+            Message::Kbye,
+            Message::Dead,
+            Message::Retry { of: id.clone() },
+            Message::Status,
+        ][rng.below(4) as usize]
+            .clone(),
+        _ => {
+            // Raw garbage.
+            return (0..rng.below(8))
+                .map(|_| (0..rng.below(12)).map(|_| rng.next() as u8).collect())
+                .collect();
+        }
+    };
+    msg.encode_with_id(if matches!(msg, Message::Request(_)) { &id } else { "m" })
+}
+
+#[test]
+fn random_message_sequences_never_panic_and_state_stays_bounded() {
+    for seed in 1..=40u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut s = Sim::new(Config {
+            max_waiting_per_queue: 20,
+            max_waiting_total: 40,
+            retry_backoff: Duration::from_millis(10),
+            ..Config::default()
+        });
+        for _ in 0..2_000 {
+            let frames = random_message(&mut rng);
+            let ep = [Endpoint::Frontend, Endpoint::Backend, Endpoint::Admin][rng.below(3) as usize];
+            let peer = PeerId(format!("p{}", rng.below(6)).into_bytes());
+            s.r.handle(s.now, ep, peer, &frames);
+            if rng.below(10) == 0 {
+                s.advance(Duration::from_millis(rng.below(3000)));
+            }
+            s.r.take_outgoing().for_each(drop);
+            s.r.take_store_ops();
+            // Invariants that must hold after every message.
+            let waiting: usize = s.r.queues.values().map(|q| q.waiting.len()).sum();
+            assert_eq!(waiting, s.r.waiting_total, "seed {seed}: waiting count drifted");
+            assert!(s.r.waiting_total <= 40, "seed {seed}: waiting bound broken");
+            for (peer, w) in &s.r.workers {
+                for id in &w.running {
+                    let state = s.r.jobs.get(id).map(|j| &j.state);
+                    assert!(
+                        matches!(state, Some(JobState::Running { worker, .. }) if **worker == *peer),
+                        "seed {seed}: {peer} runs {id}, the router says {state:?}"
+                    );
+                }
+            }
+            let running: usize = s.r.workers.values().map(|w| w.running.len()).sum();
+            let in_jobs =
+                s.r.jobs
+                    .values()
+                    .filter(|j| matches!(j.state, JobState::Running { .. }))
+                    .count();
+            assert_eq!(running, in_jobs, "seed {seed}: a running job no jobmanager holds");
+            assert!(s.r.jobs.len() <= 50, "seed {seed}: more jobs than ids");
+            assert!(s.r.peers.len() <= 60 && s.r.offenders.len() <= 10_001);
+        }
+    }
+}
