@@ -989,24 +989,13 @@ impl Router {
                 );
                 self.stop_requested = true;
             }
-            Message::Status => {
-                let json = crate::status::status_json(self, now);
-                self.send(
-                    Endpoint::Admin,
-                    &peer,
-                    Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))),
-                );
-            }
-            Message::RouterShowWorkers => {
-                let json = crate::status::workers_json(self, now);
-                self.send(
-                    Endpoint::Admin,
-                    &peer,
-                    Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))),
-                );
-            }
-            Message::RouterShowSchedulers => {
-                let json = r#"{"connected_schedulers": {}}"#.to_string();
+            Message::Status | Message::RouterShowWorkers | Message::RouterShowSchedulers | Message::Dead => {
+                let json = match msg {
+                    Message::Status => crate::status::status_json(self, now),
+                    Message::RouterShowWorkers => crate::status::workers_json(self, now),
+                    Message::Dead => self.dead_list_json(),
+                    _ => r#"{"connected_schedulers": {}}"#.to_string(),
+                };
                 self.send(
                     Endpoint::Admin,
                     &peer,
@@ -1015,14 +1004,6 @@ impl Router {
             }
             Message::Query { of } => self.answer_query(Endpoint::Admin, &peer, &of),
             Message::Cancel { of } => self.cancel(now, Endpoint::Admin, &peer, &of),
-            Message::Dead => {
-                let json = self.dead_list_json();
-                self.send(
-                    Endpoint::Admin,
-                    &peer,
-                    Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))),
-                );
-            }
             Message::Retry { of } => self.retry_dead(now, &peer, &of),
             Message::Heartbeat { .. } | Message::Kbye | Message::Hello => {}
             other => {

@@ -130,7 +130,6 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
     };
     let mut core = Router::new(config, Instant::now(), unix_now());
     core.restore(Instant::now(), loaded);
-    let mut pending: Vec<Outgoing> = Vec::new();
     let mut busy_since_trim = false;
 
     loop {
@@ -138,7 +137,7 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         if now >= core.next_deadline() {
             core.tick(now);
         }
-        flush(&sockets, &mut core, &mut pending, &mut store)?;
+        flush(&sockets, &mut core, &mut store)?;
         if core.stop_requested() {
             break;
         }
@@ -193,10 +192,10 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
             }
         }
         // One flush (and so one journal commit) for everything just read.
-        flush(&sockets, &mut core, &mut pending, &mut store)?;
+        flush(&sockets, &mut core, &mut store)?;
     }
     core.shutdown();
-    flush(&sockets, &mut core, &mut pending, &mut store)?;
+    flush(&sockets, &mut core, &mut store)?;
     info!("stopped");
     Ok(())
 }
@@ -243,33 +242,29 @@ fn send(socket: &zmq::Socket, out: &Outgoing) -> Result<(), zmq::Error> {
 
 /// Send everything the core produced; what cannot be delivered goes back to it,
 /// which may produce more to send.
-fn flush(
-    sockets: &Sockets,
-    core: &mut Router,
-    pending: &mut Vec<Outgoing>,
-    store: &mut Option<Box<dyn JobStore>>,
-) -> Result<(), RunError> {
+fn flush(sockets: &Sockets, core: &mut Router, store: &mut Option<Box<dyn JobStore>>) -> Result<(), RunError> {
     loop {
         let ops = core.take_store_ops();
-        pending.extend(core.take_outgoing());
-        if pending.is_empty() && ops.is_empty() {
+        let outgoing: Vec<Outgoing> = core.take_outgoing().collect();
+        if outgoing.is_empty() && ops.is_empty() {
             return Ok(());
         }
         let mut failed = Vec::new();
-        if !ops.is_empty() {
+        if ops.is_empty() {
+            send_all(sockets, outgoing, &mut failed);
+        } else {
             // Group commit: what does not rest on the journal (dispatches to
             // jobmanagers above all) goes now, so jobs run while we fsync;
             // then everything journaled in this batch, in one transaction;
             // then the promises that rest on it (ACKs, guaranteed results).
             let (now_ready, journaled): (Vec<Outgoing>, Vec<Outgoing>) =
-                pending.drain(..).partition(|o| !o.after_commit);
+                outgoing.into_iter().partition(|o| !o.after_commit);
             send_all(sockets, now_ready, &mut failed);
             if let Some(store) = store.as_mut() {
                 store.commit(&ops)?;
             }
-            pending.extend(journaled);
+            send_all(sockets, journaled, &mut failed);
         }
-        send_all(sockets, std::mem::take(pending), &mut failed);
         if failed.is_empty() {
             return Ok(());
         }
