@@ -40,6 +40,9 @@ step "$bin/emq-cli" send --wait no.such.handler || echo "(exit $?: unknown handl
 id=$("$bin/emq-cli" send emq.echo '"fetched later by id"')
 sleep 0.2
 step "$bin/emq-cli" result "$id"
+gid=$("$bin/emq-cli" send --guarantee emq.echo '"journaled before it was acknowledged"')
+for _ in $(seq 50); do "$bin/emq-cli" status "$gid" | grep -q FINISHED && break; sleep 0.1; done
+step "$bin/emq-cli" status "$gid"
 seq 1 2000 | sed 's/.*/{"handler":"emq.echo","args":[&]}/' >"$log/jobs.txt"
 step "$bin/emq-cli" bulk "$log/jobs.txt"
 step "$bin/emq-cli" status
