@@ -86,16 +86,6 @@ fn utc(secs: f64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_times() {
-        assert_eq!(super::utc(0.0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::utc(951_782_400.5), "2000-02-29T00:00:00.500Z");
-        assert_eq!(super::utc(1_795_396_557.152), "2026-11-23T01:15:57.152Z");
-    }
-}
-
 /// A JSON value as table text (Value's Display ignores width and alignment).
 fn text(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_string)
@@ -232,5 +222,15 @@ pub fn dead(v: &Value, as_json: bool) {
             text(&d["attempts"]),
             d["last"].as_str().unwrap_or("")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_times() {
+        assert_eq!(super::utc(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::utc(951_782_400.5), "2000-02-29T00:00:00.500Z");
+        assert_eq!(super::utc(1_795_396_557.152), "2026-11-23T01:15:57.152Z");
     }
 }
