@@ -360,7 +360,7 @@ impl Router {
         self.out.push(Outgoing {
             endpoint,
             peer: peer.clone(),
-            frames: msg.encode(),
+            frames: msg.into_frames(&emq_proto::new_msgid()),
             after_commit: false,
         });
     }
@@ -370,7 +370,7 @@ impl Router {
         self.out.push(Outgoing {
             endpoint: Endpoint::Frontend,
             peer: peer.clone(),
-            frames: msg.encode(),
+            frames: msg.into_frames(&emq_proto::new_msgid()),
             after_commit: true,
         });
     }
@@ -810,21 +810,22 @@ impl Router {
     /// keep it for lookup when nobody is waiting for it (or `keep`). A result
     /// that cannot be delivered is kept too (see `undeliverable`).
     fn finish(&mut self, now: Instant, key: &JobKey, job: Box<Job>, result: ResultFrames, keep: bool) {
-        if job.reply_requested && job.guarantee {
-            // Only once its end is journaled: a client that has the result
-            // must never see the job run again after a crash.
-            self.send_journaled(&job.client, Message::Reply(Reply::Result(result.clone())));
-        } else if job.reply_requested {
-            self.send(
-                Endpoint::Frontend,
-                &job.client,
-                Message::Reply(Reply::Result(result.clone())),
-            );
-        }
         if job.guarantee {
-            self.track_finish(now, key, job, &result);
-        } else if keep || !job.reply_requested {
-            self.results.insert(now, job.queue.to_string(), result);
+            self.track_finish(now, key, job.as_ref(), &result);
+            if job.reply_requested {
+                // Only once its end is journaled: a client that has the result
+                // must never see the job run again after a crash.
+                self.send_journaled(&job.client, Message::Reply(Reply::Result(result)));
+            }
+            self.keep_if_dead(key, job);
+            return;
+        }
+        if keep || !job.reply_requested {
+            self.results.insert(now, job.queue.to_string(), result.clone());
+        }
+        if job.reply_requested {
+            // The common case moves the result; only a kept one is copied.
+            self.send(Endpoint::Frontend, &job.client, Message::Reply(Reply::Result(result)));
         }
     }
 

@@ -242,13 +242,33 @@ impl Message {
         self.encode_with_id(&new_msgid())
     }
 
+    /// Like [`Message::encode_with_id`], but consuming the message, so that
+    /// a result's or a request's body moves into its frame instead of being
+    /// copied (the hot path of the router and the jobmanager).
+    pub fn into_frames(self, msgid: &str) -> Vec<Vec<u8>> {
+        match self {
+            Message::Reply(Reply::Result(r)) => {
+                let mut f = envelope(Command::Reply, msgid);
+                f.push(r.body);
+                f.push(r.of.into_bytes());
+                f.push(r.outcome.as_str().as_bytes().to_vec());
+                f.push(r.content_type.as_str().as_bytes().to_vec());
+                f
+            }
+            Message::Request(r) => {
+                let mut f = envelope(Command::Request, msgid);
+                f.push(r.queue.into_bytes());
+                f.push(r.headers.encode().into_bytes());
+                f.push(r.body);
+                f
+            }
+            other => other.encode_with_id(msgid),
+        }
+    }
+
     /// `["", VERSION, COMMAND, msgid, payload...]`.
     pub fn encode_with_id(&self, msgid: &str) -> Vec<Vec<u8>> {
-        let mut f: Vec<Vec<u8>> = Vec::with_capacity(8);
-        f.push(Vec::new());
-        f.push(VERSION.as_bytes().to_vec());
-        f.push(self.command().as_str().as_bytes().to_vec());
-        f.push(msgid.as_bytes().to_vec());
+        let mut f = envelope(self.command(), msgid);
         let s = |x: &str| x.as_bytes().to_vec();
         match self {
             Message::Inform(i) => {
@@ -322,6 +342,16 @@ impl Message {
         }
         f
     }
+}
+
+/// The first four frames of every message.
+fn envelope(command: Command, msgid: &str) -> Vec<Vec<u8>> {
+    let mut f: Vec<Vec<u8>> = Vec::with_capacity(8);
+    f.push(Vec::new());
+    f.push(VERSION.as_bytes().to_vec());
+    f.push(command.as_str().as_bytes().to_vec());
+    f.push(msgid.as_bytes().to_vec());
+    f
 }
 
 fn push_result(f: &mut Vec<Vec<u8>>, r: &ResultFrames) {
@@ -764,6 +794,7 @@ mod tests {
             },
         ];
         for m in all {
+            assert_eq!(m.clone().into_frames("id"), m.encode_with_id("id"), "{m:?}");
             assert_eq!(
                 decode(&m.encode_with_id("id")).unwrap(),
                 Envelope {

@@ -126,8 +126,9 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
                     }
                     Action::Send { msgid, message } => {
                         if let Some(l) = &link {
-                            if let Err(e) = l.socket.send_multipart(message.encode_with_id(&msgid), zmq::DONTWAIT) {
-                                warn!("cannot send {} to {}: {e}", message.command().as_str(), l.endpoint);
+                            let command = message.command();
+                            if let Err(e) = l.socket.send_multipart(message.into_frames(&msgid), zmq::DONTWAIT) {
+                                warn!("cannot send {} to {}: {e}", command.as_str(), l.endpoint);
                             }
                         }
                     }

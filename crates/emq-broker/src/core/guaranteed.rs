@@ -151,7 +151,7 @@ impl Router {
     }
 
     /// Record a guaranteed job's end: FINISHED, FAILED, DEAD or CANCELLED.
-    pub(super) fn track_finish(&mut self, now: Instant, key: &JobKey, job: Box<Job>, result: &ResultFrames) {
+    pub(super) fn track_finish(&mut self, now: Instant, key: &JobKey, job: &Job, result: &ResultFrames) {
         let status = match result.outcome {
             Outcome::Ok => Status::Finished,
             Outcome::Cancelled => Status::Cancelled,
@@ -184,6 +184,12 @@ impl Router {
         self.purge.push_back((now + self.config.result_retention, key.clone()));
         if status == Status::Dead {
             warn!("job {key} dead-lettered after {} attempt(s)", job.attempts);
+        }
+    }
+
+    /// A dead-lettered job keeps its body (for RETRY) until it is purged.
+    pub(super) fn keep_if_dead(&mut self, key: &JobKey, job: Box<Job>) {
+        if self.tracked.get(key).is_some_and(|r| r.status == Status::Dead) {
             self.dead.insert(key.clone(), job);
         }
     }
