@@ -122,7 +122,7 @@ impl Client {
             headers: job.headers(),
             body,
         };
-        self.send(Message::Request(req).encode_with_id(&id.0))?;
+        self.send(Message::Request(req).into_frames(&id.0))?;
         let pending = Pending {
             handler: job.call.handler.clone(),
             queue: job.queue.clone(),

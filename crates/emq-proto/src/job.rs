@@ -66,7 +66,19 @@ pub struct JobCall {
     pub class_kwargs: Map<String, Value>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The "run" parameters as they are written: borrowed from the call.
+#[derive(Serialize)]
+struct RunParamsRef<'a> {
+    callable: &'a str,
+    path: &'a str,
+    args: &'a [Value],
+    kwargs: &'a Map<String, Value>,
+    class_args: &'a [Value],
+    class_kwargs: &'a Map<String, Value>,
+}
+
+/// The "run" parameters as they are read.
+#[derive(Deserialize)]
 struct RunParams {
     callable: String,
     #[serde(default)]
@@ -90,17 +102,14 @@ impl JobCall {
     }
 
     pub fn encode(&self, ct: ContentType) -> Vec<u8> {
-        let (path, callable) = match self.handler.rsplit_once('.') {
-            Some((p, c)) => (p.to_string(), c.to_string()),
-            None => (String::new(), self.handler.clone()),
-        };
-        let params = RunParams {
+        let (path, callable) = self.handler.rsplit_once('.').unwrap_or(("", &self.handler));
+        let params = RunParamsRef {
             callable,
             path,
-            args: self.args.clone(),
-            kwargs: self.kwargs.clone(),
-            class_args: self.class_args.clone(),
-            class_kwargs: self.class_kwargs.clone(),
+            args: &self.args,
+            kwargs: &self.kwargs,
+            class_args: &self.class_args,
+            class_kwargs: &self.class_kwargs,
         };
         ct.encode(&("run", params))
     }
