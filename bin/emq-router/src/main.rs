@@ -60,6 +60,9 @@ struct Args {
     /// Largest frame accepted, in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     max_frame: usize,
+    /// Largest message (all frames together) accepted, in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    max_message: usize,
     /// Journal file for guaranteed jobs (created if missing).
     #[arg(long, env = "EMQ_JOURNAL", default_value = "emq-router.redb")]
     journal: PathBuf,
@@ -106,6 +109,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         result_retention: Duration::from_secs(args.result_retention_s),
         result_capacity: args.result_capacity,
         max_frame: args.max_frame,
+        max_message: args.max_message,
         journal: (!args.no_journal).then_some(args.journal),
         default_retries: args.default_retries,
         retry_backoff: Duration::from_millis(args.retry_backoff_ms),

@@ -41,6 +41,8 @@ pub struct Config {
     pub result_capacity: usize,
     /// Largest frame accepted from any peer.
     pub max_frame: usize,
+    /// Largest message (all its frames together) accepted from any peer.
+    pub max_message: usize,
     /// Where guaranteed jobs are journaled (a redb file). `None` keeps them in
     /// memory only: still retried and tracked, but lost with the router.
     pub journal: Option<PathBuf>,
@@ -71,6 +73,7 @@ impl Default for Config {
             result_retention: Duration::from_secs(600),
             result_capacity: 100_000,
             max_frame: emq_proto::DEFAULT_MAX_FRAME,
+            max_message: 4 * emq_proto::DEFAULT_MAX_FRAME,
             journal: None,
             default_retries: 3,
             retry_backoff: Duration::from_millis(100),
@@ -97,6 +100,9 @@ impl Config {
         }
         if self.default_queues.is_empty() {
             return bad("at least one default queue is needed");
+        }
+        if self.max_message < self.max_frame {
+            return bad("the message size limit must be at least the frame size limit");
         }
         Ok(())
     }

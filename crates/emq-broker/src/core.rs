@@ -329,6 +329,13 @@ impl Router {
 
     /// Handle one message received on `endpoint` from `peer`.
     pub fn handle(&mut self, now: Instant, endpoint: Endpoint, peer: PeerId, frames: &[impl emq_proto::Frame]) {
+        let size: usize = frames.iter().map(|f| f.bytes().len()).sum();
+        if size > self.config.max_message {
+            let reason = format!("message of {size} bytes, the limit is {}", self.config.max_message);
+            self.offence(&peer, endpoint, &reason);
+            let of = peek_msgid(frames).unwrap_or_default();
+            return self.error(endpoint, &peer, &of, ErrorCode::TooLarge, &reason);
+        }
         let env = match decode_with_limit(frames, self.config.max_frame) {
             Ok(env) => env,
             Err(e) => {

@@ -1053,3 +1053,31 @@ fn random_message_sequences_never_panic_and_state_stays_bounded() {
         }
     }
 }
+
+#[test]
+fn oversized_messages_are_refused_and_the_router_keeps_serving() {
+    let mut s = Sim::new(Config {
+        max_frame: 1000,
+        max_message: 1500,
+        ..Config::default()
+    });
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 1);
+    s.drain();
+    // Each frame is under the frame limit; together they are over the message limit.
+    let big = Request {
+        queue: "default".into(),
+        headers: Headers::default(),
+        body: vec![b'x'; 900],
+    };
+    let mut frames = Message::Request(big).encode_with_id("big");
+    frames.push(vec![b'y'; 900]);
+    s.r.handle(s.now, Endpoint::Frontend, peer("c"), &frames);
+    let out = s.drain();
+    assert!(
+        matches!(&out[0].2.message, Message::Error { of, code: ErrorCode::TooLarge, .. } if of == "big"),
+        "{out:?}"
+    );
+    s.request("c", "small", "default", "");
+    assert_eq!(s.dispatched(), d(&[("jm", "small")]));
+}
