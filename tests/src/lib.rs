@@ -399,3 +399,11 @@ pub fn eventmq_venv() -> PathBuf {
 pub fn eventmq_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("eventmq")
 }
+
+impl Drop for RouterProc {
+    fn drop(&mut self) {
+        // A restarted router shares this journal, but is declared later and
+        // so dropped first.
+        let _ = std::fs::remove_file(&self.journal);
+    }
+}

@@ -26,11 +26,27 @@ fn router() -> RouterProc {
     RouterProc::start(ROUTER_ARGS)
 }
 
-fn scratch(name: &str) -> PathBuf {
+/// A directory of this test's own, removed when dropped (even on failure).
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("emq-guaranteed-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 fn submit(client: &Dealer, id: &str, call: &JobCall, headers: &str) {
