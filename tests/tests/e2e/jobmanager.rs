@@ -30,6 +30,19 @@ fn result(client: &Dealer, within: Duration) -> Option<(ResultFrames, JobResult)
     Some((r, decoded))
 }
 
+/// Wait until at least `n` of these workers are running a job's program
+/// (have a child process): the job has reached them.
+fn running_programs(workers: &[i32], n: usize) {
+    assert!(
+        wait_until(T, || workers
+            .iter()
+            .filter(|w| !emq_tests::children_of(**w).is_empty())
+            .count()
+            >= n),
+        "{n} worker(s) never started their job"
+    );
+}
+
 /// Wait until the jobmanager has `n` workers and return their pids.
 fn workers(jm: &JobManagerProc, n: usize) -> Vec<i32> {
     let mut pids = Vec::new();
@@ -92,9 +105,9 @@ fn killed_worker_gives_error_reply_and_is_replaced_within_a_second() {
     let before = workers(&jm, 1);
     let ctx = zmq::Context::new();
     let client = Dealer::connect(&ctx, &r.frontend, None);
-    submit(&client, "long", "emq.sleep", json!([30]), "");
-    // Let the job reach the worker, then kill -9 the worker.
-    std::thread::sleep(Duration::from_millis(300));
+    submit(&client, "long", "emq.exec", json!(["sleep", "30"]), "");
+    // Once the job runs on the worker, kill -9 the worker.
+    running_programs(&before, 1);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(before[0]), Signal::SIGKILL).unwrap();
     let killed_at = Instant::now();
     let (frames, res) = result(&client, T).expect("error reply for the killed job");
@@ -204,8 +217,8 @@ fn sigterm_drains_running_jobs_then_exits_zero() {
     let pids = workers(&jm, 2);
     let ctx = zmq::Context::new();
     let client = Dealer::connect(&ctx, &r.frontend, None);
-    submit(&client, "draining", "emq.sleep", json!([0.7]), "");
-    std::thread::sleep(Duration::from_millis(300));
+    submit(&client, "draining", "emq.exec", json!(["sleep", "0.7"]), "");
+    running_programs(&pids, 1);
     jm.proc.signal(Signal::SIGTERM);
     let (frames, _) = result(&client, T).expect("the running job finishes");
     assert_eq!((frames.of.as_str(), frames.outcome), ("draining", Outcome::Ok));
@@ -229,7 +242,7 @@ fn killing_the_jobmanager_leaves_no_workers_behind() {
         json!(["sh", "-c", "echo $$; exec sleep 30"]),
         "",
     );
-    std::thread::sleep(Duration::from_millis(300));
+    running_programs(&pids, 1);
     let grandchildren: Vec<i32> = pids.iter().flat_map(|p| emq_tests::children_of(*p)).collect();
     jm.proc.kill9();
     assert!(
@@ -347,4 +360,51 @@ fn sighup_reloads_the_configuration_file() {
     jm.proc.signal(Signal::SIGHUP);
     assert!(wait_until(T, || queues_of_jm(&admin) == Some(json!([[[7, "third"]], 2]))));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pipelined_jobs_queued_on_a_killed_worker_run_elsewhere() {
+    let r = router();
+    let jm = JobManagerProc::start(&r, &["-J", "2", "--pipeline", "4"]);
+    let pids = workers(&jm, 2);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    // 8 jobs: each worker gets one running and three queued in its pipe.
+    for i in 0..8 {
+        submit(
+            &client,
+            &format!("p{i}"),
+            "emq.exec",
+            json!(["sh", "-c", format!("sleep 0.5; echo p{i}")]),
+            "",
+        );
+    }
+    running_programs(&pids, 2);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[0]), Signal::SIGKILL).unwrap();
+    let mut outcomes = std::collections::HashMap::new();
+    while outcomes.len() < 8 {
+        let (frames, res) =
+            result(&client, T).unwrap_or_else(|| panic!("only {} results: {outcomes:?}", outcomes.len()));
+        if frames.outcome == Outcome::Ok {
+            assert_eq!(
+                res.value["stdout"].as_str().unwrap().trim(),
+                frames.of,
+                "each job ran its own command"
+            );
+        }
+        assert!(
+            outcomes.insert(frames.of.clone(), frames.outcome).is_none(),
+            "{} answered twice",
+            frames.of
+        );
+    }
+    // Only the job that was running on the killed worker failed; the ones
+    // queued behind it had not started and ran on another worker.
+    let crashed: Vec<_> = outcomes.iter().filter(|(_, o)| **o == Outcome::Crashed).collect();
+    assert_eq!(crashed.len(), 1, "{outcomes:?}");
+    assert_eq!(
+        outcomes.values().filter(|o| **o == Outcome::Ok).count(),
+        7,
+        "{outcomes:?}"
+    );
 }
