@@ -158,7 +158,7 @@ pub struct Router {
     pub(crate) queues: HashMap<String, Queue>,
     jobs: HashMap<JobKey, Box<Job>>,
     /// One shared copy of each peer identity that jobs refer to.
-    peers: HashMap<PeerId, Rc<PeerId>>,
+    peers: HashSet<Rc<PeerId>>,
     /// One shared copy of each distinct headers frame.
     header_frames: HashSet<Rc<str>>,
     /// Guaranteed jobs, pending and finished (until their retention passes).
@@ -198,7 +198,7 @@ impl Router {
             workers: HashMap::default(),
             queues: HashMap::default(),
             jobs: HashMap::default(),
-            peers: HashMap::default(),
+            peers: HashSet::default(),
             header_frames: HashSet::default(),
             tracked: HashMap::default(),
             dead: HashMap::default(),
@@ -258,17 +258,11 @@ impl Router {
                 state: None,
             }
             .encode();
-            for peer in self.workers.keys() {
-                self.out.push(Outgoing {
-                    endpoint: Endpoint::Backend,
-                    peer: peer.clone(),
-                    frames: hb.clone(),
-                    after_commit: false,
-                });
-            }
+            let workers: Vec<PeerId> = self.workers.keys().cloned().collect();
+            self.broadcast(Endpoint::Backend, workers, &hb);
             self.next_heartbeat = now + self.config.heartbeat;
             // Forget identities no job refers to any more.
-            self.peers.retain(|_, rc| Rc::strong_count(rc) > 1);
+            self.peers.retain(|rc| Rc::strong_count(rc) > 1);
             self.header_frames.retain(|h| Rc::strong_count(h) > 1);
         }
         let dead: Vec<PeerId> = self
@@ -290,20 +284,19 @@ impl Router {
     pub fn shutdown(&mut self) {
         self.stopping = true;
         let kbye = Message::Kbye.encode();
-        for peer in self.workers.keys() {
-            self.out.push(Outgoing {
-                endpoint: Endpoint::Backend,
-                peer: peer.clone(),
-                frames: kbye.clone(),
-                after_commit: false,
-            });
-        }
+        let workers: Vec<PeerId> = self.workers.keys().cloned().collect();
+        self.broadcast(Endpoint::Backend, workers, &kbye);
         let clients: HashSet<PeerId> = self.jobs.values().map(|j| PeerId::clone(&j.client)).collect();
-        for peer in clients {
+        self.broadcast(Endpoint::Frontend, clients, &kbye);
+    }
+
+    /// The same frames to each of `peers`.
+    fn broadcast(&mut self, endpoint: Endpoint, peers: impl IntoIterator<Item = PeerId>, frames: &[Vec<u8>]) {
+        for peer in peers {
             self.out.push(Outgoing {
-                endpoint: Endpoint::Frontend,
+                endpoint,
                 peer,
-                frames: kbye.clone(),
+                frames: frames.to_vec(),
                 after_commit: false,
             });
         }
@@ -401,22 +394,12 @@ impl Router {
 
     /// The shared copy of a peer identity.
     fn intern(&mut self, peer: PeerId) -> Rc<PeerId> {
-        if let Some(rc) = self.peers.get(&peer) {
-            return rc.clone();
-        }
-        let rc = Rc::new(peer.clone());
-        self.peers.insert(peer, rc.clone());
-        rc
+        shared(&mut self.peers, peer)
     }
 
     /// The shared copy of a headers frame.
     fn shared_headers(&mut self, headers: String) -> Rc<str> {
-        if let Some(rc) = self.header_frames.get(headers.as_str()) {
-            return rc.clone();
-        }
-        let rc: Rc<str> = headers.into();
-        self.header_frames.insert(rc.clone());
-        rc
+        shared(&mut self.header_frames, headers)
     }
 
     /// The queue of that name, created empty if new.
@@ -1044,6 +1027,21 @@ impl Router {
     pub(crate) fn uptime(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.started)
     }
+}
+
+/// The copy of `value` in `set`, added if absent: one allocation shared by
+/// every job that refers to it.
+fn shared<T, V>(set: &mut HashSet<Rc<T>>, value: V) -> Rc<T>
+where
+    T: ?Sized + std::hash::Hash + Eq,
+    V: std::borrow::Borrow<T> + Into<Rc<T>>,
+{
+    if let Some(rc) = set.get(value.borrow()) {
+        return rc.clone();
+    }
+    let rc: Rc<T> = value.into();
+    set.insert(rc.clone());
+    rc
 }
 
 mod guaranteed;
