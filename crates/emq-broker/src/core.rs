@@ -159,6 +159,9 @@ pub struct Router {
     jobs: HashMap<JobKey, Box<Job>>,
     /// One shared copy of each peer identity that jobs refer to.
     peers: HashSet<Rc<PeerId>>,
+    /// Guaranteed jobs' results whose client was unreachable, resent at every
+    /// heartbeat until delivered or the job is purged.
+    redeliver: Vec<(String, Outgoing)>,
     /// One shared copy of each distinct headers frame.
     header_frames: HashSet<Rc<str>>,
     /// Guaranteed jobs, pending and finished (until their retention passes).
@@ -200,6 +203,7 @@ impl Router {
             jobs: HashMap::default(),
             peers: HashSet::default(),
             header_frames: HashSet::default(),
+            redeliver: Vec::new(),
             tracked: HashMap::default(),
             dead: HashMap::default(),
             delayed: BinaryHeap::new(),
@@ -261,6 +265,11 @@ impl Router {
             let workers: Vec<PeerId> = self.workers.keys().cloned().collect();
             self.broadcast(Endpoint::Backend, workers, &hb);
             self.next_heartbeat = now + self.config.heartbeat;
+            for (of, out) in std::mem::take(&mut self.redeliver) {
+                if self.tracked.contains_key(of.as_str()) {
+                    self.out.push(out);
+                }
+            }
             // Forget identities no job refers to any more.
             self.peers.retain(|rc| Rc::strong_count(rc) > 1);
             self.header_frames.retain(|h| Rc::strong_count(h) > 1);
@@ -311,6 +320,13 @@ impl Router {
             (Endpoint::Backend, Message::Request(_)) => {
                 warn!("jobmanager {} unreachable: taking its jobs back", out.peer);
                 self.remove_worker(now, &out.peer);
+            }
+            (Endpoint::Frontend, Message::Reply(Reply::Result(r))) if self.tracked.contains_key(r.of.as_str()) => {
+                // A guaranteed job's result is owed to its client: try again
+                // at every heartbeat (a client reconnecting after a router
+                // restart is often not back when the first results are).
+                debug!("client {} unreachable; result of {} will be sent again", out.peer, r.of);
+                self.redeliver.push((r.of, out));
             }
             (Endpoint::Frontend, Message::Reply(Reply::Result(r))) => {
                 debug!("client {} gone; result of {} kept for lookup", out.peer, r.of);

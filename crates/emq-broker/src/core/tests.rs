@@ -1081,3 +1081,49 @@ fn oversized_messages_are_refused_and_the_router_keeps_serving() {
     s.request("c", "small", "default", "");
     assert_eq!(s.dispatched(), d(&[("jm", "small")]));
 }
+
+#[test]
+fn guaranteed_result_for_an_unreachable_client_is_sent_again() {
+    let mut s = guaranteed_sim();
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 1);
+    s.request("c", "g", "default", "guarantee,reply-requested");
+    s.dispatched();
+    reply_with(&mut s, "jm", "g", Outcome::Ok);
+    let reply =
+        s.r.take_outgoing()
+            .find(|o| o.endpoint == Endpoint::Frontend)
+            .expect("the result");
+    // The client is not connected (yet): the transport reports it.
+    s.r.undeliverable(s.now, reply);
+    assert!(s.drain().is_empty());
+    s.send(
+        Endpoint::Backend,
+        "jm",
+        "hb",
+        Message::Heartbeat {
+            unix_time: "0".into(),
+            state: None,
+        },
+    );
+    s.advance(Duration::from_secs(1));
+    let out = s.drain();
+    assert!(
+        out.iter().any(|(ep, p, e)| *ep == Endpoint::Frontend
+            && p == "c"
+            && matches!(&e.message, Message::Reply(Reply::Result(r)) if r.of == "g")),
+        "{out:?}"
+    );
+    // Delivered this time: not sent a third time.
+    s.send(
+        Endpoint::Backend,
+        "jm",
+        "hb",
+        Message::Heartbeat {
+            unix_time: "0".into(),
+            state: None,
+        },
+    );
+    s.advance(Duration::from_secs(1));
+    assert!(!s.drain().iter().any(|(ep, _, _)| *ep == Endpoint::Frontend));
+}
