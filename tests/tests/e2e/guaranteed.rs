@@ -247,21 +247,48 @@ fn router_killed_with_thousands_queued_and_in_flight_then_restarted() {
     let _r2 = RouterProc::start_on([&endpoints[0], &endpoints[1], &endpoints[2]], &r.journal, ROUTER_ARGS);
     let mut after: HashSet<String> = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while before_kill.len() + after.len() < n && Instant::now() < deadline {
+    let mut last_result = Instant::now();
+    while before_kill.len() + after.len() < n
+        && Instant::now() < deadline
+        && last_result.elapsed() < Duration::from_secs(10)
+    {
         if let Some(Event::Result(id, outcome, _)) = next_event(&client, Duration::from_millis(500)) {
             assert_eq!(outcome, Outcome::Ok);
+            last_result = Instant::now();
             if !before_kill.contains(&id) {
                 after.insert(id);
             }
         }
     }
-    let done: HashSet<&String> = before_kill.iter().chain(after.iter()).collect();
-    let missing: Vec<&String> = ids.iter().filter(|id| !done.contains(id)).collect();
+    // A job whose end was journaled just before the crash, but whose result
+    // was not yet sent, is not run again and its result is not pushed again
+    // (the router cannot know it was never received): like emq-client's
+    // wait(), ask for it. It must be FINISHED with its result.
+    let mut fetched = Vec::new();
+    for id in ids
+        .iter()
+        .filter(|id| !before_kill.contains(*id) && !after.contains(*id))
+    {
+        client.send(&Message::Query { of: id.clone() }, "q");
+        let env = client
+            .recv_until(
+                T,
+                |e| matches!(&e.message, Message::Job { of, .. } | Message::Error { of, .. } if of == id),
+            )
+            .unwrap_or_else(|| panic!("no answer to QUERY {id}"));
+        match env.message {
+            Message::Job {
+                state, result: Some(r), ..
+            } if state == "FINISHED" && r.outcome == Outcome::Ok => fetched.push(id.clone()),
+            other => panic!("acknowledged job {id} never finished: {other:?}"),
+        }
+    }
+    if !fetched.is_empty() {
+        eprintln!("results fetched by QUERY after the restart: {fetched:?}");
+    }
     assert!(
-        missing.is_empty(),
-        "{} acknowledged jobs never finished, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
+        fetched.len() <= 2,
+        "only a job finishing at the moment of the crash may need fetching: {fetched:?}"
     );
     // A job whose result was delivered before the crash was journaled as
     // finished first, so it must not have run again.
@@ -276,6 +303,7 @@ fn router_killed_with_thousands_queued_and_in_flight_then_restarted() {
         &rerun[..rerun.len().min(5)]
     );
     assert!(ids.iter().all(|id| ran.contains_key(id)));
+    assert!(ran.values().all(|n| *n <= 2), "a job ran more than twice: {ran:?}");
 }
 
 #[test]
