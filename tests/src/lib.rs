@@ -307,6 +307,31 @@ impl JobManagerProc {
     }
 }
 
+/// Collect a child's stderr in the background (the child must have been
+/// spawned with `Stdio::piped()` stderr); read it with [`StderrLog::text`].
+#[derive(Clone, Default)]
+pub struct StderrLog(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl StderrLog {
+    pub fn capture(child: &mut Child) -> StderrLog {
+        let log = StderrLog::default();
+        let stderr = child.stderr.take().expect("stderr piped");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut text = sink.0.lock().unwrap_or_else(|e| e.into_inner());
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        log
+    }
+
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// Pids whose parent is `pid`, from /proc.
 pub fn children_of(pid: i32) -> Vec<i32> {
     let path = format!("/proc/{pid}/task/{pid}/children");

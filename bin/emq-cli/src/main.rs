@@ -5,10 +5,12 @@ mod bulk;
 mod output;
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use emq_client::curve::{Allowlist, ClientKeys, KeyPair, PublicKey};
 use emq_client::{admin, Client, ClientError, ClientOptions, Job, JobId, Value};
 
 /// Exit codes.
@@ -23,6 +25,9 @@ pub enum Exit {
     Unreachable = 3,
     /// No answer in time.
     Timeout = 4,
+    /// The router refused the connection (key not allowed, CURVE on one side
+    /// only, or too many connections).
+    Rejected = 5,
 }
 
 /// Send jobs to emq (or EventMQ) routers and look after them.
@@ -44,6 +49,13 @@ struct Cli {
     /// Seconds to wait for a connection to the router.
     #[arg(long, global = true, default_value_t = 5.0)]
     connect_timeout: f64,
+    /// The router's CURVE public key (Z85 text or a key file): turns CURVE on.
+    #[arg(long, env = "EMQ_SERVER_KEY", global = true, requires = "key")]
+    server_key: Option<String>,
+    /// Our CURVE key pair file (from `emq-cli keygen`); must be on the
+    /// router's allowlist for the endpoint used (an admin key for admin).
+    #[arg(long, env = "EMQ_KEY", global = true, requires = "server_key")]
+    key: Option<PathBuf>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -73,6 +85,28 @@ enum Command {
     Retry { id: String },
     /// Stop the router (admin endpoint).
     Shutdown,
+    /// Make a CURVE key pair: FILE (secret, mode 0600) and FILE.pub.
+    Keygen { file: PathBuf },
+    /// Manage an allowlist file (the router re-reads it when it changes).
+    #[command(subcommand)]
+    Allow(AllowCommand),
+}
+
+#[derive(Subcommand)]
+enum AllowCommand {
+    /// Allow a public key (Z85 text, or a .pub or key file).
+    Add {
+        list: PathBuf,
+        #[arg(value_name = "KEY")]
+        public_key: String,
+        /// A name for the key, shown in router logs.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Revoke a key, by its Z85 text or its name.
+    Remove { list: PathBuf, key_or_name: String },
+    /// Show the allowed keys.
+    List { list: PathBuf },
 }
 
 #[derive(Args)]
@@ -156,6 +190,7 @@ fn main() -> ExitCode {
             eprintln!("emq-cli: {e:#}");
             let code = match e.downcast_ref::<ClientError>() {
                 Some(ClientError::Unreachable { .. }) => Exit::Unreachable,
+                Some(ClientError::Rejected(_)) => Exit::Rejected,
                 Some(ClientError::Timeout(_)) => Exit::Timeout,
                 Some(ClientError::UnknownJob(_)) | Some(ClientError::Refused { .. }) => Exit::Usage,
                 _ => Exit::JobFailed,
@@ -165,20 +200,34 @@ fn main() -> ExitCode {
     }
 }
 
-fn connect(cli: &Cli) -> anyhow::Result<Client> {
-    let options = ClientOptions {
-        connect_timeout: secs(cli.connect_timeout)?,
+fn options(cli: &Cli) -> anyhow::Result<ClientOptions> {
+    let curve = match (&cli.server_key, &cli.key) {
+        (Some(server), Some(own)) => Some(ClientKeys {
+            server: PublicKey::from_arg(server)?,
+            own: KeyPair::load(own)?,
+        }),
+        _ => None,
     };
-    Ok(Client::connect_with(&cli.routers, options)?)
+    Ok(ClientOptions {
+        connect_timeout: secs(cli.connect_timeout)?,
+        curve,
+    })
+}
+
+fn connect(cli: &Cli) -> anyhow::Result<Client> {
+    Ok(Client::connect_with(&cli.routers, options(cli)?)?)
 }
 
 fn run(cli: &Cli) -> anyhow::Result<u8> {
     let timeout = secs(cli.connect_timeout)?;
+    let admin_options = options(cli)?;
     match &cli.command {
+        Command::Keygen { file } => keygen(file, cli.json),
+        Command::Allow(cmd) => allow(cmd, cli.json),
         Command::Send(args) => send(cli, args),
         Command::Bulk(args) => bulk::run(cli.json, connect(cli)?, args),
         Command::Status { id: None } => {
-            let status = admin::status(&cli.admin, timeout)?;
+            let status = admin::status(&cli.admin, &admin_options)?;
             output::router_status(&status, cli.json);
             Ok(Exit::Ok as u8)
         }
@@ -207,17 +256,17 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             } as u8)
         }
         Command::Workers => {
-            let w = admin::workers(&cli.admin, timeout)?;
+            let w = admin::workers(&cli.admin, &admin_options)?;
             output::workers(&w, cli.json);
             Ok(Exit::Ok as u8)
         }
         Command::Dead => {
-            let v = admin::dead(&cli.admin, timeout)?;
+            let v = admin::dead(&cli.admin, &admin_options)?;
             output::dead(&v, cli.json);
             Ok(Exit::Ok as u8)
         }
         Command::Retry { id } => {
-            let state = admin::retry(&cli.admin, id, timeout)?;
+            let state = admin::retry(&cli.admin, id, &admin_options)?;
             if cli.json {
                 println!("{}", serde_json::json!({"id": id, "state": state}));
             } else {
@@ -226,13 +275,62 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(Exit::Ok as u8)
         }
         Command::Shutdown => {
-            admin::shutdown(&cli.admin, timeout)?;
+            admin::shutdown(&cli.admin, &admin_options)?;
             if !cli.json && std::io::stderr().is_terminal() {
                 eprintln!("router stopping");
             }
             Ok(Exit::Ok as u8)
         }
     }
+}
+
+fn keygen(file: &Path, json: bool) -> anyhow::Result<u8> {
+    let pair = KeyPair::generate()?;
+    let public_file = pair.save(file)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"public_key": pair.public.z85(), "key_file": file, "public_file": public_file})
+        );
+    } else {
+        println!("{}", pair.public);
+        eprintln!(
+            "emq-cli: key pair in {} (keep it private), public key in {}",
+            file.display(),
+            public_file.display()
+        );
+    }
+    Ok(Exit::Ok as u8)
+}
+
+fn allow(cmd: &AllowCommand, json: bool) -> anyhow::Result<u8> {
+    let list_file = match cmd {
+        AllowCommand::Add { list, .. } | AllowCommand::Remove { list, .. } | AllowCommand::List { list } => list,
+    };
+    let mut list = Allowlist::load(list_file)?;
+    match cmd {
+        AllowCommand::Add { public_key, name, .. } => {
+            list.add(PublicKey::from_arg(public_key)?, name);
+            list.save(list_file)?;
+        }
+        AllowCommand::Remove { key_or_name, .. } => {
+            if list.remove(key_or_name) == 0 {
+                eprintln!("emq-cli: {key_or_name} is not on {}", list_file.display());
+                return Ok(Exit::Usage as u8);
+            }
+            list.save(list_file)?;
+        }
+        AllowCommand::List { .. } => {
+            for (key, name) in list.entries() {
+                if json {
+                    println!("{}", serde_json::json!({"key": key.z85(), "name": name}));
+                } else {
+                    println!("{key} {name}");
+                }
+            }
+        }
+    }
+    Ok(Exit::Ok as u8)
 }
 
 fn parse_json(what: &str, s: &str) -> anyhow::Result<Value> {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use emq_proto::curve::{ClientKeys, KeyPair, PublicKey};
 use emq_worker::{Config, Registry};
 
 /// Run jobs from an emq (or EventMQ) router in a pool of worker processes.
@@ -58,6 +59,13 @@ struct Args {
     /// default_timeout_s, grace_s; read at start and on SIGHUP.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The router's CURVE public key (Z85 text or a key file): turns CURVE on.
+    #[arg(long, env = "EMQ_SERVER_KEY", requires = "key")]
+    server_key: Option<String>,
+    /// Our CURVE key pair file; its public key must be on the router's
+    /// jobmanager allowlist.
+    #[arg(long, env = "EMQ_KEY", requires = "server_key")]
+    key: Option<PathBuf>,
 }
 
 fn parse_queue(s: &str) -> Result<(i64, String), String> {
@@ -76,6 +84,13 @@ fn config(args: Args) -> Result<Config, String> {
         .iter()
         .map(|q| parse_queue(q))
         .collect::<Result<Vec<_>, _>>()?;
+    let curve = match (&args.server_key, &args.key) {
+        (Some(server), Some(own)) => Some(ClientKeys {
+            server: PublicKey::from_arg(server).map_err(|e| format!("--server-key: {e}"))?,
+            own: KeyPair::load(own).map_err(|e| format!("--key: {e}"))?,
+        }),
+        _ => None,
+    };
     let secs = |s: f64, what: &str| Duration::try_from_secs_f64(s).map_err(|e| format!("{what}: {e}"));
     Ok(Config {
         routers: args.routers,
@@ -90,6 +105,7 @@ fn config(args: Args) -> Result<Config, String> {
         liveness: Duration::from_millis(args.liveness_ms),
         grace: secs(args.grace_s, "--grace-s")?,
         config_file: args.config,
+        curve,
     })
 }
 

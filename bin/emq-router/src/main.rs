@@ -3,12 +3,13 @@
 //! endpoints are bound (tests and scripts read the resolved ports from it).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use emq_broker::{Config, UnknownQueuePolicy};
+use emq_broker::{Config, Security, UnknownQueuePolicy};
+use emq_proto::curve::KeyPair;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum UnknownQueue {
@@ -79,6 +80,22 @@ struct Args {
     /// Longest retry delay, in milliseconds.
     #[arg(long, default_value_t = 60_000)]
     retry_backoff_max_ms: u64,
+    /// Turn on CURVE on every endpoint with this key pair file (from
+    /// `emq-cli keygen`). Peers then need a key on the endpoint's allowlist.
+    #[arg(long, env = "EMQ_CURVE_KEY")]
+    curve_key: Option<PathBuf>,
+    /// Public keys allowed to submit jobs [default: clients.allow beside the key].
+    #[arg(long, requires = "curve_key")]
+    allow_clients: Option<PathBuf>,
+    /// Public keys allowed to connect as jobmanagers [default: jobmanagers.allow beside the key].
+    #[arg(long, requires = "curve_key")]
+    allow_jobmanagers: Option<PathBuf>,
+    /// Public keys allowed on the admin endpoint [default: admins.allow beside the key].
+    #[arg(long, requires = "curve_key")]
+    allow_admins: Option<PathBuf>,
+    /// Most open connections on each endpoint; more are refused at handshake.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
 }
 
 fn main() -> ExitCode {
@@ -92,7 +109,23 @@ fn main() -> ExitCode {
     }
 }
 
+fn security(args: &Args) -> anyhow::Result<Option<Security>> {
+    let Some(key_path) = &args.curve_key else {
+        return Ok(None);
+    };
+    let key = KeyPair::load(key_path)?;
+    let dir = key_path.parent().unwrap_or(Path::new("."));
+    let beside = |given: &Option<PathBuf>, name: &str| given.clone().unwrap_or_else(|| dir.join(name));
+    Ok(Some(Security {
+        key,
+        clients: beside(&args.allow_clients, "clients.allow"),
+        jobmanagers: beside(&args.allow_jobmanagers, "jobmanagers.allow"),
+        admins: beside(&args.allow_admins, "admins.allow"),
+    }))
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
+    let security = security(&args)?;
     let config = Config {
         frontend: args.frontend,
         backend: args.backend,
@@ -114,6 +147,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         default_retries: args.default_retries,
         retry_backoff: Duration::from_millis(args.retry_backoff_ms),
         retry_backoff_max: Duration::from_millis(args.retry_backoff_max_ms),
+        security,
+        max_connections: args.max_connections,
         ..Config::default()
     };
     emq_broker::run(config, |b| {

@@ -285,7 +285,13 @@ fn park_jobs(router: &Spawned, n: usize, size: usize) -> anyhow::Result<usize> {
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let status = emq_client::admin::status(&router.admin, Duration::from_secs(10))?;
+        let status = emq_client::admin::status(
+            &router.admin,
+            &emq_client::ClientOptions {
+                connect_timeout: Duration::from_secs(10),
+                ..Default::default()
+            },
+        )?;
         let waiting = status["waiting_total"].as_u64().unwrap_or(0) as usize;
         if waiting >= n || Instant::now() > deadline {
             return Ok(waiting);

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::gate::Security;
+
 /// What to do with a job for a queue that no jobmanager serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownQueuePolicy {
@@ -55,6 +57,12 @@ pub struct Config {
     pub retry_backoff: Duration,
     /// Longest retry delay.
     pub retry_backoff_max: Duration,
+    /// CURVE on every endpoint, with per-endpoint allowlists. `None`: plain
+    /// ZeroMQ (NULL mechanism), which only loopback should use.
+    pub security: Option<Security>,
+    /// Most open connections per endpoint; further ones are refused during
+    /// their handshake (ZAP status 500).
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -78,6 +86,8 @@ impl Default for Config {
             default_retries: 3,
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(60),
+            security: None,
+            max_connections: 10_000,
         }
     }
 }
@@ -100,6 +110,9 @@ impl Config {
         }
         if self.default_queues.is_empty() {
             return bad("at least one default queue is needed");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
         }
         if self.max_message < self.max_frame {
             return bad("the message size limit must be at least the frame size limit");

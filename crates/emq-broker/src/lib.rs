@@ -6,13 +6,14 @@
 
 pub mod config;
 pub mod core;
+pub mod gate;
 mod results;
 mod status;
 pub mod store;
 pub mod tracking;
 pub mod transport;
 
-pub use config::{Config, UnknownQueuePolicy};
+pub use config::{Config, Security, UnknownQueuePolicy};
 
 /// Maps keyed by ids that peers choose: a fast hasher, still seeded per
 /// process so that crafted ids cannot force collisions.

@@ -4,6 +4,11 @@
 //! Sockets are `ROUTER_MANDATORY`, so a send to a peer that has gone away fails
 //! at once (EHOSTUNREACH) instead of being dropped silently; such messages go
 //! back to the core through [`Router::undeliverable`].
+//!
+//! Admission happens before any message: libzmq asks the ZAP handler here
+//! (a REP socket on `inproc://zeromq.zap.01`) about every new connection, and
+//! [`Gate`] answers from the allowlists and the connection counts that socket
+//! monitors report.
 
 use std::io::Read;
 use std::os::unix::io::AsRawFd;
@@ -12,8 +17,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::{error, info, warn};
 
+use emq_proto::curve::CurveError;
+
 use crate::config::ConfigError;
 use crate::core::{Endpoint, Outgoing, PeerId, Router};
+use crate::gate::{self, Gate, Verdict};
 use crate::store::{JobStore, RedbStore, StoreError};
 use crate::Config;
 
@@ -30,6 +38,8 @@ pub enum RunError {
     /// acknowledge what it cannot keep.
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Curve(#[from] CurveError),
 }
 
 fn zerr(what: impl Into<String>) -> impl FnOnce(zmq::Error) -> RunError {
@@ -52,7 +62,12 @@ struct Sockets {
     frontend: zmq::Socket,
     backend: zmq::Socket,
     admin: zmq::Socket,
+    /// The ZAP handler (REP) and one connection monitor (PAIR) per endpoint.
+    zap: zmq::Socket,
+    monitors: [zmq::Socket; 3],
 }
+
+const ENDPOINTS: [Endpoint; 3] = [Endpoint::Frontend, Endpoint::Backend, Endpoint::Admin];
 
 impl Sockets {
     fn get(&self, ep: Endpoint) -> &zmq::Socket {
@@ -64,8 +79,14 @@ impl Sockets {
     }
 }
 
-fn bind(ctx: &zmq::Context, addr: &str, config: &Config) -> Result<(zmq::Socket, String), RunError> {
+fn bind(ctx: &zmq::Context, ep: Endpoint, addr: &str, config: &Config) -> Result<(zmq::Socket, String), RunError> {
     let s = ctx.socket(zmq::ROUTER).map_err(zerr("create a ROUTER socket"))?;
+    // A domain makes libzmq consult the ZAP handler even for NULL (plain)
+    // connections, which is how the connection limit applies without CURVE.
+    s.set_zap_domain(gate::domain(ep)).map_err(zerr("set ZAP_DOMAIN"))?;
+    if let Some(security) = &config.security {
+        security.key.apply_server(&s)?;
+    }
     s.set_router_mandatory(true).map_err(zerr("set ROUTER_MANDATORY"))?;
     s.set_linger(1000).map_err(zerr("set LINGER"))?;
     s.set_sndhwm(100_000).map_err(zerr("set SNDHWM"))?;
@@ -99,9 +120,19 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         signal_hook::low_level::pipe::register(sig, sig_write.try_clone()?)?;
     }
     let ctx = zmq::Context::new();
-    let (frontend, f) = bind(&ctx, &config.frontend, &config)?;
-    let (backend, b) = bind(&ctx, &config.backend, &config)?;
-    let (admin, a) = bind(&ctx, &config.admin, &config)?;
+    // The ZAP handler must exist before the first connection arrives.
+    let zap = ctx.socket(zmq::REP).map_err(zerr("create the ZAP socket"))?;
+    zap.bind("inproc://zeromq.zap.01")
+        .map_err(zerr("bind the ZAP handler"))?;
+    let mut gate = Gate::new(config.security.as_ref(), config.max_connections);
+    let (frontend, f) = bind(&ctx, Endpoint::Frontend, &config.frontend, &config)?;
+    let (backend, b) = bind(&ctx, Endpoint::Backend, &config.backend, &config)?;
+    let (admin, a) = bind(&ctx, Endpoint::Admin, &config.admin, &config)?;
+    let monitors = [
+        monitor(&ctx, &frontend, Endpoint::Frontend)?,
+        monitor(&ctx, &backend, Endpoint::Backend)?,
+        monitor(&ctx, &admin, Endpoint::Admin)?,
+    ];
     let bound = Bound {
         frontend: f,
         backend: b,
@@ -111,11 +142,23 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         "listening: clients on {}, jobmanagers on {}, admin on {}",
         bound.frontend, bound.backend, bound.admin
     );
+    match &config.security {
+        Some(s) => info!(
+            "CURVE on, router key {}; allowlists: clients {}, jobmanagers {}, admins {}",
+            s.key.public,
+            s.clients.display(),
+            s.jobmanagers.display(),
+            s.admins.display()
+        ),
+        None => info!("security off (plain ZeroMQ): keep the endpoints on loopback or a trusted network"),
+    }
     on_bound(&bound);
     let sockets = Sockets {
         frontend,
         backend,
         admin,
+        zap,
+        monitors,
     };
     let mut store: Option<Box<dyn JobStore>> = match &config.journal {
         Some(path) => Some(Box::new(RedbStore::open(path)?)),
@@ -149,6 +192,10 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
             sockets.backend.as_poll_item(zmq::POLLIN),
             sockets.admin.as_poll_item(zmq::POLLIN),
             zmq::PollItem::from_fd(sig_read.as_raw_fd(), zmq::POLLIN),
+            sockets.zap.as_poll_item(zmq::POLLIN),
+            sockets.monitors[0].as_poll_item(zmq::POLLIN),
+            sockets.monitors[1].as_poll_item(zmq::POLLIN),
+            sockets.monitors[2].as_poll_item(zmq::POLLIN),
         ];
         let woke = match zmq::poll(&mut items, timeout_ms) {
             Ok(n) => n,
@@ -183,10 +230,15 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
             break;
         }
         let now = Instant::now();
-        for (i, ep) in [Endpoint::Frontend, Endpoint::Backend, Endpoint::Admin]
-            .into_iter()
-            .enumerate()
-        {
+        if items[4..].iter().any(|i| i.is_readable()) {
+            // Connection events first: the connection a ZAP request is about
+            // was reported before libzmq sent the request.
+            for (monitor, ep) in sockets.monitors.iter().zip(ENDPOINTS) {
+                drain_monitor(monitor, ep, &mut gate);
+            }
+            serve_zap(&sockets.zap, &mut gate, now);
+        }
+        for (i, ep) in ENDPOINTS.into_iter().enumerate() {
             if readable[i] {
                 receive_batch(sockets.get(ep), ep, now, &mut core);
             }
@@ -198,6 +250,66 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
     flush(&sockets, &mut core, &mut store)?;
     info!("stopped");
     Ok(())
+}
+
+/// Watch `socket`'s connections (opened, closed) on an inproc PAIR socket.
+fn monitor(ctx: &zmq::Context, socket: &zmq::Socket, ep: Endpoint) -> Result<zmq::Socket, RunError> {
+    let addr = format!("inproc://emq-monitor-{}", gate::domain(ep));
+    let events = zmq::SocketEvent::ACCEPTED as i32 | zmq::SocketEvent::DISCONNECTED as i32;
+    socket.monitor(&addr, events).map_err(zerr("monitor a socket"))?;
+    let pair = ctx.socket(zmq::PAIR).map_err(zerr("create a monitor socket"))?;
+    pair.connect(&addr).map_err(zerr("connect a monitor socket"))?;
+    Ok(pair)
+}
+
+fn drain_monitor(monitor: &zmq::Socket, ep: Endpoint, gate: &mut Gate) {
+    // Each event: [u16 event, u32 value (the fd)] in host order, then the
+    // endpoint address.
+    while let Ok(frames) = monitor.recv_multipart(zmq::DONTWAIT) {
+        let Some(head) = frames.first().filter(|f| f.len() >= 6) else {
+            continue;
+        };
+        let event = u16::from_ne_bytes([head[0], head[1]]);
+        let fd = i32::from_ne_bytes([head[2], head[3], head[4], head[5]]);
+        if event == zmq::SocketEvent::ACCEPTED.to_raw() {
+            gate.connection_opened(ep, fd);
+        } else if event == zmq::SocketEvent::DISCONNECTED.to_raw() {
+            gate.connection_closed(ep, fd);
+        }
+    }
+}
+
+/// Answer every pending ZAP request (RFC 27: version, request id, domain,
+/// address, identity, mechanism, credentials...).
+fn serve_zap(zap: &zmq::Socket, gate: &mut Gate, now: Instant) {
+    while let Ok(request) = zap.recv_multipart(zmq::DONTWAIT) {
+        let text = |i: usize| request.get(i).and_then(|f| std::str::from_utf8(f).ok()).unwrap_or("");
+        let request_id = request.get(1).cloned().unwrap_or_default();
+        let verdict = if request.len() < 6 || text(0) != "1.0" {
+            Verdict::Deny {
+                code: "500",
+                reason: "malformed ZAP request".into(),
+            }
+        } else {
+            let credentials = request.get(6).map(Vec::as_slice).unwrap_or(&[]);
+            gate.authorize(now, text(2), text(3), text(5), credentials)
+        };
+        let (status_text, user_id) = match &verdict {
+            Verdict::Allow { user_id } => ("OK", user_id.as_str()),
+            Verdict::Deny { reason, .. } => (reason.as_str(), ""),
+        };
+        let reply: [&[u8]; 6] = [
+            b"1.0",
+            &request_id,
+            verdict.code().as_bytes(),
+            status_text.as_bytes(),
+            user_id.as_bytes(),
+            b"",
+        ];
+        if let Err(e) = zap.send_multipart(reply, 0) {
+            error!("ZAP reply: {e}");
+        }
+    }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -13,6 +13,7 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::time::{Duration, Instant};
 
+use emq_proto::curve::{ClientKeys, HandshakeMonitor};
 use emq_proto::{ErrorCode, JobResult, Message, Outcome, Reply, Request, ResultFrames, Value};
 
 use crate::{ClientError, Job, JobId, JobOutput};
@@ -22,12 +23,15 @@ pub struct ClientOptions {
     /// How long a send may wait for a connection before the router counts as
     /// unreachable.
     pub connect_timeout: Duration,
+    /// CURVE: the router's public key and ours. `None` for a plain router.
+    pub curve: Option<ClientKeys>,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             connect_timeout: Duration::from_secs(5),
+            curve: None,
         }
     }
 }
@@ -50,6 +54,7 @@ struct Pending {
 pub struct Client {
     _ctx: zmq::Context,
     socket: zmq::Socket,
+    handshakes: HandshakeMonitor,
     endpoints: Vec<String>,
     options: ClientOptions,
     pending: HashMap<JobId, Pending>,
@@ -75,6 +80,10 @@ impl Client {
         socket.set_rcvhwm(0)?;
         socket.set_sndhwm(0)?;
         socket.set_sndtimeo(options.connect_timeout.as_millis().min(i32::MAX as u128) as i32)?;
+        if let Some(keys) = &options.curve {
+            keys.apply(&socket).map_err(|e| ClientError::Security(e.to_string()))?;
+        }
+        let handshakes = HandshakeMonitor::watch(&ctx, &socket)?;
         let mut eps = Vec::new();
         for e in endpoints {
             socket.connect(e.as_ref())?;
@@ -83,6 +92,7 @@ impl Client {
         Ok(Client {
             _ctx: ctx,
             socket,
+            handshakes,
             endpoints: eps,
             options,
             pending: HashMap::default(),
@@ -94,12 +104,25 @@ impl Client {
     }
 
     fn send(&self, frames: Vec<Vec<u8>>) -> Result<(), ClientError> {
+        let unreachable = || ClientError::Unreachable {
+            endpoint: self.endpoints.join(","),
+            waited: self.options.connect_timeout,
+        };
+        // No connection yet (or any more): wait for one, and say so at once
+        // if the router refuses ours.
+        if !self.socket.get_events()?.contains(zmq::POLLOUT) {
+            match self
+                .handshakes
+                .await_writable(&self.socket, self.endpoints.len(), self.options.connect_timeout)
+            {
+                Ok(true) => {}
+                Ok(false) => return Err(unreachable()),
+                Err(refused) => return Err(ClientError::Rejected(refused.to_string())),
+            }
+        }
         match self.socket.send_multipart(frames, 0) {
             Ok(()) => Ok(()),
-            Err(zmq::Error::EAGAIN) => Err(ClientError::Unreachable {
-                endpoint: self.endpoints.join(","),
-                waited: self.options.connect_timeout,
-            }),
+            Err(zmq::Error::EAGAIN) => Err(unreachable()),
             Err(e) => Err(e.into()),
         }
     }
@@ -205,7 +228,7 @@ impl Client {
                             Ok(id) => {
                                 in_flight.insert(id);
                             }
-                            Err(e @ ClientError::Unreachable { .. }) => return Err(e),
+                            Err(e @ (ClientError::Unreachable { .. } | ClientError::Rejected(_))) => return Err(e),
                             Err(e) => on_result(job.id.clone().unwrap_or(JobId(String::new())), Err(e)),
                         }
                     }
@@ -378,13 +401,24 @@ fn to_output(id: JobId, handler: &str, r: ResultFrames) -> Result<JobOutput, Cli
 pub mod admin {
     use super::*;
 
-    fn ask(endpoint: &str, msg: Message, timeout: Duration) -> Result<emq_proto::Envelope, ClientError> {
+    /// One request on a fresh connection to the admin endpoint; `options`
+    /// gives the timeout (for the connection and for the answer) and, with
+    /// CURVE, the keys (an admin key: the router allows only those here).
+    fn ask(endpoint: &str, msg: Message, options: &ClientOptions) -> Result<emq_proto::Envelope, ClientError> {
+        let timeout = options.connect_timeout;
         let ctx = zmq::Context::new();
         let s = ctx.socket(zmq::DEALER)?;
         s.set_linger(0)?;
         s.set_immediate(true)?;
         s.set_sndtimeo(timeout.as_millis().min(i32::MAX as u128) as i32)?;
+        if let Some(keys) = &options.curve {
+            keys.apply(&s).map_err(|e| ClientError::Security(e.to_string()))?;
+        }
+        let handshakes = HandshakeMonitor::watch(&ctx, &s)?;
         s.connect(endpoint)?;
+        if let Err(refused) = handshakes.await_writable(&s, 1, timeout) {
+            return Err(ClientError::Rejected(refused.to_string()));
+        }
         match s.send_multipart(msg.encode(), 0) {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) => {
@@ -417,23 +451,23 @@ pub mod admin {
     }
 
     /// STATUS: queues, jobmanagers, in flight, waiting, processed.
-    pub fn status(endpoint: &str, timeout: Duration) -> Result<Value, ClientError> {
-        json_reply(ask(endpoint, Message::Status, timeout)?)
+    pub fn status(endpoint: &str, options: &ClientOptions) -> Result<Value, ClientError> {
+        json_reply(ask(endpoint, Message::Status, options)?)
     }
 
     /// ROUTER_SHOW_WORKERS.
-    pub fn workers(endpoint: &str, timeout: Duration) -> Result<Value, ClientError> {
-        json_reply(ask(endpoint, Message::RouterShowWorkers, timeout)?)
+    pub fn workers(endpoint: &str, options: &ClientOptions) -> Result<Value, ClientError> {
+        json_reply(ask(endpoint, Message::RouterShowWorkers, options)?)
     }
 
     /// DEAD: the dead-letter set, `{"dead": [{id, queue, attempts, last}]}`.
-    pub fn dead(endpoint: &str, timeout: Duration) -> Result<Value, ClientError> {
-        json_reply(ask(endpoint, Message::Dead, timeout)?)
+    pub fn dead(endpoint: &str, options: &ClientOptions) -> Result<Value, ClientError> {
+        json_reply(ask(endpoint, Message::Dead, options)?)
     }
 
     /// RETRY: put a dead-lettered job back in its queue; returns its new state.
-    pub fn retry(endpoint: &str, id: &str, timeout: Duration) -> Result<String, ClientError> {
-        match ask(endpoint, Message::Retry { of: id.to_string() }, timeout)?.message {
+    pub fn retry(endpoint: &str, id: &str, options: &ClientOptions) -> Result<String, ClientError> {
+        match ask(endpoint, Message::Retry { of: id.to_string() }, options)?.message {
             Message::Job { state, .. } => Ok(state),
             Message::Error {
                 code: ErrorCode::UnknownJob,
@@ -448,8 +482,8 @@ pub mod admin {
     }
 
     /// DISCONNECT: stop the router.
-    pub fn shutdown(endpoint: &str, timeout: Duration) -> Result<(), ClientError> {
-        match ask(endpoint, Message::Disconnect, timeout)?.message {
+    pub fn shutdown(endpoint: &str, options: &ClientOptions) -> Result<(), ClientError> {
+        match ask(endpoint, Message::Disconnect, options)?.message {
             Message::Ack { .. } => Ok(()),
             Message::Error { code, reason, .. } => Err(ClientError::Refused { code, reason }),
             other => Err(ClientError::Protocol(format!(

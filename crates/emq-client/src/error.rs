@@ -22,6 +22,12 @@ pub enum ClientError {
         endpoint: String,
         waited: std::time::Duration,
     },
+    /// The connection was refused during its handshake: a key not on the
+    /// allowlist, CURVE on one side only, or the router's connection limit.
+    #[error("connection rejected: {0}")]
+    Rejected(String),
+    #[error("security settings: {0}")]
+    Security(String),
     #[error("router refused the message: {code}: {reason}")]
     Refused { code: ErrorCode, reason: String },
     #[error("unknown job {0} (never submitted, or its result expired)")]

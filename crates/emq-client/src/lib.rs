@@ -16,6 +16,8 @@ mod error;
 mod job;
 
 pub use client::{admin, Client, ClientOptions, JobStatus};
+/// CURVE keys and allowlists (see [`ClientOptions::curve`]).
+pub use emq_proto::curve;
 pub use emq_proto::{ContentType, Outcome, Value};
 pub use error::ClientError;
 pub use job::{Job, JobId, JobOutput};

@@ -5,6 +5,8 @@
 //! is its implementation. Decoding never panics: malformed input of any kind is a
 //! [`DecodeError`].
 
+#[cfg(feature = "zmq")]
+pub mod curve;
 mod error;
 mod headers;
 mod job;

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use emq_proto::curve::ClientKeys;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Routers' backend endpoints, in failover order.
@@ -34,6 +36,9 @@ pub struct Config {
     pub grace: Duration,
     /// A JSON file re-read on SIGHUP (queues, concurrency, max_jobs, ...).
     pub config_file: Option<PathBuf>,
+    /// CURVE: the router's public key and ours (on the router's jobmanager
+    /// allowlist). `None` for a plain router.
+    pub curve: Option<ClientKeys>,
 }
 
 impl Default for Config {
@@ -51,6 +56,7 @@ impl Default for Config {
             liveness: Duration::from_secs(5),
             grace: Duration::from_secs(30),
             config_file: None,
+            curve: None,
         }
     }
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, error, info, warn};
 
+use emq_proto::curve::{ClientKeys, CurveError, HandshakeFailure, HandshakeMonitor};
+
 use crate::config::ConfigError;
 use crate::core::{Action, JobManager};
 use crate::pool::{Event, Pool, SpawnError};
@@ -26,6 +28,8 @@ pub enum RunError {
     Zmq { what: String, source: zmq::Error },
     #[error("cannot install signal handlers: {0}")]
     Signals(#[from] std::io::Error),
+    #[error(transparent)]
+    Curve(#[from] CurveError),
     #[error("workers keep dying before finishing a job; giving up")]
     WorkersFailing,
 }
@@ -64,9 +68,11 @@ impl SignalPipe {
 struct Link {
     socket: zmq::Socket,
     endpoint: String,
+    /// Failed handshakes (a refused key) are logged, not mistaken for silence.
+    handshakes: HandshakeMonitor,
 }
 
-fn open_link(ctx: &zmq::Context, endpoint: &str) -> Result<Link, RunError> {
+fn open_link(ctx: &zmq::Context, endpoint: &str, curve: Option<&ClientKeys>) -> Result<Link, RunError> {
     let zerr = |what: &str| {
         let what = what.to_string();
         move |source| RunError::Zmq { what, source }
@@ -77,6 +83,10 @@ fn open_link(ctx: &zmq::Context, endpoint: &str) -> Result<Link, RunError> {
     socket.set_linger(0).map_err(zerr("set LINGER"))?;
     socket.set_sndhwm(100_000).map_err(zerr("set SNDHWM"))?;
     socket.set_rcvhwm(100_000).map_err(zerr("set RCVHWM"))?;
+    if let Some(keys) = curve {
+        keys.apply(&socket)?;
+    }
+    let handshakes = HandshakeMonitor::watch(ctx, &socket).map_err(zerr("monitor the router link"))?;
     socket
         .connect(endpoint)
         .map_err(zerr(&format!("connect to {endpoint}")))?;
@@ -84,6 +94,7 @@ fn open_link(ctx: &zmq::Context, endpoint: &str) -> Result<Link, RunError> {
     Ok(Link {
         socket,
         endpoint: endpoint.to_string(),
+        handshakes,
     })
 }
 
@@ -111,6 +122,7 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
     let mut routers = config.routers.clone();
     let mut link: Option<Link> = None;
     let mut events: Vec<Event> = Vec::new();
+    let mut refusals = RefusalLog::default();
 
     loop {
         // Carry out the core's actions; completions they cause feed back in.
@@ -122,7 +134,8 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
             for action in actions {
                 match action {
                     Action::Connect { router } => {
-                        link = Some(open_link(&ctx, &routers[router % routers.len()])?);
+                        let endpoint = &routers[router % routers.len()];
+                        link = Some(open_link(&ctx, endpoint, config.curve.as_ref())?);
                     }
                     Action::Send { msgid, message } => {
                         if let Some(l) = &link {
@@ -170,6 +183,7 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
         }
         if let Some(l) = &link {
             items.push(l.socket.as_poll_item(zmq::POLLIN));
+            items.push(l.handshakes.socket().as_poll_item(zmq::POLLIN));
         }
         match zmq::poll(&mut items, timeout_ms) {
             Ok(_) | Err(zmq::Error::EINTR) => {}
@@ -197,6 +211,9 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
         if let Some(l) = link.as_ref().filter(|_| readable[3 + worker_fds.len()]) {
             receive(l, &mut core, now);
         }
+        if let Some(l) = link.as_ref().filter(|_| readable[4 + worker_fds.len()]) {
+            refusals.report(now, l.handshakes.failures());
+        }
         if readable[0] && stop.drain() > 0 {
             core.shutdown(now);
         }
@@ -214,6 +231,34 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
         }
         if Instant::now() >= core.next_deadline() {
             core.tick(Instant::now());
+        }
+    }
+}
+
+/// Logs refused handshakes: the first at once, then at most one line per
+/// interval (libzmq retries every 100 ms).
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    suppressed: usize,
+}
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn report(&mut self, now: Instant, failures: Vec<HandshakeFailure>) {
+        for failure in failures {
+            if self.last.is_some_and(|t| now.duration_since(t) < Self::EVERY) {
+                self.suppressed += 1;
+                continue;
+            }
+            let more = match self.suppressed {
+                0 => String::new(),
+                n => format!(" ({n} more since the last report)"),
+            };
+            error!("cannot connect to router {failure}{more}");
+            self.last = Some(now);
+            self.suppressed = 0;
         }
     }
 }

@@ -5,3 +5,4 @@ mod eventmq;
 mod guaranteed;
 mod jobmanager;
 mod router;
+mod security;
