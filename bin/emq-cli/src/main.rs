@@ -83,6 +83,8 @@ enum Command {
     Dead,
     /// Put a dead-lettered job back in its queue (admin).
     Retry { id: String },
+    /// Cancel every job waiting in a queue (admin); running jobs go on.
+    Purge { queue: String },
     /// Stop the router (admin endpoint).
     Shutdown,
     /// Make a CURVE key pair: FILE (secret, mode 0600) and FILE.pub.
@@ -271,6 +273,15 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                 println!("{}", serde_json::json!({"id": id, "state": state}));
             } else {
                 println!("{id}  {state}");
+            }
+            Ok(Exit::Ok as u8)
+        }
+        Command::Purge { queue } => {
+            let n = admin::purge(&cli.admin, queue, &admin_options)?;
+            if cli.json {
+                println!("{}", serde_json::json!({"queue": queue, "purged": n}));
+            } else {
+                println!("{n} waiting jobs cancelled in {queue}");
             }
             Ok(Exit::Ok as u8)
         }

@@ -439,7 +439,8 @@ impl Router {
             | Message::RouterShowWorkers
             | Message::RouterShowSchedulers
             | Message::Dead
-            | Message::Retry { .. } => self.refuse(
+            | Message::Retry { .. }
+            | Message::Purge { .. } => self.refuse(
                 Endpoint::Frontend,
                 &peer,
                 &msgid,
@@ -616,20 +617,46 @@ impl Router {
     }
 
     fn cancel(&mut self, now: Instant, endpoint: Endpoint, peer: &PeerId, of: &str) {
-        let waiting = |j: &Job| matches!(j.state, JobState::Waiting | JobState::Delayed { .. });
-        if self.jobs.get(of).is_some_and(|j| waiting(j)) {
-            let (key, job) = self.jobs.remove_entry(of).expect("checked above");
-            self.detach(&key, &job, None);
+        if self.cancel_waiting(now, of) {
             info!("job {of} cancelled by {peer}");
-            let result = ResultFrames {
-                of: of.to_string(),
-                outcome: Outcome::Cancelled,
-                content_type: ContentType::Json,
-                body: br#"{"value":null,"error":"cancelled"}"#.to_vec(),
-            };
-            self.finish(now, &key, job, result, true);
         }
         self.answer_query(endpoint, peer, of);
+    }
+
+    /// Cancel job `of` if it has not started; its client gets a cancelled
+    /// result. Returns whether it was cancelled.
+    fn cancel_waiting(&mut self, now: Instant, of: &str) -> bool {
+        if !self.jobs.get(of).is_some_and(|j| is_waiting(j)) {
+            return false;
+        }
+        let (key, job) = self.jobs.remove_entry(of).expect("checked above");
+        self.detach(&key, &job, None);
+        let result = ResultFrames {
+            of: of.to_string(),
+            outcome: Outcome::Cancelled,
+            content_type: ContentType::Json,
+            body: br#"{"value":null,"error":"cancelled"}"#.to_vec(),
+        };
+        self.finish(now, &key, job, result, true);
+        true
+    }
+
+    /// PURGE: cancel every job waiting (or backing off) in `queue`.
+    fn purge_queue(&mut self, now: Instant, peer: &PeerId, queue: &str) {
+        let ids: Vec<JobKey> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| &*j.queue == queue && is_waiting(j))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let purged = ids.iter().filter(|id| self.cancel_waiting(now, id)).count();
+        warn!("queue {queue:?} purged by {peer}: {purged} waiting jobs cancelled");
+        let json = serde_json::json!({ "queue": queue, "purged": purged }).to_string();
+        self.send(
+            Endpoint::Admin,
+            peer,
+            Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))),
+        );
     }
 
     // ------------------------------------------------------------ jobmanagers
@@ -1012,6 +1039,7 @@ impl Router {
             Message::Query { of } => self.answer_query(Endpoint::Admin, &peer, &of),
             Message::Cancel { of } => self.cancel(now, Endpoint::Admin, &peer, &of),
             Message::Retry { of } => self.retry_dead(now, &peer, &of),
+            Message::Purge { queue } => self.purge_queue(now, &peer, &queue),
             Message::Heartbeat { .. } | Message::Kbye | Message::Hello => {}
             other => {
                 let reason = format!("{} is not an admin command", other.command().as_str());
@@ -1063,3 +1091,8 @@ where
 mod guaranteed;
 #[cfg(test)]
 mod tests;
+
+/// Not started yet: waiting in its queue, or backing off before a retry.
+fn is_waiting(job: &Job) -> bool {
+    matches!(job.state, JobState::Waiting | JobState::Delayed { .. })
+}

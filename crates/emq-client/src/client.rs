@@ -481,6 +481,20 @@ pub mod admin {
         }
     }
 
+    /// PURGE: cancel every job waiting in `queue`; returns how many.
+    pub fn purge(endpoint: &str, queue: &str, options: &ClientOptions) -> Result<u64, ClientError> {
+        let v = json_reply(ask(
+            endpoint,
+            Message::Purge {
+                queue: queue.to_string(),
+            },
+            options,
+        )?)?;
+        v["purged"]
+            .as_u64()
+            .ok_or_else(|| ClientError::Protocol(format!("bad PURGE answer: {v}")))
+    }
+
     /// DISCONNECT: stop the router.
     pub fn shutdown(endpoint: &str, options: &ClientOptions) -> Result<(), ClientError> {
         match ask(endpoint, Message::Disconnect, options)?.message {

@@ -36,10 +36,11 @@ pub enum Command {
     Hello,
     Dead,
     Retry,
+    Purge,
 }
 
 impl Command {
-    pub const ALL: [Command; 20] = [
+    pub const ALL: [Command; 21] = [
         Command::Inform,
         Command::Ack,
         Command::Ready,
@@ -60,6 +61,7 @@ impl Command {
         Command::Hello,
         Command::Dead,
         Command::Retry,
+        Command::Purge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +86,7 @@ impl Command {
             Command::Hello => "HELLO",
             Command::Dead => "DEAD",
             Command::Retry => "RETRY",
+            Command::Purge => "PURGE",
         }
     }
 
@@ -209,6 +212,11 @@ pub enum Message {
     Retry {
         of: String,
     },
+    /// Extension (admin): cancel every job waiting in a queue; answered by a
+    /// JSON notice `{"queue", "purged"}`.
+    Purge {
+        queue: String,
+    },
 }
 
 impl Message {
@@ -234,6 +242,7 @@ impl Message {
             Message::Hello => Command::Hello,
             Message::Dead => Command::Dead,
             Message::Retry { .. } => Command::Retry,
+            Message::Purge { .. } => Command::Purge,
         }
     }
 
@@ -312,6 +321,7 @@ impl Message {
                 f.push(s(reason));
             }
             Message::Query { of } | Message::Cancel { of } | Message::Retry { of } => f.push(s(of)),
+            Message::Purge { queue } => f.push(s(queue)),
             Message::Job {
                 of,
                 state,
@@ -554,6 +564,12 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
                 reason: text(2)?.to_string(),
             }
         }
+        Command::Purge => {
+            need(command, p.len(), 1)?;
+            Message::Purge {
+                queue: text(0)?.to_string(),
+            }
+        }
         Command::Query | Command::Cancel | Command::Retry => {
             need(command, p.len(), 1)?;
             let of = text(0)?.to_string();
@@ -765,6 +781,7 @@ mod tests {
             Message::Hello,
             Message::Dead,
             Message::Retry { of: "d".into() },
+            Message::Purge { queue: "q".into() },
             Message::Disconnect,
             Message::Status,
             Message::RouterShowWorkers,

@@ -163,3 +163,27 @@ fn status_workers_and_shutdown() {
         .expect("router stopped")
         .success());
 }
+
+#[test]
+fn purge_cancels_waiting_jobs_and_tells_their_clients() {
+    let (r, _jm) = system();
+    // Nobody serves "backlog": three jobs wait there.
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let out = emq_cli(&r, &["send", "-q", "backlog", "emq.echo", &i.to_string()], None, T);
+            assert_eq!(out.code, Some(0), "{out:?}");
+            out.stdout.trim().to_string()
+        })
+        .collect();
+    let out = emq_cli(&r, &["purge", "backlog", "--json"], None, T);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["purged"], 3, "{out:?}");
+    for id in &ids {
+        let st = emq_cli(&r, &["status", id], None, T);
+        assert!(st.stdout.contains("CANCELLED"), "{st:?}");
+    }
+    // Other queues keep working.
+    let out = emq_cli(&r, &["send", "--wait", "emq.echo", "7"], None, T);
+    assert_eq!((out.code, out.stdout.as_str()), (Some(0), "7\n"), "{out:?}");
+}

@@ -542,6 +542,60 @@ fn cancel_a_waiting_job() {
 }
 
 #[test]
+fn purge_cancels_a_queues_waiting_jobs_only() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 1);
+    s.request("c", "running", "default", "reply-requested");
+    assert_eq!(s.dispatched(), d(&[("jm", "running")]));
+    s.request("c", "w1", "default", "reply-requested");
+    s.request("c", "w2", "default", "");
+    s.request("c", "other", "images", "");
+    s.drain();
+    // Not from a client.
+    s.send(
+        Endpoint::Frontend,
+        "c",
+        "p",
+        Message::Purge {
+            queue: "default".into(),
+        },
+    );
+    assert!(matches!(
+        &s.drain()[0].2.message,
+        Message::Error {
+            code: ErrorCode::AdminOnly,
+            ..
+        }
+    ));
+
+    s.send(
+        Endpoint::Admin,
+        "ops",
+        "p",
+        Message::Purge {
+            queue: "default".into(),
+        },
+    );
+    let out = s.drain();
+    let notice = out.iter().find_map(|(ep, _, e)| match &e.message {
+        Message::Reply(Reply::Notice(n)) if *ep == Endpoint::Admin => Some(n.0.clone()),
+        _ => None,
+    });
+    let v: serde_json::Value = serde_json::from_str(&notice.expect("answered")).unwrap();
+    assert_eq!(v["purged"], 2);
+    // The client that asked for a reply is told its job was cancelled.
+    assert!(out.iter().any(|(ep, _, e)| *ep == Endpoint::Frontend
+        && matches!(&e.message, Message::Reply(Reply::Result(r)) if r.of == "w1" && r.outcome == Outcome::Cancelled)));
+    // The running job and the other queue are untouched.
+    s.ready("jm", 1);
+    assert!(s.dispatched().is_empty());
+    s.inform("img", &[(10, "images")]);
+    s.ready("img", 1);
+    assert_eq!(s.dispatched(), d(&[("img", "other")]));
+}
+
+#[test]
 fn kbye_and_unreachable_hand_jobs_back() {
     let mut s = Sim::default();
     s.inform("a", &[(10, "default")]);
@@ -996,7 +1050,10 @@ fn random_message(rng: &mut Rng) -> Vec<Vec<u8>> {
             Message::Dead,
             Message::Retry { of: id.clone() },
             Message::Status,
-        ][rng.below(4) as usize]
+            Message::Purge {
+                queue: "default".into(),
+            },
+        ][rng.below(5) as usize]
             .clone(),
         _ => {
             // Raw garbage.
