@@ -631,25 +631,45 @@ impl Router {
         }
         let (key, job) = self.jobs.remove_entry(of).expect("checked above");
         self.detach(&key, &job, None);
+        self.finish_cancelled(now, &key, job);
+        true
+    }
+
+    fn finish_cancelled(&mut self, now: Instant, key: &JobKey, job: Box<Job>) {
         let result = ResultFrames {
-            of: of.to_string(),
+            of: key.to_string(),
             outcome: Outcome::Cancelled,
             content_type: ContentType::Json,
             body: br#"{"value":null,"error":"cancelled"}"#.to_vec(),
         };
-        self.finish(now, &key, job, result, true);
-        true
+        self.finish(now, key, job, result, true);
     }
 
-    /// PURGE: cancel every job waiting (or backing off) in `queue`.
+    /// PURGE: cancel every job waiting (or backing off) in `queue`. The
+    /// waiting list is taken whole (cancelling one by one would search it
+    /// once per job).
     fn purge_queue(&mut self, now: Instant, peer: &PeerId, queue: &str) {
-        let ids: Vec<JobKey> = self
+        let waiting = self
+            .queues
+            .get_mut(queue)
+            .map(|q| std::mem::take(&mut q.waiting))
+            .unwrap_or_default();
+        let mut purged = 0;
+        for key in waiting {
+            if let Some(job) = self.jobs.remove(&key) {
+                debug_assert!(matches!(job.state, JobState::Waiting));
+                self.waiting_total -= 1;
+                self.finish_cancelled(now, &key, job);
+                purged += 1;
+            }
+        }
+        let delayed: Vec<JobKey> = self
             .jobs
             .iter()
-            .filter(|(_, j)| &*j.queue == queue && is_waiting(j))
+            .filter(|(_, j)| &*j.queue == queue && matches!(j.state, JobState::Delayed { .. }))
             .map(|(k, _)| k.clone())
             .collect();
-        let purged = ids.iter().filter(|id| self.cancel_waiting(now, id)).count();
+        purged += delayed.iter().filter(|id| self.cancel_waiting(now, id)).count();
         warn!("queue {queue:?} purged by {peer}: {purged} waiting jobs cancelled");
         let json = serde_json::json!({ "queue": queue, "purged": purged }).to_string();
         self.send(
