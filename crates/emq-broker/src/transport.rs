@@ -17,7 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::{error, info, warn};
 
-use emq_proto::curve::CurveError;
+use emq_proto::curve::{monitor_event, CurveError};
 
 use crate::config::ConfigError;
 use crate::core::{Endpoint, Outgoing, PeerId, Router};
@@ -119,6 +119,7 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::low_level::pipe::register(sig, sig_write.try_clone()?)?;
     }
+    raise_fd_limit(&config);
     let ctx = zmq::Context::new();
     // The ZAP handler must exist before the first connection arrives.
     let zap = ctx.socket(zmq::REP).map_err(zerr("create the ZAP socket"))?;
@@ -252,6 +253,35 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
     Ok(())
 }
 
+/// Each connection is a file descriptor: lift the soft limit to the hard one
+/// so that `max_connections` can be reached, and say so if even one endpoint
+/// could not fill up.
+fn raise_fd_limit(config: &Config) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return;
+            }
+        }
+    }
+    let wanted = libc::rlim_t::try_from(config.max_connections.saturating_add(64)).unwrap_or(libc::rlim_t::MAX);
+    if limit.rlim_cur < wanted {
+        warn!(
+            "open file limit {} is below --max-connections {}: connections past the limit fail to be accepted",
+            limit.rlim_cur, config.max_connections
+        );
+    }
+}
+
 /// Watch `socket`'s connections (opened, closed) on an inproc PAIR socket.
 fn monitor(ctx: &zmq::Context, socket: &zmq::Socket, ep: Endpoint) -> Result<zmq::Socket, RunError> {
     let addr = format!("inproc://emq-monitor-{}", gate::domain(ep));
@@ -263,14 +293,12 @@ fn monitor(ctx: &zmq::Context, socket: &zmq::Socket, ep: Endpoint) -> Result<zmq
 }
 
 fn drain_monitor(monitor: &zmq::Socket, ep: Endpoint, gate: &mut Gate) {
-    // Each event: [u16 event, u32 value (the fd)] in host order, then the
-    // endpoint address.
     while let Ok(frames) = monitor.recv_multipart(zmq::DONTWAIT) {
-        let Some(head) = frames.first().filter(|f| f.len() >= 6) else {
+        // For these two events the value is the connection's fd.
+        let Some((event, fd)) = monitor_event(&frames) else {
             continue;
         };
-        let event = u16::from_ne_bytes([head[0], head[1]]);
-        let fd = i32::from_ne_bytes([head[2], head[3], head[4], head[5]]);
+        let fd = fd as i32;
         if event == zmq::SocketEvent::ACCEPTED.to_raw() {
             gate.connection_opened(ep, fd);
         } else if event == zmq::SocketEvent::DISCONNECTED.to_raw() {

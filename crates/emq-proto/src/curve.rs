@@ -324,11 +324,9 @@ impl HandshakeMonitor {
     pub fn failures(&self) -> Vec<HandshakeFailure> {
         let mut out = Vec::new();
         while let Ok(frames) = self.socket.recv_multipart(zmq::DONTWAIT) {
-            let Some(head) = frames.first().filter(|f| f.len() >= 6) else {
+            let Some((event, value)) = monitor_event(&frames) else {
                 continue;
             };
-            let event = u16::from_ne_bytes([head[0], head[1]]);
-            let value = u32::from_ne_bytes([head[2], head[3], head[4], head[5]]);
             out.push(HandshakeFailure {
                 endpoint: frames
                     .get(1)
@@ -372,6 +370,16 @@ impl HandshakeMonitor {
             }
         }
     }
+}
+
+/// The event id and value (an fd, an error or a ZAP status) of a socket
+/// monitor message: `[u16 event, u32 value]` in host order, then the endpoint.
+pub fn monitor_event(frames: &[Vec<u8>]) -> Option<(u16, u32)> {
+    let head = frames.first().filter(|f| f.len() >= 6)?;
+    Some((
+        u16::from_ne_bytes([head[0], head[1]]),
+        u32::from_ne_bytes([head[2], head[3], head[4], head[5]]),
+    ))
 }
 
 /// A connection refused during its handshake.
