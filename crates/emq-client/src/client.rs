@@ -301,7 +301,7 @@ impl Client {
         }
         loop {
             match emq_proto::recv_frames(&self.socket, zmq::DONTWAIT) {
-                Ok(frames) => self.on_message(&frames),
+                Ok(frames) => emq_proto::with_slices(&frames, |frames| self.on_message(frames)),
                 Err(zmq::Error::EAGAIN) => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
@@ -314,7 +314,7 @@ impl Client {
         }
     }
 
-    fn on_message(&mut self, frames: &[zmq::Message]) {
+    fn on_message(&mut self, frames: &[&[u8]]) {
         let env = match emq_proto::decode(frames) {
             Ok(env) => env,
             Err(e) => {

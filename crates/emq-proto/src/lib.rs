@@ -31,6 +31,25 @@ pub fn recv_frames(socket: &zmq::Socket, flags: i32) -> Result<Vec<zmq::Message>
     }
 }
 
+/// Call `f` with the frames as plain slices. Each access to a
+/// `zmq::Message`'s bytes is two calls into libzmq (data and size), and
+/// decoding touches a frame many times: resolving them once here took about
+/// a tenth of the router's instructions per job away.
+#[cfg(feature = "zmq")]
+pub fn with_slices<R>(frames: &[zmq::Message], f: impl FnOnce(&[&[u8]]) -> R) -> R {
+    const ON_STACK: usize = MAX_FRAMES + 2;
+    if frames.len() <= ON_STACK {
+        let mut slices: [&[u8]; ON_STACK] = [&[]; ON_STACK];
+        for (slice, frame) in slices.iter_mut().zip(frames) {
+            *slice = frame;
+        }
+        f(&slices[..frames.len()])
+    } else {
+        let slices: Vec<&[u8]> = frames.iter().map(|m| &**m).collect();
+        f(&slices)
+    }
+}
+
 pub use error::{DecodeError, ErrorCode};
 pub use headers::Headers;
 pub use job::{ContentType, JobCall, JobResult, Outcome, Value};

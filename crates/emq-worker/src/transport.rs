@@ -277,7 +277,7 @@ fn feed(core: &mut JobManager, now: Instant, events: &mut Vec<Event>) {
 fn receive(link: &Link, core: &mut JobManager, now: Instant) {
     for _ in 0..512 {
         match emq_proto::recv_frames(&link.socket, zmq::DONTWAIT) {
-            Ok(frames) => match emq_proto::decode(&frames) {
+            Ok(frames) => match emq_proto::with_slices(&frames, |f| emq_proto::decode(f)) {
                 Ok(env) => core.on_router(now, &env.msgid, env.message),
                 Err(e) => warn!("bad message from router {}: {e}", link.endpoint),
             },
