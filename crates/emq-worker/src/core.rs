@@ -274,7 +274,14 @@ impl JobManager {
 
     fn set_state(&mut self, next: State) {
         if next != self.state {
-            info!("state {} -> {}", self.state, next);
+            // IDLE, ACTIVE and STEADY alternate with every job when jobs are
+            // few: at info level that was a log line per job.
+            let busy = |s: State| matches!(s, State::Idle | State::Active | State::Steady);
+            if busy(self.state) && busy(next) {
+                debug!("state {} -> {}", self.state, next);
+            } else {
+                info!("state {} -> {}", self.state, next);
+            }
             self.state = next;
         }
     }

@@ -85,6 +85,9 @@ pub struct Pool {
     pub max_rss_bytes: u64,
     /// Workers that died young without finishing a job, in a row.
     early_deaths: u32,
+    /// Where worker pipes are read into; kept, because a fresh 64 KiB
+    /// buffer per read (zeroed) was half of the jobmanager's instructions.
+    read_buf: Box<[u8]>,
 }
 
 /// After this many workers in a row die before finishing a job, give up.
@@ -107,6 +110,7 @@ impl Pool {
             max_jobs,
             max_rss_bytes,
             early_deaths: 0,
+            read_buf: vec![0; 64 * 1024].into_boxed_slice(),
         })
     }
 
@@ -235,10 +239,10 @@ impl Pool {
         let Some(i) = self.workers.iter().position(|w| w.pid() == pid) else {
             return Ok(());
         };
-        let mut buf = [0u8; 64 * 1024];
+        let buf = &mut self.read_buf;
         let mut closed = false;
         loop {
-            match self.workers[i].stdout.read(&mut buf) {
+            match self.workers[i].stdout.read(buf) {
                 Ok(0) => {
                     closed = true;
                     break;
