@@ -78,7 +78,15 @@ impl Sockets {
     }
 }
 
-fn bind(ctx: &zmq::Context, ep: Endpoint, addr: &str, config: &Config) -> Result<(zmq::Socket, String), RunError> {
+/// Bind one endpoint's ROUTER socket; returns it, the endpoint as bound, and
+/// its connection monitor (started before the bind, so that no connection
+/// goes uncounted).
+fn bind(
+    ctx: &zmq::Context,
+    ep: Endpoint,
+    addr: &str,
+    config: &Config,
+) -> Result<(zmq::Socket, String, zmq::Socket), RunError> {
     let s = ctx.socket(zmq::ROUTER).map_err(zerr("create a ROUTER socket"))?;
     // A domain makes libzmq consult the ZAP handler even for NULL (plain)
     // connections, which is how the connection limit applies without CURVE.
@@ -94,12 +102,13 @@ fn bind(ctx: &zmq::Context, ep: Endpoint, addr: &str, config: &Config) -> Result
     // make libzmq drop the connection before they are buffered.
     let cap = config.max_frame.saturating_add(1 << 20).min(i64::MAX as usize) as i64;
     s.set_maxmsgsize(cap).map_err(zerr("set MAXMSGSIZE"))?;
+    let monitor = monitor(ctx, &s, ep)?;
     s.bind(addr).map_err(zerr(format!("bind {addr}")))?;
     let bound = s
         .get_last_endpoint()
         .map_err(zerr("read the bound endpoint"))?
         .unwrap_or_else(|_| addr.to_string());
-    Ok((s, bound))
+    Ok((s, bound, monitor))
 }
 
 fn unix_now() -> f64 {
@@ -125,14 +134,10 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
     zap.bind("inproc://zeromq.zap.01")
         .map_err(zerr("bind the ZAP handler"))?;
     let gate = Gate::new(config.security.as_ref(), config.max_connections);
-    let (frontend, f) = bind(&ctx, Endpoint::Frontend, &config.frontend, &config)?;
-    let (backend, b) = bind(&ctx, Endpoint::Backend, &config.backend, &config)?;
-    let (admin, a) = bind(&ctx, Endpoint::Admin, &config.admin, &config)?;
-    let monitors = [
-        monitor(&ctx, &frontend, Endpoint::Frontend)?,
-        monitor(&ctx, &backend, Endpoint::Backend)?,
-        monitor(&ctx, &admin, Endpoint::Admin)?,
-    ];
+    let (frontend, f, frontend_monitor) = bind(&ctx, Endpoint::Frontend, &config.frontend, &config)?;
+    let (backend, b, backend_monitor) = bind(&ctx, Endpoint::Backend, &config.backend, &config)?;
+    let (admin, a, admin_monitor) = bind(&ctx, Endpoint::Admin, &config.admin, &config)?;
+    let monitors = [frontend_monitor, backend_monitor, admin_monitor];
     let bound = Bound {
         frontend: f,
         backend: b,
@@ -235,7 +240,6 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
             break;
         }
         let now = Instant::now();
-
         for (i, ep) in ENDPOINTS.into_iter().enumerate() {
             if readable[i] {
                 receive_batch(sockets.get(ep), ep, now, &mut core);
