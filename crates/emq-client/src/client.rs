@@ -6,7 +6,9 @@
 //! queueing forever; its receive buffer is unbounded so that thousands of
 //! results in flight are never dropped on our side. A result that still went
 //! missing (the router found us unreachable) is fetched by QUERY before
-//! `wait` gives up.
+//! `wait` gives up. A connection the router refuses during its handshake
+//! (CURVE key not allowed, connection limit) is [`ClientError::Rejected`] at
+//! once, not a timeout.
 
 /// Maps keyed by job id: fast, still seeded per process.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -81,7 +83,7 @@ impl Client {
         socket.set_sndhwm(0)?;
         socket.set_sndtimeo(options.connect_timeout.as_millis().min(i32::MAX as u128) as i32)?;
         if let Some(keys) = &options.curve {
-            keys.apply(&socket).map_err(|e| ClientError::Security(e.to_string()))?;
+            keys.apply(&socket)?;
         }
         let handshakes = HandshakeMonitor::watch(&ctx, &socket)?;
         let mut eps = Vec::new();
@@ -412,7 +414,7 @@ pub mod admin {
         s.set_immediate(true)?;
         s.set_sndtimeo(timeout.as_millis().min(i32::MAX as u128) as i32)?;
         if let Some(keys) = &options.curve {
-            keys.apply(&s).map_err(|e| ClientError::Security(e.to_string()))?;
+            keys.apply(&s)?;
         }
         let handshakes = HandshakeMonitor::watch(&ctx, &s)?;
         s.connect(endpoint)?;

@@ -26,8 +26,9 @@ pub enum ClientError {
     /// allowlist, CURVE on one side only, or the router's connection limit.
     #[error("connection rejected: {0}")]
     Rejected(String),
+    /// Bad CURVE settings (e.g. this libzmq has no CURVE).
     #[error("security settings: {0}")]
-    Security(String),
+    Security(#[from] emq_proto::curve::CurveError),
     #[error("router refused the message: {code}: {reason}")]
     Refused { code: ErrorCode, reason: String },
     #[error("unknown job {0} (never submitted, or its result expired)")]
