@@ -222,14 +222,15 @@ fn connect(cli: &Cli) -> anyhow::Result<Client> {
 
 fn run(cli: &Cli) -> anyhow::Result<u8> {
     let timeout = secs(cli.connect_timeout)?;
-    let admin_options = options(cli)?;
+    // Keys are read only by the commands that connect (not by keygen or allow).
+    let admin_options = || options(cli);
     match &cli.command {
         Command::Keygen { file } => keygen(file, cli.json),
         Command::Allow(cmd) => allow(cmd, cli.json),
         Command::Send(args) => send(cli, args),
         Command::Bulk(args) => bulk::run(cli.json, connect(cli)?, args),
         Command::Status { id: None } => {
-            let status = admin::status(&cli.admin, &admin_options)?;
+            let status = admin::status(&cli.admin, &admin_options()?)?;
             output::router_status(&status, cli.json);
             Ok(Exit::Ok as u8)
         }
@@ -258,17 +259,17 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             } as u8)
         }
         Command::Workers => {
-            let w = admin::workers(&cli.admin, &admin_options)?;
+            let w = admin::workers(&cli.admin, &admin_options()?)?;
             output::workers(&w, cli.json);
             Ok(Exit::Ok as u8)
         }
         Command::Dead => {
-            let v = admin::dead(&cli.admin, &admin_options)?;
+            let v = admin::dead(&cli.admin, &admin_options()?)?;
             output::dead(&v, cli.json);
             Ok(Exit::Ok as u8)
         }
         Command::Retry { id } => {
-            let state = admin::retry(&cli.admin, id, &admin_options)?;
+            let state = admin::retry(&cli.admin, id, &admin_options()?)?;
             if cli.json {
                 println!("{}", serde_json::json!({"id": id, "state": state}));
             } else {
@@ -277,7 +278,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(Exit::Ok as u8)
         }
         Command::Purge { queue } => {
-            let n = admin::purge(&cli.admin, queue, &admin_options)?;
+            let n = admin::purge(&cli.admin, queue, &admin_options()?)?;
             if cli.json {
                 println!("{}", serde_json::json!({"queue": queue, "purged": n}));
             } else {
@@ -286,7 +287,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(Exit::Ok as u8)
         }
         Command::Shutdown => {
-            admin::shutdown(&cli.admin, &admin_options)?;
+            admin::shutdown(&cli.admin, &admin_options()?)?;
             if !cli.json && std::io::stderr().is_terminal() {
                 eprintln!("router stopping");
             }
