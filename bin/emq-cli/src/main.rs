@@ -203,13 +203,7 @@ fn main() -> ExitCode {
 }
 
 fn options(cli: &Cli) -> anyhow::Result<ClientOptions> {
-    let curve = match (&cli.server_key, &cli.key) {
-        (Some(server), Some(own)) => Some(ClientKeys {
-            server: PublicKey::from_arg(server)?,
-            own: KeyPair::load(own)?,
-        }),
-        _ => None,
-    };
+    let curve = ClientKeys::from_args(cli.server_key.as_deref(), cli.key.as_deref())?;
     Ok(ClientOptions {
         connect_timeout: secs(cli.connect_timeout)?,
         curve,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use emq_proto::curve::{ClientKeys, KeyPair, PublicKey};
+use emq_proto::curve::ClientKeys;
 use emq_worker::{Config, Registry};
 
 /// Run jobs from an emq (or EventMQ) router in a pool of worker processes.
@@ -84,13 +84,8 @@ fn config(args: Args) -> Result<Config, String> {
         .iter()
         .map(|q| parse_queue(q))
         .collect::<Result<Vec<_>, _>>()?;
-    let curve = match (&args.server_key, &args.key) {
-        (Some(server), Some(own)) => Some(ClientKeys {
-            server: PublicKey::from_arg(server).map_err(|e| format!("--server-key: {e}"))?,
-            own: KeyPair::load(own).map_err(|e| format!("--key: {e}"))?,
-        }),
-        _ => None,
-    };
+    let curve = ClientKeys::from_args(args.server_key.as_deref(), args.key.as_deref())
+        .map_err(|e| format!("--server-key/--key: {e}"))?;
     let secs = |s: f64, what: &str| Duration::try_from_secs_f64(s).map_err(|e| format!("{what}: {e}"));
     Ok(Config {
         routers: args.routers,

@@ -11,7 +11,7 @@
 //! they change, so keys are added and revoked without a restart; a revoked
 //! key's open connections stay until they close.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use emq_proto::curve::{Allowlist, KeyPair, PublicKey};
@@ -148,10 +148,6 @@ impl Gate {
                 suppressed: 0,
             }),
         }
-    }
-
-    pub fn allowlist_path(&self, ep: Endpoint) -> Option<&Path> {
-        self.allow.as_ref().map(|a| a[index(ep)].path.as_path())
     }
 
     pub fn connection_opened(&mut self, ep: Endpoint, fd: i32) {

@@ -106,27 +106,13 @@ impl Client {
     }
 
     fn send(&self, frames: Vec<Vec<u8>>) -> Result<(), ClientError> {
-        let unreachable = || ClientError::Unreachable {
-            endpoint: self.endpoints.join(","),
-            waited: self.options.connect_timeout,
-        };
-        // No connection yet (or any more): wait for one, and say so at once
-        // if the router refuses ours.
-        if !self.socket.get_events()?.contains(zmq::POLLOUT) {
-            match self
-                .handshakes
-                .await_writable(&self.socket, self.endpoints.len(), self.options.connect_timeout)
-            {
-                Ok(true) => {}
-                Ok(false) => return Err(unreachable()),
-                Err(refused) => return Err(ClientError::Rejected(refused.to_string())),
-            }
-        }
-        match self.socket.send_multipart(frames, 0) {
-            Ok(()) => Ok(()),
-            Err(zmq::Error::EAGAIN) => Err(unreachable()),
-            Err(e) => Err(e.into()),
-        }
+        send_connected(
+            &self.socket,
+            &self.handshakes,
+            &self.endpoints,
+            self.options.connect_timeout,
+            frames,
+        )
     }
 
     /// Submit a job; returns its id without waiting for the result. A
@@ -399,6 +385,34 @@ fn to_output(id: JobId, handler: &str, r: ResultFrames) -> Result<JobOutput, Cli
     }
 }
 
+/// Send `frames` on `socket` once it has a connection. With none yet (or any
+/// more), wait up to `timeout`: a router that refuses our handshake is
+/// `Rejected` at once (when all of `endpoints` have), silence is `Unreachable`.
+fn send_connected(
+    socket: &zmq::Socket,
+    handshakes: &HandshakeMonitor,
+    endpoints: &[String],
+    timeout: Duration,
+    frames: Vec<Vec<u8>>,
+) -> Result<(), ClientError> {
+    let unreachable = || ClientError::Unreachable {
+        endpoint: endpoints.join(","),
+        waited: timeout,
+    };
+    if !socket.get_events()?.contains(zmq::POLLOUT) {
+        match handshakes.await_writable(socket, endpoints.len(), timeout) {
+            Ok(true) => {}
+            Ok(false) => return Err(unreachable()),
+            Err(refused) => return Err(ClientError::Rejected(refused.to_string())),
+        }
+    }
+    match socket.send_multipart(frames, 0) {
+        Ok(()) => Ok(()),
+        Err(zmq::Error::EAGAIN) => Err(unreachable()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Admin commands, on the router's admin endpoint.
 pub mod admin {
     use super::*;
@@ -418,19 +432,7 @@ pub mod admin {
         }
         let handshakes = HandshakeMonitor::watch(&ctx, &s)?;
         s.connect(endpoint)?;
-        if let Err(refused) = handshakes.await_writable(&s, 1, timeout) {
-            return Err(ClientError::Rejected(refused.to_string()));
-        }
-        match s.send_multipart(msg.encode(), 0) {
-            Ok(()) => {}
-            Err(zmq::Error::EAGAIN) => {
-                return Err(ClientError::Unreachable {
-                    endpoint: endpoint.into(),
-                    waited: timeout,
-                })
-            }
-            Err(e) => return Err(e.into()),
-        }
+        send_connected(&s, &handshakes, &[endpoint.to_string()], timeout, msg.encode())?;
         let mut items = [s.as_poll_item(zmq::POLLIN)];
         if zmq::poll(&mut items, timeout.as_millis() as i64)? == 0 {
             return Err(ClientError::Timeout(timeout));

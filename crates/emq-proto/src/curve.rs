@@ -72,12 +72,7 @@ impl PublicKey {
             return PublicKey::parse(arg);
         }
         let text = read(path)?;
-        let fields = key_fields(path, &text)?;
-        fields.public.ok_or_else(|| CurveError::BadFile {
-            path: path.into(),
-            line: 0,
-            reason: "no public-key line".into(),
-        })
+        key_fields(path, &text)?.public.ok_or_else(|| no_public_key(path))
     }
 }
 
@@ -123,11 +118,7 @@ impl KeyPair {
         let text = read(path)?;
         let fields = key_fields(path, &text)?;
         let secret = fields.secret.ok_or_else(|| CurveError::NoSecret(path.into()))?;
-        let public = fields.public.ok_or_else(|| CurveError::BadFile {
-            path: path.into(),
-            line: 0,
-            reason: "no public-key line".into(),
-        })?;
+        let public = fields.public.ok_or_else(|| no_public_key(path))?;
         Ok(KeyPair { public, secret })
     }
 
@@ -191,6 +182,19 @@ pub struct ClientKeys {
 }
 
 impl ClientKeys {
+    /// From the `--server-key` and `--key` options of emq-cli and
+    /// emq-jobmanager: `None` when neither is given (clap makes them come in
+    /// pairs).
+    pub fn from_args(server: Option<&str>, own: Option<&Path>) -> Result<Option<ClientKeys>, CurveError> {
+        match (server, own) {
+            (Some(server), Some(own)) => Ok(Some(ClientKeys {
+                server: PublicKey::from_arg(server)?,
+                own: KeyPair::load(own)?,
+            })),
+            _ => Ok(None),
+        }
+    }
+
     pub fn apply(&self, socket: &zmq::Socket) -> Result<(), CurveError> {
         self.own.apply_client(socket, &self.server)
     }
@@ -422,6 +426,14 @@ fn parse_key(text: &str) -> Result<[u8; KEY_BYTES], CurveError> {
     }
     let bytes = zmq::z85_decode(text).map_err(|_| bad())?;
     bytes.try_into().map_err(|_| bad())
+}
+
+fn no_public_key(path: &Path) -> CurveError {
+    CurveError::BadFile {
+        path: path.into(),
+        line: 0,
+        reason: "no public-key line".into(),
+    }
 }
 
 struct KeyFields {
