@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use emq_client::curve::{Allowlist, ClientKeys, KeyPair, PublicKey};
+use emq_client::curve::{self, ClientKeys};
 use emq_client::{admin, Client, ClientError, ClientOptions, Job, JobId, Value};
 
 /// Exit codes.
@@ -225,7 +225,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Bulk(args) => bulk::run(cli.json, connect(cli)?, args),
         Command::Status { id: None } => {
             let status = admin::status(&cli.admin, &admin_options()?)?;
-            output::router_status(&status, cli.json);
+            output::router_status(&serde_json::to_value(&status)?, cli.json);
             Ok(Exit::Ok as u8)
         }
         Command::Status { id: Some(id) } => {
@@ -246,7 +246,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Cancel { id } => {
             let status = connect(cli)?.cancel(&JobId(id.clone()), timeout)?;
             output::job_status(&status, cli.json);
-            Ok(if status.state == "CANCELLED" {
+            Ok(if status.state == emq_client::JobState::Cancelled {
                 Exit::Ok
             } else {
                 Exit::JobFailed
@@ -254,12 +254,12 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         }
         Command::Workers => {
             let w = admin::workers(&cli.admin, &admin_options()?)?;
-            output::workers(&w, cli.json);
+            output::workers(&serde_json::to_value(&w)?, cli.json);
             Ok(Exit::Ok as u8)
         }
         Command::Dead => {
             let v = admin::dead(&cli.admin, &admin_options()?)?;
-            output::dead(&v, cli.json);
+            output::dead(&serde_json::to_value(&v)?, cli.json);
             Ok(Exit::Ok as u8)
         }
         Command::Retry { id } => {
@@ -272,7 +272,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(Exit::Ok as u8)
         }
         Command::Purge { queue } => {
-            let n = admin::purge(&cli.admin, queue, &admin_options()?)?;
+            let n = admin::purge(&cli.admin, queue, &admin_options()?)?.purged;
             if cli.json {
                 println!("{}", serde_json::json!({"queue": queue, "purged": n}));
             } else {
@@ -291,8 +291,8 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
 }
 
 fn keygen(file: &Path, json: bool) -> anyhow::Result<u8> {
-    let pair = KeyPair::generate()?;
-    let public_file = pair.save(file)?;
+    let pair = curve::generate()?;
+    let public_file = curve::save_key_pair(&pair, file)?;
     if json {
         println!(
             "{}",
@@ -313,18 +313,18 @@ fn allow(cmd: &AllowCommand, json: bool) -> anyhow::Result<u8> {
     let list_file = match cmd {
         AllowCommand::Add { list, .. } | AllowCommand::Remove { list, .. } | AllowCommand::List { list } => list,
     };
-    let mut list = Allowlist::load(list_file)?;
+    let mut list = curve::load_allowlist(list_file)?;
     match cmd {
         AllowCommand::Add { public_key, name, .. } => {
-            list.add(PublicKey::from_arg(public_key)?, name);
-            list.save(list_file)?;
+            list.add(curve::public_key_from_arg(public_key)?, name);
+            curve::save_allowlist(&list, list_file)?;
         }
         AllowCommand::Remove { key_or_name, .. } => {
             if list.remove(key_or_name) == 0 {
                 eprintln!("emq-cli: {key_or_name} is not on {}", list_file.display());
                 return Ok(Exit::Usage as u8);
             }
-            list.save(list_file)?;
+            curve::save_allowlist(&list, list_file)?;
         }
         AllowCommand::List { .. } => {
             for (key, name) in list.entries() {

@@ -63,29 +63,6 @@ pub fn result(r: Result<JobOutput, ClientError>, as_json: bool) -> u8 {
     }
 }
 
-/// Unix seconds as an ISO 8601 UTC time with milliseconds.
-fn utc(secs: f64) -> String {
-    let ms = (secs * 1000.0).round() as i64;
-    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s, milli) = (
-        ms_of_day / 3_600_000,
-        ms_of_day / 60_000 % 60,
-        ms_of_day / 1000 % 60,
-        ms_of_day % 1000,
-    );
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
-}
-
 /// A JSON value as table text (Value's Display ignores width and alignment).
 fn text(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_string)
@@ -100,6 +77,7 @@ fn print_value(v: &Value) {
 }
 
 pub fn job_status(s: &JobStatus, as_json: bool) {
+    let detail = serde_json::to_value(&s.detail).unwrap_or_default();
     if as_json {
         let result = match &s.result {
             Some(Ok(o)) => json!({"outcome": "ok", "value": o.value}),
@@ -108,12 +86,12 @@ pub fn job_status(s: &JobStatus, as_json: bool) {
         };
         println!(
             "{}",
-            json!({"id": s.id.0, "state": s.state, "detail": s.detail, "result": result})
+            json!({"id": s.id.0, "state": s.state, "detail": detail, "result": result})
         );
         return;
     }
     println!("{}  {}", s.id, s.state);
-    if let Some(obj) = s.detail.as_object() {
+    if let Some(obj) = detail.as_object() {
         for (k, v) in obj {
             if k != "log" && !v.is_null() {
                 println!("  {k}: {}", v.as_str().map_or_else(|| v.to_string(), str::to_string));
@@ -124,10 +102,7 @@ pub fn job_status(s: &JobStatus, as_json: bool) {
             for entry in log {
                 println!(
                     "    {}  {:<10} {}",
-                    entry["time"]
-                        .as_str()
-                        .and_then(|t| t.parse::<f64>().ok())
-                        .map_or_else(String::new, utc),
+                    entry["time"].as_str().unwrap_or(""),
                     entry["status"].as_str().unwrap_or(""),
                     entry["message"].as_str().unwrap_or("")
                 );
@@ -222,15 +197,5 @@ pub fn dead(v: &Value, as_json: bool) {
             text(&d["attempts"]),
             d["last"].as_str().unwrap_or("")
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_times() {
-        assert_eq!(super::utc(0.0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::utc(951_782_400.5), "2000-02-29T00:00:00.500Z");
-        assert_eq!(super::utc(1_795_396_557.152), "2026-11-23T01:15:57.152Z");
     }
 }

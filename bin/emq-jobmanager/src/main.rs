@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use emq_proto::curve::ClientKeys;
+use emq_net::curve::ClientKeys;
 use emq_worker::{Config, Registry};
 
 /// Run jobs from an emq (or EventMQ) router in a pool of worker processes.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use emq_broker::{Config, Security, UnknownQueuePolicy};
-use emq_proto::curve::KeyPair;
+use emq_net::curve::load_key_pair;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum UnknownQueue {
@@ -113,7 +113,7 @@ fn security(args: &Args) -> anyhow::Result<Option<Security>> {
     let Some(key_path) = &args.curve_key else {
         return Ok(None);
     };
-    let key = KeyPair::load(key_path)?;
+    let key = load_key_pair(key_path)?;
     let dir = key_path.parent().unwrap_or(Path::new("."));
     let beside = |given: &Option<PathBuf>, name: &str| given.clone().unwrap_or_else(|| dir.join(name));
     Ok(Some(Security {

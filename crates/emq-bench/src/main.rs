@@ -270,6 +270,7 @@ fn park_jobs(router: &Spawned, n: usize, size: usize) -> anyhow::Result<usize> {
     s.set_sndhwm(0)?;
     s.connect(&router.frontend)?;
     let body = noop_job(size).call.encode(emq_client::ContentType::Json);
+    let mut ids = emq_proto::MsgIds::from_seed(0x6e6f_6f70);
     for _ in 0..n {
         // Headers as the client sends them by default.
         let headers = emq_proto::Headers {
@@ -281,7 +282,7 @@ fn park_jobs(router: &Spawned, n: usize, size: usize) -> anyhow::Result<usize> {
             headers,
             body: body.clone(),
         };
-        s.send_multipart(emq_proto::Message::Request(req).encode(), 0)?;
+        s.send_multipart(emq_proto::Message::Request(req).into_frames(&ids.next()), 0)?;
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -292,7 +293,7 @@ fn park_jobs(router: &Spawned, n: usize, size: usize) -> anyhow::Result<usize> {
                 ..Default::default()
             },
         )?;
-        let waiting = status["waiting_total"].as_u64().unwrap_or(0) as usize;
+        let waiting = status.waiting_total as usize;
         if waiting >= n || Instant::now() > deadline {
             return Ok(waiting);
         }

@@ -1,21 +1,21 @@
 //! Who may connect: the router's ZAP decisions (ZeroMQ's authentication
 //! protocol, RFC 27) and its connection limit, without I/O. The transport
-//! feeds it connection events from socket monitors and the ZAP requests
-//! libzmq makes for every new connection, and sends back its verdicts.
+//! feeds it connection events from socket monitors, the allowlists (which it
+//! re-reads when their files change) and the ZAP requests libzmq makes for
+//! every new connection, and sends back its verdicts.
 //!
 //! With security off every endpoint uses the NULL mechanism and the gate only
 //! counts connections. With security on every endpoint is a CURVE server and
 //! a peer's public key must be on that endpoint's allowlist; admin keys are
 //! the admin endpoint's allowlist, so admin commands (which the core accepts
-//! only there) come only from admin keys. Allowlist files are re-read when
-//! they change, so keys are added and revoked without a restart; a revoked
-//! key's open connections stay until they close.
+//! only there) come only from admin keys. Keys are added and revoked without
+//! a restart; a revoked key's open connections stay until they close.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use emq_proto::curve::{Allowlist, KeyPair, PublicKey};
-use log::{error, info, warn};
+use emq_net::curve::{Allowlist, KeyPair, PublicKey};
+use log::warn;
 
 use crate::core::Endpoint;
 use crate::HashSet;
@@ -29,7 +29,7 @@ pub fn domain(ep: Endpoint) -> &'static str {
     }
 }
 
-fn endpoint_of(domain: &str) -> Option<Endpoint> {
+pub(crate) fn endpoint_of(domain: &str) -> Option<Endpoint> {
     match domain {
         "frontend" => Some(Endpoint::Frontend),
         "backend" => Some(Endpoint::Backend),
@@ -38,7 +38,7 @@ fn endpoint_of(domain: &str) -> Option<Endpoint> {
     }
 }
 
-fn index(ep: Endpoint) -> usize {
+pub(crate) fn index(ep: Endpoint) -> usize {
     match ep {
         Endpoint::Frontend => 0,
         Endpoint::Backend => 1,
@@ -73,46 +73,6 @@ impl Verdict {
     }
 }
 
-struct AllowFile {
-    path: PathBuf,
-    list: Allowlist,
-    /// Modification time and size when last read.
-    stamp: Option<(SystemTime, u64)>,
-}
-
-impl AllowFile {
-    fn new(path: PathBuf) -> AllowFile {
-        let mut file = AllowFile {
-            path,
-            list: Allowlist::default(),
-            stamp: None,
-        };
-        file.refresh();
-        file
-    }
-
-    /// Re-read the file if it changed. A file that fails to parse keeps the
-    /// previous list (a typo must not open or close the door).
-    fn refresh(&mut self) {
-        let stamp = std::fs::metadata(&self.path)
-            .ok()
-            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
-        if stamp.is_some() && stamp == self.stamp {
-            return;
-        }
-        match Allowlist::load(&self.path) {
-            Ok(list) => {
-                if stamp.is_some() || self.stamp.is_some() {
-                    info!("allowlist {}: {} keys", self.path.display(), list.len());
-                }
-                self.list = list;
-                self.stamp = stamp;
-            }
-            Err(e) => error!("allowlist not reloaded, keeping the previous one: {e}"),
-        }
-    }
-}
-
 /// Denials logged at most once per this interval per endpoint; the rest are
 /// counted into the next line (a refused peer reconnects every 100 ms).
 const LOG_EVERY: Duration = Duration::from_secs(1);
@@ -123,7 +83,9 @@ struct DenialLog {
 }
 
 pub struct Gate {
-    allow: Option<[AllowFile; 3]>,
+    /// With security on: each endpoint's allowlist, and where it came from
+    /// (named in refusals).
+    allow: Option<[(Allowlist, PathBuf); 3]>,
     max_connections: usize,
     /// Open connections per endpoint, by file descriptor.
     open: [HashSet<i32>; 3],
@@ -134,9 +96,9 @@ impl Gate {
     pub fn new(security: Option<&Security>, max_connections: usize) -> Gate {
         let allow = security.map(|s| {
             [
-                AllowFile::new(s.clients.clone()),
-                AllowFile::new(s.jobmanagers.clone()),
-                AllowFile::new(s.admins.clone()),
+                (Allowlist::default(), s.clients.clone()),
+                (Allowlist::default(), s.jobmanagers.clone()),
+                (Allowlist::default(), s.admins.clone()),
             ]
         });
         Gate {
@@ -148,6 +110,18 @@ impl Gate {
                 suppressed: 0,
             }),
         }
+    }
+
+    /// The allowlist of `ep` from now on (security on; ignored otherwise).
+    pub fn set_allowlist(&mut self, ep: Endpoint, list: Allowlist) {
+        if let Some(allow) = self.allow.as_mut() {
+            allow[index(ep)].0 = list;
+        }
+    }
+
+    /// Whether CURVE allowlists apply (security on).
+    pub fn is_secured(&self) -> bool {
+        self.allow.is_some()
     }
 
     pub fn connection_opened(&mut self, ep: Endpoint, fd: i32) {
@@ -191,7 +165,7 @@ impl Gate {
         verdict
     }
 
-    fn decide(&mut self, domain: &str, mechanism: &str, credentials: &[u8]) -> Verdict {
+    fn decide(&self, domain: &str, mechanism: &str, credentials: &[u8]) -> Verdict {
         let deny = |code, reason: String| Verdict::Deny { code, reason };
         let Some(ep) = endpoint_of(domain) else {
             return deny("400", format!("unknown ZAP domain {domain:?}"));
@@ -208,7 +182,7 @@ impl Gate {
                 ),
             );
         }
-        let Some(allow) = self.allow.as_mut() else {
+        let Some(allow) = self.allow.as_ref() else {
             return Verdict::Allow { user_id: String::new() };
         };
         if mechanism != "CURVE" {
@@ -217,13 +191,12 @@ impl Gate {
         let Some(key) = PublicKey::from_bytes(credentials) else {
             return deny("400", "malformed CURVE credentials".into());
         };
-        let file = &mut allow[index(ep)];
-        file.refresh();
-        match file.list.name_of(&key) {
+        let (list, path) = &allow[index(ep)];
+        match list.name_of(&key) {
             Some(name) => Verdict::Allow {
                 user_id: if name.is_empty() { key.z85() } else { name.to_string() },
             },
-            None => deny("400", format!("key {key} is not on {}", file.path.display())),
+            None => deny("400", format!("key {key} is not on {}", path.display())),
         }
     }
 }
@@ -231,13 +204,6 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("emq-gate-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     #[test]
     fn without_security_only_the_connection_limit_applies() {
@@ -258,21 +224,25 @@ mod tests {
     }
 
     #[test]
-    fn curve_keys_are_checked_per_endpoint_and_reloaded() {
-        let dir = scratch("keys");
+    fn curve_keys_are_checked_per_endpoint_and_replaced() {
         let security = Security {
-            key: KeyPair::generate().unwrap(),
-            clients: dir.join("clients.allow"),
-            jobmanagers: dir.join("jobmanagers.allow"),
-            admins: dir.join("admins.allow"),
+            key: emq_net::curve::generate().unwrap(),
+            clients: "keys/clients.allow".into(),
+            jobmanagers: "keys/jobmanagers.allow".into(),
+            admins: "keys/admins.allow".into(),
         };
-        let client = KeyPair::generate().unwrap().public;
+        let client = PublicKey([1; 32]);
         let mut list = Allowlist::default();
         list.add(client, "web-1");
-        list.save(&security.clients).unwrap();
 
         let now = Instant::now();
         let mut gate = Gate::new(Some(&security), 100);
+        assert_eq!(
+            gate.authorize(now, "frontend", "127.0.0.1", "CURVE", &client.0).code(),
+            "400",
+            "nothing allowed before the lists are handed over"
+        );
+        gate.set_allowlist(Endpoint::Frontend, list);
         let v = gate.authorize(now, "frontend", "127.0.0.1", "CURVE", &client.0);
         assert_eq!(
             v,
@@ -295,20 +265,12 @@ mod tests {
             "400"
         );
 
-        // Revoked: the file changes (its size does), the next handshake sees it.
+        // Revoked: a new list without the key.
         let mut list = Allowlist::default();
-        list.add(KeyPair::generate().unwrap().public, "someone-else-entirely");
-        list.save(&security.clients).unwrap();
-        assert_eq!(
-            gate.authorize(now, "frontend", "127.0.0.1", "CURVE", &client.0).code(),
-            "400"
-        );
-        // A broken file keeps the previous list.
-        std::fs::write(&security.clients, "garbage\n").unwrap();
-        assert_eq!(
-            gate.authorize(now, "frontend", "127.0.0.1", "CURVE", &client.0).code(),
-            "400"
-        );
-        std::fs::remove_dir_all(dir).unwrap();
+        list.add(PublicKey([2; 32]), "someone-else-entirely");
+        gate.set_allowlist(Endpoint::Frontend, list);
+        let v = gate.authorize(now, "frontend", "127.0.0.1", "CURVE", &client.0);
+        assert_eq!(v.code(), "400");
+        assert!(format!("{v:?}").contains("keys/clients.allow"), "{v:?}");
     }
 }

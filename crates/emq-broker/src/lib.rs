@@ -8,15 +8,17 @@ pub mod config;
 pub mod core;
 pub mod gate;
 mod results;
-mod status;
 pub mod store;
 pub mod tracking;
 pub mod transport;
 
 pub use config::{Config, Security, UnknownQueuePolicy};
 
-/// Maps keyed by ids that peers choose: a fast hasher, still seeded per
-/// process so that crafted ids cannot force collisions.
-pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+/// The hasher of every map in the router: fast, and seeded from the seed the
+/// core is given (random in a running router, so that crafted ids cannot
+/// force collisions; fixed in tests, so that runs repeat exactly).
+pub(crate) type Hasher = foldhash::fast::FixedState;
+/// Maps keyed by ids that peers choose.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, Hasher>;
+pub(crate) type HashSet<K> = std::collections::HashSet<K, Hasher>;
 pub use transport::{run, RunError};

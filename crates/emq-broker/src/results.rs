@@ -23,9 +23,9 @@ pub(crate) struct ResultStore {
 }
 
 impl ResultStore {
-    pub fn new(retention: Duration, capacity: usize) -> Self {
+    pub fn new(retention: Duration, capacity: usize, hasher: crate::Hasher) -> Self {
         ResultStore {
-            by_id: HashMap::default(),
+            by_id: HashMap::with_hasher(hasher),
             order: VecDeque::new(),
             retention,
             capacity,

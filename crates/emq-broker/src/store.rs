@@ -100,7 +100,7 @@ impl JobStore for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracking::Status;
+    use emq_proto::JobState as Status;
 
     fn record(status: Status) -> JobRecord {
         JobRecord {
@@ -118,8 +118,8 @@ mod tests {
 
     #[test]
     fn commits_survive_reopening_and_deletes_remove_both_tables() {
-        let dir = std::env::temp_dir().join(format!("emq-store-test-{}", std::process::id()));
-        let _ = std::fs::remove_file(&dir);
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("journal.redb");
         {
             let mut s = RedbStore::open(&dir).unwrap();
             let body = JobBody {
@@ -147,6 +147,68 @@ mod tests {
             vec![0xff, 0x00],
             "body kept from the first put"
         );
-        let _ = std::fs::remove_file(&dir);
+    }
+
+    /// Journals written before job states and outcomes were typed spelled
+    /// them `"Finished"` and `"timeout"`: they still load.
+    #[test]
+    fn records_of_older_journals_load() {
+        #[derive(serde::Serialize)]
+        struct OldOutcome {
+            outcome: &'static str,
+            content_type: &'static str,
+            #[serde(with = "serde_bytes_compat")]
+            body: Vec<u8>,
+        }
+        mod serde_bytes_compat {
+            pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(v)
+            }
+        }
+        #[derive(serde::Serialize)]
+        struct OldEntry {
+            unix_ms: u64,
+            status: &'static str,
+            message: &'static str,
+        }
+        #[derive(serde::Serialize)]
+        struct OldRecord {
+            queue: &'static str,
+            client: Vec<u8>,
+            accepted_seq: u64,
+            attempts: u32,
+            max_attempts: u32,
+            status: &'static str,
+            log: Vec<OldEntry>,
+            result: Option<OldOutcome>,
+            finished_unix_ms: Option<u64>,
+        }
+        let old = OldRecord {
+            queue: "q",
+            client: vec![1],
+            accepted_seq: 7,
+            attempts: 2,
+            max_attempts: 4,
+            status: "Dead",
+            log: vec![OldEntry {
+                unix_ms: 1_700_000_000_000,
+                status: "Queued",
+                message: "queued in q",
+            }],
+            result: Some(OldOutcome {
+                outcome: "timeout",
+                content_type: "msgpack",
+                body: vec![0x80],
+            }),
+            finished_unix_ms: Some(1_700_000_000_500),
+        };
+        let bytes = rmp_serde::to_vec_named(&old).unwrap();
+        let record: JobRecord = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(record.status, Status::Dead);
+        assert_eq!(record.log[0].status, Status::Queued);
+        let result = record.result.unwrap();
+        assert_eq!(result.outcome, emq_proto::Outcome::TimedOut);
+        assert_eq!(result.content_type, emq_proto::ContentType::MsgPack);
+        assert_eq!(record.finished_unix_ms, Some(1_700_000_000_500));
     }
 }

@@ -1,52 +1,17 @@
 //! What the router remembers about guaranteed jobs, as in the ATP task
 //! tracker: a status, a log of transitions, attempts, and the result, kept
-//! until a retention passes. Pure data; [`crate::store`] persists it.
+//! until a retention passes. Pure data; [`crate::store`] persists it. The
+//! states are `emq_proto::JobState`, which reads the names older journals
+//! wrote too.
 
 use serde::{Deserialize, Serialize};
 
-use emq_proto::{ContentType, Outcome, ResultFrames};
-
-/// A guaranteed job's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Status {
-    /// Journaled and acknowledged.
-    Accepted,
-    /// Waiting for a slot (or for its retry backoff).
-    Queued,
-    Running,
-    Finished,
-    Failed,
-    /// Failed its last allowed attempt: in the dead-letter set.
-    Dead,
-    Cancelled,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Accepted => "ACCEPTED",
-            Status::Queued => "QUEUED",
-            Status::Running => "RUNNING",
-            Status::Finished => "FINISHED",
-            Status::Failed => "FAILED",
-            Status::Dead => "DEAD",
-            Status::Cancelled => "CANCELLED",
-        }
-    }
-
-    /// No more transitions (unless a dead job is retried by hand).
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            Status::Finished | Status::Failed | Status::Dead | Status::Cancelled
-        )
-    }
-}
+use emq_proto::{ContentType, JobState, Outcome, ResultFrames};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
-    pub unix_ms: u64,
-    pub status: Status,
+    pub unix_ms: i64,
+    pub status: JobState,
     pub message: String,
 }
 
@@ -59,10 +24,10 @@ pub struct JobRecord {
     pub accepted_seq: u64,
     pub attempts: u32,
     pub max_attempts: u32,
-    pub status: Status,
+    pub status: JobState,
     pub log: Vec<LogEntry>,
     pub result: Option<StoredOutcome>,
-    pub finished_unix_ms: Option<u64>,
+    pub finished_unix_ms: Option<i64>,
 }
 
 /// The persisted part of a job that never changes.
@@ -75,8 +40,8 @@ pub struct JobBody {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredOutcome {
-    pub outcome: String,
-    pub content_type: String,
+    pub outcome: Outcome,
+    pub content_type: ContentType,
     #[serde(with = "serde_bytes_compat")]
     pub body: Vec<u8>,
 }
@@ -84,8 +49,8 @@ pub struct StoredOutcome {
 impl StoredOutcome {
     pub fn from_frames(r: &ResultFrames) -> StoredOutcome {
         StoredOutcome {
-            outcome: r.outcome.as_str().into(),
-            content_type: r.content_type.as_str().into(),
+            outcome: r.outcome,
+            content_type: r.content_type,
             body: r.body.clone(),
         }
     }
@@ -93,8 +58,8 @@ impl StoredOutcome {
     pub fn to_frames(&self, of: &str) -> ResultFrames {
         ResultFrames {
             of: of.to_string(),
-            outcome: Outcome::parse(&self.outcome).unwrap_or(Outcome::Failed),
-            content_type: ContentType::parse(&self.content_type).unwrap_or_default(),
+            outcome: self.outcome,
+            content_type: self.content_type,
             body: self.body.clone(),
         }
     }
@@ -166,7 +131,7 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl JobRecord {
-    pub fn push_log(&mut self, unix_ms: u64, status: Status, message: impl Into<String>) {
+    pub fn push_log(&mut self, unix_ms: i64, status: JobState, message: impl Into<String>) {
         self.status = status;
         self.log.push(LogEntry {
             unix_ms,

@@ -15,11 +15,12 @@
 use std::io::Read;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use log::{error, info, warn};
 
-use emq_proto::curve::{monitor_event, CurveError};
+use emq_net::curve::{CurveError, WatchedAllowlist};
+use emq_net::handshake::monitor_event;
 
 use crate::config::ConfigError;
 use crate::core::{Endpoint, Outgoing, PeerId, Router};
@@ -92,7 +93,7 @@ fn bind(
     // connections, which is how the connection limit applies without CURVE.
     s.set_zap_domain(gate::domain(ep)).map_err(zerr("set ZAP_DOMAIN"))?;
     if let Some(security) = &config.security {
-        security.key.apply_server(&s)?;
+        emq_net::curve::apply_server(&security.key, &s)?;
     }
     s.set_router_mandatory(true).map_err(zerr("set ROUTER_MANDATORY"))?;
     s.set_linger(1000).map_err(zerr("set LINGER"))?;
@@ -111,13 +112,6 @@ fn bind(
     Ok((s, bound, monitor))
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// Bind the endpoints, call `on_bound` with what was bound, and route until
 /// SIGTERM/SIGINT or an admin DISCONNECT. Returns Ok on a clean stop.
 pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError> {
@@ -134,6 +128,10 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
     zap.bind("inproc://zeromq.zap.01")
         .map_err(zerr("bind the ZAP handler"))?;
     let gate = Gate::new(config.security.as_ref(), config.max_connections);
+    let allowlists = config
+        .security
+        .as_ref()
+        .map(|s| [&s.clients, &s.jobmanagers, &s.admins].map(|path| WatchedAllowlist::new(path.clone())));
     let (frontend, f, frontend_monitor) = bind(&ctx, Endpoint::Frontend, &config.frontend, &config)?;
     let (backend, b, backend_monitor) = bind(&ctx, Endpoint::Backend, &config.backend, &config)?;
     let (admin, a, admin_monitor) = bind(&ctx, Endpoint::Admin, &config.admin, &config)?;
@@ -168,7 +166,7 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         .map_err(zerr("connect inproc://emq-admission-stop"))?;
     let admission = std::thread::Builder::new()
         .name("emq-admission".into())
-        .spawn(move || admit(zap, monitors, stopped, gate))?;
+        .spawn(move || admit(zap, monitors, stopped, gate, allowlists))?;
     let sockets = Sockets {
         frontend,
         backend,
@@ -185,13 +183,13 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         Some(s) => s.load()?,
         None => Vec::new(),
     };
-    let mut core = Router::new(config, Instant::now(), unix_now());
-    core.restore(Instant::now(), loaded);
+    let mut core = Router::new(config, emq_net::now(), emq_net::random_seed());
+    core.restore(emq_net::now(), loaded);
     let mut busy_since_trim = false;
 
     loop {
-        let now = Instant::now();
-        if now >= core.next_deadline() {
+        let now = emq_net::now();
+        if now.mono >= core.next_deadline() {
             core.tick(now);
         }
         flush(&sockets, &mut core, &mut store)?;
@@ -239,7 +237,7 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
             info!("signal received: stopping");
             break;
         }
-        let now = Instant::now();
+        let now = emq_net::now();
         for (i, ep) in ENDPOINTS.into_iter().enumerate() {
             if readable[i] {
                 receive_batch(sockets.get(ep), ep, now, &mut core);
@@ -257,8 +255,21 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
 }
 
 /// The admission thread: answer ZAP requests and keep the connection counts,
-/// until told to stop (any message on `stop`).
-fn admit(zap: zmq::Socket, monitors: [zmq::Socket; 3], stop: zmq::Socket, mut gate: Gate) {
+/// until told to stop (any message on `stop`). With security on it re-reads
+/// each allowlist file that changed before deciding on a connection to its
+/// endpoint, so keys are added and revoked without a restart.
+fn admit(
+    zap: zmq::Socket,
+    monitors: [zmq::Socket; 3],
+    stop: zmq::Socket,
+    mut gate: Gate,
+    mut allowlists: Option<[WatchedAllowlist; 3]>,
+) {
+    if let Some(lists) = allowlists.as_mut() {
+        for (list, ep) in lists.iter_mut().zip(ENDPOINTS) {
+            reload_allowlist(&mut gate, ep, list);
+        }
+    }
     loop {
         let mut items = [
             zap.as_poll_item(zmq::POLLIN),
@@ -279,7 +290,20 @@ fn admit(zap: zmq::Socket, monitors: [zmq::Socket; 3], stop: zmq::Socket, mut ga
         for (monitor, ep) in monitors.iter().zip(ENDPOINTS) {
             drain_monitor(monitor, ep, &mut gate);
         }
-        serve_zap(&zap, &mut gate, Instant::now());
+        serve_zap(&zap, &mut gate, allowlists.as_mut(), Instant::now());
+    }
+}
+
+/// Hand `gate` the allowlist of `ep` if its file changed. A file that fails
+/// to parse keeps the previous list: a typo must not open or close the door.
+fn reload_allowlist(gate: &mut Gate, ep: Endpoint, watched: &mut WatchedAllowlist) {
+    match watched.refresh() {
+        Ok(Some(list)) => {
+            info!("allowlist {}: {} keys", watched.path().display(), list.len());
+            gate.set_allowlist(ep, list);
+        }
+        Ok(None) => {}
+        Err(e) => error!("allowlist not reloaded, keeping the previous one: {e}"),
     }
 }
 
@@ -339,7 +363,7 @@ fn drain_monitor(monitor: &zmq::Socket, ep: Endpoint, gate: &mut Gate) {
 
 /// Answer every pending ZAP request (RFC 27: version, request id, domain,
 /// address, identity, mechanism, credentials...).
-fn serve_zap(zap: &zmq::Socket, gate: &mut Gate, now: Instant) {
+fn serve_zap(zap: &zmq::Socket, gate: &mut Gate, mut allowlists: Option<&mut [WatchedAllowlist; 3]>, now: Instant) {
     while let Ok(request) = zap.recv_multipart(zmq::DONTWAIT) {
         let text = |i: usize| request.get(i).and_then(|f| std::str::from_utf8(f).ok()).unwrap_or("");
         let request_id = request.get(1).cloned().unwrap_or_default();
@@ -350,6 +374,9 @@ fn serve_zap(zap: &zmq::Socket, gate: &mut Gate, now: Instant) {
             }
         } else {
             let credentials = request.get(6).map(Vec::as_slice).unwrap_or(&[]);
+            if let (Some(lists), Some(ep)) = (allowlists.as_deref_mut(), gate::endpoint_of(text(2))) {
+                reload_allowlist(gate, ep, &mut lists[gate::index(ep)]);
+            }
             gate.authorize(now, text(2), text(3), text(5), credentials)
         };
         let (status_text, user_id) = match &verdict {
@@ -381,10 +408,10 @@ fn release_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_free_memory() {}
 
-fn receive_batch(socket: &zmq::Socket, ep: Endpoint, now: Instant, core: &mut Router) {
+fn receive_batch(socket: &zmq::Socket, ep: Endpoint, now: emq_proto::Now, core: &mut Router) {
     for _ in 0..BATCH {
-        match emq_proto::recv_frames(socket, zmq::DONTWAIT) {
-            Ok(frames) => emq_proto::with_slices(&frames, |frames| {
+        match emq_net::recv_frames(socket, zmq::DONTWAIT) {
+            Ok(frames) => emq_net::with_slices(&frames, |frames| {
                 let peer = PeerId(frames[0].to_vec());
                 core.handle(now, ep, peer, &frames[1..]);
             }),
@@ -438,7 +465,7 @@ fn flush(sockets: &Sockets, core: &mut Router, store: &mut Option<Box<dyn JobSto
         if failed.is_empty() {
             return Ok(());
         }
-        let now = Instant::now();
+        let now = emq_net::now();
         for out in failed {
             core.undeliverable(now, out);
         }

@@ -15,8 +15,10 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::time::{Duration, Instant};
 
-use emq_proto::curve::{ClientKeys, HandshakeMonitor};
-use emq_proto::{ErrorCode, JobResult, Message, Outcome, Reply, Request, ResultFrames, Value};
+use emq_net::curve::ClientKeys;
+use emq_net::handshake::HandshakeMonitor;
+use emq_proto::views::{DeadList, JobDetail, Purged, RouterStatus, WorkersView};
+use emq_proto::{ErrorCode, JobResult, JobState, Message, MsgIds, Outcome, Reply, Request, ResultFrames};
 
 use crate::{ClientError, Job, JobId, JobOutput};
 
@@ -41,10 +43,13 @@ impl Default for ClientOptions {
 /// A job's state as the router reports it (answer to QUERY).
 #[derive(Debug)]
 pub struct JobStatus {
+    /// The job.
     pub id: JobId,
-    /// QUEUED, RUNNING, FINISHED, FAILED or CANCELLED.
-    pub state: String,
-    pub detail: Value,
+    /// Where it is.
+    pub state: JobState,
+    /// Its queue, attempts and log.
+    pub detail: JobDetail,
+    /// Its result, once it has one.
     pub result: Option<Result<JobOutput, ClientError>>,
 }
 
@@ -59,6 +64,8 @@ pub struct Client {
     handshakes: HandshakeMonitor,
     endpoints: Vec<String>,
     options: ClientOptions,
+    /// Ids of the jobs and messages this client sends.
+    ids: MsgIds,
     pending: HashMap<JobId, Pending>,
     done: HashMap<JobId, Result<JobOutput, ClientError>>,
     acked: HashSet<JobId>,
@@ -97,6 +104,7 @@ impl Client {
             handshakes,
             endpoints: eps,
             options,
+            ids: MsgIds::from_seed(emq_net::random_seed()),
             pending: HashMap::default(),
             done: HashMap::default(),
             acked: HashSet::default(),
@@ -126,7 +134,7 @@ impl Client {
     }
 
     fn send_job(&mut self, job: &Job) -> Result<JobId, ClientError> {
-        let id = job.id.clone().unwrap_or_else(JobId::new);
+        let id = job.id.clone().unwrap_or_else(|| JobId(self.ids.next()));
         let body = job.call.encode(job.content_type);
         let req = Request {
             queue: job.queue.clone(),
@@ -253,14 +261,16 @@ impl Client {
     /// Ask the router for a job's state and, when finished, its result.
     pub fn status(&mut self, id: &JobId, timeout: Duration) -> Result<JobStatus, ClientError> {
         self.statuses.remove(id);
-        self.send(Message::Query { of: id.0.clone() }.encode())?;
+        let frames = Message::Query { of: id.0.clone() }.encode_with_id(&self.ids.next());
+        self.send(frames)?;
         self.await_status(id, timeout)
     }
 
     /// Cancel a job that has not started; returns its state afterwards.
     pub fn cancel(&mut self, id: &JobId, timeout: Duration) -> Result<JobStatus, ClientError> {
         self.statuses.remove(id);
-        self.send(Message::Cancel { of: id.0.clone() }.encode())?;
+        let frames = Message::Cancel { of: id.0.clone() }.encode_with_id(&self.ids.next());
+        self.send(frames)?;
         self.await_status(id, timeout)
     }
 
@@ -288,8 +298,8 @@ impl Client {
             Err(e) => return Err(e.into()),
         }
         loop {
-            match emq_proto::recv_frames(&self.socket, zmq::DONTWAIT) {
-                Ok(frames) => emq_proto::with_slices(&frames, |frames| self.on_message(frames)),
+            match emq_net::recv_frames(&self.socket, zmq::DONTWAIT) {
+                Ok(frames) => emq_net::with_slices(&frames, |frames| self.on_message(frames)),
                 Err(zmq::Error::EAGAIN) => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
@@ -345,7 +355,6 @@ impl Client {
             } => {
                 let id = JobId(of);
                 let handler = self.pending.get(&id).map(|p| p.handler.clone()).unwrap_or_default();
-                let detail = serde_json::from_str(&detail).unwrap_or(Value::Null);
                 let result = result.map(|r| to_output(id.clone(), &handler, r));
                 self.statuses.insert(
                     id.clone(),
@@ -432,7 +441,14 @@ pub mod admin {
         }
         let handshakes = HandshakeMonitor::watch(&ctx, &s)?;
         s.connect(endpoint)?;
-        send_connected(&s, &handshakes, &[endpoint.to_string()], timeout, msg.encode())?;
+        let msgid = emq_proto::uuid_text(emq_net::random_seed());
+        send_connected(
+            &s,
+            &handshakes,
+            &[endpoint.to_string()],
+            timeout,
+            msg.encode_with_id(&msgid),
+        )?;
         let mut items = [s.as_poll_item(zmq::POLLIN)];
         if zmq::poll(&mut items, timeout.as_millis() as i64)? == 0 {
             return Err(ClientError::Timeout(timeout));
@@ -441,11 +457,9 @@ pub mod admin {
         emq_proto::decode(&frames).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
-    fn json_reply(env: emq_proto::Envelope) -> Result<Value, ClientError> {
+    fn view<T: serde::de::DeserializeOwned>(env: emq_proto::Envelope) -> Result<T, ClientError> {
         match env.message {
-            Message::Reply(Reply::Notice(emq_proto::ReplyNotice(text))) => {
-                serde_json::from_str(&text).map_err(|e| ClientError::Protocol(e.to_string()))
-            }
+            Message::Reply(Reply::Notice(notice)) => notice.view().map_err(|e| ClientError::Protocol(e.to_string())),
             Message::Error { code, reason, .. } => Err(ClientError::Refused { code, reason }),
             other => Err(ClientError::Protocol(format!(
                 "unexpected {}",
@@ -455,22 +469,22 @@ pub mod admin {
     }
 
     /// STATUS: queues, jobmanagers, in flight, waiting, processed.
-    pub fn status(endpoint: &str, options: &ClientOptions) -> Result<Value, ClientError> {
-        json_reply(ask(endpoint, Message::Status, options)?)
+    pub fn status(endpoint: &str, options: &ClientOptions) -> Result<RouterStatus, ClientError> {
+        view(ask(endpoint, Message::Status, options)?)
     }
 
     /// ROUTER_SHOW_WORKERS.
-    pub fn workers(endpoint: &str, options: &ClientOptions) -> Result<Value, ClientError> {
-        json_reply(ask(endpoint, Message::RouterShowWorkers, options)?)
+    pub fn workers(endpoint: &str, options: &ClientOptions) -> Result<WorkersView, ClientError> {
+        view(ask(endpoint, Message::RouterShowWorkers, options)?)
     }
 
-    /// DEAD: the dead-letter set, `{"dead": [{id, queue, attempts, last}]}`.
-    pub fn dead(endpoint: &str, options: &ClientOptions) -> Result<Value, ClientError> {
-        json_reply(ask(endpoint, Message::Dead, options)?)
+    /// DEAD: the dead-letter set.
+    pub fn dead(endpoint: &str, options: &ClientOptions) -> Result<DeadList, ClientError> {
+        view(ask(endpoint, Message::Dead, options)?)
     }
 
     /// RETRY: put a dead-lettered job back in its queue; returns its new state.
-    pub fn retry(endpoint: &str, id: &str, options: &ClientOptions) -> Result<String, ClientError> {
+    pub fn retry(endpoint: &str, id: &str, options: &ClientOptions) -> Result<JobState, ClientError> {
         match ask(endpoint, Message::Retry { of: id.to_string() }, options)?.message {
             Message::Job { state, .. } => Ok(state),
             Message::Error {
@@ -486,17 +500,11 @@ pub mod admin {
     }
 
     /// PURGE: cancel every job waiting in `queue`; returns how many.
-    pub fn purge(endpoint: &str, queue: &str, options: &ClientOptions) -> Result<u64, ClientError> {
-        let v = json_reply(ask(
-            endpoint,
-            Message::Purge {
-                queue: queue.to_string(),
-            },
-            options,
-        )?)?;
-        v["purged"]
-            .as_u64()
-            .ok_or_else(|| ClientError::Protocol(format!("bad PURGE answer: {v}")))
+    pub fn purge(endpoint: &str, queue: &str, options: &ClientOptions) -> Result<Purged, ClientError> {
+        let purge = Message::Purge {
+            queue: queue.to_string(),
+        };
+        view(ask(endpoint, purge, options)?)
     }
 
     /// DISCONNECT: stop the router.

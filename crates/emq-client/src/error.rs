@@ -28,7 +28,7 @@ pub enum ClientError {
     Rejected(String),
     /// Bad CURVE settings (e.g. this libzmq has no CURVE).
     #[error("security settings: {0}")]
-    Security(#[from] emq_proto::curve::CurveError),
+    Security(#[from] emq_net::curve::CurveError),
     #[error("router refused the message: {code}: {reason}")]
     Refused { code: ErrorCode, reason: String },
     #[error("unknown job {0} (never submitted, or its result expired)")]

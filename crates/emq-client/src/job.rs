@@ -10,10 +10,10 @@ use emq_proto::{ContentType, Headers, JobCall, Value};
 pub struct JobId(pub String);
 
 impl JobId {
-    /// A fresh id: a uuid4 string, as EventMQ makes msgids.
+    /// A fresh id: a random uuid string, as EventMQ makes msgids.
     #[allow(clippy::new_without_default)]
     pub fn new() -> JobId {
-        JobId(emq_proto::new_msgid())
+        JobId(emq_proto::uuid_text(emq_net::random_seed()))
     }
 }
 

@@ -17,7 +17,9 @@ mod job;
 
 pub use client::{admin, Client, ClientOptions, JobStatus};
 /// CURVE keys and allowlists (see [`ClientOptions::curve`]).
-pub use emq_proto::curve;
-pub use emq_proto::{ContentType, Outcome, Value};
+pub use emq_net::curve;
+/// The typed answers of the router (status, job details, dead letters).
+pub use emq_proto::views;
+pub use emq_proto::{ContentType, JobManagerState, JobState, Outcome, Value};
 pub use error::ClientError;
 pub use job::{Job, JobId, JobOutput};

@@ -48,7 +48,8 @@ impl DecodeError {
 }
 
 /// The machine-readable code in an ERROR message (its second payload frame).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
 #[non_exhaustive]
 pub enum ErrorCode {
     /// The message could not be parsed.
@@ -76,41 +77,13 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code as it travels.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Malformed => "malformed",
-            ErrorCode::Version => "version",
-            ErrorCode::UnknownCommand => "unknown-command",
-            ErrorCode::TooLarge => "too-large",
-            ErrorCode::QueueFull => "queue-full",
-            ErrorCode::AdminOnly => "admin-only",
-            ErrorCode::UnknownJob => "unknown-job",
-            ErrorCode::UnknownHandler => "unknown-handler",
-            ErrorCode::NotInformed => "not-informed",
-            ErrorCode::ShuttingDown => "shutting-down",
-            ErrorCode::Other => "other",
-        }
+        self.into()
     }
 
+    /// A code from its text; one this build does not know is [`ErrorCode::Other`].
     pub fn parse(s: &str) -> ErrorCode {
-        match s {
-            "malformed" => ErrorCode::Malformed,
-            "version" => ErrorCode::Version,
-            "unknown-command" => ErrorCode::UnknownCommand,
-            "too-large" => ErrorCode::TooLarge,
-            "queue-full" => ErrorCode::QueueFull,
-            "admin-only" => ErrorCode::AdminOnly,
-            "unknown-job" => ErrorCode::UnknownJob,
-            "unknown-handler" => ErrorCode::UnknownHandler,
-            "not-informed" => ErrorCode::NotInformed,
-            "shutting-down" => ErrorCode::ShuttingDown,
-            _ => ErrorCode::Other,
-        }
-    }
-}
-
-impl std::fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        s.parse().unwrap_or(ErrorCode::Other)
     }
 }

@@ -14,27 +14,40 @@ use crate::DecodeError;
 pub use serde_json::Value;
 
 /// Encoding of a body or result.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ContentType {
+    /// JSON: EventMQ's only encoding, and the default.
     #[default]
+    #[strum(to_string = "json", serialize = "application/json")]
     Json,
+    /// MessagePack.
+    #[strum(to_string = "msgpack", serialize = "application/msgpack")]
     MsgPack,
 }
 
 impl ContentType {
+    /// The name as it travels (`json`, `msgpack`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            ContentType::Json => "json",
-            ContentType::MsgPack => "msgpack",
-        }
+        self.into()
     }
 
+    /// `json`, `msgpack` or their MIME names.
     pub fn parse(s: &str) -> Option<ContentType> {
-        match s {
-            "json" | "application/json" => Some(ContentType::Json),
-            "msgpack" | "application/msgpack" => Some(ContentType::MsgPack),
-            _ => None,
-        }
+        s.parse().ok()
     }
 
     fn encode<T: Serialize>(self, value: &T) -> Vec<u8> {
@@ -141,7 +154,21 @@ impl JobCall {
 }
 
 /// How a job attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[strum(serialize_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// The handler returned a value.
     Ok,
@@ -150,6 +177,8 @@ pub enum Outcome {
     /// The worker process died while running the job.
     Crashed,
     /// The job ran past its timeout and was killed.
+    #[strum(to_string = "timeout")]
+    #[serde(rename = "timeout")]
     TimedOut,
     /// No handler of that name on the jobmanager.
     UnknownHandler,
@@ -160,29 +189,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome as it travels (`ok`, `failed`, `timeout`, ...).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Failed => "failed",
-            Outcome::Crashed => "crashed",
-            Outcome::TimedOut => "timeout",
-            Outcome::UnknownHandler => "unknown-handler",
-            Outcome::BadRequest => "bad-request",
-            Outcome::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
+    /// An outcome from its text.
     pub fn parse(s: &str) -> Option<Outcome> {
-        Some(match s {
-            "ok" => Outcome::Ok,
-            "failed" => Outcome::Failed,
-            "crashed" => Outcome::Crashed,
-            "timeout" => Outcome::TimedOut,
-            "unknown-handler" => Outcome::UnknownHandler,
-            "bad-request" => Outcome::BadRequest,
-            "cancelled" => Outcome::Cancelled,
-            _ => return None,
-        })
+        s.parse().ok()
     }
 
     pub fn is_ok(self) -> bool {

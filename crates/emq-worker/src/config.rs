@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use emq_proto::curve::ClientKeys;
+use emq_net::curve::ClientKeys;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

@@ -9,57 +9,34 @@
 //! the free capacity, so the router is never promised a slot that is not there.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use emq_proto::{
-    ContentType, ErrorCode, Headers, Inform, JobResult, Message, Outcome, PeerType, Reply, Request, ResultFrames,
-    Timing,
+    ContentType, ErrorCode, Headers, Inform, JobResult, Message, MsgIds, Now, Outcome, PeerType, Reply, Request,
+    ResultFrames, Timing,
 };
 use log::{debug, info, warn};
 
 use crate::Config;
 
-/// The jobmanager's state, as decisionengine's task manager names them.
+/// The jobmanager's state, as decisionengine's task manager names them (the
+/// names travel in HEARTBEAT).
+pub use emq_proto::JobManagerState as State;
+
+/// Where the jobmanager is in its life; with the router link and the running
+/// jobs it gives the [`State`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Starting: not yet acknowledged by any router.
-    Boot,
-    /// Connected, no job running.
-    Idle,
-    /// Connected, running jobs, with free slots.
-    Active,
-    /// Connected, every slot busy.
-    Steady,
-    /// Lost the router; reconnecting.
-    Offline,
-    /// Draining after SIGTERM: no new jobs.
-    ShuttingDown,
-    /// Done; the process exits.
-    Shutdown,
+enum Lifecycle {
+    Serving,
+    /// Stopping after SIGTERM: no new jobs; running ones may finish until
+    /// `deadline`.
+    Draining {
+        deadline: Instant,
+    },
+    /// Done: KBYE said, the process exits.
+    Done,
     /// Cannot go on (workers cannot be started).
-    Error,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Boot => "BOOT",
-            State::Idle => "IDLE",
-            State::Active => "ACTIVE",
-            State::Steady => "STEADY",
-            State::Offline => "OFFLINE",
-            State::ShuttingDown => "SHUTTINGDOWN",
-            State::Shutdown => "SHUTDOWN",
-            State::Error => "ERROR",
-        }
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+    Failed,
 }
 
 /// What the transport must do, in order.
@@ -111,19 +88,31 @@ struct Job {
     body: Vec<u8>,
 }
 
+/// Where a job handed to the pool is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Queued in its worker's pipe behind another job: its timeout has not
+    /// started.
+    Queued,
+    /// Running on its worker; killed at `deadline` (none: no timeout).
+    Started { deadline: Option<Instant> },
+    /// Past its timeout: its worker was killed, its end is on the way.
+    Killed,
+}
+
 #[derive(Debug)]
 struct Running {
     job: Job,
     attempt: u32,
     timeout: Duration,
-    /// Set when the job starts on its worker (it may first wait in the
-    /// worker's pipeline).
-    deadline: Option<Instant>,
-    killed_for_timeout: bool,
+    phase: Phase,
 }
 
 pub struct JobManager {
     config: Config,
+    lifecycle: Lifecycle,
+    /// The state last reported, derived from the lifecycle, the link and
+    /// the running jobs (kept to log changes).
     state: State,
     link: Link,
     ever_connected: bool,
@@ -135,24 +124,27 @@ pub struct JobManager {
     announced: usize,
     out: Vec<Action>,
     next_heartbeat: Instant,
-    drain_deadline: Option<Instant>,
-    started: Instant,
-    /// Wall-clock seconds at `started`, for HEARTBEAT payloads.
-    unix_at_start: f64,
+    /// Msgids of the messages it sends, from the seed.
+    ids: MsgIds,
+    /// The wall clock at the latest event, for HEARTBEAT payloads.
+    wall_ms: i64,
+    /// Jobs finished (any outcome) since the start.
     pub processed: u64,
 }
 
 impl JobManager {
-    /// `unix_now` is the wall clock at `now`; the core never reads a clock.
-    pub fn new(config: Config, now: Instant, unix_now: f64) -> JobManager {
+    /// A jobmanager starting at `now`; the core never reads a clock. `seed`
+    /// feeds its msgids (the transport draws it from the OS).
+    pub fn new(config: Config, now: Now, seed: u128) -> JobManager {
         let mut jm = JobManager {
             link: Link::Informing {
                 router: 0,
                 inform_id: String::new(),
-                since: now,
+                since: now.mono,
             },
-            next_heartbeat: now + config.heartbeat,
+            next_heartbeat: now.mono + config.heartbeat,
             config,
+            lifecycle: Lifecycle::Serving,
             state: State::Boot,
             ever_connected: false,
             running: HashMap::new(),
@@ -160,16 +152,19 @@ impl JobManager {
             unsent: Vec::new(),
             announced: 0,
             out: Vec::new(),
-            drain_deadline: None,
-            started: now,
-            unix_at_start: unix_now,
+            ids: MsgIds::from_seed(seed),
+            wall_ms: now.unix_ms,
             processed: 0,
         };
         jm.out.push(Action::Resize {
             workers: jm.config.concurrency,
         });
-        jm.connect(now, 0);
+        jm.connect(now.mono, 0);
         jm
+    }
+
+    fn draining(&self) -> bool {
+        matches!(self.lifecycle, Lifecycle::Draining { .. })
     }
 
     pub fn state(&self) -> State {
@@ -193,12 +188,12 @@ impl JobManager {
             Link::Connected { window, last_heard, .. } => next = next.min(*last_heard + *window),
         }
         for r in self.running.values() {
-            if let Some(d) = r.deadline.filter(|_| !r.killed_for_timeout) {
+            if let Phase::Started { deadline: Some(d) } = r.phase {
                 next = next.min(d);
             }
         }
-        if let Some(d) = self.drain_deadline {
-            next = next.min(d);
+        if let Lifecycle::Draining { deadline } = self.lifecycle {
+            next = next.min(deadline);
         }
         next
     }
@@ -218,7 +213,7 @@ impl JobManager {
 
     fn send(&mut self, message: Message) {
         self.out.push(Action::Send {
-            msgid: emq_proto::new_msgid(),
+            msgid: self.ids.next(),
             message,
         });
     }
@@ -229,7 +224,7 @@ impl JobManager {
     }
 
     fn inform(&mut self, now: Instant, router: usize) {
-        let inform_id = emq_proto::new_msgid();
+        let inform_id = self.ids.next();
         let timing = Timing {
             heartbeat_ms: self.config.heartbeat.as_millis() as u64,
             liveness_ms: self.config.liveness.as_millis() as u64,
@@ -252,27 +247,29 @@ impl JobManager {
         self.update_state();
     }
 
-    fn update_state(&mut self) {
-        let next = if self.drain_deadline.is_some() {
-            State::ShuttingDown
-        } else if !matches!(self.link, Link::Connected { .. }) {
-            if self.ever_connected {
-                State::Offline
-            } else {
-                State::Boot
+    /// The state, from the lifecycle, the router link and the running jobs:
+    /// the one place it is decided.
+    fn derived_state(&self) -> State {
+        match self.lifecycle {
+            Lifecycle::Failed => State::Error,
+            Lifecycle::Done => State::Shutdown,
+            Lifecycle::Draining { .. } => State::ShuttingDown,
+            Lifecycle::Serving if !matches!(self.link, Link::Connected { .. }) => {
+                if self.ever_connected {
+                    State::Offline
+                } else {
+                    State::Boot
+                }
             }
-        } else if self.running.is_empty() {
-            State::Idle
-        } else if self.running.len() >= self.config.concurrency {
+            Lifecycle::Serving if self.running.is_empty() => State::Idle,
             // Every worker busy (pipelined jobs count as busy too).
-            State::Steady
-        } else {
-            State::Active
-        };
-        self.set_state(next);
+            Lifecycle::Serving if self.running.len() >= self.config.concurrency => State::Steady,
+            Lifecycle::Serving => State::Active,
+        }
     }
 
-    fn set_state(&mut self, next: State) {
+    fn update_state(&mut self) {
+        let next = self.derived_state();
         if next != self.state {
             // IDLE, ACTIVE and STEADY alternate with every job when jobs are
             // few: at info level that was a log line per job.
@@ -293,7 +290,7 @@ impl JobManager {
         let Link::Connected { counted_ready, .. } = self.link else {
             return;
         };
-        if self.drain_deadline.is_some() || self.announced >= self.free() {
+        if self.lifecycle != Lifecycle::Serving || self.announced >= self.free() {
             return;
         }
         let deficit = self.free() - self.announced;
@@ -327,16 +324,17 @@ impl JobManager {
                 job,
                 attempt,
                 timeout,
-                deadline: None,
-                killed_for_timeout: false,
+                phase: Phase::Queued,
             },
         );
     }
 
     /// The job began running on its worker: its timeout counts from now.
-    pub fn on_job_started(&mut self, now: Instant, msgid: &str) {
+    pub fn on_job_started(&mut self, now: Now, msgid: &str) {
         if let Some(r) = self.running.get_mut(msgid) {
-            r.deadline = (!r.timeout.is_zero()).then(|| now + r.timeout);
+            r.phase = Phase::Started {
+                deadline: (!r.timeout.is_zero()).then(|| now.mono + r.timeout),
+            };
         }
     }
 
@@ -352,7 +350,7 @@ impl JobManager {
 
     /// Start backlog jobs while the pool has room.
     fn start_backlog_now(&mut self) {
-        if self.drain_deadline.is_some() {
+        if self.lifecycle != Lifecycle::Serving {
             return;
         }
         while self.running.len() < self.pool_slots() {
@@ -363,7 +361,9 @@ impl JobManager {
     }
 
     /// A message from the router.
-    pub fn on_router(&mut self, now: Instant, msgid: &str, message: Message) {
+    pub fn on_router(&mut self, now: Now, msgid: &str, message: Message) {
+        self.wall_ms = now.unix_ms;
+        let now = now.mono;
         if let Link::Connected { last_heard, .. } = &mut self.link {
             *last_heard = now;
         }
@@ -432,10 +432,9 @@ impl JobManager {
     }
 
     fn heartbeat(&mut self, now: Instant) {
-        let unix = self.unix_at_start + now.saturating_duration_since(self.started).as_secs_f64();
         self.send(Message::Heartbeat {
-            unix_time: format!("{unix:.3}"),
-            state: Some(self.state.as_str().into()),
+            unix_time: Now::new(now, self.wall_ms).unix_secs_text(),
+            state: Some(self.state),
         });
         self.next_heartbeat = now + self.config.heartbeat;
     }
@@ -451,7 +450,7 @@ impl JobManager {
             headers: req.headers,
             body: req.body,
         };
-        if self.drain_deadline.is_none() && self.running.len() < self.pool_slots() {
+        if self.lifecycle == Lifecycle::Serving && self.running.len() < self.pool_slots() {
             self.start(job, 1);
         } else {
             if self.backlog.len() >= self.config.prefetch {
@@ -468,7 +467,7 @@ impl JobManager {
             debug!("completion for unknown job {msgid} ignored");
             return;
         };
-        let (outcome, body) = if run.killed_for_timeout {
+        let (outcome, body) = if run.phase == Phase::Killed {
             let msg = format!("job ran past its timeout ({:?}) and was killed", run.timeout);
             (
                 Outcome::TimedOut,
@@ -477,7 +476,8 @@ impl JobManager {
         } else {
             (outcome, body)
         };
-        if outcome.is_retryable() && run.attempt <= run.job.headers.retry_count && self.drain_deadline.is_none() {
+        if outcome.is_retryable() && run.attempt <= run.job.headers.retry_count && self.lifecycle == Lifecycle::Serving
+        {
             info!(
                 "job {msgid} attempt {} ended {}: retrying ({} retries allowed)",
                 run.attempt,
@@ -504,13 +504,15 @@ impl JobManager {
         }
         self.start_backlog_now();
         self.update_state();
-        if self.drain_deadline.is_some() && self.running.is_empty() {
+        if self.draining() && self.running.is_empty() {
             self.finish();
         }
     }
 
     /// Time passes: heartbeats, router liveness, job timeouts, drain deadline.
-    pub fn tick(&mut self, now: Instant) {
+    pub fn tick(&mut self, now: Now) {
+        self.wall_ms = now.unix_ms;
+        let now = now.mono;
         if now >= self.next_heartbeat {
             if matches!(self.link, Link::Connected { .. }) {
                 self.heartbeat(now);
@@ -534,20 +536,21 @@ impl JobManager {
             }
             _ => {}
         }
-        let expired: Vec<String> = self
+        let mut expired: Vec<String> = self
             .running
             .iter()
-            .filter(|(_, r)| !r.killed_for_timeout && r.deadline.is_some_and(|d| now >= d))
+            .filter(|(_, r)| matches!(r.phase, Phase::Started { deadline: Some(d) } if now >= d))
             .map(|(id, _)| id.clone())
             .collect();
+        expired.sort_unstable();
         for msgid in expired {
             warn!("job {msgid} past its timeout: killing its worker");
             if let Some(r) = self.running.get_mut(&msgid) {
-                r.killed_for_timeout = true;
+                r.phase = Phase::Killed;
             }
             self.out.push(Action::Kill { msgid });
         }
-        if self.drain_deadline.is_some_and(|d| now >= d) {
+        if matches!(self.lifecycle, Lifecycle::Draining { deadline } if now >= deadline) {
             warn!(
                 "grace period over with {} job(s) running: killing them",
                 self.running.len()
@@ -559,8 +562,8 @@ impl JobManager {
 
     /// SIGTERM/SIGINT: stop taking jobs and let running ones finish within the
     /// grace period. A second call stops at once.
-    pub fn shutdown(&mut self, now: Instant) {
-        if self.drain_deadline.is_some() {
+    pub fn shutdown(&mut self, now: Now) {
+        if self.draining() {
             warn!("second stop request: stopping now");
             self.out.push(Action::KillAll);
             return self.finish();
@@ -570,7 +573,9 @@ impl JobManager {
             self.running.len(),
             self.config.grace
         );
-        self.drain_deadline = Some(now + self.config.grace);
+        self.lifecycle = Lifecycle::Draining {
+            deadline: now.mono + self.config.grace,
+        };
         self.update_state();
         if self.running.is_empty() {
             self.finish();
@@ -579,20 +584,22 @@ impl JobManager {
 
     /// Say KBYE (the router hands back whatever we did not finish) and exit.
     fn finish(&mut self) {
-        if self.state == State::Shutdown {
+        if self.lifecycle == Lifecycle::Done {
             return;
         }
         if matches!(self.link, Link::Connected { .. }) {
             self.send(Message::Kbye);
         }
-        self.set_state(State::Shutdown);
+        self.lifecycle = Lifecycle::Done;
+        self.update_state();
         self.out.push(Action::Exit);
     }
 
     /// The pool could not keep workers alive.
     pub fn fail(&mut self, why: &str) {
         log::error!("{why}");
-        self.set_state(State::Error);
+        self.lifecycle = Lifecycle::Failed;
+        self.update_state();
         if matches!(self.link, Link::Connected { .. }) {
             self.send(Message::Kbye);
         }
@@ -601,7 +608,8 @@ impl JobManager {
     }
 
     /// SIGHUP: apply a new configuration.
-    pub fn reconfigure(&mut self, now: Instant, config: Config) {
+    pub fn reconfigure(&mut self, now: Now, config: Config) {
+        let now = now.mono;
         let queues_changed = config.queues != self.config.queues;
         let resized = config.concurrency != self.config.concurrency;
         info!(

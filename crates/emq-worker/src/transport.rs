@@ -6,11 +6,12 @@
 use std::io::Read;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
-use emq_proto::curve::{ClientKeys, CurveError, HandshakeFailure, HandshakeMonitor};
+use emq_net::curve::{ClientKeys, CurveError};
+use emq_net::handshake::{HandshakeFailure, HandshakeMonitor};
 
 use crate::config::ConfigError;
 use crate::core::{Action, JobManager};
@@ -98,12 +99,6 @@ fn open_link(ctx: &zmq::Context, endpoint: &str, curve: Option<&ClientKeys>) -> 
     })
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// Run the jobmanager until SIGTERM/SIGINT (drain) or a fatal error.
 /// SIGHUP re-reads `config.config_file`.
 pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
@@ -118,7 +113,7 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
     let chld = SignalPipe::new(&[signal_hook::consts::SIGCHLD])?;
     let ctx = zmq::Context::new();
     let mut pool = Pool::new(config.pipeline, config.max_jobs, config.max_rss_bytes)?;
-    let mut core = JobManager::new(config.clone(), Instant::now(), unix_now());
+    let mut core = JobManager::new(config.clone(), emq_net::now(), emq_net::random_seed());
     let mut routers = config.routers.clone();
     let mut link: Option<Link> = None;
     let mut events: Vec<Event> = Vec::new();
@@ -163,7 +158,7 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
                 }
             }
             pool.flush_writes(&mut events)?;
-            feed(&mut core, Instant::now(), &mut events);
+            feed(&mut core, emq_net::now(), &mut events);
         }
         if pool.is_failing() {
             core.fail("workers keep dying before finishing a job");
@@ -196,7 +191,7 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
         }
         let readable: Vec<bool> = items.iter().map(|i| i.is_readable() || i.is_error()).collect();
         drop(items);
-        let now = Instant::now();
+        let now = emq_net::now();
 
         if readable[2] {
             chld.drain();
@@ -212,7 +207,7 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
             receive(l, &mut core, now);
         }
         if let Some(l) = link.as_ref().filter(|_| readable[4 + worker_fds.len()]) {
-            refusals.report(now, l.handshakes.failures());
+            refusals.report(now.mono, l.handshakes.failures());
         }
         if readable[0] && stop.drain() > 0 {
             core.shutdown(now);
@@ -229,8 +224,9 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
                 Err(e) => error!("SIGHUP: keeping the running configuration: {e}"),
             }
         }
-        if Instant::now() >= core.next_deadline() {
-            core.tick(Instant::now());
+        let now = emq_net::now();
+        if now.mono >= core.next_deadline() {
+            core.tick(now);
         }
     }
 }
@@ -264,7 +260,7 @@ impl RefusalLog {
 }
 
 /// Hand what the pool reported to the core.
-fn feed(core: &mut JobManager, now: Instant, events: &mut Vec<Event>) {
+fn feed(core: &mut JobManager, now: emq_proto::Now, events: &mut Vec<Event>) {
     for event in events.drain(..) {
         match event {
             Event::Done(c) => core.on_job_done(&c.msgid, c.outcome, c.content_type, c.body),
@@ -274,10 +270,10 @@ fn feed(core: &mut JobManager, now: Instant, events: &mut Vec<Event>) {
     }
 }
 
-fn receive(link: &Link, core: &mut JobManager, now: Instant) {
+fn receive(link: &Link, core: &mut JobManager, now: emq_proto::Now) {
     for _ in 0..512 {
-        match emq_proto::recv_frames(&link.socket, zmq::DONTWAIT) {
-            Ok(frames) => match emq_proto::with_slices(&frames, |f| emq_proto::decode(f)) {
+        match emq_net::recv_frames(&link.socket, zmq::DONTWAIT) {
+            Ok(frames) => match emq_net::with_slices(&frames, |f| emq_proto::decode(f)) {
                 Ok(env) => core.on_router(now, &env.msgid, env.message),
                 Err(e) => warn!("bad message from router {}: {e}", link.endpoint),
             },

@@ -279,7 +279,7 @@ fn router_killed_with_thousands_queued_and_in_flight_then_restarted() {
         match env.message {
             Message::Job {
                 state, result: Some(r), ..
-            } if state == "FINISHED" && r.outcome == Outcome::Ok => fetched.push(id.clone()),
+            } if state == emq_proto::JobState::Finished && r.outcome == Outcome::Ok => fetched.push(id.clone()),
             other => panic!("acknowledged job {id} never finished: {other:?}"),
         }
     }

@@ -8,32 +8,63 @@
 //! was produced with them, so an ACK never leaves before its journal entry is
 //! durable.
 
-use std::cmp::Reverse;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use emq_proto::{ContentType, ErrorCode, Headers, JobResult, Message, Outcome, Reply, ResultFrames};
+use emq_proto::views::{timestamp_ms, DeadJob, DeadList, JobDetail, LogEntry};
+use emq_proto::{ContentType, ErrorCode, Headers, JobResult, JobState, Message, Outcome, Reply, ResultFrames};
 use log::{info, warn};
-use serde_json::json;
 
-use super::{Endpoint, Job, JobKey, JobState, PeerId, Router};
+use super::jobs::{Job, JobKey, Place};
+use super::{Carries, Endpoint, Outgoing, PeerId, Router};
 use crate::store::Loaded;
-use crate::tracking::{JobBody, JobRecord, Status, StoreOp, StoredOutcome};
+use crate::tracking::{JobBody, JobRecord, StoreOp, StoredOutcome};
+use crate::HashMap;
 
-impl Router {
-    pub(super) fn unix_ms(&self, now: Instant) -> u64 {
-        let secs = self.unix_at_start + now.saturating_duration_since(self.started).as_secs_f64();
-        (secs * 1000.0) as u64
-    }
+/// What the router keeps about guaranteed jobs besides the jobs themselves.
+pub(crate) struct Guaranteed {
+    /// Every guaranteed job, pending or finished (until its retention passes).
+    tracked: HashMap<JobKey, JobRecord>,
+    /// Dead-lettered jobs with their bodies, for RETRY.
+    dead: HashMap<JobKey, Box<Job>>,
+    /// Finished jobs by the time their retention ends.
+    purge: VecDeque<(Instant, JobKey)>,
+    /// Acceptance order, journaled so that a restart re-queues in order.
+    accepted_seq: u64,
+    /// Results whose client was unreachable, resent at every heartbeat
+    /// until delivered or the job is purged.
+    redeliver: Vec<Outgoing>,
+}
 
-    fn persist(&mut self, key: &JobKey, body: Option<JobBody>) {
-        if let Some(record) = self.tracked.get(key) {
-            self.store_ops.push(StoreOp::put(key, record, body.as_ref()));
+impl Guaranteed {
+    pub fn new(hasher: crate::Hasher) -> Guaranteed {
+        Guaranteed {
+            tracked: HashMap::with_hasher(hasher.clone()),
+            dead: HashMap::with_hasher(hasher),
+            purge: VecDeque::new(),
+            accepted_seq: 0,
+            redeliver: Vec::new(),
         }
     }
 
-    /// Store operations to commit before the next flush of outgoing messages.
-    pub fn take_store_ops(&mut self) -> Vec<StoreOp> {
-        std::mem::take(&mut self.store_ops)
+    pub fn is_tracked(&self, id: &str) -> bool {
+        self.tracked.contains_key(id)
+    }
+
+    pub fn next_purge(&self) -> Option<Instant> {
+        self.purge.front().map(|(at, _)| *at)
+    }
+
+    pub fn redeliver_later(&mut self, out: Outgoing) {
+        self.redeliver.push(out);
+    }
+}
+
+impl Router {
+    fn persist(&mut self, key: &JobKey, body: Option<JobBody>) {
+        if let Some(record) = self.guaranteed.tracked.get(key) {
+            self.store_ops.push(StoreOp::put(key, record, body.as_ref()));
+        }
     }
 
     /// Attempts a job may have: one plus its `retry-count`, or plus the
@@ -48,23 +79,23 @@ impl Router {
     }
 
     /// A new guaranteed job: journal it (with its body) and track it.
-    pub(super) fn accept_guaranteed(&mut self, now: Instant, key: &JobKey, job: &Job) {
-        self.accepted_seq += 1;
+    pub(super) fn accept_guaranteed(&mut self, key: &JobKey, job: &Job) {
+        self.guaranteed.accepted_seq += 1;
         let mut record = JobRecord {
             queue: job.queue.to_string(),
             client: job.client.0.clone(),
-            accepted_seq: self.accepted_seq,
+            accepted_seq: self.guaranteed.accepted_seq,
             attempts: 0,
             max_attempts: job.max_attempts as u32,
-            status: Status::Accepted,
+            status: JobState::Accepted,
             log: Vec::new(),
             result: None,
             finished_unix_ms: None,
         };
-        let at = self.unix_ms(now);
-        record.push_log(at, Status::Accepted, format!("accepted from {}", job.client));
-        record.push_log(at, Status::Queued, format!("queued in {}", job.queue));
-        self.tracked.insert(key.clone(), record);
+        let at = self.wall_ms;
+        record.push_log(at, JobState::Accepted, format!("accepted from {}", job.client));
+        record.push_log(at, JobState::Queued, format!("queued in {}", job.queue));
+        self.guaranteed.tracked.insert(key.clone(), record);
         let body = JobBody {
             headers: job.headers.to_string(),
             body: job.body.to_vec(),
@@ -74,26 +105,26 @@ impl Router {
 
     /// A guaranteed job was sent to a jobmanager (logged, not journaled: a
     /// restart re-queues whatever was running anyway).
-    pub(super) fn track_dispatch(&mut self, now: Instant, key: &JobKey, attempt: u16, max: u16, peer: &PeerId) {
-        let at = self.unix_ms(now);
-        if let Some(r) = self.tracked.get_mut(key) {
+    pub(super) fn track_dispatch(&mut self, key: &JobKey, attempt: u16, max: u16, peer: &PeerId) {
+        let at = self.wall_ms;
+        if let Some(r) = self.guaranteed.tracked.get_mut(key) {
             r.attempts = attempt as u32;
             r.push_log(
                 at,
-                Status::Running,
+                JobState::Running,
                 format!("attempt {attempt} of {max} on jobmanager {peer}"),
             );
         }
     }
 
     /// Exponential backoff with ±25% jitter, capped.
-    pub(super) fn backoff(&mut self, attempt: u16) -> Duration {
+    fn backoff(&mut self, attempt: u16) -> Duration {
         let exp = self
             .config
             .retry_backoff
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
         let base = exp.min(self.config.retry_backoff_max);
-        // xorshift64: deterministic per router, no clock or OS randomness.
+        // xorshift64 from the seed: no clock or OS randomness here.
         let mut x = self.rng;
         x ^= x << 13;
         x ^= x >> 7;
@@ -103,62 +134,34 @@ impl Router {
         base.mul_f64(jitter)
     }
 
-    /// Put a job back in its queue after `delay`, counting the failed attempt.
-    pub(super) fn retry_later(&mut self, now: Instant, key: JobKey, mut job: Box<Job>, why: &str) {
+    /// Put a job back in its queue after a backoff, counting the failed attempt.
+    pub(super) fn retry_later(&mut self, now: Instant, key: JobKey, job: Box<Job>, why: &str) {
         let delay = self.backoff(job.attempts);
-        let until = now + delay;
         info!("job {key} attempt {} {why}: retrying in {delay:?}", job.attempts);
-        job.state = JobState::Delayed { until };
         if job.guarantee {
-            let at = self.unix_ms(now);
-            if let Some(r) = self.tracked.get_mut(&key) {
+            let at = self.wall_ms;
+            if let Some(r) = self.guaranteed.tracked.get_mut(&key) {
                 r.push_log(
                     at,
-                    Status::Queued,
+                    JobState::Queued,
                     format!("attempt {} {why}; retry in {} ms", job.attempts, delay.as_millis()),
                 );
             }
             self.persist(&key, None);
         }
-        self.delayed.push(Reverse((until, self.seq, key.clone())));
-        self.delayed_count += 1;
-        self.jobs.insert(key, job);
-    }
-
-    /// Move jobs whose backoff is over to the front of their queues.
-    pub(super) fn release_delayed(&mut self, now: Instant) {
-        let mut touched = Vec::new();
-        while let Some(Reverse((until, _, _))) = self.delayed.peek() {
-            if *until > now {
-                break;
-            }
-            let Reverse((until, _, key)) = self.delayed.pop().expect("peeked");
-            // Cancelled or finished meanwhile: the heap entry is stale.
-            let Some(job) = self.jobs.get_mut(&key) else { continue };
-            if job.state != (JobState::Delayed { until }) {
-                continue;
-            }
-            job.state = JobState::Waiting;
-            self.delayed_count -= 1;
-            let queue = job.queue.clone();
-            self.queue_mut(&queue).waiting.push_front(key);
-            self.waiting_total += 1;
-            touched.push(queue);
-        }
-        for queue in touched {
-            self.dispatch_queue(now, &queue);
-        }
+        self.jobs.insert(key.clone(), job);
+        self.delay(key, now + delay);
     }
 
     /// Record a guaranteed job's end: FINISHED, FAILED, DEAD or CANCELLED.
     pub(super) fn track_finish(&mut self, now: Instant, key: &JobKey, job: &Job, result: &ResultFrames) {
         let status = match result.outcome {
-            Outcome::Ok => Status::Finished,
-            Outcome::Cancelled => Status::Cancelled,
-            o if o.is_retryable() => Status::Dead,
-            _ => Status::Failed,
+            Outcome::Ok => JobState::Finished,
+            Outcome::Cancelled => JobState::Cancelled,
+            o if o.is_retryable() => JobState::Dead,
+            _ => JobState::Failed,
         };
-        let at = self.unix_ms(now);
+        let at = self.wall_ms;
         let error = match result.outcome {
             Outcome::Ok => String::new(),
             o => JobResult::decode_body(o, &result.body, result.content_type)
@@ -167,99 +170,124 @@ impl Router {
                 .unwrap_or_default(),
         };
         let message = match status {
-            Status::Finished => format!("finished after {} attempt(s)", job.attempts),
-            Status::Dead => format!(
+            JobState::Finished => format!("finished after {} attempt(s)", job.attempts),
+            JobState::Dead => format!(
                 "dead-lettered after {} attempt(s): {}: {error}",
                 job.attempts,
                 result.outcome.as_str()
             ),
             _ => format!("{}: {error}", result.outcome.as_str()),
         };
-        if let Some(r) = self.tracked.get_mut(key) {
+        if let Some(r) = self.guaranteed.tracked.get_mut(key) {
             r.push_log(at, status, message);
             r.result = Some(StoredOutcome::from_frames(result));
             r.finished_unix_ms = Some(at);
         }
         self.persist(key, None);
-        self.purge.push_back((now + self.config.result_retention, key.clone()));
-        if status == Status::Dead {
+        self.guaranteed
+            .purge
+            .push_back((now + self.config.result_retention, key.clone()));
+        if status == JobState::Dead {
             warn!("job {key} dead-lettered after {} attempt(s)", job.attempts);
         }
     }
 
     /// A dead-lettered job keeps its body (for RETRY) until it is purged.
     pub(super) fn keep_if_dead(&mut self, key: &JobKey, job: Box<Job>) {
-        if self.tracked.get(key).is_some_and(|r| r.status == Status::Dead) {
-            self.dead.insert(key.clone(), job);
+        if self
+            .guaranteed
+            .tracked
+            .get(key)
+            .is_some_and(|r| r.status == JobState::Dead)
+        {
+            self.guaranteed.dead.insert(key.clone(), job);
         }
     }
 
     /// Forget finished jobs whose retention has passed, here and in the store.
     pub(super) fn purge_expired(&mut self, now: Instant) {
-        while let Some((at, _)) = self.purge.front() {
+        while let Some((at, _)) = self.guaranteed.purge.front() {
             if *at > now {
                 break;
             }
-            let (_, key) = self.purge.pop_front().expect("peeked");
+            let (_, key) = self.guaranteed.purge.pop_front().expect("peeked");
             // Retried (dead job) since: not final any more, keep it.
-            if self.tracked.get(&key).is_some_and(|r| r.status.is_final()) {
-                self.tracked.remove(&key);
-                self.dead.remove(&key);
+            if self.guaranteed.tracked.get(&key).is_some_and(|r| r.status.is_final()) {
+                self.guaranteed.tracked.remove(&key);
+                self.guaranteed.dead.remove(&key);
                 self.store_ops.push(StoreOp::Delete { id: key.to_string() });
+            }
+        }
+    }
+
+    /// Send again the results whose client was unreachable, for jobs still
+    /// tracked (every heartbeat).
+    pub(super) fn redeliver_results(&mut self) {
+        for out in std::mem::take(&mut self.guaranteed.redeliver) {
+            if let Carries::Result { of, .. } = &out.carries {
+                if self.guaranteed.tracked.contains_key(of) {
+                    self.out.push(out);
+                }
             }
         }
     }
 
     /// The JOB answer for a tracked job, with its log.
     pub(super) fn tracked_job_message(&self, of: &str) -> Option<Message> {
-        let r = self.tracked.get(of)?;
-        let worker = match self.jobs.get(of).map(|j| &j.state) {
-            Some(JobState::Running { worker, .. }) => Some(worker.to_string()),
+        let r = self.guaranteed.tracked.get(of)?;
+        let jobmanager = match self.jobs.get(of).map(|j| &j.place) {
+            Some(Place::Running { jobmanager, .. }) => Some(jobmanager.to_string()),
             _ => None,
         };
-        let log: Vec<_> = r
+        let log = r
             .log
             .iter()
-            .map(|e| json!({"time": format!("{:.3}", e.unix_ms as f64 / 1000.0), "status": e.status.as_str(), "message": e.message}))
+            .map(|e| LogEntry {
+                time: timestamp_ms(e.unix_ms),
+                status: e.status,
+                message: e.message.clone(),
+            })
             .collect();
-        let detail = json!({
-            "queue": r.queue,
-            "attempts": r.attempts,
-            "max_attempts": r.max_attempts,
-            "guaranteed": true,
-            "jobmanager": worker,
-            "log": log,
-        });
         Some(Message::Job {
             of: of.to_string(),
-            state: r.status.as_str().into(),
-            detail: detail.to_string(),
+            state: r.status,
+            detail: JobDetail {
+                queue: r.queue.clone(),
+                guaranteed: true,
+                attempts: Some(r.attempts),
+                max_attempts: Some(r.max_attempts),
+                jobmanager,
+                log,
+            },
             result: r.result.as_ref().map(|o| o.to_frames(of)),
         })
     }
 
-    /// DEAD: the dead-letter set as JSON.
-    pub(super) fn dead_list_json(&self) -> String {
-        let mut dead: Vec<(&JobKey, &JobRecord)> =
-            self.tracked.iter().filter(|(_, r)| r.status == Status::Dead).collect();
-        dead.sort_by_key(|(_, r)| r.accepted_seq);
-        let list: Vec<_> = dead
+    /// DEAD: the dead-letter set, in acceptance order.
+    pub(super) fn dead_list(&self) -> DeadList {
+        let mut dead: Vec<(&JobKey, &JobRecord)> = self
+            .guaranteed
+            .tracked
             .iter()
-            .map(|(id, r)| {
-                json!({
-                    "id": &***id,
-                    "queue": r.queue,
-                    "attempts": r.attempts,
-                    "last": r.log.last().map(|e| e.message.clone()),
-                })
-            })
+            .filter(|(_, r)| r.status == JobState::Dead)
             .collect();
-        json!({ "dead": list }).to_string()
+        dead.sort_by_key(|(_, r)| r.accepted_seq);
+        DeadList {
+            dead: dead
+                .into_iter()
+                .map(|(id, r)| DeadJob {
+                    id: id.to_string(),
+                    queue: r.queue.clone(),
+                    attempts: r.attempts,
+                    last: r.log.last().map(|e| e.message.clone()),
+                })
+                .collect(),
+        }
     }
 
     /// RETRY: a dead-lettered job goes back to its queue with fresh attempts.
     pub(super) fn retry_dead(&mut self, now: Instant, peer: &PeerId, of: &str) {
-        let Some((key, mut job)) = self.dead.remove_entry(of) else {
+        let Some((key, mut job)) = self.guaranteed.dead.remove_entry(of) else {
             return self.error(
                 Endpoint::Admin,
                 peer,
@@ -269,23 +297,21 @@ impl Router {
             );
         };
         job.attempts = 0;
-        job.state = JobState::Waiting;
-        let at = self.unix_ms(now);
-        if let Some(r) = self.tracked.get_mut(&key) {
+        let at = self.wall_ms;
+        if let Some(r) = self.guaranteed.tracked.get_mut(&key) {
             r.attempts = 0;
             r.result = None;
             r.finished_unix_ms = None;
             r.push_log(
                 at,
-                Status::Queued,
+                JobState::Queued,
                 format!("re-queued from the dead-letter set by {peer}"),
             );
         }
         self.persist(&key, None);
         let queue = job.queue.clone();
         self.jobs.insert(key.clone(), job);
-        self.queue_mut(&queue).waiting.push_back(key);
-        self.waiting_total += 1;
+        self.enqueue(&key, false);
         self.dispatch_queue(now, &queue);
         self.answer_query(Endpoint::Admin, peer, of);
     }
@@ -293,19 +319,20 @@ impl Router {
     /// After a restart: every stored job that had not finished is queued
     /// again, in the order it was accepted; finished ones are kept for
     /// status, idempotency and their retention.
-    pub fn restore(&mut self, now: Instant, mut loaded: Vec<Loaded>) {
+    pub fn restore(&mut self, now: emq_proto::Now, mut loaded: Vec<Loaded>) {
+        self.wall_ms = now.unix_ms;
+        let (now, at) = (now.mono, now.unix_ms);
         loaded.sort_by_key(|l| l.record.accepted_seq);
-        let at = self.unix_ms(now);
         let (mut requeued, mut kept) = (0usize, 0usize);
         for Loaded { id, mut record, body } in loaded {
-            self.accepted_seq = self.accepted_seq.max(record.accepted_seq);
+            self.guaranteed.accepted_seq = self.guaranteed.accepted_seq.max(record.accepted_seq);
             let key: JobKey = id.into();
-            let needs_body = !record.status.is_final() || record.status == Status::Dead;
+            let needs_body = !record.status.is_final() || record.status == JobState::Dead;
             let job = match (needs_body, body) {
                 (true, Some(b)) => {
                     let headers = Headers::parse(&b.headers);
-                    let client = self.intern(PeerId(record.client.clone()));
-                    let queue = self.queue_mut(&record.queue).name.clone();
+                    let client = self.intern(super::PeerId(record.client.clone()));
+                    let queue = self.queues.entry(&record.queue).name.clone();
                     Some(Box::new(Job {
                         client,
                         queue,
@@ -315,7 +342,7 @@ impl Router {
                         guarantee: true,
                         attempts: record.attempts.min(u16::MAX as u32) as u16,
                         max_attempts: record.max_attempts.min(u16::MAX as u32) as u16,
-                        state: JobState::Waiting,
+                        place: Place::Waiting,
                     }))
                 }
                 (true, None) => {
@@ -326,43 +353,49 @@ impl Router {
                 (false, _) => None,
             };
             if !record.status.is_final() {
-                record.push_log(at, Status::Queued, "router restarted: queued again");
+                record.push_log(at, JobState::Queued, "router restarted: queued again");
                 let job = job.expect("pending jobs have a body");
-                let queue = job.queue.clone();
                 self.jobs.insert(key.clone(), job);
-                self.queue_mut(&queue).waiting.push_back(key.clone());
-                self.waiting_total += 1;
-                self.tracked.insert(key.clone(), record);
+                self.enqueue(&key, false);
+                self.guaranteed.tracked.insert(key.clone(), record);
                 self.persist(&key, None);
                 requeued += 1;
             } else {
-                let age = Duration::from_millis(at.saturating_sub(record.finished_unix_ms.unwrap_or(at)));
+                let finished = record.finished_unix_ms.unwrap_or(at);
+                let age = Duration::from_millis(at.saturating_sub(finished).max(0) as u64);
                 let expires = now + self.config.result_retention.saturating_sub(age);
-                if let Some(job) = job.filter(|_| record.status == Status::Dead) {
-                    self.dead.insert(key.clone(), job);
+                if let Some(job) = job.filter(|_| record.status == JobState::Dead) {
+                    self.guaranteed.dead.insert(key.clone(), job);
                 }
-                self.tracked.insert(key.clone(), record);
-                self.purge.push_back((expires, key));
+                self.guaranteed.tracked.insert(key.clone(), record);
+                self.guaranteed.purge.push_back((expires, key));
                 kept += 1;
             }
         }
-        self.purge.make_contiguous().sort_by_key(|(at, _)| *at);
-        info!("restored {requeued} unfinished guaranteed job(s) and {kept} finished one(s) from the journal");
+        self.guaranteed.purge.make_contiguous().sort_by_key(|(at, _)| *at);
+        if requeued + kept > 0 {
+            info!("restored {requeued} unfinished guaranteed job(s) and {kept} finished one(s) from the journal");
+        }
     }
 
     /// A result for a guaranteed job that finished earlier (resubmitted msgid).
     pub(super) fn resend_tracked(&mut self, client: &PeerId, key: &str, reply_requested: bool) {
-        let Some(r) = self.tracked.get(key) else { return };
-        let result = r.result.as_ref().map(|o| o.to_frames(key));
-        self.send_journaled(
-            client,
-            Message::Ack {
-                of: key.to_string(),
-                timing: None,
-            },
-        );
+        let Some((key, r)) = self.guaranteed.tracked.get_key_value(key) else {
+            return;
+        };
+        let key = key.clone();
+        let result = r.result.as_ref().map(|o| o.to_frames(&key));
+        let carries = Carries::Result {
+            of: key.clone(),
+            queue: r.queue.as_str().into(),
+        };
+        let ack = Message::Ack {
+            of: key.to_string(),
+            timing: None,
+        };
+        self.send_journaled(client, ack, Carries::Other);
         if let (true, Some(result)) = (reply_requested, result) {
-            self.send_journaled(client, Message::Reply(Reply::Result(result)));
+            self.send_journaled(client, Message::Reply(Reply::Result(result)), carries);
         }
     }
 

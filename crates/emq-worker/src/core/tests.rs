@@ -15,14 +15,17 @@ fn config() -> Config {
 
 struct Sim {
     jm: JobManager,
-    now: Instant,
+    now: Now,
 }
+
+/// The seed of every simulated jobmanager: runs repeat exactly.
+const SEED: u128 = 0x5EED;
 
 impl Sim {
     fn new(config: Config, prefetch: usize) -> Sim {
-        let now = Instant::now();
+        let now = Now::new(Instant::now(), 1_700_000_000_000);
         Sim {
-            jm: JobManager::new(Config { prefetch, ..config }, now, 0.0),
+            jm: JobManager::new(Config { prefetch, ..config }, now, SEED),
             now,
         }
     }
@@ -85,7 +88,7 @@ impl Sim {
     }
 
     fn advance(&mut self, d: Duration) {
-        self.now += d;
+        self.now = self.now.after(d);
         self.jm.tick(self.now);
     }
 }
@@ -202,7 +205,7 @@ fn heartbeats_carry_state_and_keep_time() {
     s.advance(Duration::from_secs(1));
     let a = s.actions();
     assert!(a.iter().any(
-        |a| matches!(a, Action::Send { message: Message::Heartbeat { state: Some(st), .. }, .. } if st == "IDLE")
+        |a| matches!(a, Action::Send { message: Message::Heartbeat { state: Some(st), .. }, .. } if *st == State::Idle)
     ));
     // Router keeps talking: no reconnect however long.
     for _ in 0..10 {
@@ -220,7 +223,11 @@ fn timeout_kills_and_reports_timed_out() {
     let (mut s, _) = Sim::connected(config(), 0);
     s.request("slow", "timeout:2");
     s.actions();
-    assert_eq!(s.jm.next_deadline(), s.now + Duration::from_secs(1), "heartbeat first");
+    assert_eq!(
+        s.jm.next_deadline(),
+        s.now.mono + Duration::from_secs(1),
+        "heartbeat first"
+    );
     s.router(Message::Heartbeat {
         unix_time: "0".into(),
         state: None,
@@ -405,7 +412,7 @@ fn pipelined_jobs_time_out_from_when_they_start_and_lost_ones_come_back() {
             .collect();
     assert_eq!(started, vec!["a", "b", "c"]);
     s.jm.on_job_started(s.now, "a");
-    s.now += Duration::from_secs(4);
+    s.now = s.now.after(Duration::from_secs(4));
     s.jm.on_job_done("a", Outcome::Ok, ContentType::Json, b"{}".to_vec());
     s.jm.on_job_started(s.now, "b");
     s.router(Message::Heartbeat {

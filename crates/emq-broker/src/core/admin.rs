@@ -1,0 +1,196 @@
+//! Admin commands (admin endpoint only): DISCONNECT, STATUS,
+//! ROUTER_SHOW_WORKERS, ROUTER_SHOW_SCHEDULERS, DEAD, RETRY, PURGE, and the
+//! typed views they answer with (`emq_proto::views`).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use emq_proto::views::{
+    EventMqWorker, JobManagerStatus, PeerKind, Purged, QueueStatus, RouterStatus, SchedulersView, WorkersView,
+};
+use emq_proto::{ErrorCode, Message, Reply, ReplyNotice};
+use log::{info, warn};
+
+use super::jobs::{JobKey, Place};
+use super::{Endpoint, Lifecycle, PeerId, Router};
+use crate::HashMap;
+
+impl Router {
+    pub(super) fn on_admin(&mut self, now: Instant, peer: PeerId, msgid: String, msg: Message) {
+        match msg {
+            Message::Disconnect => {
+                info!("DISCONNECT from admin {peer}: stopping");
+                let ack = Message::Ack {
+                    of: msgid,
+                    timing: None,
+                };
+                self.send(Endpoint::Admin, &peer, ack);
+                self.lifecycle = Lifecycle::StopRequested;
+            }
+            Message::Status => {
+                let view = self.status_view(now);
+                self.answer(&peer, ReplyNotice::of(&view));
+            }
+            Message::RouterShowWorkers => {
+                let view = self.workers_view(now);
+                self.answer(&peer, ReplyNotice::of(&view));
+            }
+            Message::RouterShowSchedulers => self.answer(&peer, ReplyNotice::of(&SchedulersView::default())),
+            Message::Dead => {
+                let view = self.dead_list();
+                self.answer(&peer, ReplyNotice::of(&view));
+            }
+            Message::Query { of } => self.answer_query(Endpoint::Admin, &peer, &of),
+            Message::Cancel { of } => self.cancel(now, Endpoint::Admin, &peer, &of),
+            Message::Retry { of } => self.retry_dead(now, &peer, &of),
+            Message::Purge { queue } => self.purge_queue(now, &peer, &queue),
+            Message::Heartbeat { .. } | Message::Kbye | Message::Hello => {}
+            other => {
+                let reason = format!("{} is not an admin command", other.command().as_str());
+                self.refuse(Endpoint::Admin, &peer, &msgid, ErrorCode::UnknownCommand, &reason)
+            }
+        }
+    }
+
+    fn answer(&mut self, peer: &PeerId, notice: ReplyNotice) {
+        self.send(Endpoint::Admin, peer, Message::Reply(Reply::Notice(notice)));
+    }
+
+    /// PURGE: cancel every job waiting (or backing off) in `queue`. The
+    /// waiting list is taken whole (cancelling one by one would search it
+    /// once per job).
+    fn purge_queue(&mut self, now: Instant, peer: &PeerId, queue: &str) {
+        let mut purged = 0;
+        for key in self.queues.take_all(queue) {
+            if let Some(job) = self.jobs.remove(&key) {
+                debug_assert!(matches!(job.place, Place::Waiting));
+                self.finish_cancelled(now, &key, job);
+                purged += 1;
+            }
+        }
+        let delayed: Vec<JobKey> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| &*j.queue == queue && matches!(j.place, Place::Delayed { .. }))
+            .map(|(k, _)| k.clone())
+            .collect();
+        purged += delayed.iter().filter(|id| self.cancel_waiting(now, id)).count() as u64;
+        warn!("queue {queue:?} purged by {peer}: {purged} waiting jobs cancelled");
+        let view = Purged {
+            queue: queue.to_string(),
+            purged,
+        };
+        self.answer(peer, ReplyNotice::of(&view));
+    }
+
+    /// Running jobs per queue: `(count, sum of ages in ms, oldest in ms)`.
+    fn running_by_queue(&self, now: Instant) -> HashMap<&str, (u64, u128, u128)> {
+        let mut by_queue: HashMap<&str, (u64, u128, u128)> = HashMap::with_hasher(self.hasher.clone());
+        for job in self.jobs.values() {
+            if let Place::Running { since, .. } = job.place {
+                let age = now.saturating_duration_since(since).as_millis();
+                let e = by_queue.entry(&*job.queue).or_default();
+                e.0 += 1;
+                e.1 += age;
+                e.2 = e.2.max(age);
+            }
+        }
+        by_queue
+    }
+
+    /// The answer to STATUS.
+    pub(crate) fn status_view(&self, now: Instant) -> RouterStatus {
+        let running = self.running_by_queue(now);
+        let mut status = RouterStatus {
+            jobmanagers: self.jobmanager_views(now),
+            waiting_total: self.queues.waiting_total() as u64,
+            results_kept: self.results.len() as u64,
+            uptime_s: self.uptime(now).as_secs(),
+            ..RouterStatus::default()
+        };
+        for (q, (n, sum, max)) in &running {
+            status.inflight_messages_by_queue.insert(q.to_string(), *n);
+            status
+                .latency_messages_by_queue
+                .insert(q.to_string(), (sum / (*n).max(1) as u128) as u64);
+            status.max_latency_messages_by_queue.insert(q.to_string(), *max as u64);
+        }
+        for (name, q) in self.queues.iter() {
+            if q.has_waiting() {
+                status
+                    .waiting_messages_by_queue
+                    .insert(name.clone(), q.waiting_len() as u64);
+            }
+            status.processed_messages_by_queue.insert(name.clone(), q.processed);
+            status.queues.insert(
+                name.clone(),
+                QueueStatus {
+                    waiting: q.waiting_len() as u64,
+                    running: running.get(name.as_str()).map_or(0, |e| e.0),
+                    processed: q.processed,
+                    jobmanagers: q.members.iter().map(|m| (m.weight, m.peer.to_string())).collect(),
+                },
+            );
+        }
+        for (peer, jm) in &self.fleet {
+            status
+                .processed_messages_by_worker
+                .insert(peer.to_string(), jm.processed);
+        }
+        status
+    }
+
+    fn jobmanager_views(&self, now: Instant) -> BTreeMap<String, JobManagerStatus> {
+        self.fleet
+            .iter()
+            .map(|(peer, jm)| {
+                let view = JobManagerStatus {
+                    queues: jm.queues.clone(),
+                    slots: u64::from(jm.slots),
+                    running: jm.running.len() as u64,
+                    processed: jm.processed,
+                    state: jm.state,
+                    last_seen_ms: now.saturating_duration_since(jm.last_seen).as_millis() as u64,
+                    liveness_ms: jm.window.as_millis() as u64,
+                    kind: if jm.is_eventmq() {
+                        PeerKind::Eventmq
+                    } else {
+                        PeerKind::Emq
+                    },
+                };
+                (peer.to_string(), view)
+            })
+            .collect()
+    }
+
+    /// The answer to ROUTER_SHOW_WORKERS, in EventMQ's shape plus emq's.
+    pub(crate) fn workers_view(&self, now: Instant) -> WorkersView {
+        let connected_workers = self
+            .fleet
+            .iter()
+            .map(|(peer, jm)| {
+                let age = now.saturating_duration_since(jm.last_seen).as_secs_f64();
+                let view = EventMqWorker {
+                    queues: jm.queues.clone(),
+                    hb: -age,
+                    available_slots: u64::from(jm.slots),
+                    state: jm.state,
+                };
+                (peer.to_string(), view)
+            })
+            .collect();
+        let connected_queues = self
+            .queues
+            .iter()
+            .map(|(name, q)| {
+                let members = q.members.iter().map(|m| (m.weight, m.peer.to_string())).collect();
+                (name.clone(), members)
+            })
+            .collect();
+        WorkersView {
+            connected_workers,
+            connected_queues,
+            jobmanagers: self.jobmanager_views(now),
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Clients: submissions (REQUEST), queries (QUERY), cancellation (CANCEL),
+//! and the end of a job: its result to the client that asked, or kept for
+//! lookup.
+
+use std::time::Instant;
+
+use emq_proto::views::JobDetail;
+use emq_proto::{ContentType, ErrorCode, Inform, JobState, Message, Outcome, PeerType, Reply, Request, ResultFrames};
+use log::{debug, info, warn};
+
+use super::jobs::{Job, JobKey, Place};
+use super::{Carries, Endpoint, PeerId, Router};
+use crate::UnknownQueuePolicy;
+
+impl Router {
+    pub(super) fn on_client(&mut self, now: Instant, peer: PeerId, msgid: String, msg: Message) {
+        match msg {
+            Message::Request(req) => self.on_request(now, peer, msgid, req),
+            Message::Query { of } => self.answer_query(Endpoint::Frontend, &peer, &of),
+            Message::Cancel { of } => self.cancel(now, Endpoint::Frontend, &peer, &of),
+            Message::Heartbeat { .. } | Message::Kbye | Message::Ack { .. } | Message::Hello => {}
+            Message::Disconnect
+            | Message::Status
+            | Message::RouterShowWorkers
+            | Message::RouterShowSchedulers
+            | Message::Dead
+            | Message::Retry { .. }
+            | Message::Purge { .. } => self.refuse(
+                Endpoint::Frontend,
+                &peer,
+                &msgid,
+                ErrorCode::AdminOnly,
+                "admin commands are only accepted on the admin endpoint",
+            ),
+            Message::Schedule { .. }
+            | Message::Unschedule { .. }
+            | Message::Inform(Inform {
+                peer_type: PeerType::Scheduler,
+                ..
+            }) => self.refuse(
+                Endpoint::Frontend,
+                &peer,
+                &msgid,
+                ErrorCode::UnknownCommand,
+                "emq-router does not run EventMQ schedulers",
+            ),
+            other => {
+                let reason = format!("{} is not a client command", other.command().as_str());
+                self.refuse(Endpoint::Frontend, &peer, &msgid, ErrorCode::UnknownCommand, &reason)
+            }
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, client: PeerId, msgid: String, req: Request) {
+        if self.stopping() {
+            return self.error(
+                Endpoint::Frontend,
+                &client,
+                &msgid,
+                ErrorCode::ShuttingDown,
+                "router is shutting down",
+            );
+        }
+        if msgid.is_empty() {
+            return self.refuse(
+                Endpoint::Frontend,
+                &client,
+                &msgid,
+                ErrorCode::Malformed,
+                "REQUEST needs a msgid",
+            );
+        }
+        if self.jobs.contains_key(msgid.as_str()) {
+            debug!("duplicate REQUEST {msgid} from {client}: already queued or running");
+            if req.headers.guarantee {
+                let ack = Message::Ack {
+                    of: msgid,
+                    timing: None,
+                };
+                self.send_journaled(&client, ack, Carries::Other);
+            }
+            return;
+        }
+        if self.guaranteed.is_tracked(&msgid) {
+            debug!("duplicate REQUEST {msgid} from {client}: a guaranteed job already finished");
+            return self.resend_tracked(&client, &msgid, req.headers.reply_requested);
+        }
+        if let Some(done) = self.results.get(&msgid) {
+            debug!("duplicate REQUEST {msgid} from {client}: already finished");
+            if req.headers.reply_requested {
+                let result = done.result.clone();
+                self.send(Endpoint::Frontend, &client, Message::Reply(Reply::Result(result)));
+            }
+            return;
+        }
+        let mut queue = req.queue;
+        if queue.is_empty() {
+            queue = emq_proto::DEFAULT_QUEUE.to_string();
+        }
+        let served = self.queues.get(&queue).is_some_and(|q| !q.members.is_empty());
+        if !served && self.config.unknown_queue == UnknownQueuePolicy::Reroute {
+            debug!("no jobmanager serves queue {queue:?}: rerouting {msgid} to default");
+            queue = emq_proto::DEFAULT_QUEUE.to_string();
+        }
+        // Refuse only when the job would have to wait and there is no room.
+        if self.pick_jobmanager(&queue).is_none() {
+            let waiting = self.queues.waiting_len(&queue);
+            let total = self.queues.waiting_total();
+            if waiting >= self.config.max_waiting_per_queue || total >= self.config.max_waiting_total {
+                warn!("queue {queue:?} full ({waiting} waiting, {total} in all): refusing {msgid} from {client}");
+                return self.error(
+                    Endpoint::Frontend,
+                    &client,
+                    &msgid,
+                    ErrorCode::QueueFull,
+                    &format!("queue {queue} is full"),
+                );
+            }
+        }
+        let guarantee = req.headers.guarantee;
+        let max_attempts = self.max_attempts(&req.headers);
+        let mut headers = req.headers;
+        if guarantee {
+            // The router owns a guaranteed job's retries: the jobmanager must
+            // not retry it on its own as well.
+            headers.retry_count = 0;
+        }
+        let acked = client.clone();
+        let client = self.intern(client);
+        let headers_frame = self.shared_headers(headers.encode());
+        let queue_name = self.queues.entry(&queue).name.clone();
+        let key: JobKey = msgid.into();
+        let job = Box::new(Job {
+            client,
+            queue: queue_name,
+            headers: headers_frame,
+            body: req.body.into_boxed_slice(),
+            reply_requested: headers.reply_requested,
+            guarantee,
+            attempts: 0,
+            max_attempts,
+            place: Place::Waiting,
+        });
+        if guarantee {
+            // Journaled in this batch; the transport commits it before it
+            // sends the ACK.
+            self.accept_guaranteed(&key, &job);
+            let ack = Message::Ack {
+                of: key.to_string(),
+                timing: None,
+            };
+            self.send_journaled(&acked, ack, Carries::Other);
+        }
+        self.jobs.insert(key.clone(), job);
+        self.enqueue(&key, false);
+        self.dispatch_queue(now, &queue);
+    }
+
+    pub(super) fn answer_query(&mut self, endpoint: Endpoint, peer: &PeerId, of: &str) {
+        let msg = if let Some(msg) = self.tracked_job_message(of) {
+            msg
+        } else if let Some(job) = self.jobs.get(of) {
+            let (state, jobmanager) = match &job.place {
+                Place::Waiting | Place::Delayed { .. } => (JobState::Queued, None),
+                Place::Running { jobmanager, .. } => (JobState::Running, Some(jobmanager.to_string())),
+            };
+            Message::Job {
+                of: of.to_string(),
+                state,
+                detail: JobDetail {
+                    queue: job.queue.to_string(),
+                    jobmanager,
+                    ..JobDetail::default()
+                },
+                result: None,
+            }
+        } else if let Some(done) = self.results.get(of) {
+            let state = match done.result.outcome {
+                Outcome::Ok => JobState::Finished,
+                Outcome::Cancelled => JobState::Cancelled,
+                _ => JobState::Failed,
+            };
+            Message::Job {
+                of: of.to_string(),
+                state,
+                detail: JobDetail {
+                    queue: done.queue.clone(),
+                    ..JobDetail::default()
+                },
+                result: Some(done.result.clone()),
+            }
+        } else {
+            Message::Error {
+                of: of.to_string(),
+                code: ErrorCode::UnknownJob,
+                reason: format!("no job {of} (never seen, or its result has expired)"),
+            }
+        };
+        self.send(endpoint, peer, msg);
+    }
+
+    pub(super) fn cancel(&mut self, now: Instant, endpoint: Endpoint, peer: &PeerId, of: &str) {
+        if self.cancel_waiting(now, of) {
+            info!("job {of} cancelled by {peer}");
+        }
+        self.answer_query(endpoint, peer, of);
+    }
+
+    /// Cancel job `of` if it has not started; its client gets a cancelled
+    /// result. Returns whether it was cancelled.
+    pub(super) fn cancel_waiting(&mut self, now: Instant, of: &str) -> bool {
+        if !self.jobs.get(of).is_some_and(|j| j.is_waiting()) {
+            return false;
+        }
+        let (key, job) = self.jobs.remove_entry(of).expect("checked above");
+        self.detach(&key, &job, None);
+        self.finish_cancelled(now, &key, job);
+        true
+    }
+
+    pub(super) fn finish_cancelled(&mut self, now: Instant, key: &JobKey, job: Box<Job>) {
+        let result = ResultFrames {
+            of: key.to_string(),
+            outcome: Outcome::Cancelled,
+            content_type: ContentType::Json,
+            body: br#"{"value":null,"error":"cancelled"}"#.to_vec(),
+        };
+        self.finish(now, key, job, result, true);
+    }
+
+    /// Send a finished job's result to its client when it asked for it;
+    /// keep it for lookup when nobody is waiting for it (or `keep`). A result
+    /// that cannot be delivered is kept too (see `undeliverable`).
+    pub(super) fn finish(&mut self, now: Instant, key: &JobKey, job: Box<Job>, result: ResultFrames, keep: bool) {
+        let carries = Carries::Result {
+            of: key.clone(),
+            queue: job.queue.clone(),
+        };
+        if job.guarantee {
+            self.track_finish(now, key, job.as_ref(), &result);
+            if job.reply_requested {
+                // Only once its end is journaled: a client that has the result
+                // must never see the job run again after a crash.
+                self.send_journaled(&job.client, Message::Reply(Reply::Result(result)), carries);
+            }
+            self.keep_if_dead(key, job);
+            return;
+        }
+        if keep || !job.reply_requested {
+            self.results.insert(now, job.queue.to_string(), result.clone());
+        }
+        if job.reply_requested {
+            // The common case moves the result; only a kept one is copied.
+            let reply = Message::Reply(Reply::Result(result));
+            self.push(Endpoint::Frontend, &job.client, reply, false, carries);
+        }
+    }
+}

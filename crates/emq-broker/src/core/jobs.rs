@@ -1,0 +1,52 @@
+//! A job as the router holds it, and where it is.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::PeerId;
+
+/// A job's msgid, shared by the jobs map and its queue's waiting list.
+pub(crate) type JobKey = Rc<str>;
+
+/// Where a job is. A job is in exactly one of these places until its first
+/// REPLY (or its cancellation) removes it from the router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// In its queue's waiting list.
+    Waiting,
+    /// Waiting for a time (a retry's backoff), in the timers, not in a list.
+    Delayed { until: Instant },
+    /// Sent to a jobmanager.
+    Running {
+        jobmanager: Rc<PeerId>,
+        /// When it was sent, in dispatch order.
+        dispatch_seq: u64,
+        since: Instant,
+    },
+}
+
+/// A job the router holds. Kept small: a million of them may wait, so peers
+/// and queue names are shared, not copied, and the job itself is boxed so
+/// that the jobs map's spare capacity costs a pointer, not a job.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub client: Rc<PeerId>,
+    pub queue: Rc<str>,
+    /// The headers frame, forwarded to the jobmanager; shared between jobs
+    /// with the same headers.
+    pub headers: Rc<str>,
+    pub body: Box<[u8]>,
+    pub reply_requested: bool,
+    pub guarantee: bool,
+    /// Attempts started so far (dispatches).
+    pub attempts: u16,
+    pub max_attempts: u16,
+    pub place: Place,
+}
+
+impl Job {
+    /// Not started yet: waiting in its queue, or for a time.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self.place, Place::Waiting | Place::Delayed { .. })
+    }
+}

@@ -1,0 +1,172 @@
+//! The queues: each one's waiting list, the jobmanagers that serve it, and
+//! the total waiting across all of them. [`Queues`] is the only owner of the
+//! waiting lists, so the total can never drift from their lengths.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use super::jobs::JobKey;
+use super::PeerId;
+use crate::HashMap;
+
+/// A jobmanager serving a queue.
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub weight: i64,
+    pub peer: PeerId,
+    /// Dispatch sequence number of the last job it got from this queue.
+    pub last_used: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Queue {
+    pub name: Rc<str>,
+    pub members: Vec<Member>,
+    waiting: VecDeque<JobKey>,
+    /// Jobs of this queue that ended, since the router started.
+    pub processed: u64,
+}
+
+impl Queue {
+    fn new(name: &str) -> Queue {
+        Queue {
+            name: name.into(),
+            members: Vec::new(),
+            waiting: VecDeque::new(),
+            processed: 0,
+        }
+    }
+
+    pub fn waiting_len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Queues {
+    by_name: HashMap<String, Queue>,
+    waiting_total: usize,
+}
+
+impl Queues {
+    pub fn new(hasher: crate::Hasher) -> Queues {
+        Queues {
+            by_name: HashMap::with_hasher(hasher),
+            waiting_total: 0,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Queue> {
+        self.by_name.get(name)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Queue> {
+        self.by_name.get_mut(name)
+    }
+
+    /// The queue of that name, created empty if new.
+    pub fn entry(&mut self, name: &str) -> &mut Queue {
+        if !self.by_name.contains_key(name) {
+            self.by_name.insert(name.to_string(), Queue::new(name));
+        }
+        self.by_name.get_mut(name).expect("just inserted")
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Queue)> {
+        self.by_name.iter()
+    }
+
+    /// Jobs waiting across all queues.
+    pub fn waiting_total(&self) -> usize {
+        self.waiting_total
+    }
+
+    pub fn waiting_len(&self, name: &str) -> usize {
+        self.get(name).map_or(0, Queue::waiting_len)
+    }
+
+    pub fn has_waiting(&self, name: &str) -> bool {
+        self.get(name).is_some_and(Queue::has_waiting)
+    }
+
+    /// Add a job at the end of its queue (new jobs) or at the front (jobs
+    /// handed back, which had waited their turn already).
+    pub fn push(&mut self, name: &str, key: JobKey, front: bool) {
+        let q = self.entry(name);
+        if front {
+            q.waiting.push_front(key);
+        } else {
+            q.waiting.push_back(key);
+        }
+        self.waiting_total += 1;
+    }
+
+    pub fn pop_front(&mut self, name: &str) -> Option<JobKey> {
+        let key = self.by_name.get_mut(name)?.waiting.pop_front()?;
+        self.waiting_total -= 1;
+        Some(key)
+    }
+
+    /// Take one job out of its queue's list (a cancellation). Linear in the
+    /// queue's length; a whole queue goes with [`Queues::take_all`].
+    pub fn remove(&mut self, name: &str, key: &JobKey) -> bool {
+        let Some(q) = self.by_name.get_mut(name) else {
+            return false;
+        };
+        let Some(i) = q.waiting.iter().position(|k| k == key) else {
+            return false;
+        };
+        q.waiting.remove(i);
+        self.waiting_total -= 1;
+        true
+    }
+
+    /// Take a queue's whole waiting list.
+    pub fn take_all(&mut self, name: &str) -> VecDeque<JobKey> {
+        let taken = self
+            .by_name
+            .get_mut(name)
+            .map(|q| std::mem::take(&mut q.waiting))
+            .unwrap_or_default();
+        self.waiting_total -= taken.len();
+        taken
+    }
+
+    /// Stop `peer` serving any queue.
+    pub fn remove_member(&mut self, peer: &PeerId) {
+        for q in self.by_name.values_mut() {
+            q.members.retain(|m| &m.peer != peer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_total_follows_every_list_operation() {
+        let mut q = Queues::new(crate::Hasher::default());
+        let key = |s: &str| -> JobKey { s.into() };
+        q.push("a", key("1"), false);
+        q.push("a", key("2"), false);
+        q.push("a", key("0"), true);
+        q.push("b", key("x"), false);
+        assert_eq!(q.waiting_total(), 4);
+        assert_eq!(q.pop_front("a").as_deref(), Some("0"));
+        assert!(q.remove("a", &key("2")));
+        assert!(!q.remove("a", &key("2")));
+        assert!(!q.remove("nowhere", &key("2")));
+        assert_eq!(q.waiting_total(), 2);
+        assert_eq!(q.take_all("b").len(), 1);
+        assert_eq!(q.take_all("b").len(), 0);
+        assert_eq!(q.waiting_total(), 1);
+        assert_eq!(q.pop_front("a").as_deref(), Some("1"));
+        assert_eq!(q.pop_front("a"), None);
+        assert_eq!(q.waiting_total(), 0);
+    }
+}

@@ -1,0 +1,136 @@
+//! Jobmanagers: INFORM, heartbeats, liveness, departures and what happens to their jobs.
+
+use super::*;
+
+#[test]
+fn dead_jobmanager_jobs_go_back_to_the_front_and_to_another() {
+    let mut s = Sim::default();
+    s.inform("jm1", &[(10, "default")]);
+    s.ready("jm1", 2);
+    s.request("c", "j1", "default", "");
+    s.request("c", "j2", "default", "");
+    s.request("c", "j3", "default", "");
+    assert_eq!(s.dispatched().len(), 2);
+    s.inform("jm2", &[(10, "default")]);
+    // jm2 keeps talking, jm1 goes silent.
+    for _ in 0..4 {
+        s.advance(Duration::from_secs(1));
+        s.send(
+            Endpoint::Backend,
+            "jm2",
+            "hb",
+            Message::Heartbeat {
+                unix_time: "0".into(),
+                state: None,
+            },
+        );
+    }
+    s.drain();
+    assert!(s.r.fleet.contains_key(&peer("jm1")), "still within its window");
+    s.advance(Duration::from_millis(1100));
+    assert!(!s.r.fleet.contains_key(&peer("jm1")), "expired");
+    s.drain();
+    s.send(
+        Endpoint::Backend,
+        "jm2",
+        "hb",
+        Message::Heartbeat {
+            unix_time: "0".into(),
+            state: None,
+        },
+    );
+    s.ready("jm2", 3);
+    // In-flight jobs first, in their original order, then the one that waited.
+    assert_eq!(s.dispatched(), d(&[("jm2", "j1"), ("jm2", "j2"), ("jm2", "j3")]));
+    // A late reply from the dead one is ignored once jm2 has answered.
+    s.reply("jm2", "j1");
+    s.drain();
+    s.reply("jm1", "j1");
+    assert!(s.drain().iter().all(|(ep, _, e)| *ep == Endpoint::Backend
+        && matches!(
+            e.message,
+            Message::Error {
+                code: ErrorCode::NotInformed,
+                ..
+            }
+        )));
+}
+
+#[test]
+fn liveness_window_follows_the_announced_heartbeat() {
+    let mut s = Sim::new(Config {
+        liveness: Duration::from_secs(2),
+        ..Config::default()
+    });
+    let timing = Some(Timing {
+        heartbeat_ms: 3000,
+        liveness_ms: 9000,
+    });
+    s.send(
+        Endpoint::Backend,
+        "slow",
+        "i",
+        Message::Inform(Inform {
+            queues: vec![],
+            peer_type: PeerType::Worker,
+            timing,
+        }),
+    );
+    s.advance(Duration::from_millis(5900));
+    assert!(
+        s.r.fleet.contains_key(&peer("slow")),
+        "twice its 3 s heartbeat, not our 2 s"
+    );
+    s.advance(Duration::from_millis(200));
+    assert!(!s.r.fleet.contains_key(&peer("slow")));
+}
+
+#[test]
+fn heartbeats_are_sent_on_schedule_and_deadline_is_next_event() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(10, "default")]);
+    s.drain();
+    assert_eq!(s.r.next_deadline(), s.now.mono + Duration::from_secs(1));
+    s.advance(Duration::from_secs(1));
+    let out = s.drain();
+    assert!(
+        matches!(out.as_slice(), [(Endpoint::Backend, p, Envelope { message: Message::Heartbeat { .. }, .. })] if p == "jm")
+    );
+}
+
+#[test]
+fn kbye_and_unreachable_hand_jobs_back() {
+    let mut s = Sim::default();
+    s.inform("a", &[(10, "default")]);
+    s.inform("b", &[(10, "default")]);
+    s.ready("a", 1);
+    s.request("c", "j1", "default", "");
+    assert_eq!(s.dispatched(), d(&[("a", "j1")]));
+    s.send(Endpoint::Backend, "a", "k", Message::Kbye);
+    s.ready("b", 1);
+    assert_eq!(s.dispatched(), d(&[("b", "j1")]));
+
+    // The transport reports the REQUEST to `b` undeliverable.
+    let frames = vec![
+        Vec::new(),
+        b"eMQP/1.0".to_vec(),
+        b"REQUEST".to_vec(),
+        b"j1".to_vec(),
+        b"default".to_vec(),
+        vec![],
+        vec![],
+    ];
+    s.r.undeliverable(
+        s.now,
+        Outgoing {
+            endpoint: Endpoint::Backend,
+            peer: peer("b"),
+            frames,
+            after_commit: false,
+            carries: Carries::Job("j1".into()),
+        },
+    );
+    s.inform("c2", &[(10, "default")]);
+    s.ready("c2", 1);
+    assert_eq!(s.dispatched(), d(&[("c2", "j1")]));
+}

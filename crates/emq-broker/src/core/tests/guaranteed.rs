@@ -1,0 +1,381 @@
+//! Guaranteed jobs: journal, retries with backoff, dead letters, restore, redelivery.
+
+use super::*;
+
+fn puts(ops: &[StoreOp]) -> Vec<(String, emq_proto::JobState, bool)> {
+    ops.iter()
+        .filter_map(|op| match op {
+            StoreOp::Put { id, record, body } => {
+                let record: crate::tracking::JobRecord = rmp_serde::from_slice(record).unwrap();
+                Some((id.clone(), record.status, body.is_some()))
+            }
+            StoreOp::Delete { .. } => None,
+        })
+        .collect()
+}
+
+fn reply_with(s: &mut Sim, jm: &str, of: &str, outcome: Outcome) {
+    let r = ResultFrames {
+        of: of.into(),
+        outcome,
+        content_type: ContentType::Json,
+        body: br#"{"value":null,"error":"x"}"#.to_vec(),
+    };
+    s.send(Endpoint::Backend, jm, "rep", Message::Reply(Reply::Result(r)));
+}
+
+fn guaranteed_sim() -> Sim {
+    Sim::new(Config {
+        retry_backoff: Duration::from_millis(100),
+        default_retries: 2,
+        ..Config::default()
+    })
+}
+
+#[test]
+fn guaranteed_job_is_journaled_with_its_body_and_acked() {
+    use emq_proto::JobState as Status;
+    let mut s = guaranteed_sim();
+    s.request("c", "g1", "default", "guarantee,reply-requested,retry-count:5");
+    assert_eq!(
+        puts(&s.r.take_store_ops()),
+        vec![("g1".to_string(), Status::Queued, true)]
+    );
+    let out = s.drain();
+    assert!(matches!(&out[0].2.message, Message::Ack { of, .. } if of == "g1"));
+    // Resubmitting the same msgid does not make a second job.
+    s.request("c", "g1", "default", "guarantee,reply-requested");
+    assert!(matches!(s.drain()[0].2.message, Message::Ack { .. }));
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 2);
+    let out = s.drain();
+    let reqs: Vec<_> = out
+        .iter()
+        .filter(|(_, _, e)| matches!(e.message, Message::Request(_)))
+        .collect();
+    assert_eq!(reqs.len(), 1);
+    // The router owns a guaranteed job's retries: the jobmanager gets none.
+    let Message::Request(r) = &reqs[0].2.message else {
+        unreachable!()
+    };
+    assert_eq!(r.headers.retry_count, 0);
+    assert!(r.headers.guarantee && r.headers.reply_requested);
+}
+
+#[test]
+fn failed_attempts_back_off_then_dead_letter_then_retry_by_hand() {
+    use emq_proto::JobState as Status;
+    let mut s = guaranteed_sim();
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 10);
+    s.request("c", "poison", "default", "guarantee,reply-requested");
+    assert_eq!(s.dispatched().len(), 1);
+    let _ = s.r.take_store_ops();
+    // Attempt 1 crashes: backoff of about 100 ms (±25%) before attempt 2.
+    reply_with(&mut s, "jm", "poison", Outcome::Crashed);
+    assert!(s.drain().is_empty(), "no result yet, no immediate redispatch");
+    assert_eq!(
+        puts(&s.r.take_store_ops()),
+        vec![("poison".to_string(), Status::Queued, false)]
+    );
+    let due = s.r.next_deadline();
+    assert!(
+        due >= s.now.mono + Duration::from_millis(75) && due <= s.now.mono + Duration::from_millis(125),
+        "{:?}",
+        due - s.now.mono
+    );
+    s.advance(Duration::from_millis(60));
+    assert!(s.dispatched().is_empty());
+    s.advance(Duration::from_millis(70));
+    assert_eq!(s.dispatched().len(), 1, "attempt 2");
+    // Attempt 2 times out: backoff doubles.
+    reply_with(&mut s, "jm", "poison", Outcome::TimedOut);
+    let due = s.r.next_deadline();
+    assert!(due >= s.now.mono + Duration::from_millis(150), "{:?}", due - s.now.mono);
+    s.advance(Duration::from_millis(260));
+    assert_eq!(s.dispatched().len(), 1, "attempt 3");
+    // Attempt 3 of 3 crashes: dead-lettered, the client hears the final failure.
+    reply_with(&mut s, "jm", "poison", Outcome::Crashed);
+    let out = s.drain();
+    assert!(matches!(&out[0].2.message, Message::Reply(Reply::Result(r)) if r.outcome == Outcome::Crashed));
+    assert_eq!(puts(&s.r.take_store_ops()).last().unwrap().1, Status::Dead);
+    for _ in 0..10 {
+        s.send(
+            Endpoint::Backend,
+            "jm",
+            "hb",
+            Message::Heartbeat {
+                unix_time: "0".into(),
+                state: None,
+            },
+        );
+        s.advance(Duration::from_secs(1));
+    }
+    assert!(s.dispatched().is_empty(), "a dead job does not cycle");
+    s.send(Endpoint::Admin, "admin", "d", Message::Dead);
+    let out = s.drain();
+    let Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))) = &out[0].2.message else {
+        panic!()
+    };
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["dead"][0]["id"], "poison");
+    assert_eq!(v["dead"][0]["attempts"], 3);
+    // The log tells the story.
+    s.send(Endpoint::Frontend, "c", "q", Message::Query { of: "poison".into() });
+    let out = s.drain();
+    let Message::Job { state, detail, .. } = &out[0].2.message else {
+        panic!()
+    };
+    assert_eq!(*state, JobState::Dead);
+    let d = serde_json::to_value(detail).unwrap();
+    let statuses: Vec<&str> = d["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["ACCEPTED", "QUEUED", "RUNNING", "QUEUED", "RUNNING", "QUEUED", "RUNNING", "DEAD"]
+    );
+    // RETRY only from the admin endpoint, and it runs again.
+    s.send(Endpoint::Frontend, "c", "r", Message::Retry { of: "poison".into() });
+    assert!(matches!(
+        s.drain()[0].2.message,
+        Message::Error {
+            code: ErrorCode::AdminOnly,
+            ..
+        }
+    ));
+    s.send(Endpoint::Admin, "admin", "r", Message::Retry { of: "poison".into() });
+    assert_eq!(s.dispatched().len(), 1);
+    reply_with(&mut s, "jm", "poison", Outcome::Ok);
+    s.send(Endpoint::Frontend, "c", "q", Message::Query { of: "poison".into() });
+    assert!(s
+        .drain()
+        .iter()
+        .any(|(_, _, e)| matches!(&e.message, Message::Job { state, .. } if *state == JobState::Finished)));
+}
+
+#[test]
+fn unknown_handler_is_final_not_retried() {
+    let mut s = guaranteed_sim();
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 3);
+    s.request("c", "g", "default", "guarantee,reply-requested");
+    s.dispatched();
+    reply_with(&mut s, "jm", "g", Outcome::UnknownHandler);
+    assert!(s.drain().iter().any(
+        |(_, _, e)| matches!(&e.message, Message::Reply(Reply::Result(r)) if r.outcome == Outcome::UnknownHandler)
+    ));
+    s.send(Endpoint::Frontend, "c", "q", Message::Query { of: "g".into() });
+    assert!(s
+        .drain()
+        .iter()
+        .any(|(_, _, e)| matches!(&e.message, Message::Job { state, .. } if *state == JobState::Failed)));
+}
+
+#[test]
+fn jobmanager_death_counts_as_an_attempt() {
+    let mut s = guaranteed_sim();
+    s.request("c", "g", "default", "guarantee,reply-requested");
+    s.request("c", "plain", "default", "reply-requested");
+    for round in 0..3 {
+        let jm = format!("jm{round}");
+        s.inform(&jm, &[(10, "default")]);
+        s.ready(&jm, 2);
+        // The guaranteed job comes back after its backoff, the plain one at once.
+        s.advance(Duration::from_millis(300));
+        assert_eq!(s.dispatched().len(), 2, "round {round}");
+        // This jobmanager dies with both jobs.
+        s.advance(Duration::from_secs(6));
+    }
+    // Both reached 3 attempts (2 retries): final failures, not another cycle.
+    let out = s.drain();
+    let results: Vec<_> = out
+        .iter()
+        .filter_map(|(_, _, e)| match &e.message {
+            Message::Reply(Reply::Result(r)) => Some((r.of.clone(), r.outcome)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results.len(), 2, "{out:?}");
+    assert!(results.iter().all(|(_, o)| *o == Outcome::Crashed));
+    s.inform("jm-last", &[(10, "default")]);
+    s.ready("jm-last", 2);
+    assert!(s.dispatched().is_empty());
+}
+
+#[test]
+fn restore_requeues_unfinished_and_keeps_finished() {
+    use crate::store::Loaded;
+    use crate::tracking::{JobBody, JobRecord};
+    use emq_proto::JobState as Status;
+    let rec = |seq: u64, status: Status| JobRecord {
+        queue: "default".into(),
+        client: b"c".to_vec(),
+        accepted_seq: seq,
+        attempts: 1,
+        max_attempts: 4,
+        status,
+        log: vec![],
+        result: None,
+        finished_unix_ms: Some(1_700_000_000_000),
+    };
+    let body = || {
+        Some(JobBody {
+            headers: "guarantee,reply-requested".into(),
+            body: b"[]".to_vec(),
+        })
+    };
+    let mut s = guaranteed_sim();
+    s.r.restore(
+        s.now,
+        vec![
+            Loaded {
+                id: "second".into(),
+                record: rec(2, Status::Running),
+                body: body(),
+            },
+            Loaded {
+                id: "done".into(),
+                record: rec(1, Status::Finished),
+                body: None,
+            },
+            Loaded {
+                id: "first".into(),
+                record: rec(1, Status::Queued),
+                body: body(),
+            },
+        ],
+    );
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 5);
+    let got: Vec<String> = s.dispatched().into_iter().map(|(_, id)| id).collect();
+    assert_eq!(
+        got,
+        vec!["first", "second"],
+        "in acceptance order; the finished one is not re-run"
+    );
+    // Resubmitting the finished one does not run it.
+    s.request("c", "done", "default", "guarantee,reply-requested");
+    assert!(s.dispatched().is_empty());
+}
+
+#[test]
+fn finished_guaranteed_jobs_are_purged_after_retention() {
+    let mut s = Sim::new(Config {
+        result_retention: Duration::from_secs(30),
+        ..Config::default()
+    });
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 1);
+    s.request("c", "g", "default", "guarantee");
+    s.dispatched();
+    reply_with(&mut s, "jm", "g", Outcome::Ok);
+    let _ = s.r.take_store_ops();
+    for _ in 0..29 {
+        s.send(
+            Endpoint::Backend,
+            "jm",
+            "hb",
+            Message::Heartbeat {
+                unix_time: "0".into(),
+                state: None,
+            },
+        );
+        s.advance(Duration::from_secs(1));
+    }
+    assert!(s.r.take_store_ops().is_empty());
+    s.send(
+        Endpoint::Backend,
+        "jm",
+        "hb",
+        Message::Heartbeat {
+            unix_time: "0".into(),
+            state: None,
+        },
+    );
+    s.advance(Duration::from_secs(2));
+    assert!(s.r.take_store_ops().contains(&StoreOp::Delete { id: "g".into() }));
+    s.send(Endpoint::Frontend, "c", "q", Message::Query { of: "g".into() });
+    assert!(matches!(
+        s.drain().last().unwrap().2.message,
+        Message::Error {
+            code: ErrorCode::UnknownJob,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn result_from_a_jobmanager_that_has_not_informed_yet_is_kept() {
+    // After a restart the router holds a journaled job; the jobmanager that
+    // ran it before the crash reports it before informing again.
+    let mut s = guaranteed_sim();
+    s.request("c", "g", "default", "guarantee,reply-requested");
+    s.drain();
+    reply_with(&mut s, "old-jm", "g", Outcome::Ok);
+    let out = s.drain();
+    assert!(out
+        .iter()
+        .any(|(ep, _, e)| *ep == Endpoint::Frontend
+            && matches!(&e.message, Message::Reply(Reply::Result(r)) if r.of == "g")));
+    assert!(out.iter().any(|(ep, _, e)| *ep == Endpoint::Backend
+        && matches!(
+            e.message,
+            Message::Error {
+                code: ErrorCode::NotInformed,
+                ..
+            }
+        )));
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 1);
+    assert!(s.dispatched().is_empty(), "not run again");
+}
+
+#[test]
+fn guaranteed_result_for_an_unreachable_client_is_sent_again() {
+    let mut s = guaranteed_sim();
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 1);
+    s.request("c", "g", "default", "guarantee,reply-requested");
+    s.dispatched();
+    reply_with(&mut s, "jm", "g", Outcome::Ok);
+    let reply =
+        s.r.take_outgoing()
+            .find(|o| o.endpoint == Endpoint::Frontend)
+            .expect("the result");
+    // The client is not connected (yet): the transport reports it.
+    s.r.undeliverable(s.now, reply);
+    assert!(s.drain().is_empty());
+    s.send(
+        Endpoint::Backend,
+        "jm",
+        "hb",
+        Message::Heartbeat {
+            unix_time: "0".into(),
+            state: None,
+        },
+    );
+    s.advance(Duration::from_secs(1));
+    let out = s.drain();
+    assert!(
+        out.iter().any(|(ep, p, e)| *ep == Endpoint::Frontend
+            && p == "c"
+            && matches!(&e.message, Message::Reply(Reply::Result(r)) if r.of == "g")),
+        "{out:?}"
+    );
+    // Delivered this time: not sent a third time.
+    s.send(
+        Endpoint::Backend,
+        "jm",
+        "hb",
+        Message::Heartbeat {
+            unix_time: "0".into(),
+            state: None,
+        },
+    );
+    s.advance(Duration::from_secs(1));
+    assert!(!s.drain().iter().any(|(ep, _, _)| *ep == Endpoint::Frontend));
+}

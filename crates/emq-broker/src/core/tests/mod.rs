@@ -1,0 +1,129 @@
+//! Core tests with simulated time: no sockets, no sleeps, a fixed seed. One
+//! file per subject; [`Sim`] drives a [`Router`] and reads what it sends.
+
+use super::*;
+use emq_proto::{
+    decode, ContentType, Envelope, Headers, Inform, JobManagerState, JobState, Outcome, PeerType, Reply, Request,
+    ResultFrames, Timing,
+};
+
+use crate::core::jobs::Place;
+use crate::UnknownQueuePolicy;
+
+mod admin;
+mod clients;
+mod fleet;
+mod guaranteed;
+mod random;
+mod routing;
+
+/// The seed of every simulated router: runs repeat exactly.
+const SEED: u128 = 0x5EED_0000_0000_0000_0000_0000_0000_0001;
+
+pub(super) struct Sim {
+    pub r: Router,
+    pub now: Now,
+}
+
+pub(super) fn peer(s: &str) -> PeerId {
+    PeerId(s.as_bytes().to_vec())
+}
+
+impl Sim {
+    pub fn new(config: Config) -> Sim {
+        let now = Now::new(Instant::now(), 1_700_000_000_000);
+        Sim {
+            r: Router::new(config, now, SEED),
+            now,
+        }
+    }
+
+    pub fn default() -> Sim {
+        Sim::new(Config {
+            liveness: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(1),
+            ..Config::default()
+        })
+    }
+
+    pub fn send(&mut self, ep: Endpoint, from: &str, msgid: &str, msg: Message) {
+        let frames = msg.encode_with_id(msgid);
+        self.r.handle(self.now, ep, peer(from), &frames);
+    }
+
+    pub fn inform(&mut self, jm: &str, queues: &[(i64, &str)]) {
+        let queues = queues.iter().map(|(w, q)| (*w, q.to_string())).collect();
+        let timing = Some(Timing {
+            heartbeat_ms: 1000,
+            liveness_ms: 3000,
+        });
+        self.send(
+            Endpoint::Backend,
+            jm,
+            "inform",
+            Message::Inform(Inform {
+                queues,
+                peer_type: PeerType::Worker,
+                timing,
+            }),
+        );
+    }
+
+    pub fn ready(&mut self, jm: &str, n: usize) {
+        for _ in 0..n {
+            self.send(Endpoint::Backend, jm, "r", Message::Ready { count: 1 });
+        }
+    }
+
+    pub fn request(&mut self, client: &str, id: &str, queue: &str, headers: &str) {
+        let req = Request {
+            queue: queue.into(),
+            headers: Headers::parse(headers),
+            body: b"[]".to_vec(),
+        };
+        self.send(Endpoint::Frontend, client, id, Message::Request(req));
+    }
+
+    pub fn reply(&mut self, jm: &str, of: &str) {
+        let r = ResultFrames {
+            of: of.into(),
+            outcome: Outcome::Ok,
+            content_type: ContentType::Json,
+            body: br#"{"value":1}"#.to_vec(),
+        };
+        self.send(Endpoint::Backend, jm, "rep", Message::Reply(Reply::Result(r)));
+    }
+
+    pub fn advance(&mut self, d: Duration) {
+        self.now = self.now.after(d);
+        self.r.tick(self.now);
+    }
+
+    pub fn drain(&mut self) -> Vec<(Endpoint, String, Envelope)> {
+        self.r
+            .take_outgoing()
+            .map(|o| {
+                (
+                    o.endpoint,
+                    o.peer.to_string(),
+                    decode(&o.frames).expect("router sends valid frames"),
+                )
+            })
+            .collect()
+    }
+
+    /// REQUESTs sent to jobmanagers, as (jobmanager, msgid).
+    pub fn dispatched(&mut self) -> Vec<(String, String)> {
+        self.drain()
+            .into_iter()
+            .filter_map(|(ep, p, e)| match (ep, e.message) {
+                (Endpoint::Backend, Message::Request(_)) => Some((p, e.msgid)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+pub(super) fn d(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}

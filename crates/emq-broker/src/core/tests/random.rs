@@ -1,0 +1,134 @@
+//! Random message sequences (proptest, which shrinks a failure to a short
+//! sequence): the router never panics and its bookkeeping stays consistent.
+
+use super::*;
+use proptest::prelude::*;
+
+/// A message that is valid more often than not, from a small set of ids so
+/// that REQUESTs, REPLYs, CANCELs and QUERYs meet the same jobs.
+fn message() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    let id = (0..50u32).prop_map(|n| format!("j{n}"));
+    let queue = proptest::sample::select(vec!["default", "a", "b"]).prop_map(str::to_string);
+    let headers = proptest::sample::select(vec![
+        "",
+        "reply-requested",
+        "guarantee,reply-requested",
+        "guarantee,retry-count:1",
+    ]);
+    let outcome = proptest::sample::select(vec![
+        Outcome::Ok,
+        Outcome::Crashed,
+        Outcome::Failed,
+        Outcome::TimedOut,
+        Outcome::UnknownHandler,
+    ]);
+    let garbage = proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 0..8);
+    (
+        0..12u32,
+        id,
+        queue,
+        headers,
+        outcome,
+        0..20i64,
+        0..2000u64,
+        1..4u32,
+        0..5usize,
+        garbage,
+    )
+        .prop_map(
+            |(kind, id, queue, headers, outcome, weight, hb, count, admin, garbage)| {
+                let msg = match kind {
+                    0 => Message::Inform(Inform {
+                        queues: vec![(weight, queue)],
+                        peer_type: PeerType::Worker,
+                        timing: Some(Timing {
+                            heartbeat_ms: 100 + hb,
+                            liveness_ms: 1000,
+                        }),
+                    }),
+                    1 | 2 => Message::Ready { count },
+                    3 | 4 => Message::Request(Request {
+                        queue,
+                        headers: Headers::parse(headers),
+                        body: b"[]".to_vec(),
+                    }),
+                    5 | 6 => Message::Reply(Reply::Result(ResultFrames {
+                        of: id.clone(),
+                        outcome,
+                        content_type: ContentType::Json,
+                        body: br#"{"value":1}"#.to_vec(),
+                    })),
+                    7 => Message::Heartbeat {
+                        unix_time: "1".into(),
+                        state: Some(JobManagerState::Idle),
+                    },
+                    8 => Message::Cancel { of: id.clone() },
+                    9 => Message::Query { of: id.clone() },
+                    10 => [
+                        Message::Kbye,
+                        Message::Dead,
+                        Message::Retry { of: id.clone() },
+                        Message::Status,
+                        Message::Purge {
+                            queue: "default".into(),
+                        },
+                    ][admin]
+                        .clone(),
+                    _ => return garbage,
+                };
+                msg.encode_with_id(if matches!(msg, Message::Request(_)) { &id } else { "m" })
+            },
+        )
+}
+
+/// One step: a message from a peer on an endpoint, then maybe some time.
+fn step() -> impl Strategy<Value = (Vec<Vec<u8>>, usize, u32, Option<u64>)> {
+    (
+        message(),
+        0..3usize,
+        0..6u32,
+        proptest::option::weighted(0.1, 0..3000u64),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn random_message_sequences_never_panic_and_state_stays_bounded(
+        steps in proptest::collection::vec(step(), 1..2_000)
+    ) {
+        let mut s = Sim::new(Config {
+            max_waiting_per_queue: 20,
+            max_waiting_total: 40,
+            retry_backoff: Duration::from_millis(10),
+            ..Config::default()
+        });
+        for (frames, ep, from, wait) in steps {
+            let ep = [Endpoint::Frontend, Endpoint::Backend, Endpoint::Admin][ep];
+            s.r.handle(s.now, ep, PeerId(format!("p{from}").into_bytes()), &frames);
+            if let Some(ms) = wait {
+                s.advance(Duration::from_millis(ms));
+            }
+            s.r.take_outgoing().for_each(drop);
+            let _ = s.r.take_store_ops();
+            // Invariants that must hold after every message.
+            let waiting: usize = s.r.queues.iter().map(|(_, q)| q.waiting_len()).sum();
+            prop_assert_eq!(waiting, s.r.queues.waiting_total(), "waiting count drifted");
+            prop_assert!(s.r.queues.waiting_total() <= 40, "waiting bound broken");
+            for (peer, jm) in &s.r.fleet {
+                for id in &jm.running {
+                    let place = s.r.jobs.get(id).map(|j| &j.place);
+                    prop_assert!(
+                        matches!(place, Some(Place::Running { jobmanager, .. }) if **jobmanager == *peer),
+                        "{} runs {}, the router says {:?}", peer, id, place
+                    );
+                }
+            }
+            let running: usize = s.r.fleet.values().map(|jm| jm.running.len()).sum();
+            let in_jobs = s.r.jobs.values().filter(|j| matches!(j.place, Place::Running { .. })).count();
+            prop_assert_eq!(running, in_jobs, "a running job no jobmanager holds");
+            prop_assert!(s.r.jobs.len() <= 50, "more jobs than ids");
+            prop_assert!(s.r.peers.len() <= 60 && s.r.offenders.len() <= 10_001);
+        }
+    }
+}

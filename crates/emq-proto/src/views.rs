@@ -1,0 +1,342 @@
+//! The typed answers of admin commands and job queries: one serde struct per
+//! kind of answer, encoded as the JSON frame the router sends and decoded by
+//! the client. The router, the client library, `emq-cli --json` and the
+//! dashboard all use these, so each answer has exactly one shape
+//! (documented in protocol.md section 4). Times are RFC 3339 in UTC.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DecodeError, ReplyNotice};
+
+/// Wall-clock time on the wire: RFC 3339, UTC, milliseconds.
+pub type Timestamp = jiff::Timestamp;
+
+/// A wall-clock time from milliseconds since the Unix epoch (clamped to
+/// what RFC 3339 can write).
+pub fn timestamp_ms(unix_ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(unix_ms).unwrap_or(if unix_ms < 0 { Timestamp::MIN } else { Timestamp::MAX })
+}
+
+/// Where a job is, as QUERY answers it and the log records it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    Serialize,
+    Deserialize,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    /// Journaled and acknowledged (guaranteed jobs).
+    #[serde(alias = "Accepted")]
+    Accepted,
+    /// Waiting for a slot, or backing off before a retry.
+    #[serde(alias = "Queued")]
+    Queued,
+    /// Sent to a jobmanager.
+    #[serde(alias = "Running")]
+    Running,
+    /// Ended with outcome `ok`.
+    #[serde(alias = "Finished")]
+    Finished,
+    /// Ended with a failure that is not retried.
+    #[serde(alias = "Failed")]
+    Failed,
+    /// Failed its last allowed attempt: in the dead-letter set.
+    #[serde(alias = "Dead")]
+    Dead,
+    /// Cancelled before it ran.
+    #[serde(alias = "Cancelled")]
+    Cancelled,
+}
+
+impl JobState {
+    /// The state as it travels (`QUEUED`, ...).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// No more transitions (unless a dead job is retried by hand).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Finished | JobState::Failed | JobState::Dead | JobState::Cancelled
+        )
+    }
+}
+
+/// A jobmanager's state, as decisionengine's task manager names them; sent
+/// in HEARTBEAT (emq extension) and shown in status.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    Serialize,
+    Deserialize,
+)]
+#[strum(serialize_all = "UPPERCASE")]
+#[serde(rename_all = "UPPERCASE")]
+pub enum JobManagerState {
+    /// Starting: not yet acknowledged by any router.
+    Boot,
+    /// Connected, no job running.
+    Idle,
+    /// Connected, running jobs, with free slots.
+    Active,
+    /// Connected, every slot busy.
+    Steady,
+    /// Lost the router; reconnecting.
+    Offline,
+    /// Draining after SIGTERM: no new jobs.
+    ShuttingDown,
+    /// Done; the process exits.
+    Shutdown,
+    /// Cannot go on (workers cannot be started).
+    Error,
+}
+
+impl JobManagerState {
+    /// The state as it travels (`IDLE`, ...).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Which software a jobmanager runs, as far as the router can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum PeerKind {
+    /// emq's jobmanager (it announced its timing).
+    Emq,
+    /// EventMQ's jobmanager.
+    Eventmq,
+}
+
+/// `(weight, name)`: a queue a jobmanager serves, or a jobmanager serving a
+/// queue. A JSON array of two on the wire, as in EventMQ.
+pub type Weighted = (i64, String);
+
+/// One queue in [`RouterStatus`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    /// Jobs waiting for a slot.
+    pub waiting: u64,
+    /// Jobs sent to a jobmanager and not finished.
+    pub running: u64,
+    /// Jobs that ended (any outcome) since the router started.
+    pub processed: u64,
+    /// The jobmanagers serving it, with their weights.
+    pub jobmanagers: Vec<Weighted>,
+}
+
+/// One jobmanager in [`RouterStatus`] and [`WorkersView`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobManagerStatus {
+    /// The queues it serves.
+    pub queues: Vec<Weighted>,
+    /// Slots it announced that the router has not filled.
+    pub slots: u64,
+    /// Jobs it is running.
+    pub running: u64,
+    /// Jobs it finished.
+    pub processed: u64,
+    /// Its own state, when it reports one (emq jobmanagers do).
+    pub state: Option<JobManagerState>,
+    /// Milliseconds since the router last heard from it.
+    pub last_seen_ms: u64,
+    /// Silence after which the router declares it dead.
+    pub liveness_ms: u64,
+    /// emq or EventMQ.
+    pub kind: PeerKind,
+}
+
+/// The answer to STATUS. EventMQ's keys come first and keep their meaning
+/// (its admin shell prints them); emq's follow.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouterStatus {
+    /// EventMQ: running jobs per queue.
+    pub inflight_messages_by_queue: BTreeMap<String, u64>,
+    /// EventMQ: mean age in ms of the running jobs per queue.
+    pub latency_messages_by_queue: BTreeMap<String, u64>,
+    /// EventMQ: age in ms of the oldest running job per queue.
+    pub max_latency_messages_by_queue: BTreeMap<String, u64>,
+    /// EventMQ: waiting jobs per queue (queues with none left out).
+    pub waiting_messages_by_queue: BTreeMap<String, u64>,
+    /// EventMQ: ended jobs per queue.
+    pub processed_messages_by_queue: BTreeMap<String, u64>,
+    /// EventMQ: ended jobs per jobmanager.
+    pub processed_messages_by_worker: BTreeMap<String, u64>,
+    /// Every queue the router knows.
+    pub queues: BTreeMap<String, QueueStatus>,
+    /// Every connected jobmanager, by identity.
+    pub jobmanagers: BTreeMap<String, JobManagerStatus>,
+    /// Jobs waiting across all queues.
+    pub waiting_total: u64,
+    /// Finished jobs' results kept for lookup.
+    pub results_kept: u64,
+    /// Seconds since the router started.
+    pub uptime_s: u64,
+}
+
+/// One jobmanager in EventMQ's ROUTER_SHOW_WORKERS shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventMqWorker {
+    /// The queues it serves.
+    pub queues: Vec<Weighted>,
+    /// Seconds since it was last heard from, negated (EventMQ's convention).
+    pub hb: f64,
+    /// Free slots.
+    pub available_slots: u64,
+    /// Its own state, when it reports one.
+    pub state: Option<JobManagerState>,
+}
+
+/// The answer to ROUTER_SHOW_WORKERS: EventMQ's two maps plus emq's view.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkersView {
+    /// EventMQ: jobmanagers by identity.
+    pub connected_workers: BTreeMap<String, EventMqWorker>,
+    /// EventMQ: for each queue, its jobmanagers with their weights.
+    pub connected_queues: BTreeMap<String, Vec<Weighted>>,
+    /// The same jobmanagers as in [`RouterStatus::jobmanagers`].
+    pub jobmanagers: BTreeMap<String, JobManagerStatus>,
+}
+
+/// The answer to ROUTER_SHOW_SCHEDULERS.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SchedulersView {
+    /// EventMQ: connected scheduler processes (emq has none).
+    pub connected_schedulers: BTreeMap<String, serde_json::Value>,
+}
+
+/// One transition in a job's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// When it happened.
+    pub time: Timestamp,
+    /// The state entered.
+    pub status: JobState,
+    /// What happened, for people.
+    pub message: String,
+}
+
+/// The `detail` of a JOB answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobDetail {
+    /// The job's queue.
+    pub queue: String,
+    /// Whether the router journals and retries it.
+    #[serde(default)]
+    pub guaranteed: bool,
+    /// Attempts started so far (guaranteed jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Attempts it may have (guaranteed jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// The jobmanager running it, while it runs.
+    #[serde(default)]
+    pub jobmanager: Option<String>,
+    /// Its transitions, oldest first (guaranteed jobs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<LogEntry>,
+}
+
+/// One job of the dead-letter set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadJob {
+    /// The job's id.
+    pub id: String,
+    /// Its queue.
+    pub queue: String,
+    /// Attempts it had.
+    pub attempts: u32,
+    /// Its last log message (why it died).
+    pub last: Option<String>,
+}
+
+/// The answer to DEAD: the dead-lettered jobs in acceptance order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeadList {
+    /// The jobs.
+    pub dead: Vec<DeadJob>,
+}
+
+/// The answer to PURGE.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Purged {
+    /// The queue purged.
+    pub queue: String,
+    /// Waiting jobs cancelled.
+    pub purged: u64,
+}
+
+impl ReplyNotice {
+    /// A notice carrying `view` as its JSON frame.
+    pub fn of<T: Serialize>(view: &T) -> ReplyNotice {
+        // Plain serde-derived data with string keys: cannot fail to encode.
+        ReplyNotice(serde_json::to_string(view).unwrap_or_default())
+    }
+
+    /// The typed answer this notice carries.
+    pub fn view<T: serde::de::DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        serde_json::from_str(&self.0).map_err(|e| DecodeError::bad("answer", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_have_their_wire_names_and_read_old_journal_names() {
+        assert_eq!(JobState::Cancelled.as_str(), "CANCELLED");
+        assert_eq!("DEAD".parse::<JobState>().unwrap(), JobState::Dead);
+        assert_eq!(serde_json::to_string(&JobState::Queued).unwrap(), "\"QUEUED\"");
+        // Journals written before the states were shared say "Queued".
+        assert_eq!(
+            serde_json::from_str::<JobState>("\"Queued\"").unwrap(),
+            JobState::Queued
+        );
+        assert_eq!(JobManagerState::ShuttingDown.as_str(), "SHUTTINGDOWN");
+        assert_eq!("STEADY".parse::<JobManagerState>().unwrap(), JobManagerState::Steady);
+        assert!("steady\x1b[2J".parse::<JobManagerState>().is_err());
+    }
+
+    #[test]
+    fn status_keeps_eventmq_keys_and_times_are_rfc3339() {
+        let mut status = RouterStatus::default();
+        status.waiting_messages_by_queue.insert("default".into(), 3);
+        let json: serde_json::Value = serde_json::from_str(&ReplyNotice::of(&status).0).unwrap();
+        assert_eq!(json["waiting_messages_by_queue"]["default"], 3);
+        assert!(json["inflight_messages_by_queue"].is_object());
+        let entry = LogEntry {
+            time: timestamp_ms(1_795_396_557_152),
+            status: JobState::Queued,
+            message: "queued".into(),
+        };
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["time"], "2026-11-23T01:15:57.152Z");
+        assert_eq!(json["status"], "QUEUED");
+        let back: LogEntry = serde_json::from_value(json).unwrap();
+        assert_eq!(back, entry);
+    }
+}
