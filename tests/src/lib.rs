@@ -155,6 +155,37 @@ pub fn read_ready_line(child: &mut Child, prefix: &str, within: Duration) -> Str
     rx.recv_timeout(within).expect("child printed its ready line in time")
 }
 
+/// A scratch directory (keys, allowlists, marker files, journals), removed
+/// when dropped, also when a test panics.
+pub struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch(
+            tempfile::Builder::new()
+                .prefix("emq-test-")
+                .tempdir()
+                .expect("a scratch directory"),
+        )
+    }
+
+    /// A path inside it.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+
+    /// A path inside it, as text (for command-line arguments).
+    pub fn arg(&self, name: &str) -> String {
+        self.path(name).to_str().expect("UTF-8 temp path").to_string()
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch::new()
+    }
+}
+
 /// A running `emq-router` on ephemeral loopback ports, with its own journal.
 pub struct RouterProc {
     pub proc: Proc,
@@ -162,21 +193,17 @@ pub struct RouterProc {
     pub backend: String,
     pub admin: String,
     pub journal: PathBuf,
-}
-
-/// A path for a new journal file, unique to this test process.
-pub fn fresh_journal() -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("emq-test-{}-{n}.redb", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    path
+    /// Holds the journal of a router started with [`RouterProc::start`]; a
+    /// router restarted on it with [`RouterProc::start_on`] borrows its path.
+    _scratch: Option<Scratch>,
 }
 
 impl RouterProc {
     pub fn start(extra: &[&str]) -> RouterProc {
-        Self::start_on(["tcp://127.0.0.1:*"; 3], &fresh_journal(), extra)
+        let scratch = Scratch::new();
+        let mut r = Self::start_on(["tcp://127.0.0.1:*"; 3], &scratch.path("router.redb"), extra);
+        r._scratch = Some(scratch);
+        r
     }
 
     /// Start on given endpoints and journal (to restart a router where it was).
@@ -206,6 +233,7 @@ impl RouterProc {
             admin: field("admin"),
             journal: journal.to_path_buf(),
             proc,
+            _scratch: None,
         }
     }
 }
@@ -423,12 +451,4 @@ pub fn eventmq_venv() -> PathBuf {
 /// `tests/eventmq`, where the Python helpers and job functions live.
 pub fn eventmq_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("eventmq")
-}
-
-impl Drop for RouterProc {
-    fn drop(&mut self) {
-        // A restarted router shares this journal, but is declared later and
-        // so dropped first.
-        let _ = std::fs::remove_file(&self.journal);
-    }
 }

@@ -3,11 +3,11 @@
 //! nothing acknowledged is lost, and nothing finished runs again.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use emq_proto::{Headers, JobCall, JobResult, Message, Outcome, Reply};
-use emq_tests::{emq_cli, wait_until, Dealer, JobManagerProc, RouterProc};
+use emq_tests::{emq_cli, wait_until, Dealer, JobManagerProc, RouterProc, Scratch};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
@@ -24,29 +24,6 @@ const ROUTER_ARGS: &[&str] = &[
 
 fn router() -> RouterProc {
     RouterProc::start(ROUTER_ARGS)
-}
-
-/// A directory of this test's own, removed when dropped (even on failure).
-struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn scratch(name: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("emq-guaranteed-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Scratch(dir)
 }
 
 fn submit(client: &Dealer, id: &str, call: &JobCall, headers: &str) {
@@ -121,10 +98,10 @@ fn log_statuses(status: &Value) -> Vec<String> {
 fn worker_killed_mid_job_is_retried_and_finishes_once() {
     let r = router();
     let jm = JobManagerProc::start(&r, &["-J", "1"]);
-    let dir = scratch("worker");
+    let dir = Scratch::new();
     let ctx = zmq::Context::new();
     let client = Dealer::connect(&ctx, &r.frontend, Some("worker-kill-client"));
-    let marker = dir.join("marker");
+    let marker = dir.path("marker");
     submit(
         &client,
         "sleepy",
@@ -163,8 +140,8 @@ fn jobmanager_killed_with_jobs_in_flight_loses_nothing() {
     let r = router();
     let mut jm1 = JobManagerProc::start(&r, &["-J", "2"]);
     let _jm2 = JobManagerProc::start(&r, &["-J", "2"]);
-    let dir = scratch("jm");
-    let file = dir.join("runs");
+    let dir = Scratch::new();
+    let file = dir.path("runs");
     let ctx = zmq::Context::new();
     let client = Dealer::connect(&ctx, &r.frontend, Some("jm-kill-client"));
     let ids: Vec<String> = (0..40).map(|i| format!("job-{i}")).collect();
@@ -215,8 +192,8 @@ fn router_killed_with_thousands_queued_and_in_flight_then_restarted() {
     let r = router();
     let endpoints = [r.frontend.clone(), r.backend.clone(), r.admin.clone()];
     let _jm = JobManagerProc::start(&r, &["-J", "2"]);
-    let dir = scratch("router");
-    let file = dir.join("runs");
+    let dir = Scratch::new();
+    let file = dir.path("runs");
     let ctx = zmq::Context::new();
     let client = Dealer::connect(&ctx, &r.frontend, Some("router-kill-client"));
     let n = 2000;
@@ -350,8 +327,8 @@ fn poison_job_is_dead_lettered_after_its_attempts_and_can_be_retried() {
 fn resubmitting_a_msgid_does_not_run_it_twice() {
     let r = router();
     let _jm = JobManagerProc::start(&r, &["-J", "2"]);
-    let dir = scratch("idem");
-    let file = dir.join("runs");
+    let dir = Scratch::new();
+    let file = dir.path("runs");
     let ctx = zmq::Context::new();
     let client = Dealer::connect(&ctx, &r.frontend, Some("idem-client"));
     let job = counted("once", &file);

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use emq_proto::{ContentType, Headers, JobCall, JobResult, Message, Outcome, Reply, ResultFrames};
-use emq_tests::{alive, wait_until, Dealer, JobManagerProc, RouterProc};
+use emq_tests::{alive, wait_until, Dealer, JobManagerProc, RouterProc, Scratch};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -133,8 +133,7 @@ fn crashing_job_is_retried_when_it_asks_and_not_otherwise() {
     let _jm = JobManagerProc::start(&r, &["-J", "1"]);
     let ctx = zmq::Context::new();
     let client = Dealer::connect(&ctx, &r.frontend, None);
-    let dir = std::env::temp_dir().join(format!("emq-retry-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new();
     let submit_crash_once = |id: &str, marker: &std::path::Path, headers: &str| {
         let mut call = JobCall::new("emq.crash");
         call.kwargs
@@ -144,11 +143,11 @@ fn crashing_job_is_retried_when_it_asks_and_not_otherwise() {
         client.request(id, "default", &call, h);
     };
     // Without retries the first crash is the answer.
-    submit_crash_once("no-retry", &dir.join("a"), "");
+    submit_crash_once("no-retry", &dir.path("a"), "");
     let (frames, _) = result(&client, T).expect("answered");
     assert_eq!((frames.of.as_str(), frames.outcome), ("no-retry", Outcome::Crashed));
     // With one retry the second attempt (on a fresh worker) succeeds.
-    submit_crash_once("retried", &dir.join("b"), "retry-count:1");
+    submit_crash_once("retried", &dir.path("b"), "retry-count:1");
     let (frames, res) = result(&client, T).expect("answered after a retry");
     assert_eq!(
         (frames.of.as_str(), frames.outcome, res.value),
@@ -158,7 +157,6 @@ fn crashing_job_is_retried_when_it_asks_and_not_otherwise() {
     submit(&client, "always", "emq.crash", json!([]), "retry-count:2");
     let (frames, _) = result(&client, T).expect("answered after its retries");
     assert_eq!(frames.outcome, Outcome::Crashed);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -303,9 +301,8 @@ fn jobmanager_reconnects_after_router_restart() {
 #[test]
 fn sighup_reloads_the_configuration_file() {
     let r = router();
-    let dir = std::env::temp_dir().join(format!("emq-sighup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("jm.json");
+    let dir = Scratch::new();
+    let file = dir.path("jm.json");
     std::fs::write(&file, r#"{"queues": [[10, "default"]], "concurrency": 1}"#).unwrap();
     let jm = JobManagerProc::start(&r, &["--config", file.to_str().unwrap()]);
     let ctx = zmq::Context::new();
@@ -359,7 +356,6 @@ fn sighup_reloads_the_configuration_file() {
     std::fs::write(&file, r#"{"queues": [[7, "third"]], "concurrency": 2}"#).unwrap();
     jm.proc.signal(Signal::SIGHUP);
     assert!(wait_until(T, || queues_of_jm(&admin) == Some(json!([[[7, "third"]], 2]))));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -2,38 +2,16 @@
 //! endpoint (keys made and managed with emq-cli), the connection limit, and
 //! oversize and flooding peers refused while a legitimate client's jobs flow.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use emq_proto::{ErrorCode, Headers, JobCall, Message};
 use emq_tests::{
-    bin, emq_cli, run_with_deadline, wait_until, Dealer, JobManagerProc, Output, Proc, RouterProc, StderrLog,
+    bin, emq_cli, run_with_deadline, wait_until, Dealer, JobManagerProc, Output, Proc, RouterProc, Scratch, StderrLog,
 };
 
 const T: Duration = Duration::from_secs(30);
-
-/// A scratch directory for keys and allowlists, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("emq-security-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn cli(args: &[&str]) -> Output {
     run_with_deadline(Command::new(bin("emq-cli")), args, None, T)
@@ -41,7 +19,7 @@ fn cli(args: &[&str]) -> Output {
 
 /// `emq-cli keygen DIR/NAME.key`; returns the key file.
 fn keygen(dir: &Scratch, name: &str) -> String {
-    let key = dir.path(&format!("{name}.key"));
+    let key = dir.arg(&format!("{name}.key"));
     let out = cli(&["keygen", &key]);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout.trim().len(), 40, "prints the Z85 public key: {out:?}");
@@ -67,7 +45,7 @@ const REJECTED: Option<i32> = Some(5);
 
 #[test]
 fn curve_allowlists_decide_who_submits_runs_jobs_and_administers() {
-    let dir = Scratch::new("curve");
+    let dir = Scratch::new();
     let router_key = keygen(&dir, "router");
     let server = format!("{router_key}.pub");
     let (client, jm, admin, stranger) = (
@@ -77,9 +55,9 @@ fn curve_allowlists_decide_who_submits_runs_jobs_and_administers() {
         keygen(&dir, "stranger"),
     );
     let (clients, jobmanagers, admins) = (
-        dir.path("clients.allow"),
-        dir.path("jobmanagers.allow"),
-        dir.path("admins.allow"),
+        dir.arg("clients.allow"),
+        dir.arg("jobmanagers.allow"),
+        dir.arg("admins.allow"),
     );
     allow(&clients, &format!("{client}.pub"), "web");
     allow(&jobmanagers, &format!("{jm}.pub"), "jm-1");
@@ -175,7 +153,7 @@ fn curve_allowlists_decide_who_submits_runs_jobs_and_administers() {
 #[test]
 fn plain_client_cannot_reach_a_curve_router_through_the_library() {
     // The client crate reports the refusal as a rejection, not a timeout.
-    let dir = Scratch::new("lib");
+    let dir = Scratch::new();
     let router_key = keygen(&dir, "router");
     let r = RouterProc::start(&["--curve-key", &router_key]);
     let options = emq_client::ClientOptions {
@@ -329,12 +307,12 @@ fn oversize_floods_and_excess_connections_are_refused_while_jobs_flow() {
 
 #[test]
 fn keys_and_allowlists_reject_bad_input() {
-    let dir = Scratch::new("files");
+    let dir = Scratch::new();
     let key = keygen(&dir, "k");
     // Never overwrites a key.
     let out = cli(&["keygen", &key]);
     assert_ne!(out.code, Some(0), "{out:?}");
-    let list = dir.path("list.allow");
+    let list = dir.arg("list.allow");
     let out = cli(&["allow", "add", &list, "not-a-key"]);
     assert_ne!(out.code, Some(0), "{out:?}");
     let out = cli(&["allow", "remove", &list, "nobody"]);
