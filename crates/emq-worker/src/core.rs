@@ -177,8 +177,19 @@ impl JobManager {
         self.out.drain(..)
     }
 
+    /// Jobs handed to the pool (running, or queued in a worker's pipe).
     pub fn running(&self) -> usize {
         self.running.len()
+    }
+
+    /// Jobs this jobmanager holds: handed to the pool, or prefetched.
+    pub fn held(&self) -> usize {
+        self.running.len() + self.backlog.len()
+    }
+
+    /// Most jobs it may hold: what it may announce to the router.
+    pub fn capacity(&self) -> usize {
+        self.pool_slots() + self.config.prefetch
     }
 
     pub fn next_deadline(&self) -> Instant {
@@ -201,10 +212,6 @@ impl JobManager {
     /// Jobs the pool may hold: running plus queued in workers' pipes.
     fn pool_slots(&self) -> usize {
         self.config.concurrency * self.config.pipeline
-    }
-
-    fn capacity(&self) -> usize {
-        self.pool_slots() + self.config.prefetch
     }
 
     fn free(&self) -> usize {

@@ -14,6 +14,7 @@ mod admin;
 mod clients;
 mod fleet;
 mod guaranteed;
+mod pair;
 mod random;
 mod routing;
 
