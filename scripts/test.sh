@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests of each crate and the cross-process tests, which
-# start the real binaries (built first) and, for interop, EventMQ 0.3.13 from
-# PyPI in .venv-eventmq (installed on first use). Usage: scripts/test.sh
+# Runs every check and every test: formatting, clippy with warnings denied,
+# unit tests of each crate and the cross-process tests, which start the real
+# binaries (built first) and, for interop, EventMQ 0.3.13 from PyPI in
+# .venv-eventmq (installed on first use). Usage: scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/eventmq-env.sh >/dev/null
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"

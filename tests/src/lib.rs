@@ -5,6 +5,9 @@
 //! The binaries must be built first (`cargo build --workspace`), which
 //! `scripts/test.sh` and `.ci/run` do.
 
+// A test fails by panicking, helpers included.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -42,6 +45,7 @@ pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// A child process that is killed and reaped when dropped.
 pub struct Proc {
+    /// What it is, for messages.
     pub name: String,
     child: Option<Child>,
     status: Option<ExitStatus>,
@@ -51,6 +55,7 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Start `cmd`; it is killed and reaped when dropped.
     pub fn spawn(mut cmd: Command, name: &str) -> Proc {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env(
@@ -76,20 +81,24 @@ impl Proc {
         p
     }
 
+    /// Its process id.
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map_or(0, |c| c.id() as i32)
     }
 
+    /// The child, to take its pipes.
     pub fn child_mut(&mut self) -> &mut Child {
         self.child.as_mut().expect("running")
     }
 
+    /// Send it `sig` (unless it has exited).
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         if self.status.is_none() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig);
         }
     }
 
+    /// Kill it with SIGKILL and wait until it is gone.
     pub fn kill9(&mut self) {
         self.signal(nix::sys::signal::Signal::SIGKILL);
         self.wait_exit(Duration::from_secs(10)).expect("killed process exits");
@@ -114,6 +123,7 @@ impl Proc {
         }
     }
 
+    /// Whether it has not exited yet.
     pub fn is_running(&mut self) -> bool {
         self.wait_exit(Duration::ZERO).is_none()
     }
@@ -160,6 +170,7 @@ pub fn read_ready_line(child: &mut Child, prefix: &str, within: Duration) -> Str
 pub struct Scratch(tempfile::TempDir);
 
 impl Scratch {
+    /// A fresh directory.
     pub fn new() -> Scratch {
         Scratch(
             tempfile::Builder::new()
@@ -188,10 +199,15 @@ impl Default for Scratch {
 
 /// A running `emq-router` on ephemeral loopback ports, with its own journal.
 pub struct RouterProc {
+    /// The process.
     pub proc: Proc,
+    /// Where clients connect.
     pub frontend: String,
+    /// Where jobmanagers connect.
     pub backend: String,
+    /// Where admin tools connect.
     pub admin: String,
+    /// Its journal file.
     pub journal: PathBuf,
     /// Holds the journal of a router started with [`RouterProc::start`]; a
     /// router restarted on it with [`RouterProc::start_on`] borrows its path.
@@ -199,6 +215,7 @@ pub struct RouterProc {
 }
 
 impl RouterProc {
+    /// Start a router on ephemeral ports with a journal of its own.
     pub fn start(extra: &[&str]) -> RouterProc {
         let scratch = Scratch::new();
         let mut r = Self::start_on(["tcp://127.0.0.1:*"; 3], &scratch.path("router.redb"), extra);
@@ -240,10 +257,12 @@ impl RouterProc {
 
 /// A raw DEALER socket speaking eMQP frames, for driving the router by hand.
 pub struct Dealer {
+    /// The socket.
     pub socket: zmq::Socket,
 }
 
 impl Dealer {
+    /// Connect to `endpoint`, with `identity` if given.
     pub fn connect(ctx: &zmq::Context, endpoint: &str, identity: Option<&str>) -> Dealer {
         let socket = ctx.socket(zmq::DEALER).expect("dealer");
         socket.set_linger(0).unwrap();
@@ -268,14 +287,17 @@ impl Dealer {
         );
     }
 
+    /// Send `msg` with msgid `msgid`.
     pub fn send(&self, msg: &Message, msgid: &str) {
         self.send_raw(msg.encode_with_id(msgid));
     }
 
+    /// Send frames as they are.
     pub fn send_raw(&self, frames: Vec<Vec<u8>>) {
         self.socket.send_multipart(frames, 0).expect("send");
     }
 
+    /// The next message's frames, if one comes within `within`.
     pub fn recv_raw(&self, within: Duration) -> Option<Vec<Vec<u8>>> {
         let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
         let ms = within.as_millis() as i64;
@@ -285,6 +307,7 @@ impl Dealer {
         self.socket.recv_multipart(0).ok()
     }
 
+    /// The next message, decoded, if one comes within `within`.
     pub fn recv(&self, within: Duration) -> Option<Envelope> {
         self.recv_raw(within)
             .map(|f| decode(&f).expect("router sends valid frames"))
@@ -308,6 +331,7 @@ impl Dealer {
 
 /// A running `emq-jobmanager` connected to a router.
 pub struct JobManagerProc {
+    /// The process.
     pub proc: Proc,
 }
 
@@ -341,6 +365,7 @@ impl JobManagerProc {
 pub struct StderrLog(std::sync::Arc<std::sync::Mutex<String>>);
 
 impl StderrLog {
+    /// Collect `child`'s stderr from now on.
     pub fn capture(child: &mut Child) -> StderrLog {
         let log = StderrLog::default();
         let stderr = child.stderr.take().expect("stderr piped");
@@ -355,6 +380,7 @@ impl StderrLog {
         log
     }
 
+    /// Everything collected so far.
     pub fn text(&self) -> String {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -381,9 +407,13 @@ pub fn alive(pid: i32) -> bool {
 /// What a finished command printed.
 #[derive(Debug)]
 pub struct Output {
+    /// Its exit code (`None`: killed by a signal).
     pub code: Option<i32>,
+    /// What it printed on stdout.
     pub stdout: String,
+    /// What it printed on stderr.
     pub stderr: String,
+    /// How long it ran.
     pub took: Duration,
 }
 

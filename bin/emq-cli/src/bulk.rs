@@ -42,7 +42,7 @@ fn parse_line(line: &str, opts: &JobOpts) -> anyhow::Result<Job> {
     Ok(job)
 }
 
-pub fn run(as_json: bool, mut client: Client, args: &BulkArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(as_json: bool, mut client: Client, args: &BulkArgs) -> anyhow::Result<u8> {
     let lines: Vec<String> = match args.file.as_deref() {
         None | Some("-") => std::io::stdin().lock().lines().collect::<Result<_, _>>()?,
         Some(path) => std::fs::read_to_string(path)?.lines().map(str::to_string).collect(),

@@ -16,6 +16,7 @@ use emq_client::{admin, Client, ClientError, ClientOptions, Job, JobId, Value};
 /// Exit codes.
 #[derive(Debug, Clone, Copy)]
 pub enum Exit {
+    /// Success.
     Ok = 0,
     /// The job failed (a program's own non-zero code is passed through instead).
     JobFailed = 1,
@@ -171,7 +172,7 @@ fn secs(s: f64) -> anyhow::Result<Duration> {
 }
 
 impl JobOpts {
-    pub fn apply(&self, mut job: Job) -> anyhow::Result<Job> {
+    pub(crate) fn apply(&self, mut job: Job) -> anyhow::Result<Job> {
         job = job.queue(&self.queue).retries(self.retries).guarantee(self.guarantee);
         if let Some(t) = self.timeout {
             job = job.timeout(secs(t)?);

@@ -12,7 +12,7 @@ fn is_exec_output(v: &Value) -> bool {
 
 /// Print a job's result; returns the exit code. A program's result prints its
 /// output as-is and passes its exit code through.
-pub fn result(r: Result<JobOutput, ClientError>, as_json: bool) -> u8 {
+pub(crate) fn result(r: Result<JobOutput, ClientError>, as_json: bool) -> u8 {
     match r {
         Ok(out) => {
             if as_json {
@@ -76,7 +76,7 @@ fn print_value(v: &Value) {
     }
 }
 
-pub fn job_status(s: &JobStatus, as_json: bool) {
+pub(crate) fn job_status(s: &JobStatus, as_json: bool) {
     let detail = serde_json::to_value(&s.detail).unwrap_or_default();
     if as_json {
         let result = match &s.result {
@@ -116,7 +116,7 @@ pub fn job_status(s: &JobStatus, as_json: bool) {
     }
 }
 
-pub fn router_status(v: &Value, as_json: bool) {
+pub(crate) fn router_status(v: &Value, as_json: bool) {
     if as_json {
         println!("{v}");
         return;
@@ -145,7 +145,7 @@ pub fn router_status(v: &Value, as_json: bool) {
     );
 }
 
-pub fn workers(v: &Value, as_json: bool) {
+pub(crate) fn workers(v: &Value, as_json: bool) {
     if as_json {
         println!("{v}");
         return;
@@ -178,7 +178,7 @@ pub fn workers(v: &Value, as_json: bool) {
     }
 }
 
-pub fn dead(v: &Value, as_json: bool) {
+pub(crate) fn dead(v: &Value, as_json: bool) {
     if as_json {
         println!("{v}");
         return;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 /// `emq-bench floor-broker`: forward client <-> worker, nothing else.
-pub fn broker(front: &str, back: &str) -> anyhow::Result<()> {
+pub(crate) fn broker(front: &str, back: &str) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
     let f = ctx.socket(zmq::ROUTER)?;
     let b = ctx.socket(zmq::ROUTER)?;
@@ -44,7 +44,7 @@ pub fn broker(front: &str, back: &str) -> anyhow::Result<()> {
 }
 
 /// `emq-bench floor-worker`: echo everything back.
-pub fn worker(back: &str) -> anyhow::Result<()> {
+pub(crate) fn worker(back: &str) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
     let s = ctx.socket(zmq::DEALER)?;
     s.set_sndhwm(0)?;
@@ -58,7 +58,7 @@ pub fn worker(back: &str) -> anyhow::Result<()> {
 }
 
 /// `emq-bench pipe-echo`: read length-prefixed records on stdin, echo them.
-pub fn pipe_echo() -> anyhow::Result<()> {
+pub(crate) fn pipe_echo() -> anyhow::Result<()> {
     let mut input = std::io::stdin().lock();
     let mut output = std::io::stdout().lock();
     let mut len = [0u8; 4];
@@ -74,13 +74,13 @@ pub fn pipe_echo() -> anyhow::Result<()> {
 }
 
 /// Round trips per second and per-message latency through the raw floor.
-pub struct Floor {
+pub(crate) struct Floor {
     pub client: zmq::Socket,
     _ctx: zmq::Context,
 }
 
 impl Floor {
-    pub fn connect(front: &str) -> anyhow::Result<Floor> {
+    pub(crate) fn connect(front: &str) -> anyhow::Result<Floor> {
         let ctx = zmq::Context::new();
         let client = ctx.socket(zmq::DEALER)?;
         client.set_sndhwm(0)?;
@@ -90,7 +90,7 @@ impl Floor {
     }
 
     /// Pipelined: `n` messages with at most `window` outstanding.
-    pub fn throughput(&self, n: usize, window: usize, size: usize) -> anyhow::Result<f64> {
+    pub(crate) fn throughput(&self, n: usize, window: usize, size: usize) -> anyhow::Result<f64> {
         let payload = vec![b'x'; size];
         let started = Instant::now();
         let (mut sent, mut received) = (0, 0);
@@ -109,7 +109,7 @@ impl Floor {
     }
 
     /// One at a time: each round trip's duration.
-    pub fn latencies(&self, n: usize, size: usize) -> anyhow::Result<Vec<Duration>> {
+    pub(crate) fn latencies(&self, n: usize, size: usize) -> anyhow::Result<Vec<Duration>> {
         let payload = vec![b'x'; size];
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
@@ -123,7 +123,7 @@ impl Floor {
 }
 
 /// Median round trip of a message to another process over a pipe and back.
-pub fn pipe_handoff(n: usize, size: usize) -> anyhow::Result<Duration> {
+pub(crate) fn pipe_handoff(n: usize, size: usize) -> anyhow::Result<Duration> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .arg("pipe-echo")

@@ -24,13 +24,13 @@ fn next_id() -> usize {
 }
 
 /// A loopback TCP endpoint on a port that was free a moment ago.
-pub fn free_endpoint() -> anyhow::Result<String> {
+pub(crate) fn free_endpoint() -> anyhow::Result<String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(format!("tcp://127.0.0.1:{}", l.local_addr()?.port()))
 }
 
 /// A child process, killed and reaped on drop.
-pub struct Spawned {
+pub(crate) struct Spawned {
     child: Child,
     journal: Option<PathBuf>,
     pub frontend: String,
@@ -54,13 +54,13 @@ impl Spawned {
         })
     }
 
-    pub fn bench_role(args: &[&str]) -> anyhow::Result<Spawned> {
+    pub(crate) fn bench_role(args: &[&str]) -> anyhow::Result<Spawned> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(args);
         Spawned::spawn(cmd)
     }
 
-    pub fn router(extra: &[&str]) -> anyhow::Result<Spawned> {
+    pub(crate) fn router(extra: &[&str]) -> anyhow::Result<Spawned> {
         let mut cmd = Command::new(sibling("emq-router")?);
         cmd.args([
             "--frontend",
@@ -91,18 +91,18 @@ impl Spawned {
         Ok(s)
     }
 
-    pub fn jobmanager(backend: &str, extra: &[&str]) -> anyhow::Result<Spawned> {
+    pub(crate) fn jobmanager(backend: &str, extra: &[&str]) -> anyhow::Result<Spawned> {
         let mut cmd = Command::new(sibling("emq-jobmanager")?);
         cmd.args(["--router", backend]).args(extra);
         Spawned::spawn(cmd)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Resident memory of this process and its children.
-    pub fn tree_rss(&self) -> u64 {
+    pub(crate) fn tree_rss(&self) -> u64 {
         let pid = self.pid();
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         rss_bytes(pid)
@@ -124,7 +124,7 @@ impl Drop for Spawned {
     }
 }
 
-pub fn rss_bytes(pid: u32) -> u64 {
+pub(crate) fn rss_bytes(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

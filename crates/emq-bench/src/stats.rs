@@ -3,18 +3,18 @@
 use std::time::Duration;
 
 #[derive(Default, Clone)]
-pub struct Series(Vec<f64>);
+pub(crate) struct Series(Vec<f64>);
 
 impl Series {
-    pub fn from_durations(d: Vec<Duration>) -> Series {
+    pub(crate) fn from_durations(d: Vec<Duration>) -> Series {
         Series(d.into_iter().map(|d| d.as_secs_f64()).collect())
     }
 
-    pub fn push(&mut self, v: f64) {
+    pub(crate) fn push(&mut self, v: f64) {
         self.0.push(v);
     }
 
-    pub fn quantile(&mut self, q: f64) -> f64 {
+    pub(crate) fn quantile(&mut self, q: f64) -> f64 {
         if self.0.is_empty() {
             return 0.0;
         }
@@ -23,23 +23,23 @@ impl Series {
         self.0[i]
     }
 
-    pub fn median(&self) -> f64 {
+    pub(crate) fn median(&self) -> f64 {
         self.clone().quantile(0.5)
     }
 
-    pub fn range(&self) -> (f64, f64) {
+    pub(crate) fn range(&self) -> (f64, f64) {
         let min = self.0.iter().copied().fold(f64::INFINITY, f64::min);
         let max = self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         (min, max)
     }
 }
 
-pub fn fmt_rate(s: &Series) -> String {
+pub(crate) fn fmt_rate(s: &Series) -> String {
     let (lo, hi) = s.range();
     format!("{:.0}/s [{:.0}..{:.0}]", s.median(), lo, hi)
 }
 
-pub fn fmt_us(s: &Series) -> String {
+pub(crate) fn fmt_us(s: &Series) -> String {
     let (lo, hi) = s.range();
     format!("{:.0} µs [{:.0}..{:.0}]", s.median() * 1e6, lo * 1e6, hi * 1e6)
 }

@@ -14,6 +14,7 @@ pub enum UnknownQueuePolicy {
     Reroute,
 }
 
+/// The router's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where clients connect (ZeroMQ endpoint to bind).
@@ -34,6 +35,7 @@ pub struct Config {
     pub max_waiting_per_queue: usize,
     /// Jobs that may wait across all queues.
     pub max_waiting_total: usize,
+    /// What to do with a job for a queue no jobmanager serves.
     pub unknown_queue: UnknownQueuePolicy,
     /// Queues given to a jobmanager whose INFORM names none.
     pub default_queues: Vec<(i64, String)>,
@@ -92,11 +94,13 @@ impl Default for Config {
     }
 }
 
+/// A configuration value out of range.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid router configuration: {0}")]
 pub struct ConfigError(String);
 
 impl Config {
+    /// Check ranges and consistency; `run` does.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |s: &str| Err(ConfigError(s.to_string()));
         if self.heartbeat.is_zero() || self.liveness.is_zero() {

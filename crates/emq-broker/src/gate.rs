@@ -21,7 +21,7 @@ use crate::core::Endpoint;
 use crate::HashSet;
 
 /// The ZAP domain each endpoint's socket announces.
-pub fn domain(ep: Endpoint) -> &'static str {
+pub(crate) fn domain(ep: Endpoint) -> &'static str {
     match ep {
         Endpoint::Frontend => "frontend",
         Endpoint::Backend => "backend",
@@ -49,9 +49,13 @@ pub(crate) fn index(ep: Endpoint) -> usize {
 /// CURVE settings: the router's key pair and one allowlist file per endpoint.
 #[derive(Debug, Clone)]
 pub struct Security {
+    /// The router's key pair; peers need its public half.
     pub key: KeyPair,
+    /// Keys allowed to submit jobs (frontend).
     pub clients: PathBuf,
+    /// Keys allowed to serve jobs (backend).
     pub jobmanagers: PathBuf,
+    /// Keys allowed to administer (admin endpoint).
     pub admins: PathBuf,
 }
 
@@ -59,13 +63,13 @@ pub struct Security {
 /// "500" (the router is at its connection limit) end it, and the peer's
 /// libzmq reports the code as a failed handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Allow { user_id: String },
     Deny { code: &'static str, reason: String },
 }
 
 impl Verdict {
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Verdict::Allow { .. } => "200",
             Verdict::Deny { code, .. } => code,
@@ -82,7 +86,7 @@ struct DenialLog {
     suppressed: u64,
 }
 
-pub struct Gate {
+pub(crate) struct Gate {
     /// With security on: each endpoint's allowlist, and where it came from
     /// (named in refusals).
     allow: Option<[(Allowlist, PathBuf); 3]>,
@@ -93,7 +97,7 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(security: Option<&Security>, max_connections: usize) -> Gate {
+    pub(crate) fn new(security: Option<&Security>, max_connections: usize) -> Gate {
         let allow = security.map(|s| {
             [
                 (Allowlist::default(), s.clients.clone()),
@@ -113,32 +117,27 @@ impl Gate {
     }
 
     /// The allowlist of `ep` from now on (security on; ignored otherwise).
-    pub fn set_allowlist(&mut self, ep: Endpoint, list: Allowlist) {
+    pub(crate) fn set_allowlist(&mut self, ep: Endpoint, list: Allowlist) {
         if let Some(allow) = self.allow.as_mut() {
             allow[index(ep)].0 = list;
         }
     }
 
-    /// Whether CURVE allowlists apply (security on).
-    pub fn is_secured(&self) -> bool {
-        self.allow.is_some()
-    }
-
-    pub fn connection_opened(&mut self, ep: Endpoint, fd: i32) {
+    pub(crate) fn connection_opened(&mut self, ep: Endpoint, fd: i32) {
         self.open[index(ep)].insert(fd);
     }
 
-    pub fn connection_closed(&mut self, ep: Endpoint, fd: i32) {
+    pub(crate) fn connection_closed(&mut self, ep: Endpoint, fd: i32) {
         self.open[index(ep)].remove(&fd);
     }
 
-    pub fn connections(&self, ep: Endpoint) -> usize {
+    pub(crate) fn connections(&self, ep: Endpoint) -> usize {
         self.open[index(ep)].len()
     }
 
     /// Decide one ZAP request. `credentials` is the mechanism's: for CURVE,
     /// the client's 32-byte public key.
-    pub fn authorize(
+    pub(crate) fn authorize(
         &mut self,
         now: Instant,
         domain: &str,

@@ -6,7 +6,7 @@
 
 pub mod config;
 pub mod core;
-pub mod gate;
+mod gate;
 mod results;
 pub mod store;
 pub mod tracking;

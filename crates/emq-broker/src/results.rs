@@ -23,7 +23,7 @@ pub(crate) struct ResultStore {
 }
 
 impl ResultStore {
-    pub fn new(retention: Duration, capacity: usize, hasher: crate::Hasher) -> Self {
+    pub(crate) fn new(retention: Duration, capacity: usize, hasher: crate::Hasher) -> Self {
         ResultStore {
             by_id: HashMap::with_hasher(hasher),
             order: VecDeque::new(),
@@ -32,7 +32,7 @@ impl ResultStore {
         }
     }
 
-    pub fn insert(&mut self, now: Instant, queue: String, result: ResultFrames) {
+    pub(crate) fn insert(&mut self, now: Instant, queue: String, result: ResultFrames) {
         if self.capacity == 0 {
             return;
         }
@@ -53,16 +53,16 @@ impl ResultStore {
         );
     }
 
-    pub fn get(&self, id: &str) -> Option<&StoredResult> {
+    pub(crate) fn get(&self, id: &str) -> Option<&StoredResult> {
         self.by_id.get(id)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_id.len()
     }
 
     /// Drop results older than the retention.
-    pub fn expire(&mut self, now: Instant) {
+    pub(crate) fn expire(&mut self, now: Instant) {
         while let Some((at, _)) = self.order.front() {
             if now.saturating_duration_since(*at) < self.retention {
                 break;
@@ -71,7 +71,7 @@ impl ResultStore {
         }
     }
 
-    pub fn next_expiry(&self) -> Option<Instant> {
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
         self.order.front().map(|(at, _)| *at + self.retention)
     }
 

@@ -10,10 +10,12 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::tracking::{JobBody, JobRecord, StoreOp};
 
 /// Records: msgid -> MessagePack `JobRecord`.
-const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+const RECORDS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("records");
 /// Bodies: msgid -> MessagePack `JobBody`, written once.
-const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("bodies");
+const BODIES: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("bodies");
 
+/// The journal failed: the router stops rather than promise what it
+/// cannot keep.
 #[derive(Debug, thiserror::Error)]
 #[error("job store: {0}")]
 pub struct StoreError(String);
@@ -24,11 +26,16 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 
 /// A stored job as loaded at start.
 pub struct Loaded {
+    /// The job's id.
     pub id: String,
+    /// Its record.
     pub record: JobRecord,
+    /// Its body (absent for jobs whose body was no longer needed).
     pub body: Option<JobBody>,
 }
 
+/// Where guaranteed jobs are journaled. One `commit` per batch of the
+/// router's loop: the group commit.
 pub trait JobStore {
     /// Everything stored, in no particular order.
     fn load(&self) -> Result<Vec<Loaded>, StoreError>;
@@ -36,11 +43,13 @@ pub trait JobStore {
     fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
 }
 
+/// The embedded journal: a redb file.
 pub struct RedbStore {
     db: Database,
 }
 
 impl RedbStore {
+    /// Open (or create) the journal file.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
         let db = Database::create(path).map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(err)?;
@@ -161,7 +170,7 @@ mod tests {
             body: Vec<u8>,
         }
         mod serde_bytes_compat {
-            pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            pub(crate) fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_bytes(v)
             }
         }

@@ -8,45 +8,64 @@ use serde::{Deserialize, Serialize};
 
 use emq_proto::{ContentType, JobState, Outcome, ResultFrames};
 
+/// One transition of a job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
+    /// When, in ms since the Unix epoch.
     pub unix_ms: i64,
+    /// The state entered.
     pub status: JobState,
+    /// What happened.
     pub message: String,
 }
 
 /// The persisted part of a job that changes: everything but its body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
+    /// Its queue.
     pub queue: String,
+    /// The identity of the client that submitted it.
     pub client: Vec<u8>,
     /// Order of acceptance, so that a restart re-queues in the same order.
     pub accepted_seq: u64,
+    /// Attempts started.
     pub attempts: u32,
+    /// Attempts allowed.
     pub max_attempts: u32,
+    /// Its state now.
     pub status: JobState,
+    /// Every transition, oldest first.
     pub log: Vec<LogEntry>,
+    /// Its result, once finished.
     pub result: Option<StoredOutcome>,
+    /// When it finished (the retention counts from then).
     pub finished_unix_ms: Option<i64>,
 }
 
 /// The persisted part of a job that never changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobBody {
+    /// The headers frame as forwarded to jobmanagers.
     pub headers: String,
+    /// The body as the client sent it.
     #[serde(with = "serde_bytes_compat")]
     pub body: Vec<u8>,
 }
 
+/// A finished job's result as journaled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredOutcome {
+    /// How it ended.
     pub outcome: Outcome,
+    /// The body's encoding.
     pub content_type: ContentType,
+    /// The REPLY body.
     #[serde(with = "serde_bytes_compat")]
     pub body: Vec<u8>,
 }
 
 impl StoredOutcome {
+    /// The journaled form of a result.
     pub fn from_frames(r: &ResultFrames) -> StoredOutcome {
         StoredOutcome {
             outcome: r.outcome,
@@ -55,6 +74,7 @@ impl StoredOutcome {
         }
     }
 
+    /// The result again, for job `of`.
     pub fn to_frames(&self, of: &str) -> ResultFrames {
         ResultFrames {
             of: of.to_string(),
@@ -69,15 +89,15 @@ impl StoredOutcome {
 mod serde_bytes_compat {
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(v)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("bytes")
             }
             fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
@@ -106,16 +126,22 @@ pub enum StoreOp {
     /// record. Both are MessagePack, encoded when the change is made (cheaper
     /// than keeping a copy of the record until the commit).
     Put {
+        /// The job.
         id: String,
+        /// Its [`JobRecord`].
         record: Vec<u8>,
+        /// Its [`JobBody`], with the first record only.
         body: Option<Vec<u8>>,
     },
+    /// Forget a job (its retention passed).
     Delete {
+        /// The job.
         id: String,
     },
 }
 
 impl StoreOp {
+    /// Store `record` (and `body`, the first time) for job `id`.
     pub fn put(id: &str, record: &JobRecord, body: Option<&JobBody>) -> StoreOp {
         StoreOp::Put {
             id: id.to_string(),
@@ -131,6 +157,7 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl JobRecord {
+    /// Enter `status`, logging why.
     pub fn push_log(&mut self, unix_ms: i64, status: JobState, message: impl Into<String>) {
         self.status = status;
         self.log.push(LogEntry {

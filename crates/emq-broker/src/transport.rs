@@ -28,19 +28,29 @@ use crate::gate::{self, Gate, Verdict};
 use crate::store::{JobStore, RedbStore, StoreError};
 use crate::Config;
 
+/// Why the router stopped other than by a signal or DISCONNECT.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
+    /// The configuration is not valid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// ZeroMQ refused something (binding an endpoint, most often).
     #[error("cannot {what}: {source}")]
-    Zmq { what: String, source: zmq::Error },
+    Zmq {
+        /// What was being done.
+        what: String,
+        /// What ZeroMQ said.
+        source: zmq::Error,
+    },
+    /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[from] std::io::Error),
     /// Guaranteed jobs cannot be journaled: the router stops rather than
     /// acknowledge what it cannot keep.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The CURVE settings are not usable.
     #[error(transparent)]
     Curve(#[from] CurveError),
 }
@@ -53,8 +63,11 @@ fn zerr(what: impl Into<String>) -> impl FnOnce(zmq::Error) -> RunError {
 /// The endpoints actually bound (a `:*` or `:0` port resolved).
 #[derive(Debug, Clone)]
 pub struct Bound {
+    /// Where clients connect.
     pub frontend: String,
+    /// Where jobmanagers connect.
     pub backend: String,
+    /// Where admin tools connect.
     pub admin: String,
 }
 

@@ -22,6 +22,7 @@ use emq_proto::{ErrorCode, JobResult, JobState, Message, MsgIds, Outcome, Reply,
 
 use crate::{ClientError, Job, JobId, JobOutput};
 
+/// How a [`Client`] connects.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// How long a send may wait for a connection before the router counts as
@@ -58,6 +59,8 @@ struct Pending {
     queue: String,
 }
 
+/// A connection to one router (or several, for failover), with the
+/// bookkeeping that matches answers to the jobs submitted on it.
 pub struct Client {
     _ctx: zmq::Context,
     socket: zmq::Socket,
@@ -76,10 +79,13 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connect with the default options (plain ZeroMQ, 5 s connect timeout).
     pub fn connect(endpoints: &[impl AsRef<str>]) -> Result<Client, ClientError> {
         Client::connect_with(endpoints, ClientOptions::default())
     }
 
+    /// Connect with `options`. Nothing is sent yet: a router that cannot be
+    /// reached shows at the first submission.
     pub fn connect_with(endpoints: &[impl AsRef<str>], options: ClientOptions) -> Result<Client, ClientError> {
         let ctx = zmq::Context::new();
         let socket = ctx.socket(zmq::DEALER)?;

@@ -26,15 +26,19 @@ impl fmt::Display for JobId {
 /// A job to submit: a handler call plus routing and delivery options.
 #[derive(Debug, Clone)]
 pub struct Job {
+    /// The handler and its arguments.
     pub call: JobCall,
+    /// The queue it goes to.
     pub queue: String,
     /// Killed after this long on the worker (whole seconds on the wire).
     pub timeout: Option<Duration>,
+    /// Retries after a failed attempt.
     pub retries: u32,
     /// Ask the router to journal it and acknowledge the submission.
     pub guarantee: bool,
     /// Ask for the result to be sent back (on by default).
     pub reply: bool,
+    /// The body's encoding.
     pub content_type: ContentType,
     /// Use this id instead of a fresh one (resubmitting the same id does not
     /// run the job twice).
@@ -42,6 +46,7 @@ pub struct Job {
 }
 
 impl Job {
+    /// A job calling `handler`, on the default queue, with the result sent back.
     pub fn new(handler: impl Into<String>) -> Job {
         Job {
             call: JobCall::new(handler),
@@ -61,51 +66,61 @@ impl Job {
         Job::new("emq.exec").kwarg("argv", Value::Array(argv))
     }
 
+    /// Add a positional argument.
     pub fn arg(mut self, v: impl Into<Value>) -> Job {
         self.call.args.push(v.into());
         self
     }
 
+    /// Add positional arguments.
     pub fn args(mut self, v: impl IntoIterator<Item = Value>) -> Job {
         self.call.args.extend(v);
         self
     }
 
+    /// Add a keyword argument.
     pub fn kwarg(mut self, k: impl Into<String>, v: impl Into<Value>) -> Job {
         self.call.kwargs.insert(k.into(), v.into());
         self
     }
 
+    /// Send it to queue `q`.
     pub fn queue(mut self, q: impl Into<String>) -> Job {
         self.queue = q.into();
         self
     }
 
+    /// Kill it after `t` on its worker (rounded up to whole seconds).
     pub fn timeout(mut self, t: Duration) -> Job {
         self.timeout = Some(t);
         self
     }
 
+    /// Allow `n` retries after a failed attempt.
     pub fn retries(mut self, n: u32) -> Job {
         self.retries = n;
         self
     }
 
+    /// Have the router journal it and acknowledge the submission.
     pub fn guarantee(mut self, yes: bool) -> Job {
         self.guarantee = yes;
         self
     }
 
+    /// Ask for the result to be sent back (the default).
     pub fn reply(mut self, yes: bool) -> Job {
         self.reply = yes;
         self
     }
 
+    /// Encode the body as MessagePack.
     pub fn msgpack(mut self) -> Job {
         self.content_type = ContentType::MsgPack;
         self
     }
 
+    /// Submit under this id (resubmitting an id never runs a job twice).
     pub fn with_id(mut self, id: JobId) -> Job {
         self.id = Some(id);
         self
@@ -129,6 +144,8 @@ impl Job {
 /// A successful job's output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobOutput {
+    /// The job.
     pub id: JobId,
+    /// What its handler returned.
     pub value: Value,
 }

@@ -14,6 +14,7 @@ pub struct HandshakeMonitor {
 const MECHANISM_MISMATCH: u32 = 0x1100_0002;
 
 impl HandshakeMonitor {
+    /// Watch `socket` (before it connects) for failed handshakes.
     pub fn watch(ctx: &zmq::Context, socket: &zmq::Socket) -> Result<HandshakeMonitor, zmq::Error> {
         let addr = format!("inproc://emq-handshake-{}", uuid::Uuid::new_v4());
         let events = zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
@@ -95,7 +96,9 @@ pub fn monitor_event(frames: &[Vec<u8>]) -> Option<(u16, u32)> {
 /// A connection refused during its handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandshakeFailure {
+    /// The endpoint that refused us.
     pub endpoint: String,
+    /// Why, in words that say what to do.
     pub reason: String,
 }
 

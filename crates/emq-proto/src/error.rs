@@ -7,29 +7,66 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum DecodeError {
+    /// Fewer frames than the command needs.
     #[error("message has {got} frames, {command} needs at least {need}")]
     TooFewFrames {
+        /// The command (or "any").
         command: &'static str,
+        /// Frames it needs, envelope included.
         need: usize,
+        /// Frames the message has.
         got: usize,
     },
+    /// More frames than any message may have.
     #[error("message has {got} frames, at most {max} are allowed")]
-    TooManyFrames { got: usize, max: usize },
+    TooManyFrames {
+        /// Frames the message has.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Frame 0 is not the empty delimiter a DEALER sends.
     #[error("first frame must be empty (the DEALER delimiter)")]
     MissingDelimiter,
+    /// A frame that must be text is not UTF-8.
     #[error("frame {index} is not UTF-8")]
-    NotUtf8 { index: usize },
+    NotUtf8 {
+        /// Which frame (0 = the delimiter).
+        index: usize,
+    },
+    /// Frame 1 names a version this implementation does not speak.
     #[error("unsupported protocol version {theirs:?}, this router speaks {ours}")]
-    VersionMismatch { ours: &'static str, theirs: String },
+    VersionMismatch {
+        /// The version spoken here.
+        ours: &'static str,
+        /// The version the peer sent (truncated).
+        theirs: String,
+    },
+    /// Frame 2 is no known command.
     #[error("unknown command {0:?}")]
     UnknownCommand(String),
+    /// A frame over the size limit.
     #[error("frame {index} is {size} bytes, the limit is {max}")]
-    FrameTooLarge { index: usize, size: usize, max: usize },
+    FrameTooLarge {
+        /// Which frame.
+        index: usize,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A payload frame that does not parse.
     #[error("bad {what}: {reason}")]
-    BadPayload { what: &'static str, reason: String },
+    BadPayload {
+        /// Which part of the message.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl DecodeError {
+    /// The ERROR code that answers this.
     pub fn code(&self) -> ErrorCode {
         match self {
             DecodeError::VersionMismatch { .. } => ErrorCode::Version,

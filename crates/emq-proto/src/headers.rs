@@ -9,7 +9,9 @@ use crate::ContentType;
 /// treated as absent rather than rejecting the job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
+    /// `reply-requested`: send the result back to the client.
     pub reply_requested: bool,
+    /// `guarantee`: journal, acknowledge and retry the job (router).
     pub guarantee: bool,
     /// Retries after the first attempt (`retry-count:N`).
     pub retry_count: u32,
@@ -22,6 +24,7 @@ pub struct Headers {
 }
 
 impl Headers {
+    /// Parse a headers frame; never fails.
     pub fn parse(frame: &str) -> Headers {
         let mut h = Headers::default();
         for item in frame.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -41,6 +44,7 @@ impl Headers {
         h
     }
 
+    /// The headers frame, unknown headers last and untouched.
     pub fn encode(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         if self.reply_requested {

@@ -72,10 +72,13 @@ pub struct JobCall {
     /// Handler name. EventMQ's `path` + `callable` map to `path.callable`
     /// (`pkg.mod:Class` + `run` -> `pkg.mod:Class.run`).
     pub handler: String,
+    /// Positional arguments.
     pub args: Vec<Value>,
+    /// Keyword arguments.
     pub kwargs: Map<String, Value>,
     /// EventMQ's class arguments, passed through for handlers that want them.
     pub class_args: Vec<Value>,
+    /// EventMQ's class keyword arguments, passed through likewise.
     pub class_kwargs: Map<String, Value>,
 }
 
@@ -107,6 +110,7 @@ struct RunParams {
 }
 
 impl JobCall {
+    /// A call to `handler` with no arguments.
     pub fn new(handler: impl Into<String>) -> JobCall {
         JobCall {
             handler: handler.into(),
@@ -114,6 +118,7 @@ impl JobCall {
         }
     }
 
+    /// The REQUEST body: EventMQ's `["run", {...}]` in `ct`.
     pub fn encode(&self, ct: ContentType) -> Vec<u8> {
         let (path, callable) = self.handler.rsplit_once('.').unwrap_or(("", &self.handler));
         let params = RunParamsRef {
@@ -127,6 +132,7 @@ impl JobCall {
         ct.encode(&("run", params))
     }
 
+    /// A call from a REQUEST body in `ct` (never guessed).
     pub fn decode(body: &[u8], ct: ContentType) -> Result<JobCall, DecodeError> {
         let (subcommand, p): (String, RunParams) = ct.decode("job body", body)?;
         if subcommand != "run" {
@@ -199,6 +205,7 @@ impl Outcome {
         s.parse().ok()
     }
 
+    /// The handler returned a value.
     pub fn is_ok(self) -> bool {
         self == Outcome::Ok
     }
@@ -214,8 +221,11 @@ impl Outcome {
 /// `{"error": "...", "value": v}` otherwise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobResult {
+    /// How it ended.
     pub outcome: Outcome,
+    /// What the handler returned (or a failure's value, e.g. a program's output).
     pub value: Value,
+    /// Why it failed.
     pub error: Option<String>,
 }
 
@@ -228,6 +238,7 @@ struct ResultBody {
 }
 
 impl JobResult {
+    /// A success with its value.
     pub fn ok(value: Value) -> JobResult {
         JobResult {
             outcome: Outcome::Ok,
@@ -236,6 +247,7 @@ impl JobResult {
         }
     }
 
+    /// A failure with its message.
     pub fn failed(outcome: Outcome, error: impl Into<String>) -> JobResult {
         JobResult {
             outcome,
@@ -244,6 +256,7 @@ impl JobResult {
         }
     }
 
+    /// The REPLY body in `ct`.
     pub fn encode_body(&self, ct: ContentType) -> Vec<u8> {
         ct.encode(&ResultBody {
             value: self.value.clone(),
@@ -251,6 +264,7 @@ impl JobResult {
         })
     }
 
+    /// A result from a REPLY body in `ct`.
     pub fn decode_body(outcome: Outcome, body: &[u8], ct: ContentType) -> Result<JobResult, DecodeError> {
         let b: ResultBody = ct.decode("result body", body)?;
         Ok(JobResult {

@@ -59,7 +59,9 @@ impl Command {
 /// What kind of peer an INFORM announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerType {
+    /// A jobmanager (EventMQ calls it a worker).
     Worker,
+    /// An EventMQ scheduler process (emq-router refuses it).
     Scheduler,
 }
 
@@ -74,19 +76,26 @@ pub struct Timing {
     pub liveness_ms: u64,
 }
 
+/// INFORM: a jobmanager says which queues it serves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inform {
     /// `(weight, queue)`; empty means "the router's default queues".
     pub queues: Vec<(i64, String)>,
+    /// What kind of peer it is.
     pub peer_type: PeerType,
     /// emq extension (third frame); absent from EventMQ peers.
     pub timing: Option<Timing>,
 }
 
+/// REQUEST: a job, from a client to the router and from the router to a
+/// jobmanager. Its msgid is the job's id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
+    /// The queue; empty means `default`.
     pub queue: String,
+    /// The headers frame, parsed.
     pub headers: Headers,
+    /// The job body (`JobCall`), in the encoding the headers name.
     pub body: Vec<u8>,
 }
 
@@ -95,9 +104,13 @@ pub struct Request {
 /// success.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResultFrames {
+    /// The job (its REQUEST's msgid).
     pub of: String,
+    /// How it ended.
     pub outcome: Outcome,
+    /// The body's encoding.
     pub content_type: ContentType,
+    /// `{"value": ..., "error": ...}` (`JobResult`).
     pub body: Vec<u8>,
 }
 
@@ -133,63 +146,95 @@ impl ResultFrames {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplyNotice(pub String);
 
+/// REPLY, in its two shapes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
+    /// One frame: an admin answer or a dispatch notice.
     Notice(ReplyNotice),
+    /// A job's result.
     Result(ResultFrames),
 }
 
+/// One eMQP message, typed. Each command is described in protocol.md
+/// section 4; fields named `of` hold the msgid the message is about.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
+    /// A jobmanager announces itself.
     Inform(Inform),
+    /// Acknowledges the message `of` (INFORM, a guaranteed REQUEST,
+    /// DISCONNECT); to an INFORM the router adds its timing.
     Ack {
+        /// The acknowledged message.
         of: String,
+        /// The router's heartbeat timing (extension).
         timing: Option<Timing>,
     },
     /// `count` free slots (extension: a count frame; absent means 1, which is
     /// all EventMQ sends).
     Ready {
+        /// Slots announced.
         count: u32,
     },
+    /// A job.
     Request(Request),
+    /// A result, or a one-frame answer.
     Reply(Reply),
-    /// `state` is an emq extension: the jobmanager's state machine state.
+    /// A sign of life, both ways.
     Heartbeat {
+        /// The sender's clock, decimal seconds (informational).
         unix_time: String,
+        /// Extension: the jobmanager's state.
         state: Option<JobManagerState>,
     },
+    /// Goodbye: a jobmanager leaving, or the router stopping.
     Kbye,
+    /// Admin: stop the router.
     Disconnect,
+    /// Admin: the router's status ([`crate::views::RouterStatus`]).
     Status,
+    /// Admin: the jobmanagers ([`crate::views::WorkersView`]).
     RouterShowWorkers,
+    /// Admin: EventMQ's schedulers ([`crate::views::SchedulersView`]).
     RouterShowSchedulers,
     /// EventMQ scheduler traffic; kept opaque (emq-router refuses it, see
     /// protocol.md).
     Schedule {
+        /// The frames after the msgid.
         payload: Vec<Vec<u8>>,
     },
+    /// EventMQ's UNSCHEDULE, kept opaque like [`Message::Schedule`].
     Unschedule {
+        /// The frames after the msgid.
         payload: Vec<Vec<u8>>,
     },
     /// Extension: a refusal, naming the msgid it answers (may be empty).
     Error {
+        /// The refused message.
         of: String,
+        /// Machine-readable.
         code: ErrorCode,
+        /// For people.
         reason: String,
     },
     /// Extension: ask for the state (and result) of a job by msgid.
     Query {
+        /// The job.
         of: String,
     },
     /// Extension: answer to QUERY; `detail` travels as a JSON object.
     Job {
+        /// The job.
         of: String,
+        /// Where it is.
         state: JobState,
+        /// Its queue, attempts, log.
         detail: JobDetail,
+        /// Its result, once it has one.
         result: Option<ResultFrames>,
     },
     /// Extension: cancel a job that has not started.
     Cancel {
+        /// The job.
         of: String,
     },
     /// Sent by EventMQ's admin shell on connect; never answered.
@@ -198,16 +243,19 @@ pub enum Message {
     Dead,
     /// Extension (admin): put a dead-lettered job back in its queue.
     Retry {
+        /// The job.
         of: String,
     },
     /// Extension (admin): cancel every job waiting in a queue; answered by a
     /// JSON notice `{"queue", "purged"}`.
     Purge {
+        /// The queue.
         queue: String,
     },
 }
 
 impl Message {
+    /// Its command.
     pub fn command(&self) -> Command {
         match self {
             Message::Inform(_) => Command::Inform,
@@ -368,13 +416,16 @@ fn push_result(f: &mut Vec<Vec<u8>>, r: &ResultFrames) {
 /// A decoded message with its msgid.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
+    /// The message's own id (frame 3).
     pub msgid: String,
+    /// What it says.
     pub message: Message,
 }
 
 /// Anything that holds a frame's bytes: `Vec<u8>`, `&[u8]`, `zmq::Message`
 /// (which the transports receive into, so decoding copies nothing it drops).
 pub trait Frame: std::ops::Deref<Target = [u8]> {
+    /// The frame's bytes.
     fn bytes(&self) -> &[u8] {
         self
     }

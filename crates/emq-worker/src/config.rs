@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use emq_net::curve::ClientKeys;
 
+/// The jobmanager's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Routers' backend endpoints, in failover order.
@@ -61,13 +62,21 @@ impl Default for Config {
     }
 }
 
+/// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// A value out of range.
     #[error("invalid jobmanager configuration: {0}")]
     Invalid(String),
+    /// The config file cannot be read or parsed.
     #[error("cannot read {path}: {reason}")]
-    File { path: String, reason: String },
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Keys a config file may set; each overrides the running value.
@@ -85,6 +94,7 @@ struct FileConfig {
 }
 
 impl Config {
+    /// Check ranges; called at start and on SIGHUP.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |s: &str| Err(ConfigError::Invalid(s.into()));
         if self.routers.is_empty() {

@@ -44,21 +44,38 @@ enum Lifecycle {
 pub enum Action {
     /// Close the current router connection (if any) and open one to
     /// `routers[index]` with a fresh identity.
-    Connect { router: usize },
+    Connect {
+        /// Index into the configured routers.
+        router: usize,
+    },
     /// Send to the current router.
-    Send { msgid: String, message: Message },
+    Send {
+        /// The message's id.
+        msgid: String,
+        /// The message.
+        message: Message,
+    },
     /// Run a job on an idle worker.
     Start {
+        /// The job.
         msgid: String,
+        /// Its body's encoding.
         content_type: ContentType,
+        /// Its body, undecoded.
         body: Vec<u8>,
     },
     /// Kill the worker running this job (timeout).
-    Kill { msgid: String },
+    Kill {
+        /// The job.
+        msgid: String,
+    },
     /// Kill every worker now (grace period over, or second signal).
     KillAll,
     /// Resize the pool to this many workers.
-    Resize { workers: usize },
+    Resize {
+        /// Workers wanted.
+        workers: usize,
+    },
     /// Leave the event loop; the process exits 0.
     Exit,
 }
@@ -108,6 +125,8 @@ struct Running {
     phase: Phase,
 }
 
+/// The jobmanager's state and decisions: fed router messages, pool events
+/// and the time by the transport, it answers with [`Action`]s.
 pub struct JobManager {
     config: Config,
     lifecycle: Lifecycle,
@@ -167,6 +186,7 @@ impl JobManager {
         matches!(self.lifecycle, Lifecycle::Draining { .. })
     }
 
+    /// Its state, as reported to the router.
     pub fn state(&self) -> State {
         self.state
     }
@@ -192,6 +212,7 @@ impl JobManager {
         self.pool_slots() + self.config.prefetch
     }
 
+    /// When `tick` next has work to do.
     pub fn next_deadline(&self) -> Instant {
         let mut next = self.next_heartbeat;
         match &self.link {

@@ -13,7 +13,7 @@
 use emq_proto::{ContentType, Outcome};
 
 /// Largest record accepted from a pipe.
-pub const MAX_RECORD: usize = 1 << 30;
+pub(crate) const MAX_RECORD: usize = 1 << 30;
 
 fn ct_byte(ct: ContentType) -> u8 {
     match ct {
@@ -40,12 +40,12 @@ fn record(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-pub fn encode_request(msgid: &str, ct: ContentType, body: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_request(msgid: &str, ct: ContentType, body: &[u8]) -> Vec<u8> {
     let id_len = (msgid.len() as u16).to_le_bytes();
     record(&[&id_len, msgid.as_bytes(), &[ct_byte(ct)], body])
 }
 
-pub fn encode_response(msgid: &str, outcome: Outcome, ct: ContentType, body: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_response(msgid: &str, outcome: Outcome, ct: ContentType, body: &[u8]) -> Vec<u8> {
     let id_len = (msgid.len() as u16).to_le_bytes();
     let o = outcome.as_str().as_bytes();
     record(&[&id_len, msgid.as_bytes(), &[o.len() as u8], o, &[ct_byte(ct)], body])
@@ -69,7 +69,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// `(msgid, content_type, body)` of a request record (without its length).
-pub fn decode_request(rec: &[u8]) -> Option<(String, ContentType, Vec<u8>)> {
+pub(crate) fn decode_request(rec: &[u8]) -> Option<(String, ContentType, Vec<u8>)> {
     let mut c = Cursor(rec);
     let id = c.id()?;
     let ct = ct_from(c.take(1)?[0])?;
@@ -77,7 +77,7 @@ pub fn decode_request(rec: &[u8]) -> Option<(String, ContentType, Vec<u8>)> {
 }
 
 /// `(msgid, outcome, content_type, body)` of a response record.
-pub fn decode_response(rec: &[u8]) -> Option<(String, Outcome, ContentType, Vec<u8>)> {
+pub(crate) fn decode_response(rec: &[u8]) -> Option<(String, Outcome, ContentType, Vec<u8>)> {
     let mut c = Cursor(rec);
     let id = c.id()?;
     let n = c.take(1)?[0] as usize;
@@ -88,17 +88,17 @@ pub fn decode_response(rec: &[u8]) -> Option<(String, Outcome, ContentType, Vec<
 
 /// Splits a byte stream into records.
 #[derive(Default)]
-pub struct RecordReader {
+pub(crate) struct RecordReader {
     buf: Vec<u8>,
 }
 
 impl RecordReader {
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }
 
     /// The next complete record, or `Err` if the stream is corrupt.
-    pub fn next_record(&mut self) -> Result<Option<Vec<u8>>, ()> {
+    pub(crate) fn next_record(&mut self) -> Result<Option<Vec<u8>>, ()> {
         if self.buf.len() < 4 {
             return Ok(None);
         }

@@ -20,7 +20,7 @@ use crate::worker::{PARENT_ENV, WORKER_ENV};
 
 /// What the pool reports back to the core.
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     /// A job finished, failed, or was lost with its worker.
     Done(Completion),
     /// A job reached the head of its worker's queue: it runs from now.
@@ -30,7 +30,7 @@ pub enum Event {
 }
 
 #[derive(Debug)]
-pub struct Completion {
+pub(crate) struct Completion {
     pub msgid: String,
     pub outcome: Outcome,
     pub content_type: ContentType,
@@ -73,7 +73,7 @@ pub struct SpawnError {
     source: std::io::Error,
 }
 
-pub struct Pool {
+pub(crate) struct Pool {
     exe: PathBuf,
     workers: Vec<Worker>,
     /// Retired or killed workers not yet reaped.
@@ -96,7 +96,7 @@ const MAX_EARLY_DEATHS: u32 = 50;
 const MAX_QUEUED_BYTES: usize = 48 * 1024;
 
 impl Pool {
-    pub fn new(depth: usize, max_jobs: u64, max_rss_bytes: u64) -> Result<Pool, SpawnError> {
+    pub(crate) fn new(depth: usize, max_jobs: u64, max_rss_bytes: u64) -> Result<Pool, SpawnError> {
         let exe = std::env::current_exe().map_err(|source| SpawnError {
             exe: "current executable".into(),
             source,
@@ -114,7 +114,7 @@ impl Pool {
         })
     }
 
-    pub fn is_failing(&self) -> bool {
+    pub(crate) fn is_failing(&self) -> bool {
         self.early_deaths >= MAX_EARLY_DEATHS
     }
 
@@ -149,7 +149,7 @@ impl Pool {
     }
 
     /// Keep `n` workers: start missing ones, retire idle extras.
-    pub fn resize(&mut self, n: usize) -> Result<(), SpawnError> {
+    pub(crate) fn resize(&mut self, n: usize) -> Result<(), SpawnError> {
         self.target = n;
         self.fill()?;
         while self.workers.len() > self.target {
@@ -182,7 +182,7 @@ impl Pool {
     /// Give a job to an idle worker, or queue it behind the shortest queue
     /// when pipelining is on. A job no worker can take comes back as a
     /// completion (a crash) for the core to decide on.
-    pub fn start(&mut self, msgid: &str, ct: ContentType, body: &[u8], out: &mut Vec<Event>) {
+    pub(crate) fn start(&mut self, msgid: &str, ct: ContentType, body: &[u8], out: &mut Vec<Event>) {
         let rec = ipc::encode_request(msgid, ct, body);
         let choice = self
             .workers
@@ -209,7 +209,7 @@ impl Pool {
     }
 
     /// Write what `start` queued, one write per worker.
-    pub fn flush_writes(&mut self, out: &mut Vec<Event>) -> Result<(), SpawnError> {
+    pub(crate) fn flush_writes(&mut self, out: &mut Vec<Event>) -> Result<(), SpawnError> {
         let mut dead = Vec::new();
         for (i, w) in self.workers.iter_mut().enumerate() {
             if w.outbuf.is_empty() {
@@ -230,12 +230,12 @@ impl Pool {
     }
 
     /// The pipes the transport polls, with their worker pids.
-    pub fn fds(&self) -> Vec<(u32, RawFd)> {
+    pub(crate) fn fds(&self) -> Vec<(u32, RawFd)> {
         self.workers.iter().map(|w| (w.pid(), w.stdout.as_raw_fd())).collect()
     }
 
     /// Read what worker `pid` wrote; a closed pipe means it died.
-    pub fn on_readable(&mut self, pid: u32, out: &mut Vec<Event>) -> Result<(), SpawnError> {
+    pub(crate) fn on_readable(&mut self, pid: u32, out: &mut Vec<Event>) -> Result<(), SpawnError> {
         let Some(i) = self.workers.iter().position(|w| w.pid() == pid) else {
             return Ok(());
         };
@@ -364,7 +364,7 @@ impl Pool {
     }
 
     /// Kill the worker running `msgid` (and its process group).
-    pub fn kill_job(&mut self, msgid: &str) {
+    pub(crate) fn kill_job(&mut self, msgid: &str) {
         if let Some(w) = self
             .workers
             .iter()
@@ -374,7 +374,7 @@ impl Pool {
         }
     }
 
-    pub fn kill_all(&mut self) {
+    pub(crate) fn kill_all(&mut self) {
         for w in &self.workers {
             kill_group(w.pid());
         }
@@ -384,7 +384,7 @@ impl Pool {
     }
 
     /// Reap exited workers (on SIGCHLD).
-    pub fn reap(&mut self) {
+    pub(crate) fn reap(&mut self) {
         self.dying.retain_mut(|c| match c.try_wait() {
             Ok(Some(status)) => {
                 debug!("worker {} exited: {status}", c.id());
@@ -396,7 +396,7 @@ impl Pool {
     }
 
     /// Stop every worker and wait for them, killing stragglers after `within`.
-    pub fn shutdown(&mut self, within: Duration) {
+    pub(crate) fn shutdown(&mut self, within: Duration) {
         for w in self.workers.drain(..) {
             drop(w.stdin);
             self.dying.push(w.child);

@@ -8,11 +8,14 @@ use emq_proto::{JobCall, Value};
 /// A failed job: a message, and optionally a value (a program's output, say).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobError {
+    /// Why it failed.
     pub message: String,
+    /// What it leaves (null unless given).
     pub value: Value,
 }
 
 impl JobError {
+    /// A failure with a message.
     pub fn new(message: impl Into<String>) -> JobError {
         JobError {
             message: message.into(),
@@ -20,6 +23,7 @@ impl JobError {
         }
     }
 
+    /// A failure with a message and a value.
     pub fn with_value(message: impl Into<String>, value: Value) -> JobError {
         JobError {
             message: message.into(),
@@ -28,14 +32,17 @@ impl JobError {
     }
 }
 
+/// A job handler: called in a worker process with the decoded call.
 pub type Handler = Box<dyn Fn(&JobCall) -> Result<Value, JobError> + Send + Sync>;
 
+/// Handlers by name.
 #[derive(Default)]
 pub struct Registry {
     handlers: HashMap<String, Handler>,
 }
 
 impl Registry {
+    /// An empty registry.
     pub fn new() -> Registry {
         Registry::default()
     }
@@ -59,10 +66,12 @@ impl Registry {
         self
     }
 
+    /// The handler registered as `name`.
     pub fn get(&self, name: &str) -> Option<&Handler> {
         self.handlers.get(name)
     }
 
+    /// Every handler name, sorted.
     pub fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
         names.sort_unstable();

@@ -18,19 +18,31 @@ use crate::core::{Action, JobManager};
 use crate::pool::{Event, Pool, SpawnError};
 use crate::{Config, Registry};
 
+/// Why the jobmanager stopped other than by a signal.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
+    /// The configuration is not valid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A worker process could not be started.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    /// ZeroMQ refused something.
     #[error("cannot {what}: {source}")]
-    Zmq { what: String, source: zmq::Error },
+    Zmq {
+        /// What was being done.
+        what: String,
+        /// What ZeroMQ said.
+        source: zmq::Error,
+    },
+    /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[from] std::io::Error),
+    /// The CURVE settings are not usable.
     #[error(transparent)]
     Curve(#[from] CurveError),
+    /// Workers die before they finish any job: something is wrong with them.
     #[error("workers keep dying before finishing a job; giving up")]
     WorkersFailing,
 }
@@ -169,7 +181,7 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
         let wait = core.next_deadline().saturating_duration_since(Instant::now());
         let timeout_ms = wait.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
         let worker_fds = pool.fds();
-        let mut items: Vec<zmq::PollItem> = Vec::with_capacity(4 + worker_fds.len());
+        let mut items: Vec<zmq::PollItem<'_>> = Vec::with_capacity(4 + worker_fds.len());
         items.push(zmq::PollItem::from_fd(stop.read.as_raw_fd(), zmq::POLLIN));
         items.push(zmq::PollItem::from_fd(hup.read.as_raw_fd(), zmq::POLLIN));
         items.push(zmq::PollItem::from_fd(chld.read.as_raw_fd(), zmq::POLLIN));

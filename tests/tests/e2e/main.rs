@@ -1,5 +1,8 @@
 //! The one cross-process test binary: each module drives real emq processes.
 
+// A test fails by panicking, helpers included.
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod eventmq;
 mod guaranteed;

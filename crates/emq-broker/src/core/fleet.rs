@@ -33,7 +33,7 @@ pub(crate) struct JobManager {
 impl JobManager {
     /// An EventMQ jobmanager (it announced no timing) only replies to
     /// `reply-requested` jobs.
-    pub fn is_eventmq(&self) -> bool {
+    pub(super) fn is_eventmq(&self) -> bool {
         self.timing.is_none()
     }
 }

@@ -37,7 +37,7 @@ pub(crate) struct Guaranteed {
 }
 
 impl Guaranteed {
-    pub fn new(hasher: crate::Hasher) -> Guaranteed {
+    pub(super) fn new(hasher: crate::Hasher) -> Guaranteed {
         Guaranteed {
             tracked: HashMap::with_hasher(hasher.clone()),
             dead: HashMap::with_hasher(hasher),
@@ -47,15 +47,15 @@ impl Guaranteed {
         }
     }
 
-    pub fn is_tracked(&self, id: &str) -> bool {
+    pub(super) fn is_tracked(&self, id: &str) -> bool {
         self.tracked.contains_key(id)
     }
 
-    pub fn next_purge(&self) -> Option<Instant> {
+    pub(super) fn next_purge(&self) -> Option<Instant> {
         self.purge.front().map(|(at, _)| *at)
     }
 
-    pub fn redeliver_later(&mut self, out: Outgoing) {
+    pub(super) fn redeliver_later(&mut self, out: Outgoing) {
         self.redeliver.push(out);
     }
 }

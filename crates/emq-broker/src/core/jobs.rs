@@ -46,7 +46,7 @@ pub(crate) struct Job {
 
 impl Job {
     /// Not started yet: waiting in its queue, or for a time.
-    pub fn is_waiting(&self) -> bool {
+    pub(super) fn is_waiting(&self) -> bool {
         matches!(self.place, Place::Waiting | Place::Delayed { .. })
     }
 }

@@ -37,11 +37,11 @@ impl Queue {
         }
     }
 
-    pub fn waiting_len(&self) -> usize {
+    pub(super) fn waiting_len(&self) -> usize {
         self.waiting.len()
     }
 
-    pub fn has_waiting(&self) -> bool {
+    pub(super) fn has_waiting(&self) -> bool {
         !self.waiting.is_empty()
     }
 }
@@ -53,49 +53,49 @@ pub(crate) struct Queues {
 }
 
 impl Queues {
-    pub fn new(hasher: crate::Hasher) -> Queues {
+    pub(super) fn new(hasher: crate::Hasher) -> Queues {
         Queues {
             by_name: HashMap::with_hasher(hasher),
             waiting_total: 0,
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<&Queue> {
+    pub(super) fn get(&self, name: &str) -> Option<&Queue> {
         self.by_name.get(name)
     }
 
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut Queue> {
+    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut Queue> {
         self.by_name.get_mut(name)
     }
 
     /// The queue of that name, created empty if new.
-    pub fn entry(&mut self, name: &str) -> &mut Queue {
+    pub(super) fn entry(&mut self, name: &str) -> &mut Queue {
         if !self.by_name.contains_key(name) {
             self.by_name.insert(name.to_string(), Queue::new(name));
         }
         self.by_name.get_mut(name).expect("just inserted")
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Queue)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &Queue)> {
         self.by_name.iter()
     }
 
     /// Jobs waiting across all queues.
-    pub fn waiting_total(&self) -> usize {
+    pub(super) fn waiting_total(&self) -> usize {
         self.waiting_total
     }
 
-    pub fn waiting_len(&self, name: &str) -> usize {
+    pub(super) fn waiting_len(&self, name: &str) -> usize {
         self.get(name).map_or(0, Queue::waiting_len)
     }
 
-    pub fn has_waiting(&self, name: &str) -> bool {
+    pub(super) fn has_waiting(&self, name: &str) -> bool {
         self.get(name).is_some_and(Queue::has_waiting)
     }
 
     /// Add a job at the end of its queue (new jobs) or at the front (jobs
     /// handed back, which had waited their turn already).
-    pub fn push(&mut self, name: &str, key: JobKey, front: bool) {
+    pub(super) fn push(&mut self, name: &str, key: JobKey, front: bool) {
         let q = self.entry(name);
         if front {
             q.waiting.push_front(key);
@@ -105,7 +105,7 @@ impl Queues {
         self.waiting_total += 1;
     }
 
-    pub fn pop_front(&mut self, name: &str) -> Option<JobKey> {
+    pub(super) fn pop_front(&mut self, name: &str) -> Option<JobKey> {
         let key = self.by_name.get_mut(name)?.waiting.pop_front()?;
         self.waiting_total -= 1;
         Some(key)
@@ -113,7 +113,7 @@ impl Queues {
 
     /// Take one job out of its queue's list (a cancellation). Linear in the
     /// queue's length; a whole queue goes with [`Queues::take_all`].
-    pub fn remove(&mut self, name: &str, key: &JobKey) -> bool {
+    pub(super) fn remove(&mut self, name: &str, key: &JobKey) -> bool {
         let Some(q) = self.by_name.get_mut(name) else {
             return false;
         };
@@ -126,7 +126,7 @@ impl Queues {
     }
 
     /// Take a queue's whole waiting list.
-    pub fn take_all(&mut self, name: &str) -> VecDeque<JobKey> {
+    pub(super) fn take_all(&mut self, name: &str) -> VecDeque<JobKey> {
         let taken = self
             .by_name
             .get_mut(name)
@@ -137,7 +137,7 @@ impl Queues {
     }
 
     /// Stop `peer` serving any queue.
-    pub fn remove_member(&mut self, peer: &PeerId) {
+    pub(super) fn remove_member(&mut self, peer: &PeerId) {
         for q in self.by_name.values_mut() {
             q.members.retain(|m| &m.peer != peer);
         }

@@ -110,7 +110,7 @@ impl Router {
         let (guarantee, attempt, max) = (job.guarantee, job.attempts, job.max_attempts);
         // An EventMQ jobmanager only replies to jobs that ask for a reply,
         // and the router needs every reply to know a job has finished.
-        let headers: std::borrow::Cow<str> = match (ask_for_reply && !job.reply_requested, job.headers.is_empty()) {
+        let headers: std::borrow::Cow<'_, str> = match (ask_for_reply && !job.reply_requested, job.headers.is_empty()) {
             (true, true) => "reply-requested".into(),
             (true, false) => format!("reply-requested,{}", job.headers).into(),
             (false, _) => std::borrow::Cow::Borrowed(&*job.headers),

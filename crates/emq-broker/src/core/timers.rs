@@ -18,7 +18,7 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    pub fn next(&self) -> Option<Instant> {
+    pub(super) fn next(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 

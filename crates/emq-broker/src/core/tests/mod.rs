@@ -31,7 +31,7 @@ pub(super) fn peer(s: &str) -> PeerId {
 }
 
 impl Sim {
-    pub fn new(config: Config) -> Sim {
+    pub(super) fn new(config: Config) -> Sim {
         let now = Now::new(Instant::now(), 1_700_000_000_000);
         Sim {
             r: Router::new(config, now, SEED),
@@ -39,7 +39,7 @@ impl Sim {
         }
     }
 
-    pub fn default() -> Sim {
+    pub(super) fn default() -> Sim {
         Sim::new(Config {
             liveness: Duration::from_secs(5),
             heartbeat: Duration::from_secs(1),
@@ -47,12 +47,12 @@ impl Sim {
         })
     }
 
-    pub fn send(&mut self, ep: Endpoint, from: &str, msgid: &str, msg: Message) {
+    pub(super) fn send(&mut self, ep: Endpoint, from: &str, msgid: &str, msg: Message) {
         let frames = msg.encode_with_id(msgid);
         self.r.handle(self.now, ep, peer(from), &frames);
     }
 
-    pub fn inform(&mut self, jm: &str, queues: &[(i64, &str)]) {
+    pub(super) fn inform(&mut self, jm: &str, queues: &[(i64, &str)]) {
         let queues = queues.iter().map(|(w, q)| (*w, q.to_string())).collect();
         let timing = Some(Timing {
             heartbeat_ms: 1000,
@@ -70,13 +70,13 @@ impl Sim {
         );
     }
 
-    pub fn ready(&mut self, jm: &str, n: usize) {
+    pub(super) fn ready(&mut self, jm: &str, n: usize) {
         for _ in 0..n {
             self.send(Endpoint::Backend, jm, "r", Message::Ready { count: 1 });
         }
     }
 
-    pub fn request(&mut self, client: &str, id: &str, queue: &str, headers: &str) {
+    pub(super) fn request(&mut self, client: &str, id: &str, queue: &str, headers: &str) {
         let req = Request {
             queue: queue.into(),
             headers: Headers::parse(headers),
@@ -85,7 +85,7 @@ impl Sim {
         self.send(Endpoint::Frontend, client, id, Message::Request(req));
     }
 
-    pub fn reply(&mut self, jm: &str, of: &str) {
+    pub(super) fn reply(&mut self, jm: &str, of: &str) {
         let r = ResultFrames {
             of: of.into(),
             outcome: Outcome::Ok,
@@ -95,12 +95,12 @@ impl Sim {
         self.send(Endpoint::Backend, jm, "rep", Message::Reply(Reply::Result(r)));
     }
 
-    pub fn advance(&mut self, d: Duration) {
+    pub(super) fn advance(&mut self, d: Duration) {
         self.now = self.now.after(d);
         self.r.tick(self.now);
     }
 
-    pub fn drain(&mut self) -> Vec<(Endpoint, String, Envelope)> {
+    pub(super) fn drain(&mut self) -> Vec<(Endpoint, String, Envelope)> {
         self.r
             .take_outgoing()
             .map(|o| {
@@ -114,7 +114,7 @@ impl Sim {
     }
 
     /// REQUESTs sent to jobmanagers, as (jobmanager, msgid).
-    pub fn dispatched(&mut self) -> Vec<(String, String)> {
+    pub(super) fn dispatched(&mut self) -> Vec<(String, String)> {
         self.drain()
             .into_iter()
             .filter_map(|(ep, p, e)| match (ep, e.message) {

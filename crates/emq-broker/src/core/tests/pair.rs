@@ -114,7 +114,8 @@ impl Pair {
             for out in outgoing {
                 match out.endpoint {
                     Endpoint::Backend if out.peer == self.jm_peer && self.to_jm == Link::Up => {
-                        self.in_flight_to_jm.push_back((self.now.mono + self.latency, out.frames));
+                        self.in_flight_to_jm
+                            .push_back((self.now.mono + self.latency, out.frames));
                     }
                     Endpoint::Frontend => {
                         if let Ok(env) = emq_proto::decode(&out.frames) {
@@ -151,7 +152,8 @@ impl Pair {
         let now = self.now;
         while self.in_flight_to_router.front().is_some_and(|(at, _)| *at <= now.mono) {
             let (_, frames) = self.in_flight_to_router.pop_front().expect("peeked");
-            self.router.handle(now, Endpoint::Backend, self.jm_peer.clone(), &frames);
+            self.router
+                .handle(now, Endpoint::Backend, self.jm_peer.clone(), &frames);
         }
         while self.in_flight_to_jm.front().is_some_and(|(at, _)| *at <= now.mono) {
             let (_, frames) = self.in_flight_to_jm.pop_front().expect("peeked");
@@ -164,7 +166,8 @@ impl Pair {
         let (done, running): (Vec<_>, Vec<_>) = self.pool.drain(..).partition(|(at, _)| *at <= now.mono);
         self.pool = running;
         for (_, id) in done {
-            self.jm.on_job_done(&id, Outcome::Ok, ContentType::Json, br#"{"value":null}"#.to_vec());
+            self.jm
+                .on_job_done(&id, Outcome::Ok, ContentType::Json, br#"{"value":null}"#.to_vec());
         }
         if now.mono >= self.router.next_deadline() {
             self.router.tick(now);
@@ -264,7 +267,9 @@ fn a_cut_link_is_noticed_by_both_sides_within_their_windows_and_heals() {
     assert_eq!(p.jm.state(), State::Offline);
     p.to_router = Link::Up;
     p.to_jm = Link::Up;
-    let healed = p.run_until(Duration::from_secs(10), |p| p.jm.state() == State::Idle && p.router_knows_jm());
+    let healed = p.run_until(Duration::from_secs(10), |p| {
+        p.jm.state() == State::Idle && p.router_knows_jm()
+    });
     assert!(healed <= Duration::from_secs(6), "healed in {healed:?}");
     for i in 0..10 {
         p.submit(&format!("after-{i}"));
@@ -290,7 +295,9 @@ fn slots_are_never_over_announced_under_load_loss_and_restart() {
     // A router restart: a fresh core that knows nobody.
     let now = p.now;
     p.router = Router::new(Config::default(), now, SEED + 1);
-    p.run_until(Duration::from_secs(10), |p| p.router_knows_jm() && p.jm.state() == State::Idle);
+    p.run_until(Duration::from_secs(10), |p| {
+        p.router_knows_jm() && p.jm.state() == State::Idle
+    });
     for i in 0..100 {
         p.submit(&format!("b-{i}"));
     }
