@@ -1,6 +1,8 @@
-//! `emq-router`: flags to a validated `emq_broker::Config`, logging, then
-//! `emq_broker::run`. Prints one `emq-router ready ...` line on stdout once the
-//! endpoints are bound (tests and scripts read the resolved ports from it).
+//! `emq-router`: flags (and a TOML config file under them) to a validated
+//! `emq_broker::Config`, logging, then `emq_broker::run`. Prints one
+//! `emq-router ready ...` line on stdout once everything is open (journal,
+//! endpoints); tests and scripts read the resolved ports from it. Exit codes:
+//! 0 stopped cleanly, 1 failed (the reason on stderr), 64 bad usage.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
 use emq_broker::{Config, Security, UnknownQueuePolicy};
 use emq_net::curve::load_key_pair;
 
@@ -19,18 +22,25 @@ enum UnknownQueue {
     Reroute,
 }
 
-/// The emq router (broker).
+/// The emq router (broker): clients submit jobs to it, jobmanagers take them.
+///
+/// Every flag can also be set in a TOML file given with --config, under the
+/// flag's long name (`max-waiting = 100000`); a flag or environment variable
+/// wins over the file.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, long_about)]
 struct Args {
+    /// TOML file of settings (keys are the long flag names).
+    #[arg(long, env = "EMQ_ROUTER_CONFIG")]
+    config: Option<PathBuf>,
     /// Endpoint clients connect to.
-    #[arg(long, env = "EMQ_FRONTEND", default_value = "tcp://127.0.0.1:47291")]
+    #[arg(long, env = "EMQ_FRONTEND", default_value = "tcp://127.0.0.1:47291", value_parser = emq_cmd::endpoint)]
     frontend: String,
     /// Endpoint jobmanagers connect to.
-    #[arg(long, env = "EMQ_BACKEND", default_value = "tcp://127.0.0.1:47290")]
+    #[arg(long, env = "EMQ_BACKEND", default_value = "tcp://127.0.0.1:47290", value_parser = emq_cmd::endpoint)]
     backend: String,
     /// Endpoint admin tools connect to (the only one that takes admin commands).
-    #[arg(long, env = "EMQ_ADMIN", default_value = "tcp://127.0.0.1:47293")]
+    #[arg(long, env = "EMQ_ADMIN", default_value = "tcp://127.0.0.1:47293", value_parser = emq_cmd::endpoint)]
     admin: String,
     /// Interval between heartbeats sent to jobmanagers, in milliseconds.
     #[arg(long, default_value_t = 1000)]
@@ -99,11 +109,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match run(Args::parse()) {
+    let args: Args = emq_cmd::parse("config");
+    emq_cmd::init_logging("info");
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e:#}");
+            eprintln!("emq-router: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -20,6 +20,7 @@
 //! | `clients.rs` | submissions, queries, cancellation |
 //! | `fleet.rs` | jobmanagers: INFORM, slots, liveness, results |
 //! | `routing.rs` | which job goes to which jobmanager |
+//! | `handlers.rs` | handler names, declared by jobmanagers and called by jobs |
 //! | `queues.rs` | the waiting lists and their totals |
 //! | `guaranteed.rs` | journal, retries, dead letters, tracking, restore |
 //! | `timers.rs` | jobs waiting for a time (retry backoff) |
@@ -46,6 +47,7 @@ mod admin;
 mod clients;
 mod fleet;
 mod guaranteed;
+mod handlers;
 mod jobs;
 mod queues;
 mod routing;
@@ -53,6 +55,7 @@ mod timers;
 
 use fleet::JobManager;
 use guaranteed::Guaranteed;
+use handlers::HandlerNames;
 use jobs::{Job, JobKey};
 use queues::Queues;
 use timers::Timers;
@@ -152,6 +155,7 @@ pub struct Router {
     /// One shared copy of each distinct headers frame.
     header_frames: HashSet<Rc<str>>,
     guaranteed: Guaranteed,
+    handler_names: HandlerNames,
     timers: Timers,
     results: ResultStore,
     out: Vec<Outgoing>,
@@ -184,6 +188,7 @@ impl Router {
             peers: HashSet::with_hasher(hasher.clone()),
             header_frames: HashSet::with_hasher(hasher.clone()),
             guaranteed: Guaranteed::new(hasher.clone()),
+            handler_names: HandlerNames::new(hasher.clone()),
             timers: Timers::default(),
             results,
             out: Vec::new(),

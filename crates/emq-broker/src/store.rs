@@ -49,9 +49,26 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Open (or create) the journal file.
+    /// Open (or create) the journal file. The errors say what to do.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        let db = Database::create(path).map_err(|e| {
+            let shown = path.display();
+            StoreError(match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => format!(
+                    "journal {shown} is in use by another process (another emq-router?): \
+                     give each router its own --journal, or stop the other one"
+                ),
+                redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+                    let hint = match io.kind() {
+                        std::io::ErrorKind::NotFound => ": create its directory, or pass another --journal",
+                        std::io::ErrorKind::PermissionDenied => ": make it writable, or pass another --journal",
+                        _ => "",
+                    };
+                    format!("cannot open journal {shown}: {io}{hint}")
+                }
+                other => format!("cannot open journal {shown}: {other}"),
+            })
+        })?;
         let txn = db.begin_write().map_err(err)?;
         txn.open_table(RECORDS).map_err(err)?;
         txn.open_table(BODIES).map_err(err)?;

@@ -117,7 +117,17 @@ fn bind(
     let cap = config.max_frame.saturating_add(1 << 20).min(i64::MAX as usize) as i64;
     s.set_maxmsgsize(cap).map_err(zerr("set MAXMSGSIZE"))?;
     let monitor = monitor(ctx, &s, ep)?;
-    s.bind(addr).map_err(zerr(format!("bind {addr}")))?;
+    s.bind(addr).map_err(|source| {
+        let hint = match source {
+            zmq::Error::EADDRINUSE => " (is another emq-router running there? pick another port)",
+            zmq::Error::EADDRNOTAVAIL => " (that address is not on this machine)",
+            _ => "",
+        };
+        RunError::Zmq {
+            what: format!("bind {addr}{hint}"),
+            source,
+        }
+    })?;
     let bound = s
         .get_last_endpoint()
         .map_err(zerr("read the bound endpoint"))?
@@ -145,6 +155,19 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         .security
         .as_ref()
         .map(|s| [&s.clients, &s.jobmanagers, &s.admins].map(|path| WatchedAllowlist::new(path.clone())));
+    // The journal first: a router that cannot keep its promises must not
+    // open its doors, nor say it is ready.
+    let mut store: Option<Box<dyn JobStore>> = match &config.journal {
+        Some(path) => Some(Box::new(RedbStore::open(path)?)),
+        None => {
+            warn!("no journal: guaranteed jobs are kept in memory only and lost if the router dies");
+            None
+        }
+    };
+    let loaded = match &store {
+        Some(s) => s.load()?,
+        None => Vec::new(),
+    };
     let (frontend, f, frontend_monitor) = bind(&ctx, Endpoint::Frontend, &config.frontend, &config)?;
     let (backend, b, backend_monitor) = bind(&ctx, Endpoint::Backend, &config.backend, &config)?;
     let (admin, a, admin_monitor) = bind(&ctx, Endpoint::Admin, &config.admin, &config)?;
@@ -168,7 +191,6 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         ),
         None => info!("security off (plain ZeroMQ): keep the endpoints on loopback or a trusted network"),
     }
-    on_bound(&bound);
     let stop_admission = ctx.socket(zmq::PAIR).map_err(zerr("create a PAIR socket"))?;
     stop_admission
         .bind("inproc://emq-admission-stop")
@@ -185,19 +207,9 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         backend,
         admin,
     };
-    let mut store: Option<Box<dyn JobStore>> = match &config.journal {
-        Some(path) => Some(Box::new(RedbStore::open(path)?)),
-        None => {
-            warn!("no journal: guaranteed jobs are kept in memory only and lost if the router dies");
-            None
-        }
-    };
-    let loaded = match &store {
-        Some(s) => s.load()?,
-        None => Vec::new(),
-    };
     let mut core = Router::new(config, emq_net::now(), emq_net::random_seed());
     core.restore(emq_net::now(), loaded);
+    on_bound(&bound);
     let mut busy_since_trim = false;
 
     loop {

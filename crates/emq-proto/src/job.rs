@@ -93,6 +93,14 @@ struct RunParamsRef<'a> {
     class_kwargs: &'a Map<String, Value>,
 }
 
+/// Only the handler's name, read without keeping the arguments.
+#[derive(Deserialize)]
+struct RunTarget {
+    callable: String,
+    #[serde(default)]
+    path: String,
+}
+
 /// The "run" parameters as they are read.
 #[derive(Deserialize)]
 struct RunParams {
@@ -144,11 +152,7 @@ impl JobCall {
         if p.callable.is_empty() {
             return Err(DecodeError::bad("job body", "empty callable"));
         }
-        let handler = if p.path.is_empty() {
-            p.callable
-        } else {
-            format!("{}.{}", p.path, p.callable)
-        };
+        let handler = handler_name(p.path, p.callable);
         Ok(JobCall {
             handler,
             args: p.args,
@@ -156,6 +160,27 @@ impl JobCall {
             class_args: p.class_args,
             class_kwargs: p.class_kwargs,
         })
+    }
+}
+
+fn handler_name(path: String, callable: String) -> String {
+    if path.is_empty() {
+        callable
+    } else {
+        format!("{path}.{callable}")
+    }
+}
+
+impl JobCall {
+    /// The handler a REQUEST body calls, without decoding its arguments into
+    /// values: what the router reads to route a job to a jobmanager that has
+    /// its handler.
+    pub fn handler_of(body: &[u8], ct: ContentType) -> Result<String, DecodeError> {
+        let (subcommand, target): (String, RunTarget) = ct.decode("job body", body)?;
+        if subcommand != "run" || target.callable.is_empty() {
+            return Err(DecodeError::bad("job body", "not a \"run\" call with a callable"));
+        }
+        Ok(handler_name(target.path, target.callable))
     }
 }
 
@@ -287,6 +312,23 @@ mod tests {
         assert_eq!(call.handler, "myapp.tasks.add");
         assert_eq!(call.args, vec![json!(1), json!(2)]);
         assert_eq!(call.kwargs["x"], json!(3));
+    }
+
+    #[test]
+    fn the_handler_is_read_without_the_arguments() {
+        let mut call = JobCall::new("myapp.tasks.add");
+        call.args.push(json!([1, {"deep": [2, 3]}]));
+        call.kwargs.insert("k".into(), json!("v"));
+        for ct in [ContentType::Json, ContentType::MsgPack] {
+            assert_eq!(JobCall::handler_of(&call.encode(ct), ct).unwrap(), "myapp.tasks.add");
+        }
+        let eventmq = br#"["run", {"callable": "add", "path": "myapp.tasks", "args": [1]}]"#;
+        assert_eq!(
+            JobCall::handler_of(eventmq, ContentType::Json).unwrap(),
+            "myapp.tasks.add"
+        );
+        assert!(JobCall::handler_of(b"[\"run\", {}]", ContentType::Json).is_err());
+        assert!(JobCall::handler_of(b"garbage", ContentType::Json).is_err());
     }
 
     #[test]

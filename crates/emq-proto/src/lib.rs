@@ -27,8 +27,8 @@ pub use headers::Headers;
 pub use ids::{uuid_text, MsgIds};
 pub use job::{ContentType, JobCall, JobResult, Outcome, Value};
 pub use message::{
-    decode, decode_with_limit, peek_msgid, request_frames, Command, Envelope, Frame, Inform, Message, PeerType, Reply,
-    ReplyNotice, Request, ResultFrames, Timing,
+    decode, decode_with_limit, peek_msgid, request_frames, Capabilities, Command, Envelope, Frame, Inform, Message,
+    PeerType, Reply, ReplyNotice, Request, ResultFrames, Timing,
 };
 pub use time::Now;
 pub use views::{JobManagerState, JobState};

@@ -85,6 +85,25 @@ pub struct Inform {
     pub peer_type: PeerType,
     /// emq extension (third frame); absent from EventMQ peers.
     pub timing: Option<Timing>,
+    /// emq extension (fourth frame): what else the jobmanager declares.
+    pub capabilities: Capabilities,
+}
+
+/// What an emq jobmanager declares at INFORM beyond its queues and timing
+/// (a JSON object; unknown keys are ignored, so more can be added).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// The handlers it has; the router sends it only jobs for those (when
+    /// another jobmanager of the queue has the job's handler). Absent: it
+    /// takes any job, as EventMQ jobmanagers do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handlers: Option<Vec<String>>,
+}
+
+impl Capabilities {
+    fn is_empty(&self) -> bool {
+        *self == Capabilities::default()
+    }
 }
 
 /// REQUEST: a job, from a client to the router and from the router to a
@@ -324,6 +343,9 @@ impl Message {
                 }));
                 if let Some(t) = &i.timing {
                     f.push(serde_json::to_vec(t).unwrap_or_default());
+                    if !i.capabilities.is_empty() {
+                        f.push(serde_json::to_vec(&i.capabilities).unwrap_or_default());
+                    }
                 }
             }
             Message::Ack { of, timing } => {
@@ -517,10 +539,17 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
                 Some(_) => Some(serde_json::from_str(text(2)?).map_err(|e| DecodeError::bad("INFORM timing", e))?),
                 None => None,
             };
+            let capabilities = match (&timing, p.get(3)) {
+                (Some(_), Some(_)) => {
+                    serde_json::from_str(text(3)?).map_err(|e| DecodeError::bad("INFORM capabilities", e))?
+                }
+                _ => Capabilities::default(),
+            };
             Message::Inform(Inform {
                 queues,
                 peer_type,
                 timing,
+                capabilities,
             })
         }
         Command::Ack => {
@@ -776,17 +805,25 @@ mod tests {
 
     #[test]
     fn inform_with_timing_and_empty_queues() {
-        let msg = Message::Inform(Inform {
+        let mut msg = Message::Inform(Inform {
             queues: vec![],
             peer_type: PeerType::Worker,
             timing: Some(Timing {
                 heartbeat_ms: 250,
                 liveness_ms: 1000,
             }),
+            capabilities: Capabilities::default(),
         });
         let f = msg.encode_with_id("x");
         assert_eq!(f[4], b"");
         assert_eq!(f[6], br#"{"heartbeat_ms":250,"liveness_ms":1000}"#);
+        assert_eq!(f.len(), 7, "no capabilities frame when there are none");
+        assert_eq!(decode(&f).unwrap().message, msg);
+        if let Message::Inform(i) = &mut msg {
+            i.capabilities.handlers = Some(vec!["myapp.add".into(), "emq.echo".into()]);
+        }
+        let f = msg.encode_with_id("x");
+        assert_eq!(f[7], br#"{"handlers":["myapp.add","emq.echo"]}"#);
         assert_eq!(decode(&f).unwrap().message, msg);
     }
 
@@ -979,7 +1016,7 @@ pub(crate) mod properties {
 
     /// Pieces that make frames often almost valid: real prefixes and
     /// commands, bad UTF-8, JSON fragments and empty frames.
-    const PIECES: [&[u8]; 15] = [
+    const PIECES: [&[u8]; 16] = [
         b"",
         b"eMQP/1.0",
         b"eMQP/2.0",
@@ -995,6 +1032,7 @@ pub(crate) mod properties {
         b"ok",
         b"json",
         b"STEADY",
+        b"{\"handlers\":[\"a\",\"b\"]}",
     ];
 
     fn piece() -> impl Strategy<Value = Vec<u8>> {

@@ -1,6 +1,5 @@
 //! Jobmanager configuration, validated once at start and again on SIGHUP.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use emq_net::curve::ClientKeys;
@@ -35,8 +34,14 @@ pub struct Config {
     pub liveness: Duration,
     /// How long running jobs may take to finish after SIGTERM.
     pub grace: Duration,
-    /// A JSON file re-read on SIGHUP (queues, concurrency, max_jobs, ...).
-    pub config_file: Option<PathBuf>,
+    /// The command line parsed again on SIGHUP, with its config file as it
+    /// is then (`None`: SIGHUP changes nothing).
+    pub reload_from: Option<Vec<std::ffi::OsString>>,
+    /// Handlers this jobmanager has, declared to the router at INFORM so that
+    /// it sends only jobs this jobmanager can run (empty: declare none, take
+    /// any; what EventMQ jobmanagers do). [`crate::run`] fills it from the
+    /// registry.
+    pub handlers: Vec<String>,
     /// CURVE: the router's public key and ours (on the router's jobmanager
     /// allowlist). `None` for a plain router.
     pub curve: Option<ClientKeys>,
@@ -56,7 +61,8 @@ impl Default for Config {
             heartbeat: Duration::from_secs(1),
             liveness: Duration::from_secs(5),
             grace: Duration::from_secs(30),
-            config_file: None,
+            reload_from: None,
+            handlers: Vec::new(),
             curve: None,
         }
     }
@@ -66,31 +72,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A value out of range.
+    /// A value out of range, or a command line (or config file) that does
+    /// not parse.
     #[error("invalid jobmanager configuration: {0}")]
     Invalid(String),
-    /// The config file cannot be read or parsed.
-    #[error("cannot read {path}: {reason}")]
-    File {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-/// Keys a config file may set; each overrides the running value.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    queues: Option<Vec<(i64, String)>>,
-    concurrency: Option<usize>,
-    prefetch: Option<usize>,
-    pipeline: Option<usize>,
-    max_jobs: Option<u64>,
-    max_rss_bytes: Option<u64>,
-    default_timeout_s: Option<f64>,
-    grace_s: Option<f64>,
 }
 
 impl Config {
@@ -113,45 +98,5 @@ impl Config {
             return bad("liveness must be longer than the (non-zero) heartbeat interval");
         }
         Ok(())
-    }
-
-    /// This configuration with the config file's values applied over it.
-    pub fn with_file(&self) -> Result<Config, ConfigError> {
-        let Some(path) = &self.config_file else {
-            return Ok(self.clone());
-        };
-        let err = |reason: String| ConfigError::File {
-            path: path.display().to_string(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let f: FileConfig = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
-        let mut c = self.clone();
-        if let Some(q) = f.queues {
-            c.queues = q;
-        }
-        if let Some(n) = f.concurrency {
-            c.concurrency = n;
-        }
-        if let Some(n) = f.pipeline {
-            c.pipeline = n;
-        }
-        if let Some(n) = f.prefetch {
-            c.prefetch = n;
-        }
-        if let Some(n) = f.max_jobs {
-            c.max_jobs = n;
-        }
-        if let Some(n) = f.max_rss_bytes {
-            c.max_rss_bytes = n;
-        }
-        if let Some(s) = f.default_timeout_s {
-            c.default_timeout = Duration::try_from_secs_f64(s).map_err(|e| err(e.to_string()))?;
-        }
-        if let Some(s) = f.grace_s {
-            c.grace = Duration::try_from_secs_f64(s).map_err(|e| err(e.to_string()))?;
-        }
-        c.validate()?;
-        Ok(c)
     }
 }

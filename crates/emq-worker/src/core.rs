@@ -12,8 +12,8 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use emq_proto::{
-    ContentType, ErrorCode, Headers, Inform, JobResult, Message, MsgIds, Now, Outcome, PeerType, Reply, Request,
-    ResultFrames, Timing,
+    Capabilities, ContentType, ErrorCode, Headers, Inform, JobResult, Message, MsgIds, Now, Outcome, PeerType, Reply,
+    Request, ResultFrames, Timing,
 };
 use log::{debug, info, warn};
 
@@ -257,10 +257,12 @@ impl JobManager {
             heartbeat_ms: self.config.heartbeat.as_millis() as u64,
             liveness_ms: self.config.liveness.as_millis() as u64,
         };
+        let handlers = (!self.config.handlers.is_empty()).then(|| self.config.handlers.clone());
         let message = Message::Inform(Inform {
             queues: self.config.queues.clone(),
             peer_type: PeerType::Worker,
             timing: Some(timing),
+            capabilities: Capabilities { handlers },
         });
         self.out.push(Action::Send {
             msgid: inform_id.clone(),

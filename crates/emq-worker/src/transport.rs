@@ -112,13 +112,13 @@ fn open_link(ctx: &zmq::Context, endpoint: &str, curve: Option<&ClientKeys>) -> 
 }
 
 /// Run the jobmanager until SIGTERM/SIGINT (drain) or a fatal error.
-/// SIGHUP re-reads `config.config_file`.
-pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
+/// SIGHUP parses `config.reload_from` again (the config file as it is now).
+/// The registry's handler names are declared to the router.
+pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
     // Handlers run in worker processes; this process only needs their names.
-    info!("handlers: {}", registry.names().join(", "));
+    config.handlers = registry.names().into_iter().map(String::from).collect();
+    info!("handlers: {}", config.handlers.join(", "));
     drop(registry);
-    let base = config;
-    let config = base.with_file()?;
     config.validate()?;
     let stop = SignalPipe::new(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
     let hup = SignalPipe::new(&[signal_hook::consts::SIGHUP])?;
@@ -225,7 +225,14 @@ pub fn run(config: Config, registry: Registry) -> Result<(), RunError> {
             core.shutdown(now);
         }
         if readable[1] && hup.drain() > 0 {
-            match base.with_file() {
+            let reloaded = match &config.reload_from {
+                Some(argv) => crate::cli::reload(argv).map(|new| Config {
+                    handlers: config.handlers.clone(),
+                    ..new
+                }),
+                None => Err(crate::ConfigError::Invalid("no --config file to re-read".into())),
+            };
+            match reloaded {
                 Ok(new) => {
                     pool.max_jobs = new.max_jobs;
                     pool.depth = new.pipeline.max(1);

@@ -302,8 +302,8 @@ fn jobmanager_reconnects_after_router_restart() {
 fn sighup_reloads_the_configuration_file() {
     let r = router();
     let dir = Scratch::new();
-    let file = dir.path("jm.json");
-    std::fs::write(&file, r#"{"queues": [[10, "default"]], "concurrency": 1}"#).unwrap();
+    let file = dir.path("jm.toml");
+    std::fs::write(&file, "queue = [\"10:default\"]\njobs = 1\n").unwrap();
     let jm = JobManagerProc::start(&r, &["--config", file.to_str().unwrap()]);
     let ctx = zmq::Context::new();
     let admin = Dealer::connect(&ctx, &r.admin, None);
@@ -321,7 +321,7 @@ fn sighup_reloads_the_configuration_file() {
             .map(|j| json!([j["queues"].clone(), j["slots"].clone()]))
     };
     assert!(wait_until(T, || queues_of_jm(&admin) == Some(json!([[[10, "default"]], 1]))));
-    std::fs::write(&file, r#"{"queues": [[5, "reloaded"]], "concurrency": 2}"#).unwrap();
+    std::fs::write(&file, "queue = [\"5:reloaded\"]\njobs = 2\n").unwrap();
     jm.proc.signal(Signal::SIGHUP);
     assert!(
         wait_until(T, || queues_of_jm(&admin) == Some(json!([[[5, "reloaded"]], 2]))),
@@ -342,7 +342,7 @@ fn sighup_reloads_the_configuration_file() {
         json!("reloaded")
     );
     // A broken file keeps the running configuration.
-    std::fs::write(&file, "{not json").unwrap();
+    std::fs::write(&file, "queue = [\"5:reloaded\"\njobs = \n").unwrap();
     jm.proc.signal(Signal::SIGHUP);
     let changed = wait_until(Duration::from_millis(500), || {
         queues_of_jm(&admin) != Some(json!([[[5, "reloaded"]], 2]))
@@ -353,7 +353,7 @@ fn sighup_reloads_the_configuration_file() {
         queues_of_jm(&admin)
     );
     // ...and the jobmanager still reloads a good one.
-    std::fs::write(&file, r#"{"queues": [[7, "third"]], "concurrency": 2}"#).unwrap();
+    std::fs::write(&file, "queue = [\"7:third\"]\njobs = 2\n").unwrap();
     jm.proc.signal(Signal::SIGHUP);
     assert!(wait_until(T, || queues_of_jm(&admin) == Some(json!([[[7, "third"]], 2]))));
 }

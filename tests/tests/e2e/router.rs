@@ -26,6 +26,7 @@ fn jobmanager(ctx: &zmq::Context, r: &RouterProc, id: &str, queue: &str) -> Deal
             queues: vec![(10, queue.into())],
             peer_type: PeerType::Worker,
             timing,
+            capabilities: Default::default(),
         }),
         "inform",
     );

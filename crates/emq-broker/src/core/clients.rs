@@ -8,6 +8,7 @@ use emq_proto::views::JobDetail;
 use emq_proto::{ContentType, ErrorCode, Inform, JobState, Message, Outcome, PeerType, Reply, Request, ResultFrames};
 use log::{debug, info, warn};
 
+use super::handlers::HandlerId;
 use super::jobs::{Job, JobKey, Place};
 use super::{Carries, Endpoint, PeerId, Router};
 use crate::UnknownQueuePolicy;
@@ -103,7 +104,7 @@ impl Router {
             queue = emq_proto::DEFAULT_QUEUE.to_string();
         }
         // Refuse only when the job would have to wait and there is no room.
-        if self.pick_jobmanager(&queue).is_none() {
+        if !self.has_free_jobmanager(&queue) {
             let waiting = self.queues.waiting_len(&queue);
             let total = self.queues.waiting_total();
             if waiting >= self.config.max_waiting_per_queue || total >= self.config.max_waiting_total {
@@ -137,6 +138,7 @@ impl Router {
             body: req.body.into_boxed_slice(),
             reply_requested: headers.reply_requested,
             guarantee,
+            handler: HandlerId::UNREAD,
             attempts: 0,
             max_attempts,
             place: Place::Waiting,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use emq_proto::{ErrorCode, Inform, JobManagerState, Message, PeerType, Reply, ResultFrames, Timing};
 use log::{debug, info, warn};
 
+use super::handlers::HandlerId;
 use super::jobs::{JobKey, Place};
 use super::{Endpoint, PeerId, Router};
 use crate::HashSet;
@@ -28,6 +29,15 @@ pub(crate) struct JobManager {
     pub processed: u64,
     /// The heartbeat timing it announced at INFORM; EventMQ announces none.
     pub timing: Option<Timing>,
+    /// The handlers it declared at INFORM (`None`: any, as EventMQ).
+    pub handlers: Option<HashSet<HandlerId>>,
+}
+
+impl JobManager {
+    /// Whether it has `handler` (or takes any).
+    pub(super) fn has(&self, handler: HandlerId) -> bool {
+        self.handlers.as_ref().is_none_or(|h| h.contains(&handler))
+    }
 }
 
 impl JobManager {
@@ -108,9 +118,12 @@ impl Router {
         // A known peer informing again (new queues, or it lost track of us)
         // keeps its running jobs; its slots are announced afresh after the ACK.
         let previous = self.fleet.remove(&peer);
-        if previous.is_some() {
+        if let Some(jm) = &previous {
             info!("jobmanager {peer} informed again");
             self.queues.remove_member(&peer);
+            for (_, name) in &jm.queues {
+                self.refresh_mixed(name);
+            }
         }
         let (running, processed) = match previous {
             Some(jm) => (jm.running, jm.processed),
@@ -121,6 +134,11 @@ impl Router {
         });
         let window = self.config.liveness.max(peer_hb * 2);
         info!("jobmanager {peer} joined: queues {queues:?}, liveness window {window:?}");
+        let handlers = inform.capabilities.handlers.map(|names| {
+            let mut set = HashSet::with_hasher(self.hasher.clone());
+            set.extend(names.iter().map(|n| self.handler_names.intern(n)));
+            set
+        });
         for (weight, name) in &queues {
             let q = self.queues.entry(name);
             q.members.retain(|m| m.peer != peer);
@@ -142,8 +160,12 @@ impl Router {
                 state: None,
                 processed,
                 timing: inform.timing,
+                handlers,
             },
         );
+        for (_, name) in &self.fleet[&peer].queues.clone() {
+            self.refresh_mixed(name);
+        }
         let timing = Timing {
             heartbeat_ms: self.config.heartbeat.as_millis() as u64,
             liveness_ms: window.as_millis() as u64,
@@ -215,6 +237,9 @@ impl Router {
             return;
         };
         self.queues.remove_member(peer);
+        for (_, name) in &jm.queues {
+            self.refresh_mixed(name);
+        }
         let mut running: Vec<(u64, JobKey)> = jm
             .running
             .into_iter()

@@ -340,6 +340,7 @@ impl Router {
                         headers: self.shared_headers(b.headers),
                         body: b.body.into_boxed_slice(),
                         guarantee: true,
+                        handler: super::handlers::HandlerId::UNREAD,
                         attempts: record.attempts.min(u16::MAX as u32) as u16,
                         max_attempts: record.max_attempts.min(u16::MAX as u32) as u16,
                         place: Place::Waiting,

@@ -3,6 +3,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use super::handlers::HandlerId;
 use super::PeerId;
 
 /// A job's msgid, shared by the jobs map and its queue's waiting list.
@@ -38,6 +39,8 @@ pub(crate) struct Job {
     pub body: Box<[u8]>,
     pub reply_requested: bool,
     pub guarantee: bool,
+    /// The handler it calls, read from its body only when routing needs it.
+    pub handler: HandlerId,
     /// Attempts started so far (dispatches).
     pub attempts: u16,
     pub max_attempts: u16,

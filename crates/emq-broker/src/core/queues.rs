@@ -5,9 +5,10 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use super::handlers::HandlerId;
 use super::jobs::JobKey;
 use super::PeerId;
-use crate::HashMap;
+use crate::{HashMap, HashSet};
 
 /// A jobmanager serving a queue.
 #[derive(Debug)]
@@ -18,6 +19,18 @@ pub(crate) struct Member {
     pub last_used: u64,
 }
 
+/// What a queue keeps while its jobmanagers declare different handlers:
+/// routing must then look at each job's handler.
+#[derive(Debug, Default)]
+pub(crate) struct Mixed {
+    /// Waiting jobs per handler.
+    pub counts: HashMap<HandlerId, usize>,
+    /// Every handler some member declares.
+    pub declared: HashSet<HandlerId>,
+    /// Some member declares none: it takes any job (EventMQ).
+    pub takes_any: bool,
+}
+
 #[derive(Debug)]
 pub(crate) struct Queue {
     pub name: Rc<str>,
@@ -25,6 +38,8 @@ pub(crate) struct Queue {
     waiting: VecDeque<JobKey>,
     /// Jobs of this queue that ended, since the router started.
     pub processed: u64,
+    /// `Some` while the members' handler sets differ.
+    pub mixed: Option<Mixed>,
 }
 
 impl Queue {
@@ -34,6 +49,27 @@ impl Queue {
             members: Vec::new(),
             waiting: VecDeque::new(),
             processed: 0,
+            mixed: None,
+        }
+    }
+
+    /// The waiting jobs, oldest first.
+    pub(super) fn waiting(&self) -> impl Iterator<Item = &JobKey> {
+        self.waiting.iter()
+    }
+
+    /// The waiting job at `index` (0: the oldest).
+    pub(super) fn waiting_at(&self, index: usize) -> Option<&JobKey> {
+        self.waiting.get(index)
+    }
+
+    fn count(&mut self, handler: HandlerId, delta: isize) {
+        if let Some(m) = &mut self.mixed {
+            let n = m.counts.entry(handler).or_default();
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                m.counts.remove(&handler);
+            }
         }
     }
 
@@ -89,49 +125,50 @@ impl Queues {
         self.get(name).map_or(0, Queue::waiting_len)
     }
 
-    pub(super) fn has_waiting(&self, name: &str) -> bool {
-        self.get(name).is_some_and(Queue::has_waiting)
-    }
-
-    /// Add a job at the end of its queue (new jobs) or at the front (jobs
-    /// handed back, which had waited their turn already).
-    pub(super) fn push(&mut self, name: &str, key: JobKey, front: bool) {
+    /// Add a job calling `handler` at the end of its queue (new jobs) or at
+    /// the front (jobs handed back, which had waited their turn already).
+    pub(super) fn push(&mut self, name: &str, key: JobKey, handler: HandlerId, front: bool) {
         let q = self.entry(name);
         if front {
             q.waiting.push_front(key);
         } else {
             q.waiting.push_back(key);
         }
+        q.count(handler, 1);
         self.waiting_total += 1;
     }
 
-    pub(super) fn pop_front(&mut self, name: &str) -> Option<JobKey> {
-        let key = self.by_name.get_mut(name)?.waiting.pop_front()?;
+    /// Take the job at `index` of the queue's list (0: the oldest); it calls
+    /// `handler`.
+    pub(super) fn take_at(&mut self, name: &str, index: usize, handler: HandlerId) -> Option<JobKey> {
+        let q = self.by_name.get_mut(name)?;
+        let key = q.waiting.remove(index)?;
+        q.count(handler, -1);
         self.waiting_total -= 1;
         Some(key)
     }
 
     /// Take one job out of its queue's list (a cancellation). Linear in the
     /// queue's length; a whole queue goes with [`Queues::take_all`].
-    pub(super) fn remove(&mut self, name: &str, key: &JobKey) -> bool {
+    pub(super) fn remove(&mut self, name: &str, key: &JobKey, handler: HandlerId) -> bool {
         let Some(q) = self.by_name.get_mut(name) else {
             return false;
         };
         let Some(i) = q.waiting.iter().position(|k| k == key) else {
             return false;
         };
-        q.waiting.remove(i);
-        self.waiting_total -= 1;
-        true
+        self.take_at(name, i, handler).is_some()
     }
 
     /// Take a queue's whole waiting list.
     pub(super) fn take_all(&mut self, name: &str) -> VecDeque<JobKey> {
-        let taken = self
-            .by_name
-            .get_mut(name)
-            .map(|q| std::mem::take(&mut q.waiting))
-            .unwrap_or_default();
+        let Some(q) = self.by_name.get_mut(name) else {
+            return VecDeque::new();
+        };
+        if let Some(m) = &mut q.mixed {
+            m.counts.clear();
+        }
+        let taken = std::mem::take(&mut q.waiting);
         self.waiting_total -= taken.len();
         taken
     }
@@ -152,21 +189,22 @@ mod tests {
     fn the_total_follows_every_list_operation() {
         let mut q = Queues::new(crate::Hasher::default());
         let key = |s: &str| -> JobKey { s.into() };
-        q.push("a", key("1"), false);
-        q.push("a", key("2"), false);
-        q.push("a", key("0"), true);
-        q.push("b", key("x"), false);
+        let h = HandlerId::UNREAD;
+        q.push("a", key("1"), h, false);
+        q.push("a", key("2"), h, false);
+        q.push("a", key("0"), h, true);
+        q.push("b", key("x"), h, false);
         assert_eq!(q.waiting_total(), 4);
-        assert_eq!(q.pop_front("a").as_deref(), Some("0"));
-        assert!(q.remove("a", &key("2")));
-        assert!(!q.remove("a", &key("2")));
-        assert!(!q.remove("nowhere", &key("2")));
+        assert_eq!(q.take_at("a", 0, h).as_deref(), Some("0"));
+        assert!(q.remove("a", &key("2"), h));
+        assert!(!q.remove("a", &key("2"), h));
+        assert!(!q.remove("nowhere", &key("2"), h));
         assert_eq!(q.waiting_total(), 2);
         assert_eq!(q.take_all("b").len(), 1);
         assert_eq!(q.take_all("b").len(), 0);
         assert_eq!(q.waiting_total(), 1);
-        assert_eq!(q.pop_front("a").as_deref(), Some("1"));
-        assert_eq!(q.pop_front("a"), None);
+        assert_eq!(q.take_at("a", 0, h).as_deref(), Some("1"));
+        assert_eq!(q.take_at("a", 0, h), None);
         assert_eq!(q.waiting_total(), 0);
     }
 }

@@ -4,21 +4,42 @@
 //! weight; among equal weights, the one least recently given a job of that
 //! queue. A jobmanager that announces a slot gets the oldest waiting job of
 //! its highest-weight queue that has one.
+//!
+//! Handlers: jobmanagers may declare the handlers they have (emq's do;
+//! EventMQ's take any job). While every member of a queue declares the same
+//! set, routing ignores handlers and no job body is read. When the sets
+//! differ, the queue is *mixed*: a job's handler is read from its body (once)
+//! and it goes only to a member that has it; a job whose handler no member
+//! declares (or whose body cannot be read) goes to any member, which reports
+//! it unknown. Per-handler counts of the waiting jobs let a free jobmanager
+//! see at once whether anything waits for it.
 
 use std::cmp::Reverse;
 use std::time::Instant;
 
+use emq_proto::{Headers, JobCall};
+
+use super::handlers::HandlerId;
 use super::jobs::{Job, JobKey, Place};
+use super::queues::Mixed;
 use super::{Carries, Endpoint, Outgoing, PeerId, Router};
 
 impl Router {
     /// Put job `key` (in the jobs map) in its queue's waiting list: at the
     /// end for a new job, at the front for one handed back.
     pub(super) fn enqueue(&mut self, key: &JobKey, front: bool) {
-        let Some(job) = self.jobs.get_mut(key) else { return };
-        job.place = Place::Waiting;
-        let queue = job.queue.clone();
-        self.queues.push(&queue, key.clone(), front);
+        let Some(queue) = self.jobs.get(key).map(|j| j.queue.clone()) else {
+            return;
+        };
+        let handler = if self.queues.get(&queue).is_some_and(|q| q.mixed.is_some()) {
+            self.read_handler(key)
+        } else {
+            self.jobs.get(key).map_or(HandlerId::UNREAD, |j| j.handler)
+        };
+        if let Some(job) = self.jobs.get_mut(key) {
+            job.place = Place::Waiting;
+        }
+        self.queues.push(&queue, key.clone(), handler, front);
     }
 
     /// Take a job (already out of the jobs map) out of wherever it was.
@@ -33,41 +54,152 @@ impl Router {
                 }
             }
             Place::Waiting => {
-                self.queues.remove(&job.queue, key);
+                self.queues.remove(&job.queue, key, job.handler);
             }
             // Its timer entry goes stale and is skipped when due.
             Place::Delayed { .. } => {}
         }
     }
 
-    /// The member of `queue` to get the next job: highest weight first, and
-    /// among equal weights the least recently used, counting only jobmanagers
-    /// with a free slot.
-    pub(super) fn pick_jobmanager(&self, queue: &str) -> Option<usize> {
+    /// The handler job `key` calls, read from its body the first time.
+    fn read_handler(&mut self, key: &JobKey) -> HandlerId {
+        let Some(job) = self.jobs.get(key) else {
+            return HandlerId::UNREADABLE;
+        };
+        if job.handler != HandlerId::UNREAD {
+            return job.handler;
+        }
+        let content_type = Headers::parse(&job.headers).content_type;
+        let handler = match JobCall::handler_of(&job.body, content_type) {
+            Ok(name) => self.handler_names.intern(&name),
+            Err(_) => HandlerId::UNREADABLE,
+        };
+        if let Some(job) = self.jobs.get_mut(key) {
+            job.handler = handler;
+        }
+        handler
+    }
+
+    /// After a change of `queue`'s members: whether their handler sets
+    /// differ, and if so the per-handler counts of its waiting jobs.
+    pub(super) fn refresh_mixed(&mut self, queue: &str) {
+        let Some(q) = self.queues.get(queue) else { return };
+        let mut sets = q
+            .members
+            .iter()
+            .filter_map(|m| self.fleet.get(&m.peer))
+            .map(|jm| &jm.handlers);
+        let first = sets.next();
+        let differ = first.is_some_and(|first| sets.any(|s| s != first));
+        if !differ {
+            if let Some(q) = self.queues.get_mut(queue) {
+                q.mixed = None;
+            }
+            return;
+        }
+        let mut declared = crate::HashSet::with_hasher(self.hasher.clone());
+        let mut takes_any = false;
+        for jm in q.members.iter().filter_map(|m| self.fleet.get(&m.peer)) {
+            match &jm.handlers {
+                Some(set) => declared.extend(set.iter().copied()),
+                None => takes_any = true,
+            }
+        }
+        let waiting: Vec<JobKey> = q.waiting().cloned().collect();
+        let mut counts = crate::HashMap::with_hasher(self.hasher.clone());
+        for key in &waiting {
+            *counts.entry(self.read_handler(key)).or_default() += 1;
+        }
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.mixed = Some(Mixed {
+                counts,
+                declared,
+                takes_any,
+            });
+        }
+    }
+
+    /// Whether member `peer` of a mixed queue may run a job calling
+    /// `handler`: if it has it, or if no member has it.
+    fn may_run(&self, mixed: &Mixed, peer: &PeerId, handler: HandlerId) -> bool {
+        let nobody_has_it = !mixed.declared.contains(&handler) && !mixed.takes_any;
+        if handler == HandlerId::UNREADABLE || nobody_has_it {
+            return true;
+        }
+        self.fleet.get(peer).is_some_and(|jm| jm.has(handler))
+    }
+
+    /// Whether anything waiting in mixed queue `queue` may run on `peer`.
+    fn has_work_for(&self, queue: &str, peer: &PeerId) -> bool {
+        let Some(q) = self.queues.get(queue) else { return false };
+        match &q.mixed {
+            None => q.has_waiting(),
+            Some(mixed) => mixed.counts.keys().any(|h| self.may_run(mixed, peer, *h)),
+        }
+    }
+
+    /// The member of `queue` to get a job calling `handler`: highest weight
+    /// first, and among equal weights the least recently used, counting only
+    /// jobmanagers with a free slot (and, in a mixed queue, that may run it).
+    fn pick_jobmanager(&self, queue: &str, handler: HandlerId) -> Option<usize> {
         let q = self.queues.get(queue)?;
         q.members
             .iter()
             .enumerate()
             .filter(|(_, m)| self.fleet.get(&m.peer).is_some_and(|jm| jm.slots > 0))
+            .filter(|(_, m)| {
+                q.mixed
+                    .as_ref()
+                    .is_none_or(|mixed| self.may_run(mixed, &m.peer, handler))
+            })
             .min_by_key(|(_, m)| (Reverse(m.weight), m.last_used))
             .map(|(i, _)| i)
     }
 
-    /// Send waiting jobs of `queue` while someone has a free slot.
+    /// Whether a job for `queue` would find a free jobmanager now.
+    pub(super) fn has_free_jobmanager(&self, queue: &str) -> bool {
+        self.queues.get(queue).is_some_and(|q| {
+            q.members
+                .iter()
+                .any(|m| self.fleet.get(&m.peer).is_some_and(|jm| jm.slots > 0))
+        })
+    }
+
+    /// Send waiting jobs of `queue` while someone has a free slot for them.
     pub(super) fn dispatch_queue(&mut self, now: Instant, queue: &str) {
-        while self.queues.has_waiting(queue) {
-            let Some(i) = self.pick_jobmanager(queue) else {
+        let mut index = 0;
+        loop {
+            let Some(q) = self.queues.get(queue) else { return };
+            let Some(key) = q.waiting_at(index).cloned() else {
                 return;
             };
-            let peer = self.queues.get(queue).expect("has waiting jobs").members[i]
-                .peer
-                .clone();
-            self.dispatch_one(now, queue, &peer);
+            if q.mixed.is_some() {
+                let free_with_work = q.members.iter().any(|m| {
+                    self.fleet.get(&m.peer).is_some_and(|jm| jm.slots > 0) && self.has_work_for(queue, &m.peer)
+                });
+                if !free_with_work {
+                    return;
+                }
+            }
+            let handler = match q.mixed {
+                Some(_) => self.read_handler(&key),
+                None => HandlerId::UNREAD,
+            };
+            match self.pick_jobmanager(queue, handler) {
+                Some(i) => {
+                    let peer = self.queues.get(queue).expect("exists").members[i].peer.clone();
+                    self.dispatch_one(now, queue, index, &peer);
+                }
+                // Nobody free: done. In a mixed queue, this job waits for
+                // its jobmanager and a later one may go elsewhere.
+                None if self.queues.get(queue).is_some_and(|q| q.mixed.is_some()) => index += 1,
+                None => return,
+            }
         }
     }
 
     /// A jobmanager has a new slot: give it the oldest waiting job of its
-    /// highest-weight queue that has one.
+    /// highest-weight queue that has one it may run.
     pub(super) fn dispatch_to(&mut self, now: Instant, peer: &PeerId) {
         let Some(jm) = self.fleet.get(peer) else {
             return;
@@ -75,15 +207,37 @@ impl Router {
         let mut queues = jm.queues.clone();
         queues.sort_by_key(|(w, _)| Reverse(*w));
         for (_, name) in queues {
-            while self.fleet.get(peer).is_some_and(|jm| jm.slots > 0) && self.queues.has_waiting(&name) {
-                self.dispatch_one(now, &name, peer);
+            let mut index = 0;
+            while self.fleet.get(peer).is_some_and(|jm| jm.slots > 0) && self.has_work_for(&name, peer) {
+                let Some(q) = self.queues.get(&name) else { break };
+                let Some(key) = q.waiting_at(index).cloned() else { break };
+                let fits = match &q.mixed {
+                    None => true,
+                    Some(_) => {
+                        let handler = self.read_handler(&key);
+                        let q = self.queues.get(&name).expect("exists");
+                        self.may_run(q.mixed.as_ref().expect("mixed"), peer, handler)
+                    }
+                };
+                if fits {
+                    self.dispatch_one(now, &name, index, peer);
+                } else {
+                    index += 1;
+                }
             }
         }
     }
 
-    /// Pop the front of `queue` and send it to `peer`, which has a slot.
-    fn dispatch_one(&mut self, now: Instant, queue: &str, peer: &PeerId) {
-        let Some(key) = self.queues.pop_front(queue) else {
+    /// Send the job at `index` of `queue`'s waiting list to `peer`, which
+    /// has a slot.
+    fn dispatch_one(&mut self, now: Instant, queue: &str, index: usize, peer: &PeerId) {
+        let handler = self
+            .queues
+            .get(queue)
+            .and_then(|q| q.waiting_at(index))
+            .and_then(|k| self.jobs.get(k))
+            .map_or(HandlerId::UNREAD, |j| j.handler);
+        let Some(key) = self.queues.take_at(queue, index, handler) else {
             return;
         };
         self.seq += 1;

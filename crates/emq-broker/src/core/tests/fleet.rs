@@ -74,6 +74,7 @@ fn liveness_window_follows_the_announced_heartbeat() {
             queues: vec![],
             peer_type: PeerType::Worker,
             timing,
+            capabilities: Default::default(),
         }),
     );
     s.advance(Duration::from_millis(5900));

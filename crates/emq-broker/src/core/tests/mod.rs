@@ -7,6 +7,7 @@ use emq_proto::{
     ResultFrames, Timing,
 };
 
+use crate::core::handlers::HandlerId;
 use crate::core::jobs::Place;
 use crate::UnknownQueuePolicy;
 
@@ -14,6 +15,7 @@ mod admin;
 mod clients;
 mod fleet;
 mod guaranteed;
+mod handlers;
 mod pair;
 mod random;
 mod routing;
@@ -66,6 +68,7 @@ impl Sim {
                 queues,
                 peer_type: PeerType::Worker,
                 timing,
+                capabilities: Default::default(),
             }),
         );
     }

@@ -45,12 +45,24 @@ fn message() -> impl Strategy<Value = Vec<Vec<u8>>> {
                             heartbeat_ms: 100 + hb,
                             liveness_ms: 1000,
                         }),
+                        // Some declare handlers, some take any: mixed queues.
+                        capabilities: emq_proto::Capabilities {
+                            handlers: match hb % 3 {
+                                0 => None,
+                                1 => Some(vec!["emq.echo".into()]),
+                                _ => Some(vec!["myapp.add".into(), "emq.echo".into()]),
+                            },
+                        },
                     }),
                     1 | 2 => Message::Ready { count },
                     3 | 4 => Message::Request(Request {
                         queue,
                         headers: Headers::parse(headers),
-                        body: b"[]".to_vec(),
+                        body: match hb % 3 {
+                            0 => b"[]".to_vec(),
+                            1 => emq_proto::JobCall::new("emq.echo").encode(ContentType::Json),
+                            _ => emq_proto::JobCall::new("myapp.add").encode(ContentType::Json),
+                        },
                     }),
                     5 | 6 => Message::Reply(Reply::Result(ResultFrames {
                         of: id.clone(),
@@ -113,6 +125,12 @@ proptest! {
             let _ = s.r.take_store_ops();
             // Invariants that must hold after every message.
             let waiting: usize = s.r.queues.iter().map(|(_, q)| q.waiting_len()).sum();
+            for (name, q) in s.r.queues.iter() {
+                if let Some(mixed) = &q.mixed {
+                    let counted: usize = mixed.counts.values().sum();
+                    prop_assert_eq!(counted, q.waiting_len(), "{}: handler counts drifted", name);
+                }
+            }
             prop_assert_eq!(waiting, s.r.queues.waiting_total(), "waiting count drifted");
             prop_assert!(s.r.queues.waiting_total() <= 40, "waiting bound broken");
             for (peer, jm) in &s.r.fleet {

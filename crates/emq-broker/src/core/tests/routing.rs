@@ -173,6 +173,7 @@ fn eventmq_jobmanagers_are_asked_for_every_reply() {
             queues: vec![],
             peer_type: PeerType::Worker,
             timing: None,
+            capabilities: Default::default(),
         }),
     );
     s.ready("py", 1);
