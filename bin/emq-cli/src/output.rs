@@ -1,73 +1,108 @@
-//! How results and status are shown: plain text for people, `--json` for
-//! programs.
+//! How answers are shown: plain text and tables for people, one documented
+//! JSON shape per kind of answer for programs (`--json`; README "JSON
+//! output"). Everything a peer or a job controls is escaped before it is
+//! shown as text ([`emq_client::printable`]).
 
-use emq_client::{ClientError, JobOutput, JobStatus, Value};
-use serde_json::json;
+use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
+use emq_client::views::JobDetail;
+use emq_client::{ClientError, JobOutput, JobState, JobStatus, Outcome, Value};
+use serde::Serialize;
 
-use crate::Exit;
+use crate::exit::{Exit, Failure};
 
-fn is_exec_output(v: &Value) -> bool {
-    v.get("stdout").is_some() && v.get("stderr").is_some() && v.get("exit_code").is_some()
+/// Text a peer or a job controls, safe on a terminal.
+pub fn shown(text: &str) -> String {
+    emq_client::printable(text).into_owned()
 }
 
-/// Print a job's result; returns the exit code. A program's result prints its
-/// output as-is and passes its exit code through.
-pub(crate) fn result(r: Result<JobOutput, ClientError>, as_json: bool) -> u8 {
-    match r {
-        Ok(out) => {
-            if as_json {
-                println!("{}", json!({"id": out.id.0, "outcome": "ok", "value": out.value}));
-            } else if is_exec_output(&out.value) {
-                print!("{}", out.value["stdout"].as_str().unwrap_or(""));
-                eprint!("{}", out.value["stderr"].as_str().unwrap_or(""));
-            } else {
-                print_value(&out.value);
-            }
-            Exit::Ok as u8
-        }
-        Err(ClientError::JobFailed {
+/// A job's result: `send --wait`, `result`, each line of `bulk` (with
+/// `line`), and `status ID`'s `result`.
+#[derive(Debug, Serialize)]
+pub struct ResultOut {
+    /// The job.
+    pub id: String,
+    /// How it ended: ok, failed, crashed, timeout, unknown-handler,
+    /// bad-request, cancelled.
+    pub outcome: Outcome,
+    /// What it returned (or left, when it failed).
+    pub value: Value,
+    /// Why it failed; null when it succeeded.
+    pub error: Option<String>,
+    /// The input line (`bulk` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+}
+
+impl ResultOut {
+    /// The result of job `id`, or the failure that is not a job's outcome
+    /// (no answer in time, router unreachable, ...).
+    pub fn of(id: &str, r: Result<JobOutput, ClientError>) -> Result<ResultOut, Failure> {
+        let (outcome, value, error) = match r {
+            Ok(out) => (Outcome::Ok, out.value, None),
+            Err(ClientError::JobFailed {
+                outcome,
+                message,
+                value,
+            }) => (outcome, value, Some(message)),
+            Err(ClientError::UnknownHandler { handler, message }) => (
+                Outcome::UnknownHandler,
+                serde_json::json!({ "handler": handler }),
+                Some(message),
+            ),
+            Err(other) => return Err(Failure::from(other).about(id)),
+        };
+        Ok(ResultOut {
+            id: id.to_string(),
             outcome,
-            message,
             value,
-        }) => {
-            if as_json {
-                println!(
-                    "{}",
-                    json!({"outcome": outcome.as_str(), "error": message, "value": value})
-                );
-            } else if is_exec_output(&value) {
-                print!("{}", value["stdout"].as_str().unwrap_or(""));
-                eprint!("{}", value["stderr"].as_str().unwrap_or(""));
-                eprintln!("emq-cli: {message}");
-            } else {
-                eprintln!("emq-cli: job {}: {message}", outcome.as_str());
+            error,
+            line: None,
+        })
+    }
+
+    /// Print it; returns the exit code: 0, the program's own code for a
+    /// program's result, else 1 for a failure.
+    pub fn print(&self, as_json: bool) -> u8 {
+        if as_json {
+            print_json(self);
+        } else {
+            let exec = is_exec_output(&self.value);
+            if exec {
+                print!("{}", self.value["stdout"].as_str().unwrap_or(""));
+                eprint!("{}", self.value["stderr"].as_str().unwrap_or(""));
             }
-            match (value["exit_code"].as_i64(), value["signal"].as_i64()) {
-                (Some(c), _) if (1..=255).contains(&c) => c as u8,
-                (_, Some(s)) => (128 + s).min(255) as u8,
-                _ => Exit::JobFailed as u8,
+            match (&self.error, exec) {
+                (None, false) => print_value(&self.value),
+                (None, true) => {}
+                (Some(e), true) => eprintln!("emq-cli: {}", shown(e)),
+                (Some(_), false) if self.outcome == Outcome::UnknownHandler => eprintln!(
+                    "emq-cli: no handler {:?} on the jobmanager",
+                    shown(self.value["handler"].as_str().unwrap_or("?"))
+                ),
+                (Some(e), false) => eprintln!("emq-cli: job {}: {}", self.outcome, shown(e)),
             }
         }
-        Err(e) => {
-            if as_json {
-                println!("{}", json!({"outcome": "error", "error": e.to_string()}));
-            } else {
-                eprintln!("emq-cli: {e}");
-            }
-            match e {
-                ClientError::Unreachable { .. } => Exit::Unreachable as u8,
-                ClientError::Timeout(_) => Exit::Timeout as u8,
-                _ => Exit::JobFailed as u8,
-            }
+        self.exit_code()
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.outcome == Outcome::Ok {
+            return Exit::Ok.code();
+        }
+        match (self.value["exit_code"].as_i64(), self.value["signal"].as_i64()) {
+            (Some(c), _) if is_exec_output(&self.value) && (1..=255).contains(&c) => c as u8,
+            (_, Some(s)) if is_exec_output(&self.value) => (128 + s).clamp(129, 255) as u8,
+            _ => Exit::JobFailed.code(),
         }
     }
 }
 
-/// A JSON value as table text (Value's Display ignores width and alignment).
-fn text(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+/// The output of the `emq.exec` built-in.
+fn is_exec_output(v: &Value) -> bool {
+    v.get("stdout").is_some() && v.get("stderr").is_some() && v.get("exit_code").is_some()
 }
 
+/// A value for people: strings as they are, the rest as pretty JSON.
 fn print_value(v: &Value) {
     match v {
         Value::String(s) => println!("{s}"),
@@ -76,126 +111,101 @@ fn print_value(v: &Value) {
     }
 }
 
-pub(crate) fn job_status(s: &JobStatus, as_json: bool) {
-    let detail = serde_json::to_value(&s.detail).unwrap_or_default();
-    if as_json {
-        let result = match &s.result {
-            Some(Ok(o)) => json!({"outcome": "ok", "value": o.value}),
-            Some(Err(e)) => json!({"error": e.to_string()}),
-            None => Value::Null,
+/// One JSON document on its own line.
+pub fn print_json(v: &impl Serialize) {
+    println!("{}", serde_json::to_string(v).unwrap_or_default());
+}
+
+/// `send` without `--wait`: the job's id and where it is.
+#[derive(Debug, Serialize)]
+pub struct Submitted {
+    /// The job.
+    pub id: String,
+    /// QUEUED, or ACCEPTED for a guaranteed job (journaled).
+    pub state: JobState,
+}
+
+/// `status ID` and `cancel ID`: a job's state, details and result.
+#[derive(Debug, Serialize)]
+pub struct JobStatusOut {
+    /// The job.
+    pub id: String,
+    /// Where it is.
+    pub state: JobState,
+    /// Its queue, attempts and transition log.
+    pub detail: JobDetail,
+    /// Its result, once it has one.
+    pub result: Option<ResultOut>,
+}
+
+impl JobStatusOut {
+    /// From the router's answer.
+    pub fn of(status: JobStatus) -> Result<JobStatusOut, Failure> {
+        let id = status.id.0.clone();
+        let result = match status.result {
+            Some(r) => Some(ResultOut::of(&id, r)?),
+            None => None,
         };
-        println!(
-            "{}",
-            json!({"id": s.id.0, "state": s.state, "detail": detail, "result": result})
-        );
-        return;
+        Ok(JobStatusOut {
+            id,
+            state: status.state,
+            detail: status.detail,
+            result,
+        })
     }
-    println!("{}  {}", s.id, s.state);
-    if let Some(obj) = detail.as_object() {
-        for (k, v) in obj {
-            if k != "log" && !v.is_null() {
-                println!("  {k}: {}", v.as_str().map_or_else(|| v.to_string(), str::to_string));
-            }
+
+    /// Print it for people or as JSON.
+    pub fn print(&self, as_json: bool) {
+        if as_json {
+            return print_json(self);
         }
-        if let Some(log) = obj.get("log").and_then(Value::as_array) {
+        println!("{}  {}", shown(&self.id), self.state);
+        let d = &self.detail;
+        println!("  queue: {}", shown(&d.queue));
+        if let Some(jm) = &d.jobmanager {
+            println!("  jobmanager: {}", shown(jm));
+        }
+        if let (Some(a), Some(m)) = (d.attempts, d.max_attempts) {
+            println!("  attempts: {a} of {m}");
+        }
+        if d.guaranteed {
+            println!("  guaranteed: journaled, retried, dead-lettered past its attempts");
+        }
+        if !d.log.is_empty() {
             println!("  log:");
-            for entry in log {
-                println!(
-                    "    {}  {:<10} {}",
-                    entry["time"].as_str().unwrap_or(""),
-                    entry["status"].as_str().unwrap_or(""),
-                    entry["message"].as_str().unwrap_or("")
-                );
+            for e in &d.log {
+                println!("    {}  {:<10} {}", e.time, e.status.as_str(), shown(&e.message));
             }
         }
-    }
-    match &s.result {
-        Some(Ok(o)) => println!("  result: {}", o.value),
-        Some(Err(e)) => println!("  error: {e}"),
-        None => {}
-    }
-}
-
-pub(crate) fn router_status(v: &Value, as_json: bool) {
-    if as_json {
-        println!("{v}");
-        return;
-    }
-    println!(
-        "{:<24} {:>9} {:>9} {:>10}  JOBMANAGERS",
-        "QUEUE", "WAITING", "RUNNING", "PROCESSED"
-    );
-    if let Some(queues) = v["queues"].as_object() {
-        for (name, q) in queues {
-            let n = q["jobmanagers"].as_array().map_or(0, Vec::len);
-            println!(
-                "{name:<24} {:>9} {:>9} {:>10}  {n}",
-                text(&q["waiting"]),
-                text(&q["running"]),
-                text(&q["processed"])
-            );
-        }
-    }
-    println!();
-    workers(v, false);
-    println!();
-    println!(
-        "waiting in all: {}   results kept: {}   uptime: {}s",
-        v["waiting_total"], v["results_kept"], v["uptime_s"]
-    );
-}
-
-pub(crate) fn workers(v: &Value, as_json: bool) {
-    if as_json {
-        println!("{v}");
-        return;
-    }
-    println!(
-        "{:<38} {:<13} {:>5} {:>7} {:>9}  QUEUES",
-        "JOBMANAGER", "STATE", "SLOTS", "RUNNING", "PROCESSED"
-    );
-    if let Some(jms) = v["jobmanagers"].as_object() {
-        for (id, jm) in jms {
-            let queues: Vec<String> = jm["queues"]
-                .as_array()
-                .map(|qs| {
-                    qs.iter()
-                        .map(|q| format!("{}:{}", q[0], q[1].as_str().unwrap_or("")))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let state = jm["state"]
-                .as_str()
-                .unwrap_or(if jm["kind"] == "eventmq" { "(eventmq)" } else { "?" });
-            println!(
-                "{id:<38} {state:<13} {:>5} {:>7} {:>9}  {}",
-                text(&jm["slots"]),
-                text(&jm["running"]),
-                text(&jm["processed"]),
-                queues.join(",")
-            );
+        match &self.result {
+            Some(r) if r.outcome == Outcome::Ok => println!("  result: {}", r.value),
+            Some(r) => println!(
+                "  {}: {}",
+                r.outcome,
+                shown(r.error.as_deref().unwrap_or("(no message)"))
+            ),
+            None => {}
         }
     }
 }
 
-pub(crate) fn dead(v: &Value, as_json: bool) {
-    if as_json {
-        println!("{v}");
-        return;
+/// A table for people: no borders, numbers right-aligned.
+pub fn table(header: &[&str], right_aligned: &[usize]) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.iter().copied());
+    for &i in right_aligned {
+        if let Some(col) = t.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
     }
-    let list = v["dead"].as_array().cloned().unwrap_or_default();
-    if list.is_empty() {
-        println!("no dead-lettered jobs");
-        return;
-    }
-    println!("{:<38} {:<16} {:>8}  LAST", "JOB", "QUEUE", "ATTEMPTS");
-    for d in list {
-        println!(
-            "{:<38} {:<16} {:>8}  {}",
-            text(&d["id"]),
-            text(&d["queue"]),
-            text(&d["attempts"]),
-            d["last"].as_str().unwrap_or("")
-        );
+    t
+}
+
+/// Print a table, trimming the padding of the last column.
+pub fn print_table(t: &Table) {
+    for line in t.to_string().lines() {
+        println!("{}", line.trim_end());
     }
 }

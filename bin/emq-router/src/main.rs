@@ -109,7 +109,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args: Args = emq_cmd::parse("config");
+    let args: Args = emq_cmd::parse_with_config("config");
     emq_cmd::init_logging("info");
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,

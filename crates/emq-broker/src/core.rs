@@ -166,6 +166,8 @@ pub struct Router {
     next_heartbeat: Instant,
     /// Peers already logged for bad input: later offences go to debug.
     offenders: HashSet<PeerId>,
+    /// Refused submissions (queue full) are logged at most once a second.
+    refusals: emq_net::Throttle,
 }
 
 impl Router {
@@ -195,6 +197,7 @@ impl Router {
             store_ops: Vec::new(),
             seq: 0,
             offenders: HashSet::with_hasher(hasher.clone()),
+            refusals: emq_net::Throttle::new(Duration::from_secs(1)),
             hasher,
         }
     }

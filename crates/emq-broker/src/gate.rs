@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use emq_net::curve::{Allowlist, KeyPair, PublicKey};
+use emq_net::Throttle;
 use log::warn;
 
 use crate::core::Endpoint;
@@ -81,11 +82,6 @@ impl Verdict {
 /// counted into the next line (a refused peer reconnects every 100 ms).
 const LOG_EVERY: Duration = Duration::from_secs(1);
 
-struct DenialLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
 pub(crate) struct Gate {
     /// With security on: each endpoint's allowlist, and where it came from
     /// (named in refusals).
@@ -93,7 +89,7 @@ pub(crate) struct Gate {
     max_connections: usize,
     /// Open connections per endpoint, by file descriptor.
     open: [HashSet<i32>; 3],
-    denials: [DenialLog; 3],
+    denials: [Throttle; 3],
 }
 
 impl Gate {
@@ -109,10 +105,7 @@ impl Gate {
             allow,
             max_connections,
             open: Default::default(),
-            denials: std::array::from_fn(|_| DenialLog {
-                last: None,
-                suppressed: 0,
-            }),
+            denials: std::array::from_fn(|_| Throttle::new(LOG_EVERY)),
         }
     }
 
@@ -120,6 +113,21 @@ impl Gate {
     pub(crate) fn set_allowlist(&mut self, ep: Endpoint, list: Allowlist) {
         if let Some(allow) = self.allow.as_mut() {
             allow[index(ep)].0 = list;
+        }
+    }
+
+    /// A connection to `ep` failed its handshake before admission was asked
+    /// (`mismatch`: one side uses CURVE and the other does not): logged,
+    /// at most once a second per endpoint.
+    pub(crate) fn handshake_failed(&mut self, now: Instant, ep: Endpoint, mismatch: bool) {
+        let why = match (mismatch, self.allow.is_some()) {
+            (true, true) => "a peer without CURVE (it needs --server-key and --key)",
+            (true, false) => "a peer with CURVE keys, but this router has security off",
+            (false, true) => "a peer whose CURVE handshake failed (the wrong router public key?)",
+            (false, false) => "a peer whose handshake failed",
+        };
+        if let Some(more) = self.denials[index(ep)].report(now) {
+            warn!("refused a connection on {}: {why}{more}", domain(ep));
         }
     }
 
@@ -148,17 +156,8 @@ impl Gate {
         let verdict = self.decide(domain, mechanism, credentials);
         if let Verdict::Deny { reason, .. } = &verdict {
             let ep = endpoint_of(domain).unwrap_or(Endpoint::Admin);
-            let log = &mut self.denials[index(ep)];
-            if log.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
-                log.suppressed += 1;
-            } else {
-                let more = match log.suppressed {
-                    0 => String::new(),
-                    n => format!(" ({n} more refused since the last report)"),
-                };
+            if let Some(more) = self.denials[index(ep)].report(now) {
                 warn!("refused a connection from {address} on {domain}: {reason}{more}");
-                log.last = Some(now);
-                log.suppressed = 0;
             }
         }
         verdict

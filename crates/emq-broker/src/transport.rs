@@ -20,7 +20,7 @@ use std::time::Instant;
 use log::{error, info, warn};
 
 use emq_net::curve::{CurveError, WatchedAllowlist};
-use emq_net::handshake::monitor_event;
+use emq_net::handshake::{monitor_event, MECHANISM_MISMATCH};
 
 use crate::config::ConfigError;
 use crate::core::{Endpoint, Outgoing, PeerId, Router};
@@ -313,7 +313,7 @@ fn admit(
         // Connection events first: the connection a ZAP request is about was
         // reported before libzmq sent the request.
         for (monitor, ep) in monitors.iter().zip(ENDPOINTS) {
-            drain_monitor(monitor, ep, &mut gate);
+            drain_monitor(monitor, ep, &mut gate, Instant::now());
         }
         serve_zap(&zap, &mut gate, allowlists.as_mut(), Instant::now());
     }
@@ -364,24 +364,32 @@ fn raise_fd_limit(config: &Config) {
 /// Watch `socket`'s connections (opened, closed) on an inproc PAIR socket.
 fn monitor(ctx: &zmq::Context, socket: &zmq::Socket, ep: Endpoint) -> Result<zmq::Socket, RunError> {
     let addr = format!("inproc://emq-monitor-{}", gate::domain(ep));
-    let events = zmq::SocketEvent::ACCEPTED as i32 | zmq::SocketEvent::DISCONNECTED as i32;
+    let events = zmq::SocketEvent::ACCEPTED as i32
+        | zmq::SocketEvent::DISCONNECTED as i32
+        | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
+        | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32;
     socket.monitor(&addr, events).map_err(zerr("monitor a socket"))?;
     let pair = ctx.socket(zmq::PAIR).map_err(zerr("create a monitor socket"))?;
     pair.connect(&addr).map_err(zerr("connect a monitor socket"))?;
     Ok(pair)
 }
 
-fn drain_monitor(monitor: &zmq::Socket, ep: Endpoint, gate: &mut Gate) {
+fn drain_monitor(monitor: &zmq::Socket, ep: Endpoint, gate: &mut Gate, now: Instant) {
+    use zmq::SocketEvent as E;
     while let Ok(frames) = monitor.recv_multipart(zmq::DONTWAIT) {
-        // For these two events the value is the connection's fd.
-        let Some((event, fd)) = monitor_event(&frames) else {
+        // For ACCEPTED and DISCONNECTED the value is the connection's fd;
+        // for a failed handshake, why it failed.
+        let Some((event, value)) = monitor_event(&frames) else {
             continue;
         };
-        let fd = fd as i32;
-        if event == zmq::SocketEvent::ACCEPTED.to_raw() {
-            gate.connection_opened(ep, fd);
-        } else if event == zmq::SocketEvent::DISCONNECTED.to_raw() {
-            gate.connection_closed(ep, fd);
+        if event == E::ACCEPTED.to_raw() {
+            gate.connection_opened(ep, value as i32);
+        } else if event == E::DISCONNECTED.to_raw() {
+            gate.connection_closed(ep, value as i32);
+        } else if event == E::HANDSHAKE_FAILED_PROTOCOL.to_raw() && value == MECHANISM_MISMATCH {
+            gate.handshake_failed(now, ep, true);
+        } else if event == E::HANDSHAKE_FAILED_NO_DETAIL.to_raw() || event == E::HANDSHAKE_FAILED_PROTOCOL.to_raw() {
+            gate.handshake_failed(now, ep, false);
         }
     }
 }

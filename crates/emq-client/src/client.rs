@@ -98,7 +98,7 @@ impl Client {
         if let Some(keys) = &options.curve {
             keys.apply(&socket)?;
         }
-        let handshakes = HandshakeMonitor::watch(&ctx, &socket)?;
+        let handshakes = HandshakeMonitor::watch(&ctx, &socket, options.curve.is_some())?;
         let mut eps = Vec::new();
         for e in endpoints {
             socket.connect(e.as_ref())?;
@@ -389,7 +389,13 @@ fn to_output(id: JobId, handler: &str, r: ResultFrames) -> Result<JobOutput, Cli
             value: decoded.value,
         }),
         Outcome::UnknownHandler => Err(ClientError::UnknownHandler {
-            handler: handler.to_string(),
+            // The submitter knows the name; a later reader finds it in the
+            // value emq's jobmanager puts there.
+            handler: if handler.is_empty() {
+                decoded.value["handler"].as_str().unwrap_or_default().to_string()
+            } else {
+                handler.to_string()
+            },
             message: decoded.error.unwrap_or_default(),
         }),
         outcome => Err(ClientError::JobFailed {
@@ -440,21 +446,27 @@ pub mod admin {
         let ctx = zmq::Context::new();
         let s = ctx.socket(zmq::DEALER)?;
         s.set_linger(0)?;
-        s.set_immediate(true)?;
         s.set_sndtimeo(timeout.as_millis().min(i32::MAX as u128) as i32)?;
         if let Some(keys) = &options.curve {
             keys.apply(&s)?;
         }
-        let handshakes = HandshakeMonitor::watch(&ctx, &s)?;
+        // Not ZMQ_IMMEDIATE: with it, a router that answers and closes the
+        // connection at once (DISCONNECT) could take its answer with it
+        // before it is read. Instead, wait for the handshake, then send.
+        let handshakes = HandshakeMonitor::watch(&ctx, &s, options.curve.is_some())?;
         s.connect(endpoint)?;
+        match handshakes.await_handshake(1, timeout) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(ClientError::Unreachable {
+                    endpoint: endpoint.to_string(),
+                    waited: timeout,
+                })
+            }
+            Err(refused) => return Err(ClientError::Rejected(refused.to_string())),
+        }
         let msgid = emq_proto::uuid_text(emq_net::random_seed());
-        send_connected(
-            &s,
-            &handshakes,
-            &[endpoint.to_string()],
-            timeout,
-            msg.encode_with_id(&msgid),
-        )?;
+        s.send_multipart(msg.encode_with_id(&msgid), 0)?;
         let mut items = [s.as_poll_item(zmq::POLLIN)];
         if zmq::poll(&mut items, timeout.as_millis() as i64)? == 0 {
             return Err(ClientError::Timeout(timeout));

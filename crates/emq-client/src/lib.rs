@@ -20,6 +20,9 @@ pub use client::{admin, Client, ClientOptions, JobStatus};
 pub use emq_net::curve;
 /// The typed answers of the router (status, job details, dead letters).
 pub use emq_proto::views;
-pub use emq_proto::{ContentType, JobManagerState, JobState, Outcome, Value};
+pub use emq_proto::{
+    printable, ContentType, ErrorCode, JobManagerState, JobState, Outcome, Value, DEFAULT_ADMIN_PORT,
+    DEFAULT_BACKEND_PORT, DEFAULT_FRONTEND_PORT,
+};
 pub use error::ClientError;
 pub use job::{Job, JobId, JobOutput};

@@ -59,19 +59,34 @@ pub enum CmdError {
     },
 }
 
+/// Parse the process's arguments into `A` (no config file), or print why not
+/// and exit: 0 for `--help` and `--version`, [`EXIT_USAGE`] for anything
+/// wrong.
+pub fn parse<A: Parser>() -> A {
+    match A::try_parse() {
+        Ok(a) => a,
+        Err(e) => exit_on(CmdError::Clap(e)),
+    }
+}
+
 /// Parse the process's arguments into `A` with its config file under them,
-/// or print why not and exit: 0 for `--help` and `--version`,
-/// [`EXIT_USAGE`] for anything wrong. `config_arg` is the id of the argument
-/// that names the config file (`config`).
-pub fn parse<A: Parser>(config_arg: &str) -> A {
+/// or print why not and exit as [`parse`] does. `config_arg` is the id of
+/// the argument that names the config file (`config`).
+pub fn parse_with_config<A: Parser>(config_arg: &str) -> A {
     match parse_from(std::env::args_os().collect(), config_arg) {
         Ok(a) => a,
-        Err(CmdError::Clap(e)) => {
+        Err(e) => exit_on(e),
+    }
+}
+
+fn exit_on(e: CmdError) -> ! {
+    match e {
+        CmdError::Clap(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
             let _ = e.print();
             std::process::exit(code.into());
         }
-        Err(e) => {
+        e => {
             eprintln!("{}: {e}", program_name());
             std::process::exit(EXIT_USAGE.into());
         }

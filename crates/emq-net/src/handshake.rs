@@ -8,22 +8,33 @@ use std::fmt;
 /// is reported as such instead of looking like an unreachable router.
 pub struct HandshakeMonitor {
     socket: zmq::Socket,
+    /// Whether our side uses CURVE: it decides what a hang-up means.
+    curve: bool,
+    /// A handshake has succeeded since the watch began.
+    succeeded: std::cell::Cell<bool>,
 }
 
-/// `ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH` (zmq.h).
-const MECHANISM_MISMATCH: u32 = 0x1100_0002;
+/// `ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH` (zmq.h): the monitor value
+/// of a handshake between a CURVE side and a plain one.
+pub const MECHANISM_MISMATCH: u32 = 0x1100_0002;
 
 impl HandshakeMonitor {
-    /// Watch `socket` (before it connects) for failed handshakes.
-    pub fn watch(ctx: &zmq::Context, socket: &zmq::Socket) -> Result<HandshakeMonitor, zmq::Error> {
+    /// Watch `socket` (before it connects) for failed handshakes; `curve`:
+    /// whether it has CURVE keys set.
+    pub fn watch(ctx: &zmq::Context, socket: &zmq::Socket, curve: bool) -> Result<HandshakeMonitor, zmq::Error> {
         let addr = format!("inproc://emq-handshake-{}", uuid::Uuid::new_v4());
         let events = zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
             | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
-            | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32;
+            | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32
+            | zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32;
         socket.monitor(&addr, events)?;
         let pair = ctx.socket(zmq::PAIR)?;
         pair.connect(&addr)?;
-        Ok(HandshakeMonitor { socket: pair })
+        Ok(HandshakeMonitor {
+            socket: pair,
+            curve,
+            succeeded: std::cell::Cell::new(false),
+        })
     }
 
     /// The monitor's socket, to poll for readability.
@@ -38,15 +49,46 @@ impl HandshakeMonitor {
             let Some((event, value)) = monitor_event(&frames) else {
                 continue;
             };
+            if event == zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw() {
+                self.succeeded.set(true);
+                continue;
+            }
             out.push(HandshakeFailure {
                 endpoint: frames
                     .get(1)
                     .map(|f| String::from_utf8_lossy(f).into_owned())
                     .unwrap_or_default(),
-                reason: describe_failure(event, value),
+                reason: describe_failure(event, value, self.curve),
             });
         }
         out
+    }
+
+    /// Wait until a handshake with one of the `endpoints` succeeds, for up
+    /// to `timeout`: for a socket without `ZMQ_IMMEDIATE`, which would queue
+    /// messages for a router that never answers. Fails early when every
+    /// endpoint has refused a handshake; `Ok(false)` is a plain timeout.
+    pub fn await_handshake(&self, endpoints: usize, timeout: std::time::Duration) -> Result<bool, HandshakeFailure> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut refused: Vec<HandshakeFailure> = Vec::new();
+        loop {
+            for failure in self.failures() {
+                refused.retain(|f| f.endpoint != failure.endpoint);
+                refused.push(failure);
+            }
+            if self.succeeded.get() {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if refused.len() >= endpoints.max(1) || (left.is_zero() && !refused.is_empty()) {
+                return Err(refused.pop().expect("not empty"));
+            }
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
+            let _ = zmq::poll(&mut items, left.as_millis().max(1).min(i64::MAX as u128) as i64);
+        }
     }
 
     /// Wait until `socket` (the one watched) can send, for up to `timeout`.
@@ -108,7 +150,7 @@ impl fmt::Display for HandshakeFailure {
     }
 }
 
-fn describe_failure(event: u16, value: u32) -> String {
+fn describe_failure(event: u16, value: u32, curve: bool) -> String {
     use zmq::SocketEvent as E;
     match event {
         e if e == E::HANDSHAKE_FAILED_AUTH.to_raw() => match value {
@@ -120,10 +162,12 @@ fn describe_failure(event: u16, value: u32) -> String {
             "security mismatch: one side uses CURVE and the other does not (set or unset --server-key and --key)".into()
         }
         e if e == E::HANDSHAKE_FAILED_PROTOCOL.to_raw() => format!("handshake protocol error {value:#x}"),
-        // What a plain client sees from a CURVE router, and a CURVE client
-        // that has the wrong router key: the router hangs up.
-        _ => "the router ended the handshake: its CURVE settings differ from ours \
-              (no key given, or the wrong router public key)"
+        // The router hangs up during the handshake. With our keys set: its
+        // security is off, or we have the wrong router public key; without
+        // keys: it requires CURVE.
+        _ if curve => "the router ended the handshake: either its security is off (then drop \
+                       --server-key and --key) or --server-key is not its public key"
             .into(),
+        _ => "the router ended the handshake: it probably requires CURVE (give --server-key and --key)".into(),
     }
 }

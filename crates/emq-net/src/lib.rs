@@ -10,8 +10,10 @@
 pub mod curve;
 mod frames;
 pub mod handshake;
+mod throttle;
 
 pub use frames::{recv_frames, with_slices};
+pub use throttle::Throttle;
 
 /// A fresh 128-bit seed from the OS, for the id sources (`emq_proto::MsgIds`)
 /// and the random choices of the cores, which take it at construction.

@@ -105,6 +105,9 @@ pub enum ErrorCode {
     UnknownJob,
     /// The jobmanager has no handler of that name.
     UnknownHandler,
+    /// The job exists, but its state does not allow this (RETRY of a job
+    /// that is not dead-lettered, say).
+    WrongState,
     /// The peer must INFORM before it sends this command.
     NotInformed,
     /// The router is stopping and takes no new work.

@@ -33,6 +33,25 @@ pub use message::{
 pub use time::Now;
 pub use views::{JobManagerState, JobState};
 
+/// `text` as it may be shown on a terminal or in a log line: control
+/// characters (escape sequences, newlines, ...) written out as `\u{1b}`, the
+/// rest untouched. Everything a peer or a job controls (queue and handler
+/// names, identities, reasons, results) goes through this before it is shown.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The protocol version every frame carries, as EventMQ 0.3.13 spells it.
 pub const VERSION: &str = "eMQP/1.0";
 /// Versions this implementation accepts; anything else is answered with
@@ -56,3 +75,15 @@ pub const DEFAULT_WEIGHT: i64 = 10;
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Most frames one message may have (identity and envelope included).
 pub const MAX_FRAMES: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(super::printable("plain näme"), "plain näme");
+        assert_eq!(
+            super::printable("IDLE\n[fake] log\x1b[2J"),
+            "IDLE\\n[fake] log\\u{1b}[2J"
+        );
+    }
+}

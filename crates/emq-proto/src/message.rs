@@ -459,6 +459,15 @@ fn utf8(frames: &[impl Frame], index: usize) -> Result<&str, DecodeError> {
     std::str::from_utf8(frames[index].bytes()).map_err(|_| DecodeError::NotUtf8 { index })
 }
 
+/// A msgid or a queue name: text that ends up in logs and on terminals, so
+/// it may hold no control characters.
+fn name_text<'a>(what: &'static str, text: &'a str) -> Result<&'a str, DecodeError> {
+    if text.chars().any(char::is_control) {
+        return Err(DecodeError::bad(what, "control characters are not allowed"));
+    }
+    Ok(text)
+}
+
 fn need(command: Command, payload_len: usize, need: usize) -> Result<(), DecodeError> {
     if payload_len < need {
         return Err(DecodeError::TooFewFrames {
@@ -518,7 +527,7 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
     }
     let name = utf8(frames, 2)?;
     let command = Command::parse(name).ok_or_else(|| DecodeError::UnknownCommand(name.chars().take(64).collect()))?;
-    let msgid = utf8(frames, 3)?.to_string();
+    let msgid = name_text("msgid", utf8(frames, 3)?)?.to_string();
     let p = &frames[4..];
     let text = |i: usize| utf8(frames, i + 4);
     let message = match command {
@@ -576,7 +585,7 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
         Command::Request => {
             need(command, p.len(), 3)?;
             Message::Request(Request {
-                queue: text(0)?.to_string(),
+                queue: name_text("queue", text(0)?)?.to_string(),
                 headers: Headers::parse(text(1)?),
                 body: p[2].bytes().to_vec(),
             })
@@ -631,7 +640,7 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
         Command::Purge => {
             need(command, p.len(), 1)?;
             Message::Purge {
-                queue: text(0)?.to_string(),
+                queue: name_text("queue", text(0)?)?.to_string(),
             }
         }
         Command::Query | Command::Cancel | Command::Retry => {
@@ -725,7 +734,7 @@ fn parse_queues(s: &str) -> Result<Vec<(i64, String)>, DecodeError> {
                     format!("{item}: weights are zero or more"),
                 ))
             }
-            Some((w, name)) if !name.is_empty() => queues.push((w, name)),
+            Some((w, name)) if !name.is_empty() => queues.push((w, name_text("queue", &name)?.to_string())),
             _ => {
                 return Err(DecodeError::bad(
                     "INFORM queues",
@@ -956,6 +965,15 @@ mod tests {
             ),
             (
                 frames(&[b"", b"eMQP/1.0", b"HEARTBEAT", b"m", b"1.0", b"IDLE\n[fake] log line"]),
+                ErrorCode::Malformed,
+            ),
+            (frames(&[b"", b"eMQP/1.0", b"READY", b"m\x1b[2J"]), ErrorCode::Malformed),
+            (
+                frames(&[b"", b"eMQP/1.0", b"REQUEST", b"m", b"q\nfake", b"", b"[]"]),
+                ErrorCode::Malformed,
+            ),
+            (
+                frames(&[b"", b"eMQP/1.0", b"INFORM", b"m", b"[[1, \"a\\u001b\"]]", b"worker"]),
                 ErrorCode::Malformed,
             ),
         ];

@@ -38,12 +38,17 @@ fn crash(call: &JobCall) -> Result<Value, JobError> {
     unreachable!("SIGKILL is not catchable")
 }
 
-/// Returns its single argument, or `{"args": [...], "kwargs": {...}}`.
+/// Returns what it was given: its argument when it has one, the list of its
+/// arguments when it has several (or none), and `{"args": [...], "kwargs":
+/// {...}}` when it has keyword arguments.
 fn echo(call: &JobCall) -> Result<Value, JobError> {
-    if call.args.len() == 1 && call.kwargs.is_empty() {
-        return Ok(call.args[0].clone());
+    if !call.kwargs.is_empty() {
+        return Ok(json!({"args": call.args, "kwargs": call.kwargs}));
     }
-    Ok(json!({"args": call.args, "kwargs": call.kwargs}))
+    match call.args.as_slice() {
+        [one] => Ok(one.clone()),
+        several => Ok(Value::Array(several.to_vec())),
+    }
 }
 
 /// Sleeps `args[0]` seconds. With kwarg `once_marker: PATH` it sleeps only if

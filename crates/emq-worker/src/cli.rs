@@ -121,7 +121,7 @@ impl Args {
 /// file), or the usage message and exit code 64.
 pub(crate) fn config_from_args() -> Config {
     let argv: Vec<OsString> = std::env::args_os().collect();
-    let args: Args = emq_cmd::parse("config");
+    let args: Args = emq_cmd::parse_with_config("config");
     match args.into_config(argv) {
         Ok(c) => c,
         Err(e) => {

@@ -12,6 +12,7 @@ use log::{debug, error, info, warn};
 
 use emq_net::curve::{ClientKeys, CurveError};
 use emq_net::handshake::{HandshakeFailure, HandshakeMonitor};
+use emq_net::Throttle;
 
 use crate::config::ConfigError;
 use crate::core::{Action, JobManager};
@@ -99,7 +100,7 @@ fn open_link(ctx: &zmq::Context, endpoint: &str, curve: Option<&ClientKeys>) -> 
     if let Some(keys) = curve {
         keys.apply(&socket)?;
     }
-    let handshakes = HandshakeMonitor::watch(ctx, &socket).map_err(zerr("monitor the router link"))?;
+    let handshakes = HandshakeMonitor::watch(ctx, &socket, curve.is_some()).map_err(zerr("monitor the router link"))?;
     socket
         .connect(endpoint)
         .map_err(zerr(&format!("connect to {endpoint}")))?;
@@ -129,7 +130,7 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
     let mut routers = config.routers.clone();
     let mut link: Option<Link> = None;
     let mut events: Vec<Event> = Vec::new();
-    let mut refusals = RefusalLog::default();
+    let mut refusals = Throttle::new(Duration::from_secs(10));
 
     loop {
         // Carry out the core's actions; completions they cause feed back in.
@@ -219,7 +220,7 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
             receive(l, &mut core, now);
         }
         if let Some(l) = link.as_ref().filter(|_| readable[4 + worker_fds.len()]) {
-            refusals.report(now.mono, l.handshakes.failures());
+            report_refusals(&mut refusals, now.mono, l.handshakes.failures());
         }
         if readable[0] && stop.drain() > 0 {
             core.shutdown(now);
@@ -252,28 +253,10 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
 
 /// Logs refused handshakes: the first at once, then at most one line per
 /// interval (libzmq retries every 100 ms).
-#[derive(Default)]
-struct RefusalLog {
-    last: Option<Instant>,
-    suppressed: usize,
-}
-
-impl RefusalLog {
-    const EVERY: Duration = Duration::from_secs(10);
-
-    fn report(&mut self, now: Instant, failures: Vec<HandshakeFailure>) {
-        for failure in failures {
-            if self.last.is_some_and(|t| now.duration_since(t) < Self::EVERY) {
-                self.suppressed += 1;
-                continue;
-            }
-            let more = match self.suppressed {
-                0 => String::new(),
-                n => format!(" ({n} more since the last report)"),
-            };
+fn report_refusals(log: &mut Throttle, now: Instant, failures: Vec<HandshakeFailure>) {
+    for failure in failures {
+        if let Some(more) = log.report(now) {
             error!("cannot connect to router {failure}{more}");
-            self.last = Some(now);
-            self.suppressed = 0;
         }
     }
 }

@@ -86,7 +86,15 @@ fn run_one(registry: &Registry, ct: emq_proto::ContentType, body: &[u8]) -> (Out
     };
     let Some(handler) = registry.get(&call.handler) else {
         let msg = format!("no handler named {:?} on this jobmanager", call.handler);
-        return (Outcome::UnknownHandler, JobResult::failed(Outcome::UnknownHandler, msg));
+        // The name travels in the value, so that whoever reads the result
+        // later (`emq-cli status ID`) can name the handler too.
+        let value = serde_json::json!({ "handler": call.handler });
+        let result = JobResult {
+            outcome: Outcome::UnknownHandler,
+            value,
+            error: Some(msg),
+        };
+        return (Outcome::UnknownHandler, result);
     };
     match catch_unwind(AssertUnwindSafe(|| handler(&call))) {
         Ok(Ok(value)) => (Outcome::Ok, JobResult::ok(value)),

@@ -161,3 +161,49 @@ fn eventmq_admin_shell_status_works_against_emq_router() {
     }
     assert!(out.stdout.contains("reports"), "{}", out.stdout);
 }
+
+/// EventMQ's jobmanager takes any message as a sign of life and only
+/// INFORMs again after its liveness (3 x 5 s) runs out: a restarted router
+/// stays silent to it until then, and gets it back.
+#[test]
+fn eventmq_jobmanager_comes_back_after_a_router_restart() {
+    let mut r = router();
+    let _py_jm = eventmq_jobmanager(&r);
+    let has_eventmq = |r: &RouterProc| {
+        jobmanagers(r)
+            .as_object()
+            .is_some_and(|m| m.values().any(|j| j["kind"] == "eventmq" && j["slots"] == 2))
+    };
+    assert!(wait_until(T, || has_eventmq(&r)), "{}", jobmanagers(&r));
+    let out = emq_cli(&r, &["send", "--wait", "emqtest_tasks.add", "[1, 2]"], None, T);
+    assert_eq!((out.code, out.stdout.trim()), (Some(0), "3"), "{out:?}");
+
+    r.proc.kill9();
+    let endpoints = [r.frontend.clone(), r.backend.clone(), r.admin.clone()];
+    let restarted = RouterProc::start_on(
+        [&endpoints[0], &endpoints[1], &endpoints[2]],
+        &r.journal,
+        &[
+            "--heartbeat-ms",
+            "200",
+            "--liveness-ms",
+            "1000",
+            "--eventmq-heartbeat-ms",
+            "1000",
+        ],
+    );
+    let started = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(25), || has_eventmq(&restarted)),
+        "EventMQ's jobmanager did not come back: {}",
+        jobmanagers(&restarted)
+    );
+    eprintln!("EventMQ jobmanager back {:?} after the restart", started.elapsed());
+    let out = emq_cli(
+        &restarted,
+        &["send", "--wait", "emqtest_tasks.add", "[20, 22]"],
+        None,
+        T,
+    );
+    assert_eq!((out.code, out.stdout.trim()), (Some(0), "42"), "{out:?}");
+}

@@ -108,7 +108,9 @@ impl Router {
             let waiting = self.queues.waiting_len(&queue);
             let total = self.queues.waiting_total();
             if waiting >= self.config.max_waiting_per_queue || total >= self.config.max_waiting_total {
-                warn!("queue {queue:?} full ({waiting} waiting, {total} in all): refusing {msgid} from {client}");
+                if let Some(more) = self.refusals.report(now) {
+                    warn!("queue {queue:?} full ({waiting} waiting, {total} in all): refusing {msgid} from {client}{more}");
+                }
                 return self.error(
                     Endpoint::Frontend,
                     &client,
@@ -199,6 +201,24 @@ impl Router {
             }
         };
         self.send(endpoint, peer, msg);
+    }
+
+    /// Where job `of` is, if the router knows it.
+    pub(super) fn state_of(&self, of: &str) -> Option<JobState> {
+        if let Some(Message::Job { state, .. }) = self.tracked_job_message(of) {
+            return Some(state);
+        }
+        if let Some(job) = self.jobs.get(of) {
+            return Some(match job.place {
+                Place::Waiting | Place::Delayed { .. } => JobState::Queued,
+                Place::Running { .. } => JobState::Running,
+            });
+        }
+        self.results.get(of).map(|done| match done.result.outcome {
+            Outcome::Ok => JobState::Finished,
+            Outcome::Cancelled => JobState::Cancelled,
+            _ => JobState::Failed,
+        })
     }
 
     pub(super) fn cancel(&mut self, now: Instant, endpoint: Endpoint, peer: &PeerId, of: &str) {

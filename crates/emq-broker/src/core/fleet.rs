@@ -54,17 +54,7 @@ impl Router {
             return self.on_inform(now, peer, msgid, inform);
         }
         let Some(jm) = self.fleet.get_mut(&peer) else {
-            if matches!(msg, Message::Kbye) {
-                return;
-            }
-            let reason = format!("{} before INFORM", msg.command().as_str());
-            if let Message::Reply(Reply::Result(result)) = msg {
-                // A jobmanager that finished jobs while this router was down
-                // reports them before it has INFORMed again: a result for a
-                // job the router holds is still a result (first one wins).
-                self.on_reply(now, &peer, result);
-            }
-            return self.refuse(Endpoint::Backend, &peer, &msgid, ErrorCode::NotInformed, &reason);
+            return self.before_inform(now, peer, msgid, msg);
         };
         jm.last_seen = now;
         match msg {
@@ -87,6 +77,45 @@ impl Router {
             other => {
                 let reason = format!("{} is not a jobmanager command", other.command().as_str());
                 self.refuse(Endpoint::Backend, &peer, &msgid, ErrorCode::UnknownCommand, &reason);
+            }
+        }
+    }
+
+    /// A message from a jobmanager the router does not know: it INFORMed a
+    /// router that has since restarted, or it is no jobmanager at all.
+    fn before_inform(&mut self, now: Instant, peer: PeerId, msgid: String, msg: Message) {
+        match msg {
+            // A jobmanager that finished jobs while this router was down
+            // reports them before it has INFORMed again: a result for a job
+            // the router holds is still a result (first one wins).
+            Message::Reply(Reply::Result(result)) => {
+                debug!(
+                    "result of {} from {peer}, which has not informed this router",
+                    result.of
+                );
+                self.on_reply(now, &peer, result);
+            }
+            // emq's jobmanager (it reports its state) INFORMs again when told.
+            Message::Heartbeat { state: Some(_), .. } => {
+                let reason = "HEARTBEAT before INFORM: this router does not know you (it restarted?)";
+                self.error(Endpoint::Backend, &peer, &msgid, ErrorCode::NotInformed, reason);
+            }
+            // EventMQ's jobmanager takes any message as a sign of life and
+            // would never INFORM again: silence makes it declare this router
+            // dead (3 x 5 s) and reconnect with an INFORM.
+            Message::Heartbeat { state: None, .. } | Message::Ready { .. } | Message::Ack { .. } | Message::Kbye => {
+                debug!("{} from {peer} before INFORM: not answered", msg.command().as_str());
+            }
+            Message::Request(_) => {
+                let reason = format!(
+                    "REQUEST on the jobmanager endpoint: clients submit to the client endpoint ({})",
+                    self.config.frontend
+                );
+                self.refuse(Endpoint::Backend, &peer, &msgid, ErrorCode::NotInformed, &reason);
+            }
+            other => {
+                let reason = format!("{} before INFORM", other.command().as_str());
+                self.refuse(Endpoint::Backend, &peer, &msgid, ErrorCode::NotInformed, &reason);
             }
         }
     }
@@ -208,7 +237,7 @@ impl Router {
         if let Some(q) = self.queues.get_mut(&job.queue) {
             q.processed += 1;
         }
-        if job.guarantee && result.outcome.is_retryable() && job.attempts < job.max_attempts {
+        if job.guarantee && Self::retried_when_guaranteed(result.outcome) && job.attempts < job.max_attempts {
             let why = format!("ended {}", result.outcome.as_str());
             return self.retry_later(now, key, job, &why);
         }

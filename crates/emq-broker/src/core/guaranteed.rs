@@ -67,6 +67,14 @@ impl Router {
         }
     }
 
+    /// Which failures of a guaranteed job the router retries: those another
+    /// attempt may survive (failed, crashed, timeout) and an unknown handler
+    /// (during a rolling deploy the next jobmanager may have it). A body no
+    /// jobmanager can decode (bad-request) and a cancellation are final.
+    pub(super) fn retried_when_guaranteed(outcome: Outcome) -> bool {
+        outcome.is_retryable() || outcome == Outcome::UnknownHandler
+    }
+
     /// Attempts a job may have: one plus its `retry-count`, or plus the
     /// configured default.
     pub(super) fn max_attempts(&self, headers: &Headers) -> u16 {
@@ -158,7 +166,7 @@ impl Router {
         let status = match result.outcome {
             Outcome::Ok => JobState::Finished,
             Outcome::Cancelled => JobState::Cancelled,
-            o if o.is_retryable() => JobState::Dead,
+            o if Self::retried_when_guaranteed(o) => JobState::Dead,
             _ => JobState::Failed,
         };
         let at = self.wall_ms;
@@ -288,13 +296,17 @@ impl Router {
     /// RETRY: a dead-lettered job goes back to its queue with fresh attempts.
     pub(super) fn retry_dead(&mut self, now: Instant, peer: &PeerId, of: &str) {
         let Some((key, mut job)) = self.guaranteed.dead.remove_entry(of) else {
-            return self.error(
-                Endpoint::Admin,
-                peer,
-                of,
-                ErrorCode::UnknownJob,
-                &format!("{of} is not dead-lettered"),
-            );
+            let (code, reason) = match self.state_of(of) {
+                Some(state) => (
+                    ErrorCode::WrongState,
+                    format!("job {of} is {state}: only a dead-lettered job can be retried"),
+                ),
+                None => (
+                    ErrorCode::UnknownJob,
+                    format!("no job {of} (never seen, or its result has expired)"),
+                ),
+            };
+            return self.error(Endpoint::Admin, peer, of, code, &reason);
         };
         job.attempts = 0;
         let at = self.wall_ms;

@@ -157,18 +157,39 @@ fn failed_attempts_back_off_then_dead_letter_then_retry_by_hand() {
         .any(|(_, _, e)| matches!(&e.message, Message::Job { state, .. } if *state == JobState::Finished)));
 }
 
+/// An unknown handler may be deployed by the next attempt's jobmanager: a
+/// guaranteed job is retried with backoff and dead-lettered past its
+/// attempts. A body no jobmanager can decode is final at once.
 #[test]
-fn unknown_handler_is_final_not_retried() {
+fn unknown_handler_is_retried_then_dead_lettered_bad_request_is_final() {
     let mut s = guaranteed_sim();
     s.inform("jm", &[(10, "default")]);
-    s.ready("jm", 3);
+    s.ready("jm", 10);
     s.request("c", "g", "default", "guarantee,reply-requested");
-    s.dispatched();
-    reply_with(&mut s, "jm", "g", Outcome::UnknownHandler);
+    for attempt in 1..=3 {
+        assert_eq!(s.dispatched().len(), 1, "attempt {attempt}");
+        reply_with(&mut s, "jm", "g", Outcome::UnknownHandler);
+        s.advance(Duration::from_millis(500));
+    }
     assert!(s.drain().iter().any(
         |(_, _, e)| matches!(&e.message, Message::Reply(Reply::Result(r)) if r.outcome == Outcome::UnknownHandler)
     ));
     s.send(Endpoint::Frontend, "c", "q", Message::Query { of: "g".into() });
+    assert!(s
+        .drain()
+        .iter()
+        .any(|(_, _, e)| matches!(&e.message, Message::Job { state, .. } if *state == JobState::Dead)));
+
+    s.request("c", "bad", "default", "guarantee,reply-requested");
+    assert_eq!(s.dispatched().len(), 1);
+    reply_with(&mut s, "jm", "bad", Outcome::BadRequest);
+    assert!(s
+        .drain()
+        .iter()
+        .any(|(_, _, e)| matches!(&e.message, Message::Reply(Reply::Result(r)) if r.outcome == Outcome::BadRequest)));
+    s.advance(Duration::from_secs(5));
+    assert!(s.dispatched().is_empty(), "not retried");
+    s.send(Endpoint::Frontend, "c", "q", Message::Query { of: "bad".into() });
     assert!(s
         .drain()
         .iter()
@@ -321,7 +342,19 @@ fn result_from_a_jobmanager_that_has_not_informed_yet_is_kept() {
         .iter()
         .any(|(ep, _, e)| *ep == Endpoint::Frontend
             && matches!(&e.message, Message::Reply(Reply::Result(r)) if r.of == "g")));
-    assert!(out.iter().any(|(ep, _, e)| *ep == Endpoint::Backend
+    // emq's jobmanager (its heartbeat carries its state) is told to INFORM
+    // again; EventMQ's must hear nothing, or it never would.
+    let heartbeat = |state| Message::Heartbeat {
+        unix_time: "0".into(),
+        state,
+    };
+    s.send(
+        Endpoint::Backend,
+        "old-jm",
+        "hb",
+        heartbeat(Some(JobManagerState::Idle)),
+    );
+    assert!(s.drain().iter().any(|(ep, _, e)| *ep == Endpoint::Backend
         && matches!(
             e.message,
             Message::Error {
@@ -329,6 +362,12 @@ fn result_from_a_jobmanager_that_has_not_informed_yet_is_kept() {
                 ..
             }
         )));
+    s.send(Endpoint::Backend, "eventmq-jm", "hb", heartbeat(None));
+    s.send(Endpoint::Backend, "eventmq-jm", "r", Message::Ready { count: 1 });
+    assert!(
+        s.drain().is_empty(),
+        "EventMQ's jobmanager hears nothing before it INFORMs"
+    );
     s.inform("jm", &[(10, "default")]);
     s.ready("jm", 1);
     assert!(s.dispatched().is_empty(), "not run again");
