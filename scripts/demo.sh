@@ -30,7 +30,9 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+# Commands in bold on a terminal; plain text when piped or logged.
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; "$@"; }
 step "$bin/emq-cli" workers
 step "$bin/emq-cli" send --wait -- echo "hello from a worker process"
 step "$bin/emq-cli" send --wait emq.echo '{"answer": 42}'

@@ -9,4 +9,7 @@ scripts/eventmq-env.sh >/dev/null
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
+# A jobmanager crate outside the workspace, as a user would write one; the
+# e2e tests run it (same target directory: the shared crates build once).
+cargo build --manifest-path examples/own-jobmanager/Cargo.toml --target-dir target --locked
 cargo test --workspace --locked "$@"

@@ -57,7 +57,8 @@ pub struct Proc {
 impl Proc {
     /// Start `cmd`; it is killed and reaped when dropped.
     pub fn spawn(mut cmd: Command, name: &str) -> Proc {
-        if std::env::var_os("RUST_LOG").is_none() {
+        let own_level = cmd.get_envs().any(|(k, _)| k == "RUST_LOG");
+        if std::env::var_os("RUST_LOG").is_none() && !own_level {
             cmd.env(
                 "RUST_LOG",
                 std::env::var("EMQ_TEST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -187,3 +187,132 @@ fn purge_cancels_waiting_jobs_and_tells_their_clients() {
     let out = emq_cli(&r, &["send", "--wait", "emq.echo", "7"], None, T);
     assert_eq!((out.code, out.stdout.as_str()), (Some(0), "7\n"), "{out:?}");
 }
+
+fn json_of(out: &emq_tests::Output) -> serde_json::Value {
+    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"))
+}
+
+/// README's table: 0 ok, 1 job failed, 2 refused, 3 unreachable, 4 no result
+/// in time, 5 rejected (security tests), 64 usage; a program's own code.
+#[test]
+fn exit_codes_follow_the_table() {
+    let r = RouterProc::start(&["--max-waiting-per-queue", "1", "--heartbeat-ms", "100"]);
+    let _jm = JobManagerProc::start(&r, &["-J", "1"]);
+    let code = |args: &[&str]| {
+        let out = emq_cli(&r, args, None, T);
+        (out.code, out)
+    };
+    assert_eq!(code(&["send", "--wait", "emq.echo", "1"]).0, Some(0));
+    assert_eq!(code(&["send", "--wait", "emq.fail"]).0, Some(1));
+    assert_eq!(code(&["send", "--wait", "--", "sh", "-c", "exit 9"]).0, Some(9));
+    // Refused: a full queue, an unknown job, a job in the wrong state.
+    // (Without --wait or --guarantee, send does not wait for the router.)
+    assert_eq!(code(&["send", "-q", "nobody", "emq.noop"]).0, Some(0));
+    let (c, out) = code(&["send", "--wait", "-q", "nobody", "emq.noop"]);
+    assert_eq!(c, Some(2), "queue full: {out:?}");
+    assert!(out.stderr.contains("full"), "{out:?}");
+    let (c, out) = code(&["result", "00000000-0000-0000-0000-000000000000"]);
+    assert_eq!(c, Some(2), "{out:?}");
+    let running = code(&["send", "emq.sleep", "3"]).1.stdout.trim().to_string();
+    assert!(wait_until(T, || emq_cli(&r, &["status", &running], None, T)
+        .stdout
+        .contains("RUNNING")));
+    let (c, out) = code(&["cancel", &running]);
+    assert_eq!(c, Some(2), "cancel a running job: {out:?}");
+    assert!(out.stderr.contains("has started"), "{out:?}");
+    let done_id = code(&["send", "emq.echo", "1"]).1.stdout.trim().to_string();
+    assert!(wait_until(T, || emq_cli(&r, &["status", &done_id], None, T)
+        .stdout
+        .contains("FINISHED")));
+    let (c, out) = code(&["retry", &done_id]);
+    assert_eq!(c, Some(2), "retry a job that is not dead: {out:?}");
+    assert!(out.stderr.contains("only a dead-lettered job"), "{out:?}");
+    // No result in time.
+    let (c, out) = code(&["send", "--wait", "--wait-timeout", "0.3", "emq.sleep", "2"]);
+    assert_eq!(c, Some(4), "{out:?}");
+    // Usage: clap's errors, bad JSON, nothing to send, a missing file.
+    for args in [
+        &["send", "--no-such-flag"][..],
+        &["send", "--wait", "emq.echo", "{bad"],
+        &["send"],
+        &["bulk", "/nonexistent/jobs.txt"],
+        &["--router", "127.0.0.1:1", "send", "emq.noop"],
+    ] {
+        let (c, out) = code(args);
+        assert_eq!(c, Some(64), "{args:?}: {out:?}");
+    }
+    let (_, out) = code(&["bulk", "/nonexistent/jobs.txt"]);
+    assert!(out.stderr.contains("/nonexistent/jobs.txt"), "names the file: {out:?}");
+}
+
+/// One JSON shape per kind of answer (README "JSON output").
+#[test]
+fn json_shapes_are_pinned() {
+    let (r, _jm) = system();
+    let submitted = json_of(&emq_cli(&r, &["send", "--json", "emq.echo", "\"x\""], None, T));
+    assert_eq!(submitted["state"], "QUEUED", "{submitted}");
+    assert_eq!(submitted["id"].as_str().map(str::len), Some(36), "{submitted}");
+    let guaranteed = json_of(&emq_cli(
+        &r,
+        &["send", "--json", "--guarantee", "emq.echo", "1"],
+        None,
+        T,
+    ));
+    assert_eq!(guaranteed["state"], "ACCEPTED", "{guaranteed}");
+
+    // A result, failed or not: id, outcome, value, error.
+    let ok = json_of(&emq_cli(
+        &r,
+        &["send", "--wait", "--json", "emq.echo", "[1, 2]"],
+        None,
+        T,
+    ));
+    assert_eq!(ok["outcome"], "ok");
+    assert_eq!(ok["value"], serde_json::json!([1, 2]));
+    assert!(ok["error"].is_null() && ok["id"].is_string(), "{ok}");
+    let failed = json_of(&emq_cli(&r, &["send", "--wait", "--json", "--", "false"], None, T));
+    assert_eq!(failed["outcome"], "failed", "{failed}");
+    assert!(failed["id"].is_string() && failed["error"].is_string(), "{failed}");
+    let unknown = json_of(&emq_cli(&r, &["send", "--wait", "--json", "no.such"], None, T));
+    assert_eq!(unknown["outcome"], "unknown-handler");
+    assert_eq!(unknown["value"]["handler"], "no.such", "{unknown}");
+
+    // A job's status: id, state, detail (RFC 3339 times in its log), result.
+    let id = guaranteed["id"].as_str().unwrap();
+    assert!(wait_until(T, || emq_cli(&r, &["status", id], None, T)
+        .stdout
+        .contains("FINISHED")));
+    let st = json_of(&emq_cli(&r, &["status", "--json", id], None, T));
+    assert_eq!(st["state"], "FINISHED");
+    assert_eq!(st["result"]["outcome"], "ok", "{st}");
+    let time = st["detail"]["log"][0]["time"].as_str().unwrap();
+    assert!(
+        time.len() >= 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "RFC 3339: {time}"
+    );
+    // The handler of an unknown-handler failure, looked up later (a result
+    // nobody waited for is kept).
+    let later_id = emq_cli(&r, &["send", "no.such"], None, T).stdout.trim().to_string();
+    assert!(wait_until(T, || emq_cli(&r, &["status", &later_id], None, T)
+        .stdout
+        .contains("no.such")));
+
+    // Errors: {"error": {"kind", "message"}, "id"} on stdout.
+    let err = json_of(&emq_cli(
+        &r,
+        &["result", "--json", "00000000-0000-0000-0000-000000000000"],
+        None,
+        T,
+    ));
+    assert_eq!(err["error"]["kind"], "refused", "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("unknown job"),
+        "{err}"
+    );
+
+    // The router's status is the router's own typed answer.
+    let status = json_of(&emq_cli(&r, &["status", "--json"], None, T));
+    for key in ["queues", "jobmanagers", "waiting_total", "waiting_messages_by_queue"] {
+        assert!(status.get(key).is_some(), "{key} in {status}");
+    }
+}

@@ -326,3 +326,83 @@ fn keys_and_allowlists_reject_bad_input() {
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("secret-key"), "{out:?}");
 }
+
+/// A jobmanager of the user's own (examples/own-jobmanager, a crate outside
+/// this workspace, built by scripts/test.sh) has CURVE with no ceremony,
+/// takes the stock flags, and shares a queue with the stock jobmanager
+/// without ever being sent a job it has no handler for.
+#[test]
+fn own_jobmanager_outside_the_workspace_speaks_curve_and_shares_a_queue() {
+    let own = bin("own-jobmanager");
+    let help = run_with_deadline(Command::new(&own), &["--help"], None, T);
+    assert_eq!(help.code, Some(0), "{help:?}");
+    for flag in ["--jobs", "--queue", "--config", "--server-key"] {
+        assert!(help.stdout.contains(flag), "{flag} in {help:?}");
+    }
+
+    let dir = Scratch::new();
+    let router_key = keygen(&dir, "router");
+    let server = format!("{router_key}.pub");
+    let (client, own_key, stock_key) = (keygen(&dir, "client"), keygen(&dir, "own"), keygen(&dir, "stock"));
+    let (clients, jobmanagers) = (dir.arg("clients.allow"), dir.arg("jobmanagers.allow"));
+    allow(&clients, &format!("{client}.pub"), "web");
+    allow(&jobmanagers, &format!("{own_key}.pub"), "own");
+    allow(&jobmanagers, &format!("{stock_key}.pub"), "stock");
+    let r = RouterProc::start(&["--heartbeat-ms", "100", "--curve-key", &router_key]);
+
+    let mut cmd = Command::new(&own);
+    cmd.args([
+        "-R",
+        &r.backend,
+        "-J",
+        "2",
+        "--heartbeat-ms",
+        "100",
+        "--server-key",
+        &server,
+        "--key",
+        &own_key,
+    ])
+    .env("RUST_LOG", "info")
+    .stderr(std::process::Stdio::piped());
+    let mut own_jm = Proc::spawn(cmd, "own-jobmanager");
+    let own_log = StderrLog::capture(own_jm.child_mut());
+    let _stock = JobManagerProc::start(&r, &["-J", "2", "--server-key", &server, "--key", &stock_key]);
+    assert!(wait_until(T, || {
+        let out = secure_cli(
+            &r,
+            &server,
+            Some(&client),
+            &["send", "--wait", "myapp.tasks.add", "[1, 2]"],
+        );
+        out.code == Some(0)
+    }));
+    assert!(
+        own_log.text().contains("handlers: emq.crash"),
+        "it logs: {}",
+        own_log.text()
+    );
+    assert!(own_log.text().contains("myapp.tasks.add"), "{}", own_log.text());
+
+    // Both jobmanagers serve `default`; every add goes to the one that has it.
+    for i in 0..20i64 {
+        let out = secure_cli(
+            &r,
+            &server,
+            Some(&client),
+            &["send", "--wait", "myapp.tasks.add", &format!("[{i}, 100]")],
+        );
+        assert_eq!(
+            (out.code, out.stdout.trim()),
+            (Some(0), (i + 100).to_string().as_str()),
+            "{out:?}"
+        );
+    }
+    let out = secure_cli(
+        &r,
+        &server,
+        Some(&client),
+        &["send", "--wait", "myapp.tasks.greet", "--kwargs", r#"{"name": "emq"}"#],
+    );
+    assert_eq!(out.stdout.trim(), "hello, emq", "{out:?}");
+}
