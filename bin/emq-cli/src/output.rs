@@ -195,8 +195,9 @@ pub fn table(header: &[&str], right_aligned: &[usize]) -> Table {
     t.load_style(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header.iter().copied());
-    for &i in right_aligned {
-        if let Some(col) = t.column_mut(i) {
+    for (i, col) in t.column_iter_mut().enumerate() {
+        col.set_padding((0, 2));
+        if right_aligned.contains(&i) {
             col.set_cell_alignment(CellAlignment::Right);
         }
     }

@@ -114,7 +114,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("emq-router: {e:#}");
+            eprintln!("emq-router: {e}");
             ExitCode::FAILURE
         }
     }

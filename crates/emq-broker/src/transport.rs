@@ -207,17 +207,18 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         backend,
         admin,
     };
-    let mut core = Router::new(config, emq_net::now(), emq_net::random_seed());
-    core.restore(emq_net::now(), loaded);
+    let mut clock = emq_net::Clock::new();
+    let mut core = Router::new(config, clock.now(), emq_net::random_seed());
+    core.restore(clock.now(), loaded);
     on_bound(&bound);
     let mut busy_since_trim = false;
 
     loop {
-        let now = emq_net::now();
+        let now = clock.now();
         if now.mono >= core.next_deadline() {
             core.tick(now);
         }
-        flush(&sockets, &mut core, &mut store)?;
+        flush(&sockets, &mut core, &mut store, &mut clock)?;
         if core.stop_requested() {
             break;
         }
@@ -262,17 +263,17 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
             info!("signal received: stopping");
             break;
         }
-        let now = emq_net::now();
+        let now = clock.now();
         for (i, ep) in ENDPOINTS.into_iter().enumerate() {
             if readable[i] {
                 receive_batch(sockets.get(ep), ep, now, &mut core);
             }
         }
         // One flush (and so one journal commit) for everything just read.
-        flush(&sockets, &mut core, &mut store)?;
+        flush(&sockets, &mut core, &mut store, &mut clock)?;
     }
     core.shutdown();
-    flush(&sockets, &mut core, &mut store)?;
+    flush(&sockets, &mut core, &mut store, &mut clock)?;
     let _ = stop_admission.send("", 0);
     let _ = admission.join();
     info!("stopped");
@@ -472,7 +473,12 @@ fn send(socket: &zmq::Socket, out: &Outgoing) -> Result<(), zmq::Error> {
 
 /// Send everything the core produced; what cannot be delivered goes back to it,
 /// which may produce more to send.
-fn flush(sockets: &Sockets, core: &mut Router, store: &mut Option<Box<dyn JobStore>>) -> Result<(), RunError> {
+fn flush(
+    sockets: &Sockets,
+    core: &mut Router,
+    store: &mut Option<Box<dyn JobStore>>,
+    clock: &mut emq_net::Clock,
+) -> Result<(), RunError> {
     loop {
         let ops = core.take_store_ops();
         let outgoing: Vec<Outgoing> = core.take_outgoing().collect();
@@ -498,7 +504,7 @@ fn flush(sockets: &Sockets, core: &mut Router, store: &mut Option<Box<dyn JobSto
         if failed.is_empty() {
             return Ok(());
         }
-        let now = emq_net::now();
+        let now = clock.now();
         for out in failed {
             core.undeliverable(now, out);
         }

@@ -21,10 +21,46 @@ pub fn random_seed() -> u128 {
     uuid::Uuid::new_v4().as_u128()
 }
 
-/// Both clocks, read now: what the cores are given with every event.
-pub fn now() -> emq_proto::Now {
-    let unix_ms = std::time::SystemTime::now()
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    emq_proto::Now::new(std::time::Instant::now(), unix_ms)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The clocks of an event loop: the monotonic clock read at every event,
+/// the wall clock derived from it and read again once a second (so a loop
+/// turn reads one clock, not two, and the wall clock still follows
+/// adjustments within a second).
+#[derive(Debug)]
+pub struct Clock {
+    base_mono: std::time::Instant,
+    base_wall_ms: i64,
+}
+
+impl Clock {
+    /// Read both clocks.
+    pub fn new() -> Clock {
+        Clock {
+            base_mono: std::time::Instant::now(),
+            base_wall_ms: wall_ms(),
+        }
+    }
+
+    /// Now, on both clocks.
+    pub fn now(&mut self) -> emq_proto::Now {
+        let mono = std::time::Instant::now();
+        let since = mono.saturating_duration_since(self.base_mono);
+        if since >= std::time::Duration::from_secs(1) {
+            *self = Clock::new();
+            return emq_proto::Now::new(self.base_mono, self.base_wall_ms);
+        }
+        let wall = self.base_wall_ms.saturating_add(i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+        emq_proto::Now::new(mono, wall)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
 }

@@ -2,8 +2,6 @@
 //! 128-bit seed (given by whoever owns it, so that cores stay deterministic)
 //! and counts from it, writing each value in uuid form as EventMQ does.
 
-use std::fmt::Write;
-
 /// A source of fresh msgids: `seed`, `seed + 1`, ... in uuid form.
 #[derive(Debug, Clone)]
 pub struct MsgIds {
@@ -29,15 +27,8 @@ impl MsgIds {
 
 /// `n` as a hyphenated uuid: 8-4-4-4-12 lower-case hex digits.
 pub fn uuid_text(n: u128) -> String {
-    let hex = format!("{n:032x}");
-    let mut out = String::with_capacity(36);
-    for (i, part) in [(0, 8), (8, 12), (12, 16), (16, 20), (20, 32)].into_iter().enumerate() {
-        if i > 0 {
-            out.push('-');
-        }
-        let _ = write!(out, "{}", &hex[part.0..part.1]);
-    }
-    out
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::from_u128(n).hyphenated().encode_lower(&mut buf).to_owned()
 }
 
 #[cfg(test)]

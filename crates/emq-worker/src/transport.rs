@@ -126,7 +126,8 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
     let chld = SignalPipe::new(&[signal_hook::consts::SIGCHLD])?;
     let ctx = zmq::Context::new();
     let mut pool = Pool::new(config.pipeline, config.max_jobs, config.max_rss_bytes)?;
-    let mut core = JobManager::new(config.clone(), emq_net::now(), emq_net::random_seed());
+    let mut clock = emq_net::Clock::new();
+    let mut core = JobManager::new(config.clone(), clock.now(), emq_net::random_seed());
     let mut routers = config.routers.clone();
     let mut link: Option<Link> = None;
     let mut events: Vec<Event> = Vec::new();
@@ -171,7 +172,7 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
                 }
             }
             pool.flush_writes(&mut events)?;
-            feed(&mut core, emq_net::now(), &mut events);
+            feed(&mut core, clock.now(), &mut events);
         }
         if pool.is_failing() {
             core.fail("workers keep dying before finishing a job");
@@ -204,7 +205,7 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
         }
         let readable: Vec<bool> = items.iter().map(|i| i.is_readable() || i.is_error()).collect();
         drop(items);
-        let now = emq_net::now();
+        let now = clock.now();
 
         if readable[2] {
             chld.drain();
@@ -244,7 +245,7 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
                 Err(e) => error!("SIGHUP: keeping the running configuration: {e}"),
             }
         }
-        let now = emq_net::now();
+        let now = clock.now();
         if now.mono >= core.next_deadline() {
             core.tick(now);
         }

@@ -38,8 +38,8 @@ pub(crate) struct Queue {
     waiting: VecDeque<JobKey>,
     /// Jobs of this queue that ended, since the router started.
     pub processed: u64,
-    /// `Some` while the members' handler sets differ.
-    pub mixed: Option<Mixed>,
+    /// `Some` while the members' handler sets differ ([`Queues::set_mixed`]).
+    mixed: Option<Mixed>,
 }
 
 impl Queue {
@@ -51,6 +51,11 @@ impl Queue {
             processed: 0,
             mixed: None,
         }
+    }
+
+    /// What a mixed queue keeps (`None`: its members' handlers agree).
+    pub(super) fn mixed(&self) -> Option<&Mixed> {
+        self.mixed.as_ref()
     }
 
     /// The waiting jobs, oldest first.
@@ -86,6 +91,9 @@ impl Queue {
 pub(crate) struct Queues {
     by_name: HashMap<String, Queue>,
     waiting_total: usize,
+    /// Queues that are mixed: while none is, routing skips every handler
+    /// check without looking a queue up.
+    mixed_count: usize,
 }
 
 impl Queues {
@@ -93,6 +101,7 @@ impl Queues {
         Queues {
             by_name: HashMap::with_hasher(hasher),
             waiting_total: 0,
+            mixed_count: 0,
         }
     }
 
@@ -114,6 +123,24 @@ impl Queues {
 
     pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &Queue)> {
         self.by_name.iter()
+    }
+
+    /// Whether `name`'s members declare different handlers.
+    pub(super) fn is_mixed(&self, name: &str) -> bool {
+        self.mixed_count > 0 && self.get(name).is_some_and(|q| q.mixed.is_some())
+    }
+
+    /// Make `name` mixed (with its counts) or not.
+    pub(super) fn set_mixed(&mut self, name: &str, mixed: Option<Mixed>) {
+        let q = self.entry(name);
+        let was = q.mixed.is_some();
+        let is = mixed.is_some();
+        q.mixed = mixed;
+        match (was, is) {
+            (false, true) => self.mixed_count += 1,
+            (true, false) => self.mixed_count -= 1,
+            _ => {}
+        }
     }
 
     /// Jobs waiting across all queues.

@@ -21,23 +21,18 @@ use emq_proto::{Headers, JobCall};
 
 use super::handlers::HandlerId;
 use super::jobs::{Job, JobKey, Place};
-use super::queues::Mixed;
+use super::queues::{Mixed, Queue};
 use super::{Carries, Endpoint, Outgoing, PeerId, Router};
 
 impl Router {
     /// Put job `key` (in the jobs map) in its queue's waiting list: at the
     /// end for a new job, at the front for one handed back.
     pub(super) fn enqueue(&mut self, key: &JobKey, front: bool) {
-        let Some(queue) = self.jobs.get(key).map(|j| j.queue.clone()) else {
-            return;
-        };
-        let handler = if self.queues.get(&queue).is_some_and(|q| q.mixed.is_some()) {
-            self.read_handler(key)
-        } else {
-            self.jobs.get(key).map_or(HandlerId::UNREAD, |j| j.handler)
-        };
-        if let Some(job) = self.jobs.get_mut(key) {
-            job.place = Place::Waiting;
+        let Some(job) = self.jobs.get_mut(key) else { return };
+        job.place = Place::Waiting;
+        let (queue, mut handler) = (job.queue.clone(), job.handler);
+        if self.queues.is_mixed(&queue) {
+            handler = self.read_handler(key);
         }
         self.queues.push(&queue, key.clone(), handler, front);
     }
@@ -92,10 +87,7 @@ impl Router {
         let first = sets.next();
         let differ = first.is_some_and(|first| sets.any(|s| s != first));
         if !differ {
-            if let Some(q) = self.queues.get_mut(queue) {
-                q.mixed = None;
-            }
-            return;
+            return self.queues.set_mixed(queue, None);
         }
         let mut declared = crate::HashSet::with_hasher(self.hasher.clone());
         let mut takes_any = false;
@@ -110,13 +102,12 @@ impl Router {
         for key in &waiting {
             *counts.entry(self.read_handler(key)).or_default() += 1;
         }
-        if let Some(q) = self.queues.get_mut(queue) {
-            q.mixed = Some(Mixed {
-                counts,
-                declared,
-                takes_any,
-            });
-        }
+        let mixed = Mixed {
+            counts,
+            declared,
+            takes_any,
+        };
+        self.queues.set_mixed(queue, Some(mixed));
     }
 
     /// Whether member `peer` of a mixed queue may run a job calling
@@ -132,7 +123,7 @@ impl Router {
     /// Whether anything waiting in mixed queue `queue` may run on `peer`.
     fn has_work_for(&self, queue: &str, peer: &PeerId) -> bool {
         let Some(q) = self.queues.get(queue) else { return false };
-        match &q.mixed {
+        match q.mixed() {
             None => q.has_waiting(),
             Some(mixed) => mixed.counts.keys().any(|h| self.may_run(mixed, peer, *h)),
         }
@@ -141,17 +132,12 @@ impl Router {
     /// The member of `queue` to get a job calling `handler`: highest weight
     /// first, and among equal weights the least recently used, counting only
     /// jobmanagers with a free slot (and, in a mixed queue, that may run it).
-    fn pick_jobmanager(&self, queue: &str, handler: HandlerId) -> Option<usize> {
-        let q = self.queues.get(queue)?;
+    fn pick_jobmanager(&self, q: &Queue, handler: HandlerId) -> Option<usize> {
         q.members
             .iter()
             .enumerate()
             .filter(|(_, m)| self.fleet.get(&m.peer).is_some_and(|jm| jm.slots > 0))
-            .filter(|(_, m)| {
-                q.mixed
-                    .as_ref()
-                    .is_none_or(|mixed| self.may_run(mixed, &m.peer, handler))
-            })
+            .filter(|(_, m)| q.mixed().is_none_or(|mixed| self.may_run(mixed, &m.peer, handler)))
             .min_by_key(|(_, m)| (Reverse(m.weight), m.last_used))
             .map(|(i, _)| i)
     }
@@ -167,33 +153,39 @@ impl Router {
 
     /// Send waiting jobs of `queue` while someone has a free slot for them.
     pub(super) fn dispatch_queue(&mut self, now: Instant, queue: &str) {
+        if !self.queues.is_mixed(queue) {
+            // The oldest job to the best free member, while both exist.
+            loop {
+                let Some(q) = self.queues.get(queue).filter(|q| q.has_waiting()) else {
+                    return;
+                };
+                let Some(i) = self.pick_jobmanager(q, HandlerId::UNREAD) else {
+                    return;
+                };
+                let peer = q.members[i].peer.clone();
+                self.dispatch_one(now, queue, 0, &peer);
+            }
+        }
+        // Mixed: each job to a free member that has its handler; a job
+        // whose members are all busy waits, and jobs behind it may go.
         let mut index = 0;
         loop {
             let Some(q) = self.queues.get(queue) else { return };
-            let Some(key) = q.waiting_at(index).cloned() else {
+            let Some(key) = q.waiting_at(index).cloned() else { return };
+            let free_with_work = q.members.iter().any(|m| {
+                self.fleet.get(&m.peer).is_some_and(|jm| jm.slots > 0) && self.has_work_for(queue, &m.peer)
+            });
+            if !free_with_work {
                 return;
-            };
-            if q.mixed.is_some() {
-                let free_with_work = q.members.iter().any(|m| {
-                    self.fleet.get(&m.peer).is_some_and(|jm| jm.slots > 0) && self.has_work_for(queue, &m.peer)
-                });
-                if !free_with_work {
-                    return;
-                }
             }
-            let handler = match q.mixed {
-                Some(_) => self.read_handler(&key),
-                None => HandlerId::UNREAD,
-            };
-            match self.pick_jobmanager(queue, handler) {
+            let handler = self.read_handler(&key);
+            let q = self.queues.get(queue).expect("exists");
+            match self.pick_jobmanager(q, handler) {
                 Some(i) => {
-                    let peer = self.queues.get(queue).expect("exists").members[i].peer.clone();
+                    let peer = q.members[i].peer.clone();
                     self.dispatch_one(now, queue, index, &peer);
                 }
-                // Nobody free: done. In a mixed queue, this job waits for
-                // its jobmanager and a later one may go elsewhere.
-                None if self.queues.get(queue).is_some_and(|q| q.mixed.is_some()) => index += 1,
-                None => return,
+                None => index += 1,
             }
         }
     }
@@ -211,12 +203,12 @@ impl Router {
             while self.fleet.get(peer).is_some_and(|jm| jm.slots > 0) && self.has_work_for(&name, peer) {
                 let Some(q) = self.queues.get(&name) else { break };
                 let Some(key) = q.waiting_at(index).cloned() else { break };
-                let fits = match &q.mixed {
+                let fits = match q.mixed() {
                     None => true,
                     Some(_) => {
                         let handler = self.read_handler(&key);
                         let q = self.queues.get(&name).expect("exists");
-                        self.may_run(q.mixed.as_ref().expect("mixed"), peer, handler)
+                        q.mixed().is_none_or(|mixed| self.may_run(mixed, peer, handler))
                     }
                 };
                 if fits {
@@ -231,12 +223,16 @@ impl Router {
     /// Send the job at `index` of `queue`'s waiting list to `peer`, which
     /// has a slot.
     fn dispatch_one(&mut self, now: Instant, queue: &str, index: usize, peer: &PeerId) {
-        let handler = self
-            .queues
-            .get(queue)
-            .and_then(|q| q.waiting_at(index))
-            .and_then(|k| self.jobs.get(k))
-            .map_or(HandlerId::UNREAD, |j| j.handler);
+        // Only a mixed queue counts its jobs by handler.
+        let handler = match self.queues.is_mixed(queue) {
+            true => self
+                .queues
+                .get(queue)
+                .and_then(|q| q.waiting_at(index))
+                .and_then(|k| self.jobs.get(k))
+                .map_or(HandlerId::UNREAD, |j| j.handler),
+            false => HandlerId::UNREAD,
+        };
         let Some(key) = self.queues.take_at(queue, index, handler) else {
             return;
         };

@@ -126,7 +126,7 @@ proptest! {
             // Invariants that must hold after every message.
             let waiting: usize = s.r.queues.iter().map(|(_, q)| q.waiting_len()).sum();
             for (name, q) in s.r.queues.iter() {
-                if let Some(mixed) = &q.mixed {
+                if let Some(mixed) = q.mixed() {
                     let counted: usize = mixed.counts.values().sum();
                     prop_assert_eq!(counted, q.waiting_len(), "{}: handler counts drifted", name);
                 }
