@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 use emq_proto::{decode_with_limit, peek_msgid, ErrorCode, Message, MsgIds, Now};
 use log::{debug, warn};
 
+use crate::journal::{CorruptRow, Row, StoreOp, Table};
 use crate::results::ResultStore;
-use crate::tracking::StoreOp;
 use crate::{Config, HashMap, HashSet};
 
 mod admin;
@@ -267,6 +267,20 @@ impl Router {
         self.results.expire(now);
         self.release_due(now);
         self.purge_expired(now);
+    }
+
+    /// After a restart: hand each module the journal rows it owns.
+    pub fn restore(&mut self, now: Now, rows: Vec<Row>) -> Result<(), CorruptRow> {
+        self.wall_ms = now.unix_ms;
+        let (mut records, mut bodies) = (Vec::new(), Vec::new());
+        for row in rows {
+            match row.table {
+                Table::Records => records.push(row),
+                Table::Bodies => bodies.push(row),
+                Table::Schedules => {}
+            }
+        }
+        self.restore_guaranteed(now, records, bodies)
     }
 
     /// Stop taking work and say KBYE to every jobmanager and client.

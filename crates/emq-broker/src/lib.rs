@@ -7,6 +7,7 @@
 pub mod config;
 pub mod core;
 mod gate;
+pub mod journal;
 mod results;
 pub mod store;
 pub mod tracking;

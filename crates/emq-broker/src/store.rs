@@ -1,18 +1,14 @@
-//! Durable storage for guaranteed jobs behind a small trait, so the backend
-//! can change; the one here is redb (an embedded, pure-Rust, crash-safe
-//! B-tree). One transaction per batch of operations: that is the group commit
-//! that keeps durability from costing an fsync per job.
+//! Durable storage behind a small trait, so the backend can change; the one
+//! here is redb (an embedded, pure-Rust, crash-safe B-tree), with one redb
+//! table per [`Table`]. One transaction per batch of operations: that is the
+//! group commit that keeps durability from costing an fsync per job.
 
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use strum::IntoEnumIterator;
 
-use crate::tracking::{JobBody, JobRecord, StoreOp};
-
-/// Records: msgid -> MessagePack `JobRecord`.
-const RECORDS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("records");
-/// Bodies: msgid -> MessagePack `JobBody`, written once.
-const BODIES: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("bodies");
+use crate::journal::{Row, StoreOp, Table};
 
 /// The journal failed: the router stops rather than promise what it
 /// cannot keep.
@@ -24,21 +20,11 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }
 
-/// A stored job as loaded at start.
-pub struct Loaded {
-    /// The job's id.
-    pub id: String,
-    /// Its record.
-    pub record: JobRecord,
-    /// Its body (absent for jobs whose body was no longer needed).
-    pub body: Option<JobBody>,
-}
-
-/// Where guaranteed jobs are journaled. One `commit` per batch of the
-/// router's loop: the group commit.
+/// Where the router's durable state is journaled. One `commit` per batch of
+/// the router's loop: the group commit.
 pub trait JobStore {
-    /// Everything stored, in no particular order.
-    fn load(&self) -> Result<Vec<Loaded>, StoreError>;
+    /// Every stored row, in no particular order.
+    fn load(&self) -> Result<Vec<Row>, StoreError>;
     /// Apply all operations atomically and durably.
     fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
 }
@@ -46,6 +32,10 @@ pub trait JobStore {
 /// The embedded journal: a redb file.
 pub struct RedbStore {
     db: Database,
+}
+
+fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    TableDefinition::new(table.name())
 }
 
 impl RedbStore {
@@ -70,28 +60,28 @@ impl RedbStore {
             })
         })?;
         let txn = db.begin_write().map_err(err)?;
-        txn.open_table(RECORDS).map_err(err)?;
-        txn.open_table(BODIES).map_err(err)?;
+        for table in Table::iter() {
+            txn.open_table(definition(table)).map_err(err)?;
+        }
         txn.commit().map_err(err)?;
         Ok(RedbStore { db })
     }
 }
 
 impl JobStore for RedbStore {
-    fn load(&self) -> Result<Vec<Loaded>, StoreError> {
+    fn load(&self) -> Result<Vec<Row>, StoreError> {
         let txn = self.db.begin_read().map_err(err)?;
-        let records = txn.open_table(RECORDS).map_err(err)?;
-        let bodies = txn.open_table(BODIES).map_err(err)?;
         let mut out = Vec::new();
-        for row in records.iter().map_err(err)? {
-            let (k, v) = row.map_err(err)?;
-            let id = k.value().to_string();
-            let record: JobRecord = rmp_serde::from_slice(v.value()).map_err(err)?;
-            let body = match bodies.get(id.as_str()).map_err(err)? {
-                Some(b) => Some(rmp_serde::from_slice::<JobBody>(b.value()).map_err(err)?),
-                None => None,
-            };
-            out.push(Loaded { id, record, body });
+        for table in Table::iter() {
+            let t = txn.open_table(definition(table)).map_err(err)?;
+            for row in t.iter().map_err(err)? {
+                let (k, v) = row.map_err(err)?;
+                out.push(Row {
+                    table,
+                    key: k.value().to_string(),
+                    value: v.value().to_vec(),
+                });
+            }
         }
         Ok(out)
     }
@@ -102,19 +92,19 @@ impl JobStore for RedbStore {
         }
         let txn = self.db.begin_write().map_err(err)?;
         {
-            let mut records = txn.open_table(RECORDS).map_err(err)?;
-            let mut bodies = txn.open_table(BODIES).map_err(err)?;
+            let mut tables = Vec::new();
+            for table in Table::iter() {
+                tables.push(txn.open_table(definition(table)).map_err(err)?);
+            }
             for op in ops {
                 match op {
-                    StoreOp::Put { id, record, body } => {
-                        records.insert(id.as_str(), record.as_slice()).map_err(err)?;
-                        if let Some(b) = body {
-                            bodies.insert(id.as_str(), b.as_slice()).map_err(err)?;
-                        }
+                    StoreOp::Put { table, key, value } => {
+                        tables[*table as usize]
+                            .insert(key.as_str(), value.as_slice())
+                            .map_err(err)?;
                     }
-                    StoreOp::Delete { id } => {
-                        records.remove(id.as_str()).map_err(err)?;
-                        bodies.remove(id.as_str()).map_err(err)?;
+                    StoreOp::Delete { table, key } => {
+                        tables[*table as usize].remove(key.as_str()).map_err(err)?;
                     }
                 }
             }
@@ -126,52 +116,53 @@ impl JobStore for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tracking::JobRecord;
     use emq_proto::JobState as Status;
 
-    fn record(status: Status) -> JobRecord {
-        JobRecord {
-            queue: "q".into(),
-            client: vec![0, 1],
-            accepted_seq: 1,
-            attempts: 0,
-            max_attempts: 3,
-            status,
-            log: vec![],
-            result: None,
-            finished_unix_ms: None,
-        }
+    fn rows(store: &RedbStore) -> Vec<(Table, String, Vec<u8>)> {
+        let mut rows: Vec<_> = store
+            .load()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.table, r.key, r.value))
+            .collect();
+        rows.sort();
+        rows
     }
 
     #[test]
-    fn commits_survive_reopening_and_deletes_remove_both_tables() {
+    fn commits_survive_reopening_and_each_table_keeps_its_own_keys() {
         let scratch = tempfile::tempdir().unwrap();
-        let dir = scratch.path().join("journal.redb");
+        let path = scratch.path().join("journal.redb");
+        let put = |table, key: &str, value: &[u8]| StoreOp::Put {
+            table,
+            key: key.into(),
+            value: value.to_vec(),
+        };
         {
-            let mut s = RedbStore::open(&dir).unwrap();
-            let body = JobBody {
-                headers: "guarantee".into(),
-                body: vec![0xff, 0x00],
-            };
+            let mut s = RedbStore::open(&path).unwrap();
             s.commit(&[
-                StoreOp::put("a", &record(Status::Queued), Some(&body)),
-                StoreOp::put("b", &record(Status::Queued), Some(&body)),
+                put(Table::Records, "a", b"r1"),
+                put(Table::Bodies, "a", b"b1"),
+                put(Table::Records, "b", b"r1"),
+                put(Table::Schedules, "a", b"s1"),
             ])
             .unwrap();
             s.commit(&[
-                StoreOp::put("a", &record(Status::Finished), None),
-                StoreOp::Delete { id: "b".into() },
+                put(Table::Records, "a", b"r2"),
+                StoreOp::delete(Table::Records, "b"),
+                StoreOp::delete(Table::Bodies, "never-stored"),
             ])
             .unwrap();
         }
-        let s = RedbStore::open(&dir).unwrap();
-        let loaded = s.load().unwrap();
-        assert_eq!(loaded.len(), 1);
-        assert_eq!(loaded[0].id, "a");
-        assert_eq!(loaded[0].record.status, Status::Finished);
+        let s = RedbStore::open(&path).unwrap();
         assert_eq!(
-            loaded[0].body.as_ref().unwrap().body,
-            vec![0xff, 0x00],
-            "body kept from the first put"
+            rows(&s),
+            vec![
+                (Table::Records, "a".into(), b"r2".to_vec()),
+                (Table::Bodies, "a".into(), b"b1".to_vec()),
+                (Table::Schedules, "a".into(), b"s1".to_vec()),
+            ]
         );
     }
 

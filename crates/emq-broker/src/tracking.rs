@@ -86,14 +86,14 @@ impl StoredOutcome {
 }
 
 /// Bytes as a MessagePack bin, not an array of integers.
-mod serde_bytes_compat {
+pub(crate) mod serde_bytes_compat {
     use serde::{Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(v)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = Vec<u8>;
@@ -116,44 +116,6 @@ mod serde_bytes_compat {
         }
         d.deserialize_bytes(V)
     }
-}
-
-/// A change for the store, applied (in one transaction per batch) before any
-/// message produced with it is sent.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StoreOp {
-    /// Create or update a job; the body is written once, with its first
-    /// record. Both are MessagePack, encoded when the change is made (cheaper
-    /// than keeping a copy of the record until the commit).
-    Put {
-        /// The job.
-        id: String,
-        /// Its [`JobRecord`].
-        record: Vec<u8>,
-        /// Its [`JobBody`], with the first record only.
-        body: Option<Vec<u8>>,
-    },
-    /// Forget a job (its retention passed).
-    Delete {
-        /// The job.
-        id: String,
-    },
-}
-
-impl StoreOp {
-    /// Store `record` (and `body`, the first time) for job `id`.
-    pub fn put(id: &str, record: &JobRecord, body: Option<&JobBody>) -> StoreOp {
-        StoreOp::Put {
-            id: id.to_string(),
-            record: encode(record),
-            body: body.map(encode),
-        }
-    }
-}
-
-/// MessagePack of plain serde-derived data, which cannot fail to encode.
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    rmp_serde::to_vec_named(v).unwrap_or_default()
 }
 
 impl JobRecord {

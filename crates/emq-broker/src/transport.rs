@@ -50,6 +50,9 @@ pub enum RunError {
     /// acknowledge what it cannot keep.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The journal holds something this router cannot read.
+    #[error("{0}: refusing to start rather than drop it (restore the journal from a backup, or move it aside)")]
+    Journal(#[from] crate::journal::CorruptRow),
     /// The CURVE settings are not usable.
     #[error(transparent)]
     Curve(#[from] CurveError),
@@ -164,10 +167,13 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
             None
         }
     };
-    let loaded = match &store {
+    let rows = match &store {
         Some(s) => s.load()?,
         None => Vec::new(),
     };
+    let mut clock = emq_net::Clock::new();
+    let mut core = Router::new(config.clone(), clock.now(), emq_net::random_seed());
+    core.restore(clock.now(), rows)?;
     let (frontend, f, frontend_monitor) = bind(&ctx, Endpoint::Frontend, &config.frontend, &config)?;
     let (backend, b, backend_monitor) = bind(&ctx, Endpoint::Backend, &config.backend, &config)?;
     let (admin, a, admin_monitor) = bind(&ctx, Endpoint::Admin, &config.admin, &config)?;
@@ -207,9 +213,6 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         backend,
         admin,
     };
-    let mut clock = emq_net::Clock::new();
-    let mut core = Router::new(config, clock.now(), emq_net::random_seed());
-    core.restore(clock.now(), loaded);
     on_bound(&bound);
     let mut busy_since_trim = false;
 

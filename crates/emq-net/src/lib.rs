@@ -54,7 +54,9 @@ impl Clock {
             *self = Clock::new();
             return emq_proto::Now::new(self.base_mono, self.base_wall_ms);
         }
-        let wall = self.base_wall_ms.saturating_add(i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+        let wall = self
+            .base_wall_ms
+            .saturating_add(i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
         emq_proto::Now::new(mono, wall)
     }
 }

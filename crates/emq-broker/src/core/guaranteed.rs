@@ -17,9 +17,16 @@ use log::{info, warn};
 
 use super::jobs::{Job, JobKey, Place};
 use super::{Carries, Endpoint, Outgoing, PeerId, Router};
-use crate::store::Loaded;
-use crate::tracking::{JobBody, JobRecord, StoreOp, StoredOutcome};
+use crate::journal::{CorruptRow, Row, StoreOp, Table};
+use crate::tracking::{JobBody, JobRecord, StoredOutcome};
 use crate::HashMap;
+
+/// A guaranteed job as read back from the journal.
+struct Loaded {
+    id: String,
+    record: JobRecord,
+    body: Option<JobBody>,
+}
 
 /// What the router keeps about guaranteed jobs besides the jobs themselves.
 pub(crate) struct Guaranteed {
@@ -61,10 +68,20 @@ impl Guaranteed {
 }
 
 impl Router {
+    /// Journal job `key`'s record (and its body, the first time).
     fn persist(&mut self, key: &JobKey, body: Option<JobBody>) {
         if let Some(record) = self.guaranteed.tracked.get(key) {
-            self.store_ops.push(StoreOp::put(key, record, body.as_ref()));
+            self.store_ops.push(StoreOp::put(Table::Records, key, record));
+            if let Some(body) = body {
+                self.store_ops.push(StoreOp::put(Table::Bodies, key, &body));
+            }
         }
+    }
+
+    /// Remove job `key` from the journal.
+    fn unjournal(&mut self, key: &str) {
+        self.store_ops.push(StoreOp::delete(Table::Records, key));
+        self.store_ops.push(StoreOp::delete(Table::Bodies, key));
     }
 
     /// Which failures of a guaranteed job the router retries: those another
@@ -223,7 +240,7 @@ impl Router {
             if self.guaranteed.tracked.get(&key).is_some_and(|r| r.status.is_final()) {
                 self.guaranteed.tracked.remove(&key);
                 self.guaranteed.dead.remove(&key);
-                self.store_ops.push(StoreOp::Delete { id: key.to_string() });
+                self.unjournal(&key);
             }
         }
     }
@@ -330,9 +347,34 @@ impl Router {
 
     /// After a restart: every stored job that had not finished is queued
     /// again, in the order it was accepted; finished ones are kept for
-    /// status, idempotency and their retention.
-    pub fn restore(&mut self, now: emq_proto::Now, mut loaded: Vec<Loaded>) {
-        self.wall_ms = now.unix_ms;
+    /// status, idempotency and their retention. `records` and `bodies` are
+    /// the rows of those tables.
+    pub(super) fn restore_guaranteed(
+        &mut self,
+        now: emq_proto::Now,
+        records: Vec<Row>,
+        bodies: Vec<Row>,
+    ) -> Result<(), CorruptRow> {
+        let mut bodies: std::collections::HashMap<String, Row> =
+            bodies.into_iter().map(|r| (r.key.clone(), r)).collect();
+        let mut loaded = Vec::with_capacity(records.len());
+        for row in records {
+            let record: JobRecord = row.decode()?;
+            let body = match bodies.remove(&row.key) {
+                Some(b) => Some(b.decode::<JobBody>()?),
+                None => None,
+            };
+            loaded.push(Loaded {
+                id: row.key,
+                record,
+                body,
+            });
+        }
+        // A body without its record (not written by this router) is only
+        // taking room.
+        for orphan in bodies.into_keys() {
+            self.unjournal(&orphan);
+        }
         let (now, at) = (now.mono, now.unix_ms);
         loaded.sort_by_key(|l| l.record.accepted_seq);
         let (mut requeued, mut kept) = (0usize, 0usize);
@@ -360,7 +402,7 @@ impl Router {
                 }
                 (true, None) => {
                     warn!("stored job {key} has no body: cannot run it again, dropping it");
-                    self.store_ops.push(StoreOp::Delete { id: key.to_string() });
+                    self.unjournal(&key);
                     continue;
                 }
                 (false, _) => None,
@@ -389,6 +431,7 @@ impl Router {
         if requeued + kept > 0 {
             info!("restored {requeued} unfinished guaranteed job(s) and {kept} finished one(s) from the journal");
         }
+        Ok(())
     }
 
     /// A result for a guaranteed job that finished earlier (resubmitted msgid).

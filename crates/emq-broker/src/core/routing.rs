@@ -171,10 +171,13 @@ impl Router {
         let mut index = 0;
         loop {
             let Some(q) = self.queues.get(queue) else { return };
-            let Some(key) = q.waiting_at(index).cloned() else { return };
-            let free_with_work = q.members.iter().any(|m| {
-                self.fleet.get(&m.peer).is_some_and(|jm| jm.slots > 0) && self.has_work_for(queue, &m.peer)
-            });
+            let Some(key) = q.waiting_at(index).cloned() else {
+                return;
+            };
+            let free_with_work = q
+                .members
+                .iter()
+                .any(|m| self.fleet.get(&m.peer).is_some_and(|jm| jm.slots > 0) && self.has_work_for(queue, &m.peer));
             if !free_with_work {
                 return;
             }

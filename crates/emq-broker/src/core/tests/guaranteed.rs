@@ -2,14 +2,23 @@
 
 use super::*;
 
+/// The records put in `ops`: `(job, status, with its body in the same batch)`.
 fn puts(ops: &[StoreOp]) -> Vec<(String, emq_proto::JobState, bool)> {
+    let body_put = |id: &str| {
+        ops.iter()
+            .any(|op| matches!(op, StoreOp::Put { table: Table::Bodies, key, .. } if key == id))
+    };
     ops.iter()
         .filter_map(|op| match op {
-            StoreOp::Put { id, record, body } => {
-                let record: crate::tracking::JobRecord = rmp_serde::from_slice(record).unwrap();
-                Some((id.clone(), record.status, body.is_some()))
+            StoreOp::Put {
+                table: Table::Records,
+                key,
+                value,
+            } => {
+                let record: crate::tracking::JobRecord = rmp_serde::from_slice(value).unwrap();
+                Some((key.clone(), record.status, body_put(key)))
             }
-            StoreOp::Delete { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -229,7 +238,7 @@ fn jobmanager_death_counts_as_an_attempt() {
 
 #[test]
 fn restore_requeues_unfinished_and_keeps_finished() {
-    use crate::store::Loaded;
+    use crate::journal::Row;
     use crate::tracking::{JobBody, JobRecord};
     use emq_proto::JobState as Status;
     let rec = |seq: u64, status: Status| JobRecord {
@@ -243,33 +252,25 @@ fn restore_requeues_unfinished_and_keeps_finished() {
         result: None,
         finished_unix_ms: Some(1_700_000_000_000),
     };
-    let body = || {
-        Some(JobBody {
+    let body = |id: &str| {
+        let body = JobBody {
             headers: "guarantee,reply-requested".into(),
             body: b"[]".to_vec(),
-        })
+        };
+        Row::new(Table::Bodies, id, &body)
     };
     let mut s = guaranteed_sim();
     s.r.restore(
         s.now,
         vec![
-            Loaded {
-                id: "second".into(),
-                record: rec(2, Status::Running),
-                body: body(),
-            },
-            Loaded {
-                id: "done".into(),
-                record: rec(1, Status::Finished),
-                body: None,
-            },
-            Loaded {
-                id: "first".into(),
-                record: rec(1, Status::Queued),
-                body: body(),
-            },
+            Row::new(Table::Records, "second", &rec(2, Status::Running)),
+            body("second"),
+            Row::new(Table::Records, "done", &rec(1, Status::Finished)),
+            body("first"),
+            Row::new(Table::Records, "first", &rec(1, Status::Queued)),
         ],
-    );
+    )
+    .unwrap();
     s.inform("jm", &[(10, "default")]);
     s.ready("jm", 5);
     let got: Vec<String> = s.dispatched().into_iter().map(|(_, id)| id).collect();
@@ -318,7 +319,9 @@ fn finished_guaranteed_jobs_are_purged_after_retention() {
         },
     );
     s.advance(Duration::from_secs(2));
-    assert!(s.r.take_store_ops().contains(&StoreOp::Delete { id: "g".into() }));
+    let ops = s.r.take_store_ops();
+    assert!(ops.contains(&StoreOp::delete(Table::Records, "g")));
+    assert!(ops.contains(&StoreOp::delete(Table::Bodies, "g")));
     s.send(Endpoint::Frontend, "c", "q", Message::Query { of: "g".into() });
     assert!(matches!(
         s.drain().last().unwrap().2.message,
@@ -417,4 +420,31 @@ fn guaranteed_result_for_an_unreachable_client_is_sent_again() {
     );
     s.advance(Duration::from_secs(1));
     assert!(!s.drain().iter().any(|(ep, _, _)| *ep == Endpoint::Frontend));
+}
+
+#[test]
+fn a_record_that_does_not_decode_stops_the_restore() {
+    use crate::journal::Row;
+    let mut s = guaranteed_sim();
+    let bad = Row {
+        table: Table::Records,
+        key: "x".into(),
+        value: b"\xc1 not msgpack".to_vec(),
+    };
+    let err = s.r.restore(s.now, vec![bad]).unwrap_err();
+    assert_eq!((err.table, err.key.as_str()), ("records", "x"));
+}
+
+#[test]
+fn a_body_without_its_record_is_removed_at_restore() {
+    use crate::journal::Row;
+    use crate::tracking::JobBody;
+    let mut s = guaranteed_sim();
+    let body = JobBody {
+        headers: String::new(),
+        body: vec![],
+    };
+    s.r.restore(s.now, vec![Row::new(Table::Bodies, "orphan", &body)])
+        .unwrap();
+    assert!(s.r.take_store_ops().contains(&StoreOp::delete(Table::Bodies, "orphan")));
 }

@@ -1,0 +1,123 @@
+//! The journal's shape: named tables of `key -> MessagePack value`. The core
+//! modules that own durable state (guaranteed jobs, schedules) write
+//! [`StoreOp`]s and read their [`Row`]s back at start; a
+//! [`crate::store::JobStore`] commits them without knowing what they mean.
+//! One commit per batch of the router's loop: whatever a batch changed in
+//! several tables (a schedule's fire and the job it fired) lands together or
+//! not at all.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A table of the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, strum::EnumIter)]
+pub enum Table {
+    /// Guaranteed jobs' records (`tracking::JobRecord`), by job id.
+    Records,
+    /// Guaranteed jobs' bodies (`tracking::JobBody`), by job id, written once.
+    Bodies,
+    /// Schedules (`core::schedules` records), by schedule name.
+    Schedules,
+}
+
+impl Table {
+    /// Its name in the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Records => "records",
+            Table::Bodies => "bodies",
+            Table::Schedules => "schedules",
+        }
+    }
+}
+
+/// A change for the store, applied (in one transaction per batch) before any
+/// message produced with it is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreOp {
+    /// Create or replace `key` in `table`.
+    Put {
+        /// Where.
+        table: Table,
+        /// Its key.
+        key: String,
+        /// MessagePack, encoded when the change is made (cheaper than
+        /// keeping a copy of the value until the commit).
+        value: Vec<u8>,
+    },
+    /// Remove `key` from `table` (absent keys are fine).
+    Delete {
+        /// Where.
+        table: Table,
+        /// Its key.
+        key: String,
+    },
+}
+
+impl StoreOp {
+    /// Store `value` under `key`.
+    pub fn put<T: Serialize>(table: Table, key: &str, value: &T) -> StoreOp {
+        StoreOp::Put {
+            table,
+            key: key.to_string(),
+            value: encode(value),
+        }
+    }
+
+    /// Remove `key`.
+    pub fn delete(table: Table, key: &str) -> StoreOp {
+        StoreOp::Delete {
+            table,
+            key: key.to_string(),
+        }
+    }
+}
+
+/// One stored value, as loaded at start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Its table.
+    pub table: Table,
+    /// Its key.
+    pub key: String,
+    /// Its MessagePack value.
+    pub value: Vec<u8>,
+}
+
+impl Row {
+    /// A row holding `value` (what a store would load after `StoreOp::put`).
+    pub fn new<T: Serialize>(table: Table, key: &str, value: &T) -> Row {
+        Row {
+            table,
+            key: key.to_string(),
+            value: encode(value),
+        }
+    }
+
+    /// The value, decoded.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CorruptRow> {
+        rmp_serde::from_slice(&self.value).map_err(|e| CorruptRow {
+            table: self.table.name(),
+            key: self.key.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// A stored value that does not decode: the router refuses to start rather
+/// than silently drop what it promised.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("journal table {table}, key {key:?}: {reason}")]
+pub struct CorruptRow {
+    /// The table.
+    pub table: &'static str,
+    /// The key.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// MessagePack of plain serde-derived data, which cannot fail to encode.
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    rmp_serde::to_vec_named(v).unwrap_or_default()
+}
