@@ -59,6 +59,10 @@ struct Args {
     /// Jobs that may wait across all queues.
     #[arg(long, default_value_t = 4_000_000)]
     max_waiting: usize,
+    /// Jobs that may wait for a time (delayed jobs, retries backing off)
+    /// before delayed submissions get ERROR queue-full.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_delayed: usize,
     /// What to do with jobs for a queue no jobmanager serves.
     #[arg(long, value_enum, default_value = "wait")]
     unknown_queue: UnknownQueue,
@@ -146,6 +150,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         assumed_peer_heartbeat: Duration::from_millis(args.eventmq_heartbeat_ms),
         max_waiting_per_queue: args.max_waiting_per_queue,
         max_waiting_total: args.max_waiting,
+        max_delayed: args.max_delayed,
         unknown_queue: match args.unknown_queue {
             UnknownQueue::Wait => UnknownQueuePolicy::Wait,
             UnknownQueue::Reroute => UnknownQueuePolicy::Reroute,

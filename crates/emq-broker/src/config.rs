@@ -35,6 +35,9 @@ pub struct Config {
     pub max_waiting_per_queue: usize,
     /// Jobs that may wait across all queues.
     pub max_waiting_total: usize,
+    /// Jobs that may wait for a time (delayed jobs and retries backing off);
+    /// past it a delayed job gets `ERROR queue-full`.
+    pub max_delayed: usize,
     /// What to do with a job for a queue no jobmanager serves.
     pub unknown_queue: UnknownQueuePolicy,
     /// Queues given to a jobmanager whose INFORM names none.
@@ -78,6 +81,7 @@ impl Default for Config {
             assumed_peer_heartbeat: Duration::from_secs(3),
             max_waiting_per_queue: 1_000_000,
             max_waiting_total: 4_000_000,
+            max_delayed: 1_000_000,
             unknown_queue: UnknownQueuePolicy::Wait,
             default_queues: vec![(emq_proto::DEFAULT_WEIGHT, emq_proto::DEFAULT_QUEUE.to_string())],
             result_retention: Duration::from_secs(600),
@@ -109,7 +113,7 @@ impl Config {
         if self.liveness <= self.heartbeat {
             return bad("liveness must be longer than the heartbeat interval");
         }
-        if self.max_waiting_per_queue == 0 || self.max_waiting_total == 0 {
+        if self.max_waiting_per_queue == 0 || self.max_waiting_total == 0 || self.max_delayed == 0 {
             return bad("waiting bounds must be at least 1");
         }
         if self.default_queues.is_empty() {

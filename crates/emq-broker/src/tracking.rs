@@ -40,6 +40,9 @@ pub struct JobRecord {
     pub result: Option<StoredOutcome>,
     /// When it finished (the retention counts from then).
     pub finished_unix_ms: Option<i64>,
+    /// When it may start, for a delayed job (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_unix_ms: Option<i64>,
 }
 
 /// The persisted part of a job that never changes.

@@ -133,7 +133,7 @@ impl Client {
     /// guaranteed job returns once the router has acknowledged it.
     pub fn submit(&mut self, job: &Job) -> Result<JobId, ClientError> {
         let id = self.send_job(job)?;
-        if job.guarantee {
+        if job.is_acknowledged() {
             self.await_ack(&id)?;
         }
         Ok(id)
@@ -177,6 +177,7 @@ impl Client {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(r) = self.done.remove(id) {
+                self.acked.remove(id);
                 return r;
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -246,6 +247,7 @@ impl Client {
             pumped?;
             for id in arrived.drain(..) {
                 if in_flight.remove(&id) {
+                    self.acked.remove(&id);
                     last_progress = Instant::now();
                     if let Some(r) = self.done.remove(&id) {
                         on_result(id, r);

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use emq_proto::{ContentType, Headers, JobCall, Value};
+use emq_proto::{ContentType, Headers, JobCall, NotBefore, Value};
 
 /// A job's id: the msgid of its REQUEST (a uuid4 string).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,6 +43,9 @@ pub struct Job {
     /// Use this id instead of a fresh one (resubmitting the same id does not
     /// run the job twice).
     pub id: Option<JobId>,
+    /// Not to start before this (a delayed job: journaled and acknowledged
+    /// like a guaranteed one).
+    pub not_before: Option<NotBefore>,
 }
 
 impl Job {
@@ -57,6 +60,7 @@ impl Job {
             reply: true,
             content_type: ContentType::Json,
             id: None,
+            not_before: None,
         }
     }
 
@@ -126,6 +130,31 @@ impl Job {
         self
     }
 
+    /// Start it no sooner than `d` after the router accepts it (millisecond
+    /// precision). The router journals it until then.
+    pub fn delay(mut self, d: Duration) -> Job {
+        self.not_before = Some(NotBefore::Delay(Duration::from_millis(
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        )));
+        self
+    }
+
+    /// Start it no sooner than `t` (millisecond precision; a time already
+    /// past runs it now). The router journals it until then.
+    pub fn at(mut self, t: std::time::SystemTime) -> Job {
+        let ms = match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+        };
+        self.not_before = Some(NotBefore::At(ms));
+        self
+    }
+
+    /// Whether the router acknowledges it (guaranteed or delayed).
+    pub(crate) fn is_acknowledged(&self) -> bool {
+        self.guarantee || self.not_before.is_some()
+    }
+
     pub(crate) fn headers(&self) -> Headers {
         Headers {
             reply_requested: self.reply,
@@ -136,6 +165,7 @@ impl Job {
                 .timeout
                 .map_or(0, |t| t.as_secs() + u64::from(t.subsec_nanos() > 0)),
             content_type: self.content_type,
+            not_before: self.not_before.clone(),
             other: Vec::new(),
         }
     }

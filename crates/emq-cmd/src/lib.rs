@@ -202,6 +202,22 @@ pub fn endpoint(s: &str) -> Result<String, String> {
     Err(format!("{s:?}: {expected}"))
 }
 
+/// A length of time as people write it: `30s`, `5m`, `1h30m`, `2 hours`,
+/// `1.5s`, `500ms`, `1d` (24 hours), `PT5M`, or a bare number of seconds.
+/// For clap's `value_parser`.
+pub fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let expected = "expected a duration such as 30s, 5m, 1h30m, 1d or a number of seconds";
+    if let Ok(secs) = s.trim().parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?}: {expected}"));
+    }
+    let span: jiff::Span = s.parse().map_err(|_| format!("{s:?}: {expected}"))?;
+    let relative = jiff::SpanRelativeTo::days_are_24_hours();
+    let signed = span
+        .to_duration(relative)
+        .map_err(|_| format!("{s:?}: years and months vary in length; give days or smaller units"))?;
+    std::time::Duration::try_from(signed).map_err(|_| format!("{s:?}: a duration cannot be negative"))
+}
+
 /// Log to stderr at `default` level (`RUST_LOG` overrides), with colour only
 /// on a terminal.
 pub fn init_logging(default: &str) {
@@ -225,6 +241,8 @@ mod tests {
         #[arg(long)]
         config: Option<PathBuf>,
     }
+
+    use std::time::Duration;
 
     fn argv(a: &[&str]) -> Vec<OsString> {
         std::iter::once("prog")
@@ -278,6 +296,25 @@ mod tests {
         assert!(matches!(err, CmdError::File { .. }), "{err}");
         let err = parse_from::<Args>(argv(&["--config", "/nonexistent/x.toml"]), "config").unwrap_err();
         assert!(err.to_string().contains("/nonexistent/x.toml"), "{err}");
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        let d = |s| duration(s).unwrap();
+        assert_eq!(d("30s"), Duration::from_secs(30));
+        assert_eq!(d("1h30m"), Duration::from_secs(5400));
+        assert_eq!(d("2 hours"), Duration::from_secs(7200));
+        assert_eq!(d("1.5s"), Duration::from_millis(1500));
+        assert_eq!(d("500ms"), Duration::from_millis(500));
+        assert_eq!(d("1d"), Duration::from_secs(86_400));
+        assert_eq!(d("1w"), Duration::from_secs(7 * 86_400));
+        assert_eq!(d("PT5M"), Duration::from_secs(300));
+        assert_eq!(d("45"), Duration::from_secs(45));
+        assert_eq!(d("0.25"), Duration::from_millis(250));
+        for bad in ["-5s", "-1", "soon", "1mo", "", "5 parsecs"] {
+            assert!(duration(bad).is_err(), "{bad}");
+        }
+        assert!(duration("1mo").unwrap_err().contains("vary in length"));
     }
 
     #[test]

@@ -110,6 +110,12 @@ pub enum ErrorCode {
     WrongState,
     /// The peer must INFORM before it sends this command.
     NotInformed,
+    /// The message parses but a value in it cannot be used: a malformed
+    /// delay, a cron expression or time zone that does not parse, an
+    /// interval of zero.
+    Invalid,
+    /// No schedule of that name (UNSCHEDULE, schedule admin commands).
+    UnknownSchedule,
     /// The router is stopping and takes no new work.
     ShuttingDown,
     /// A code this build does not know; kept verbatim.

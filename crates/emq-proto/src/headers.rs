@@ -3,7 +3,49 @@
 //! Unknown headers are kept and re-emitted untouched, so that a newer peer's
 //! headers survive a trip through this router.
 
+use std::time::Duration;
+
 use crate::ContentType;
+
+/// When a job may start (emq extension; such a job is also guaranteed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotBefore {
+    /// `delay:SECONDS` (decimals allowed): this long after the router
+    /// accepts it.
+    Delay(Duration),
+    /// `not-before:TIME` (RFC 3339, e.g. `2026-12-01T10:00:00Z`): at this
+    /// time, in milliseconds since the Unix epoch.
+    At(i64),
+    /// One of those headers with a value that does not parse (the router
+    /// refuses the job, saying why). The header as it came.
+    Unreadable(String),
+}
+
+impl NotBefore {
+    fn parse(key: &str, value: &str) -> NotBefore {
+        let parsed = match key {
+            "delay" => value
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .map(NotBefore::Delay),
+            _ => value
+                .parse::<jiff::Timestamp>()
+                .ok()
+                .map(|t| NotBefore::At(t.as_millisecond())),
+        };
+        parsed.unwrap_or_else(|| NotBefore::Unreadable(format!("{key}:{value}")))
+    }
+
+    fn encode(&self) -> String {
+        match self {
+            NotBefore::Delay(d) => format!("delay:{}", d.as_secs_f64()),
+            NotBefore::At(ms) => format!("not-before:{}", crate::views::timestamp_ms(*ms)),
+            NotBefore::Unreadable(raw) => raw.clone(),
+        }
+    }
+}
 
 /// Parsed REQUEST headers. Parsing is total: a malformed value of a known key is
 /// treated as absent rather than rejecting the job.
@@ -19,6 +61,8 @@ pub struct Headers {
     pub timeout_secs: u64,
     /// Encoding of the body (`content-type:msgpack`); JSON when absent.
     pub content_type: ContentType,
+    /// `delay:SECONDS` or `not-before:TIME` (emq extension).
+    pub not_before: Option<NotBefore>,
     /// Everything else, verbatim, in order.
     pub other: Vec<String>,
 }
@@ -38,6 +82,7 @@ impl Headers {
                 ("retry-count", Some(v)) => h.retry_count = v.parse().unwrap_or(0),
                 ("timeout", Some(v)) => h.timeout_secs = v.parse().unwrap_or(0),
                 ("content-type", Some(v)) => h.content_type = ContentType::parse(v).unwrap_or_default(),
+                (k @ ("delay" | "not-before"), Some(v)) => h.not_before = Some(NotBefore::parse(k, v)),
                 _ => h.other.push(item.to_string()),
             }
         }
@@ -61,6 +106,9 @@ impl Headers {
         }
         if self.content_type != ContentType::Json {
             parts.push(format!("content-type:{}", self.content_type.as_str()));
+        }
+        if let Some(nb) = &self.not_before {
+            parts.push(nb.encode());
         }
         parts.extend(self.other.iter().cloned());
         parts.join(",")
@@ -88,6 +136,33 @@ mod tests {
         assert_eq!(h.content_type, ContentType::MsgPack);
         assert_eq!(h.other, vec!["nohaste", "run_count:2"]);
         assert_eq!(Headers::parse(&h.encode()), h);
+    }
+
+    #[test]
+    fn delays_and_not_before_times_parse_and_round_trip() {
+        let h = Headers::parse("guarantee,delay:1.5");
+        assert_eq!(h.not_before, Some(NotBefore::Delay(Duration::from_millis(1500))));
+        assert_eq!(Headers::parse(&h.encode()), h);
+        let h = Headers::parse("not-before:2026-12-01T10:00:00Z");
+        assert_eq!(h.not_before, Some(NotBefore::At(1_796_119_200_000)));
+        assert_eq!(Headers::parse(&h.encode()), h);
+        let h = Headers::parse("not-before:2026-12-01T11:00:00+01:00");
+        assert_eq!(
+            h.not_before,
+            Some(NotBefore::At(1_796_119_200_000)),
+            "offsets are honoured"
+        );
+        for bad in [
+            "delay:soon",
+            "delay:-1",
+            "delay:NaN",
+            "delay:1e400",
+            "not-before:tomorrow",
+        ] {
+            let h = Headers::parse(bad);
+            assert_eq!(h.not_before, Some(NotBefore::Unreadable(bad.into())), "{bad}");
+            assert_eq!(h.encode(), bad, "kept as it came");
+        }
     }
 
     #[test]

@@ -912,6 +912,7 @@ mod tests {
                     attempts: Some(1),
                     max_attempts: Some(4),
                     jobmanager: Some("jm".into()),
+                    not_before: Some(crate::views::timestamp_ms(1_700_000_000_000)),
                     log: vec![crate::views::LogEntry {
                         time: crate::views::timestamp_ms(1_700_000_000_123),
                         status: JobState::Queued,

@@ -40,6 +40,8 @@ pub enum JobState {
     /// Journaled and acknowledged (guaranteed jobs).
     #[serde(alias = "Accepted")]
     Accepted,
+    /// Waiting for its not-before time (a delayed job).
+    Scheduled,
     /// Waiting for a slot, or backing off before a retry.
     #[serde(alias = "Queued")]
     Queued,
@@ -192,6 +194,12 @@ pub struct RouterStatus {
     pub waiting_total: u64,
     /// Finished jobs' results kept for lookup.
     pub results_kept: u64,
+    /// Jobs waiting for a time: delayed jobs and retries backing off.
+    #[serde(default)]
+    pub delayed: u64,
+    /// Schedules the router keeps (paused ones included).
+    #[serde(default)]
+    pub schedules: u64,
     /// Seconds since the router started.
     pub uptime_s: u64,
 }
@@ -255,6 +263,9 @@ pub struct JobDetail {
     /// The jobmanager running it, while it runs.
     #[serde(default)]
     pub jobmanager: Option<String>,
+    /// When it may start (delayed jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
     /// Its transitions, oldest first (guaranteed jobs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<LogEntry>,

@@ -8,4 +8,5 @@ mod eventmq;
 mod guaranteed;
 mod jobmanager;
 mod router;
+mod schedules;
 mod security;

@@ -35,6 +35,20 @@ pub struct JobOpts {
     /// Encode the body as MessagePack instead of JSON (emq jobmanagers only).
     #[arg(long)]
     pub msgpack: bool,
+    /// Start the job no sooner than this after the router accepts it (30s,
+    /// 5m, 1h30m, 1d...). The router journals it until then.
+    #[arg(long, value_parser = emq_cmd::duration, conflicts_with = "at")]
+    pub delay: Option<Duration>,
+    /// Start the job no sooner than this time (RFC 3339, e.g.
+    /// 2026-12-01T10:00:00Z). The router journals it until then.
+    #[arg(long, value_parser = timestamp)]
+    pub at: Option<jiff::Timestamp>,
+}
+
+/// An RFC 3339 time, for clap.
+fn timestamp(s: &str) -> Result<jiff::Timestamp, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?}: expected an RFC 3339 time with its offset, e.g. 2026-12-01T10:00:00Z"))
 }
 
 /// Seconds from the command line as a duration.
@@ -55,6 +69,17 @@ impl JobOpts {
         if self.msgpack {
             job = job.msgpack();
         }
+        if let Some(d) = self.delay {
+            job = job.delay(d);
+        }
+        if let Some(t) = self.at {
+            job = job.at(t.into());
+        }
         Ok(job)
+    }
+
+    /// Whether the job waits for a time before it may start.
+    pub fn is_delayed(&self) -> bool {
+        self.delay.is_some_and(|d| !d.is_zero()) || self.at.is_some_and(|t| t > jiff::Timestamp::now())
     }
 }

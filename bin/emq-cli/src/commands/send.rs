@@ -83,7 +83,9 @@ pub fn run(cli: &Cli, args: &SendArgs) -> Result<u8, Failure> {
     let id = client.submit(&job)?;
     if !args.wait {
         if cli.json {
-            let state = if job.guarantee {
+            let state = if args.opts.is_delayed() {
+                JobState::Scheduled
+            } else if job.guarantee {
                 JobState::Accepted
             } else {
                 JobState::Queued

@@ -105,6 +105,7 @@ impl Router {
             jobmanagers: self.jobmanager_views(now),
             waiting_total: self.queues.waiting_total() as u64,
             results_kept: self.results.len() as u64,
+            delayed: self.timers.len() as u64,
             uptime_s: self.uptime(now).as_secs(),
             ..RouterStatus::default()
         };

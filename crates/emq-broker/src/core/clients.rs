@@ -2,16 +2,21 @@
 //! and the end of a job: its result to the client that asked, or kept for
 //! lookup.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use emq_proto::views::JobDetail;
-use emq_proto::{ContentType, ErrorCode, Inform, JobState, Message, Outcome, PeerType, Reply, Request, ResultFrames};
+use emq_proto::{
+    ContentType, ErrorCode, Inform, JobState, Message, NotBefore, Outcome, PeerType, Reply, Request, ResultFrames,
+};
 use log::{debug, info, warn};
 
 use super::handlers::HandlerId;
 use super::jobs::{Job, JobKey, Place};
 use super::{Carries, Endpoint, PeerId, Router};
 use crate::UnknownQueuePolicy;
+
+/// The furthest ahead a job may be delayed: 100 years.
+const MAX_DELAY_MS: i64 = 100 * 366 * 24 * 3600 * 1000;
 
 impl Router {
     pub(super) fn on_client(&mut self, now: Instant, peer: PeerId, msgid: String, msg: Message) {
@@ -103,8 +108,44 @@ impl Router {
             debug!("no jobmanager serves queue {queue:?}: rerouting {msgid} to default");
             queue = emq_proto::DEFAULT_QUEUE.to_string();
         }
+        let not_before = match &req.headers.not_before {
+            None => None,
+            Some(NotBefore::Delay(d)) => {
+                let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                Some(self.wall_ms.saturating_add(ms))
+            }
+            Some(NotBefore::At(ms)) => Some(*ms),
+            Some(NotBefore::Unreadable(header)) => {
+                let reason = format!(
+                    "header {header}: give delay:SECONDS or not-before:TIME (RFC 3339, e.g. 2026-12-01T10:00:00Z)"
+                );
+                return self.refuse(Endpoint::Frontend, &client, &msgid, ErrorCode::Invalid, &reason);
+            }
+        };
+        // How long it waits before it enters its queue, if at all.
+        let wait = match not_before.map(|at| at.saturating_sub(self.wall_ms)) {
+            Some(ms) if ms > MAX_DELAY_MS => {
+                let reason = "not-before time more than 100 years ahead";
+                return self.refuse(Endpoint::Frontend, &client, &msgid, ErrorCode::Invalid, reason);
+            }
+            Some(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
+            _ => None,
+        };
+        if wait.is_some() && self.timers.len() >= self.config.max_delayed {
+            if let Some(more) = self.refusals.report(now) {
+                warn!(
+                    "{} jobs already wait for a time: refusing delayed job {msgid} from {client}{more}",
+                    self.timers.len()
+                );
+            }
+            let reason = format!(
+                "too many delayed jobs ({}); the limit is --max-delayed",
+                self.timers.len()
+            );
+            return self.error(Endpoint::Frontend, &client, &msgid, ErrorCode::QueueFull, &reason);
+        }
         // Refuse only when the job would have to wait and there is no room.
-        if !self.has_free_jobmanager(&queue) {
+        if wait.is_none() && !self.has_free_jobmanager(&queue) {
             let waiting = self.queues.waiting_len(&queue);
             let total = self.queues.waiting_total();
             if waiting >= self.config.max_waiting_per_queue || total >= self.config.max_waiting_total {
@@ -120,7 +161,9 @@ impl Router {
                 );
             }
         }
-        let guarantee = req.headers.guarantee;
+        // A job with a not-before time is journaled like a guaranteed job:
+        // a promise about the future must survive a restart.
+        let guarantee = req.headers.guarantee || not_before.is_some();
         let max_attempts = self.max_attempts(&req.headers);
         let mut headers = req.headers;
         if guarantee {
@@ -128,6 +171,8 @@ impl Router {
             // not retry it on its own as well.
             headers.retry_count = 0;
         }
+        // The jobmanager gets the job when it is due: the time is the router's.
+        headers.not_before = None;
         let acked = client.clone();
         let client = self.intern(client);
         let headers_frame = self.shared_headers(headers.encode());
@@ -148,7 +193,7 @@ impl Router {
         if guarantee {
             // Journaled in this batch; the transport commits it before it
             // sends the ACK.
-            self.accept_guaranteed(&key, &job);
+            self.accept_guaranteed(&key, &job, not_before.filter(|_| wait.is_some()));
             let ack = Message::Ack {
                 of: key.to_string(),
                 timing: None,
@@ -156,8 +201,13 @@ impl Router {
             self.send_journaled(&acked, ack, Carries::Other);
         }
         self.jobs.insert(key.clone(), job);
-        self.enqueue(&key, false);
-        self.dispatch_queue(now, &queue);
+        match wait {
+            Some(wait) => self.delay(key, now + wait),
+            None => {
+                self.enqueue(&key, false);
+                self.dispatch_queue(now, &queue);
+            }
+        }
     }
 
     pub(super) fn answer_query(&mut self, endpoint: Endpoint, peer: &PeerId, of: &str) {

@@ -104,7 +104,8 @@ impl Router {
     }
 
     /// A new guaranteed job: journal it (with its body) and track it.
-    pub(super) fn accept_guaranteed(&mut self, key: &JobKey, job: &Job) {
+    /// `not_before`: it waits for that time (ms since the Unix epoch).
+    pub(super) fn accept_guaranteed(&mut self, key: &JobKey, job: &Job, not_before: Option<i64>) {
         self.guaranteed.accepted_seq += 1;
         let mut record = JobRecord {
             queue: job.queue.to_string(),
@@ -116,16 +117,34 @@ impl Router {
             log: Vec::new(),
             result: None,
             finished_unix_ms: None,
+            not_before_unix_ms: not_before,
         };
         let at = self.wall_ms;
         record.push_log(at, JobState::Accepted, format!("accepted from {}", job.client));
-        record.push_log(at, JobState::Queued, format!("queued in {}", job.queue));
+        match not_before {
+            Some(t) => record.push_log(
+                at,
+                JobState::Scheduled,
+                format!("waits until {} for queue {}", timestamp_ms(t), job.queue),
+            ),
+            None => record.push_log(at, JobState::Queued, format!("queued in {}", job.queue)),
+        }
         self.guaranteed.tracked.insert(key.clone(), record);
         let body = JobBody {
             headers: job.headers.to_string(),
             body: job.body.to_vec(),
         };
         self.persist(key, Some(body));
+    }
+
+    /// A delayed job's time came: it enters its queue (logged, not
+    /// journaled: a restart queues a job whose time has passed anyway).
+    pub(super) fn track_due(&mut self, key: &JobKey) {
+        let at = self.wall_ms;
+        if let Some(r) = self.guaranteed.tracked.get_mut(key) {
+            let queue = r.queue.clone();
+            r.push_log(at, JobState::Queued, format!("due: queued in {queue}"));
+        }
     }
 
     /// A guaranteed job was sent to a jobmanager (logged, not journaled: a
@@ -282,6 +301,7 @@ impl Router {
                 attempts: Some(r.attempts),
                 max_attempts: Some(r.max_attempts),
                 jobmanager,
+                not_before: r.not_before_unix_ms.map(timestamp_ms),
                 log,
             },
             result: r.result.as_ref().map(|o| o.to_frames(of)),
@@ -377,7 +397,7 @@ impl Router {
         }
         let (now, at) = (now.mono, now.unix_ms);
         loaded.sort_by_key(|l| l.record.accepted_seq);
-        let (mut requeued, mut kept) = (0usize, 0usize);
+        let (mut requeued, mut delayed, mut kept) = (0usize, 0usize, 0usize);
         for Loaded { id, mut record, body } in loaded {
             self.guaranteed.accepted_seq = self.guaranteed.accepted_seq.max(record.accepted_seq);
             let key: JobKey = id.into();
@@ -408,13 +428,20 @@ impl Router {
                 (false, _) => None,
             };
             if !record.status.is_final() {
-                record.push_log(at, JobState::Queued, "router restarted: queued again");
                 let job = job.expect("pending jobs have a body");
                 self.jobs.insert(key.clone(), job);
-                self.enqueue(&key, false);
+                let wait = record.not_before_unix_ms.map_or(0, |t| t.saturating_sub(at));
+                if wait > 0 && record.attempts == 0 {
+                    record.push_log(at, JobState::Scheduled, "router restarted: waits for its time again");
+                    self.delay(key.clone(), now + Duration::from_millis(wait as u64));
+                    delayed += 1;
+                } else {
+                    record.push_log(at, JobState::Queued, "router restarted: queued again");
+                    self.enqueue(&key, false);
+                    requeued += 1;
+                }
                 self.guaranteed.tracked.insert(key.clone(), record);
                 self.persist(&key, None);
-                requeued += 1;
             } else {
                 let finished = record.finished_unix_ms.unwrap_or(at);
                 let age = Duration::from_millis(at.saturating_sub(finished).max(0) as u64);
@@ -428,8 +455,11 @@ impl Router {
             }
         }
         self.guaranteed.purge.make_contiguous().sort_by_key(|(at, _)| *at);
-        if requeued + kept > 0 {
-            info!("restored {requeued} unfinished guaranteed job(s) and {kept} finished one(s) from the journal");
+        if requeued + delayed + kept > 0 {
+            info!(
+                "restored from the journal: {requeued} unfinished guaranteed job(s) queued again, \
+                 {delayed} delayed job(s) waiting for their time, {kept} finished one(s) kept"
+            );
         }
         Ok(())
     }

@@ -52,7 +52,7 @@ impl Router {
                 self.queues.remove(&job.queue, key, job.handler);
             }
             // Its timer entry goes stale and is skipped when due.
-            Place::Delayed { .. } => {}
+            Place::Delayed { .. } => self.timers.forget(),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::UnknownQueuePolicy;
 
 mod admin;
 mod clients;
+mod delayed;
 mod fleet;
 mod guaranteed;
 mod handlers;
@@ -26,6 +27,8 @@ const SEED: u128 = 0x5EED_0000_0000_0000_0000_0000_0000_0001;
 pub(super) struct Sim {
     pub r: Router,
     pub now: Now,
+    /// Jobmanagers that [`Sim::run_for`] keeps alive with heartbeats.
+    pub alive: Vec<String>,
 }
 
 pub(super) fn peer(s: &str) -> PeerId {
@@ -38,6 +41,7 @@ impl Sim {
         Sim {
             r: Router::new(config, now, SEED),
             now,
+            alive: Vec::new(),
         }
     }
 
@@ -101,6 +105,36 @@ impl Sim {
     pub(super) fn advance(&mut self, d: Duration) {
         self.now = self.now.after(d);
         self.r.tick(self.now);
+    }
+
+    /// Let `d` pass, ticking at every deadline the router asks for (as the
+    /// transport would), not just once at the end; the jobmanagers in
+    /// `alive` send a HEARTBEAT every second.
+    pub(super) fn run_for(&mut self, d: Duration) {
+        let end = self.now.mono + d;
+        let mut next_heartbeat = self.now.mono;
+        loop {
+            if !self.alive.is_empty() && next_heartbeat <= self.now.mono {
+                for jm in self.alive.clone() {
+                    let hb = Message::Heartbeat {
+                        unix_time: "0".into(),
+                        state: None,
+                    };
+                    self.send(Endpoint::Backend, &jm, "hb", hb);
+                }
+                next_heartbeat = self.now.mono + Duration::from_secs(1);
+            }
+            let mut next = self.r.next_deadline().max(self.now.mono);
+            if !self.alive.is_empty() {
+                next = next.min(next_heartbeat);
+            }
+            if next > end {
+                break;
+            }
+            self.now = self.now.after(next - self.now.mono);
+            self.r.tick(self.now);
+        }
+        self.now = self.now.after(end - self.now.mono);
     }
 
     pub(super) fn drain(&mut self) -> Vec<(Endpoint, String, Envelope)> {
