@@ -58,6 +58,9 @@ pub enum Command {
     Purge(commands::admin::PurgeArgs),
     /// Stop the router (admin).
     Shutdown(commands::admin::AdminArgs),
+    /// Jobs fired on an interval or a cron expression, kept by the router (admin).
+    #[command(subcommand)]
+    Schedule(commands::schedule::ScheduleCommand),
     /// Make a CURVE key pair: FILE (secret, mode 0600) and FILE.pub.
     Keygen(commands::keys::KeygenArgs),
     /// Manage an allowlist file (the router re-reads it when it changes).
@@ -107,6 +110,7 @@ pub fn run(cli: &Cli) -> Result<u8, Failure> {
         Command::Retry(a) => admin::retry(cli, a),
         Command::Purge(a) => admin::purge(cli, a),
         Command::Shutdown(a) => admin::shutdown(cli, a),
+        Command::Schedule(a) => schedule::run(cli, a),
         Command::Keygen(a) => keys::keygen(a, json),
         Command::Allow(a) => keys::allow(a, json),
     }

@@ -23,7 +23,8 @@
 //! | `handlers.rs` | handler names, declared by jobmanagers and called by jobs |
 //! | `queues.rs` | the waiting lists and their totals |
 //! | `guaranteed.rs` | journal, retries, dead letters, tracking, restore |
-//! | `timers.rs` | jobs waiting for a time (retry backoff) |
+//! | `timers.rs` | jobs waiting for a time (not-before, retry backoff) |
+//! | `schedules.rs` | interval and cron schedules, their slots and fires |
 //! | `admin.rs` | admin commands and the status views |
 //!
 //! Invariants:
@@ -51,6 +52,7 @@ mod handlers;
 mod jobs;
 mod queues;
 mod routing;
+mod schedules;
 mod timers;
 
 use fleet::JobManager;
@@ -58,6 +60,7 @@ use guaranteed::Guaranteed;
 use handlers::HandlerNames;
 use jobs::{Job, JobKey};
 use queues::Queues;
+use schedules::Schedules;
 use timers::Timers;
 
 /// Which socket a message came in on or goes out of.
@@ -144,8 +147,11 @@ pub struct Router {
     rng: u64,
     /// Every map's hasher, seeded from the seed.
     hasher: crate::Hasher,
-    /// The wall clock at the latest event, for logs.
+    /// The wall clock at the latest event (logs, schedules, not-before times).
     wall_ms: i64,
+    /// The monotonic clock at that same moment, to turn wall-clock times
+    /// into deadlines.
+    mono_at_wall: Instant,
     started: Instant,
     jobs: HashMap<JobKey, Box<Job>>,
     queues: Queues,
@@ -157,6 +163,7 @@ pub struct Router {
     guaranteed: Guaranteed,
     handler_names: HandlerNames,
     timers: Timers,
+    schedules: Schedules,
     results: ResultStore,
     out: Vec<Outgoing>,
     store_ops: Vec<StoreOp>,
@@ -183,6 +190,7 @@ impl Router {
             ids: MsgIds::from_seed(seed),
             rng: (seed as u64 ^ (seed >> 64) as u64) | 1,
             wall_ms: now.unix_ms,
+            mono_at_wall: now.mono,
             started: now.mono,
             jobs: HashMap::with_hasher(hasher.clone()),
             queues: Queues::new(hasher.clone()),
@@ -192,6 +200,7 @@ impl Router {
             guaranteed: Guaranteed::new(hasher.clone()),
             handler_names: HandlerNames::new(hasher.clone()),
             timers: Timers::default(),
+            schedules: Schedules::default(),
             results,
             out: Vec::new(),
             store_ops: Vec::new(),
@@ -235,6 +244,7 @@ impl Router {
             self.results.next_expiry(),
             self.timers.next(),
             self.guaranteed.next_purge(),
+            self.next_schedule_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -247,7 +257,8 @@ impl Router {
     /// Send heartbeats that are due, expire silent jobmanagers and old
     /// results, release jobs whose wait is over.
     pub fn tick(&mut self, now: Now) {
-        self.wall_ms = now.unix_ms;
+        self.set_now(now);
+        self.fire_due_schedules(now);
         let now = now.mono;
         if now >= self.next_heartbeat {
             let hb = Message::Heartbeat {
@@ -271,16 +282,18 @@ impl Router {
 
     /// After a restart: hand each module the journal rows it owns.
     pub fn restore(&mut self, now: Now, rows: Vec<Row>) -> Result<(), CorruptRow> {
-        self.wall_ms = now.unix_ms;
-        let (mut records, mut bodies) = (Vec::new(), Vec::new());
+        self.set_now(now);
+        let (mut records, mut bodies, mut schedules) = (Vec::new(), Vec::new(), Vec::new());
         for row in rows {
             match row.table {
                 Table::Records => records.push(row),
                 Table::Bodies => bodies.push(row),
-                Table::Schedules => {}
+                Table::Schedules => schedules.push(row),
             }
         }
-        self.restore_guaranteed(now, records, bodies)
+        // Jobs first: a schedule's fired jobs are among them.
+        self.restore_guaranteed(now, records, bodies)?;
+        self.restore_schedules(now, schedules)
     }
 
     /// Stop taking work and say KBYE to every jobmanager and client.
@@ -311,7 +324,7 @@ impl Router {
 
     /// The transport could not deliver `out` (peer gone, or its queue full).
     pub fn undeliverable(&mut self, now: Now, out: Outgoing) {
-        self.wall_ms = now.unix_ms;
+        self.set_now(now);
         match out.carries {
             Carries::Job(_) => {
                 warn!("jobmanager {} unreachable: taking its jobs back", out.peer);
@@ -337,7 +350,7 @@ impl Router {
 
     /// Handle one message received on `endpoint` from `peer`.
     pub fn handle(&mut self, now: Now, endpoint: Endpoint, peer: PeerId, frames: &[impl emq_proto::Frame]) {
-        self.wall_ms = now.unix_ms;
+        self.set_now(now);
         let now = now.mono;
         let size: usize = frames.iter().map(|f| f.bytes().len()).sum();
         if size > self.config.max_message {
@@ -360,6 +373,16 @@ impl Router {
     }
 
     // ------------------------------------------------------------ helpers
+
+    fn set_now(&mut self, now: Now) {
+        self.wall_ms = now.unix_ms;
+        self.mono_at_wall = now.mono;
+    }
+
+    /// The latest event's time on both clocks.
+    fn now(&self) -> Now {
+        Now::new(self.mono_at_wall, self.wall_ms)
+    }
 
     fn offence(&mut self, peer: &PeerId, endpoint: Endpoint, what: &str) {
         if self.offenders.len() > 10_000 {

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use emq_net::curve::ClientKeys;
 use emq_net::handshake::HandshakeMonitor;
-use emq_proto::views::{DeadList, JobDetail, Purged, RouterStatus, WorkersView};
+use emq_proto::views::{
+    DeadList, JobDetail, Purged, RouterStatus, ScheduleAction, ScheduleInfo, ScheduleList, ScheduleSpec, WorkersView,
+};
 use emq_proto::{ErrorCode, JobResult, JobState, Message, MsgIds, Outcome, Reply, Request, ResultFrames};
 
 use crate::{ClientError, Job, JobId, JobOutput};
@@ -525,6 +527,41 @@ pub mod admin {
             queue: queue.to_string(),
         };
         view(ask(endpoint, purge, options)?)
+    }
+
+    /// SCHEDULES: every schedule the router keeps.
+    pub fn schedules(endpoint: &str, options: &ClientOptions) -> Result<ScheduleList, ClientError> {
+        view(ask(endpoint, Message::Schedules, options)?)
+    }
+
+    /// SCHEDULE_SET: create or replace schedule `spec.name`, firing `job`
+    /// (its queue, headers and call; `spec.queue` and `spec.headers` are
+    /// taken from it). Returns the schedule as the router keeps it.
+    pub fn schedule(
+        endpoint: &str,
+        mut spec: ScheduleSpec,
+        job: &Job,
+        options: &ClientOptions,
+    ) -> Result<ScheduleInfo, ClientError> {
+        spec.queue = job.queue.clone();
+        spec.headers = job.headers().encode();
+        let body = job.call.encode(job.content_type);
+        view(ask(endpoint, Message::ScheduleSet { spec, body }, options)?)
+    }
+
+    /// SCHEDULE_CTL: pause, resume or remove schedule `name`. Returns it (as
+    /// it was, when removed).
+    pub fn schedule_ctl(
+        endpoint: &str,
+        name: &str,
+        action: ScheduleAction,
+        options: &ClientOptions,
+    ) -> Result<ScheduleInfo, ClientError> {
+        let msg = Message::ScheduleCtl {
+            name: name.to_string(),
+            action,
+        };
+        view(ask(endpoint, msg, options)?)
     }
 
     /// DISCONNECT: stop the router.

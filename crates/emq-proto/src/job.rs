@@ -80,6 +80,9 @@ pub struct JobCall {
     pub class_args: Vec<Value>,
     /// EventMQ's class keyword arguments, passed through likewise.
     pub class_kwargs: Map<String, Value>,
+    /// The job's id (its REQUEST's msgid), filled in by the worker that runs
+    /// it, for handlers that need an idempotency key. Not part of the body.
+    pub id: String,
 }
 
 /// The "run" parameters as they are written: borrowed from the call.
@@ -159,6 +162,7 @@ impl JobCall {
             kwargs: p.kwargs,
             class_args: p.class_args,
             class_kwargs: p.class_kwargs,
+            id: String::new(),
         })
     }
 }

@@ -28,7 +28,7 @@ pub use ids::{uuid_text, MsgIds};
 pub use job::{ContentType, JobCall, JobResult, Outcome, Value};
 pub use message::{
     decode, decode_with_limit, peek_msgid, request_frames, Capabilities, Command, Envelope, Frame, Inform, Message,
-    PeerType, Reply, ReplyNotice, Request, ResultFrames, Timing,
+    PeerType, Reply, ReplyNotice, Request, ResultFrames, ScheduleRequest, Timing,
 };
 pub use time::Now;
 pub use views::{JobManagerState, JobState};

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::views::{JobDetail, JobManagerState, JobState};
+use crate::views::{JobDetail, JobManagerState, JobState, ScheduleAction, ScheduleSpec};
 use crate::{
     ContentType, DecodeError, ErrorCode, Headers, Outcome, DEFAULT_MAX_FRAME, MAX_FRAMES, SUPPORTED_VERSIONS, VERSION,
 };
@@ -42,6 +42,9 @@ pub enum Command {
     Dead,
     Retry,
     Purge,
+    Schedules,
+    ScheduleSet,
+    ScheduleCtl,
 }
 
 impl Command {
@@ -116,6 +119,34 @@ pub struct Request {
     pub headers: Headers,
     /// The job body (`JobCall`), in the encoding the headers name.
     pub body: Vec<u8>,
+}
+
+/// SCHEDULE and UNSCHEDULE as EventMQ 0.3.13's client sends them:
+/// `[queue, headers, interval_secs, body, cron]` (its protocol document
+/// lists one frame fewer: the cron frame may be absent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleRequest {
+    /// The queue the fired jobs go to; empty means `default`.
+    pub queue: String,
+    /// The fired jobs' headers, plus EventMQ's `nohaste` and `run_count:N`
+    /// (which stay in [`Headers::other`]).
+    pub headers: Headers,
+    /// Every this long; `None` (a negative frame, EventMQ's `-1`): use `cron`.
+    pub interval: Option<std::time::Duration>,
+    /// The job body (EventMQ: `["run", {"path", "callable", ...}]`).
+    pub body: Vec<u8>,
+    /// A cron expression when `interval` is `None`.
+    pub cron: String,
+}
+
+impl ScheduleRequest {
+    fn interval_text(&self) -> String {
+        match self.interval {
+            None => "-1".into(),
+            Some(d) if d.subsec_nanos() == 0 => d.as_secs().to_string(),
+            Some(d) => d.as_secs_f64().to_string(),
+        }
+    }
 }
 
 /// The frames of a job result: `[body, of_msgid, outcome, content_type]`.
@@ -215,16 +246,27 @@ pub enum Message {
     RouterShowWorkers,
     /// Admin: EventMQ's schedulers ([`crate::views::SchedulersView`]).
     RouterShowSchedulers,
-    /// EventMQ scheduler traffic; kept opaque (emq-router refuses it, see
-    /// protocol.md).
-    Schedule {
-        /// The frames after the msgid.
-        payload: Vec<Vec<u8>>,
+    /// Create or replace a schedule (EventMQ's client command).
+    Schedule(ScheduleRequest),
+    /// Remove the schedule a SCHEDULE with the same call and queue made.
+    Unschedule(ScheduleRequest),
+    /// Extension (admin): list the schedules ([`crate::views::ScheduleList`]).
+    Schedules,
+    /// Extension (admin): create or replace the schedule `spec.name`, firing
+    /// jobs with `body`; answered with its [`crate::views::ScheduleInfo`].
+    ScheduleSet {
+        /// What to fire, where, when.
+        spec: ScheduleSpec,
+        /// The fired jobs' body, in the encoding `spec.headers` names.
+        body: Vec<u8>,
     },
-    /// EventMQ's UNSCHEDULE, kept opaque like [`Message::Schedule`].
-    Unschedule {
-        /// The frames after the msgid.
-        payload: Vec<Vec<u8>>,
+    /// Extension (admin): pause, resume or remove a schedule; answered with
+    /// its [`crate::views::ScheduleInfo`] (as it was, for `remove`).
+    ScheduleCtl {
+        /// The schedule.
+        name: String,
+        /// What to do.
+        action: ScheduleAction,
     },
     /// Extension: a refusal, naming the msgid it answers (may be empty).
     Error {
@@ -288,8 +330,11 @@ impl Message {
             Message::Status => Command::Status,
             Message::RouterShowWorkers => Command::RouterShowWorkers,
             Message::RouterShowSchedulers => Command::RouterShowSchedulers,
-            Message::Schedule { .. } => Command::Schedule,
-            Message::Unschedule { .. } => Command::Unschedule,
+            Message::Schedule(_) => Command::Schedule,
+            Message::Unschedule(_) => Command::Unschedule,
+            Message::Schedules => Command::Schedules,
+            Message::ScheduleSet { .. } => Command::ScheduleSet,
+            Message::ScheduleCtl { .. } => Command::ScheduleCtl,
             Message::Error { .. } => Command::Error,
             Message::Query { .. } => Command::Query,
             Message::Job { .. } => Command::Job,
@@ -367,7 +412,21 @@ impl Message {
                     f.push(s(st.as_str()));
                 }
             }
-            Message::Schedule { payload } | Message::Unschedule { payload } => f.extend(payload.iter().cloned()),
+            Message::Schedule(r) | Message::Unschedule(r) => {
+                f.push(s(&r.queue));
+                f.push(s(&r.headers.encode()));
+                f.push(s(&r.interval_text()));
+                f.push(r.body.clone());
+                f.push(s(&r.cron));
+            }
+            Message::ScheduleSet { spec, body } => {
+                f.push(serde_json::to_vec(spec).unwrap_or_default());
+                f.push(body.clone());
+            }
+            Message::ScheduleCtl { name, action } => {
+                f.push(s(name));
+                f.push(s(action.as_str()));
+            }
             Message::Error { of, code, reason } => {
                 f.push(s(of));
                 f.push(s(code.as_str()));
@@ -401,7 +460,8 @@ impl Message {
             | Message::RouterShowWorkers
             | Message::RouterShowSchedulers
             | Message::Hello
-            | Message::Dead => {}
+            | Message::Dead
+            | Message::Schedules => {}
         }
         f
     }
@@ -632,11 +692,58 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
         Command::RouterShowWorkers => Message::RouterShowWorkers,
         Command::RouterShowSchedulers => Message::RouterShowSchedulers,
         Command::Schedule | Command::Unschedule => {
-            let payload = p.iter().map(|f| f.bytes().to_vec()).collect();
-            if command == Command::Schedule {
-                Message::Schedule { payload }
+            need(command, p.len(), 4)?;
+            let interval = text(2)?.trim();
+            let secs: f64 = interval.parse().map_err(|_| {
+                DecodeError::bad(
+                    "SCHEDULE interval",
+                    format!("{:?} is not a number of seconds (-1 for cron)", interval.escape_debug()),
+                )
+            })?;
+            let interval = if secs < 0.0 {
+                None
             } else {
-                Message::Unschedule { payload }
+                Some(
+                    std::time::Duration::try_from_secs_f64(secs)
+                        .map_err(|e| DecodeError::bad("SCHEDULE interval", e))?,
+                )
+            };
+            let request = ScheduleRequest {
+                queue: name_text("queue", text(0)?)?.to_string(),
+                headers: Headers::parse(text(1)?),
+                interval,
+                body: p[3].bytes().to_vec(),
+                cron: if p.len() > 4 {
+                    text(4)?.trim().to_string()
+                } else {
+                    String::new()
+                },
+            };
+            if command == Command::Schedule {
+                Message::Schedule(request)
+            } else {
+                Message::Unschedule(request)
+            }
+        }
+        Command::Schedules => Message::Schedules,
+        Command::ScheduleSet => {
+            need(command, p.len(), 2)?;
+            Message::ScheduleSet {
+                spec: serde_json::from_str(text(0)?).map_err(|e| DecodeError::bad("SCHEDULE_SET spec", e))?,
+                body: p[1].bytes().to_vec(),
+            }
+        }
+        Command::ScheduleCtl => {
+            need(command, p.len(), 2)?;
+            let action = text(1)?;
+            Message::ScheduleCtl {
+                name: name_text("schedule name", text(0)?)?.to_string(),
+                action: action.parse().map_err(|_| {
+                    DecodeError::bad(
+                        "SCHEDULE_CTL action",
+                        format!("{:?} is not pause, resume or remove", action.escape_debug()),
+                    )
+                })?,
             }
         }
         Command::Error => {
@@ -886,10 +993,42 @@ mod tests {
             Message::Status,
             Message::RouterShowWorkers,
             Message::RouterShowSchedulers,
-            Message::Schedule {
-                payload: vec![b"q".to_vec()],
+            Message::Schedules,
+            Message::ScheduleCtl {
+                name: "nightly".into(),
+                action: ScheduleAction::Pause,
             },
-            Message::Unschedule { payload: vec![] },
+            Message::ScheduleSet {
+                spec: ScheduleSpec {
+                    name: "nightly".into(),
+                    queue: "q".into(),
+                    cron: Some("0 3 * * *".into()),
+                    tz: Some("Europe/Berlin".into()),
+                    ..ScheduleSpec::default()
+                },
+                body: b"{}".to_vec(),
+            },
+            Message::Schedule(ScheduleRequest {
+                queue: "q2".into(),
+                headers: Headers::parse("guarantee,nohaste,run_count:3"),
+                interval: Some(std::time::Duration::from_secs(5)),
+                body: br#"["run", {"callable": "f", "path": "m"}]"#.to_vec(),
+                cron: String::new(),
+            }),
+            Message::Schedule(ScheduleRequest {
+                queue: "q".into(),
+                headers: Headers::default(),
+                interval: None,
+                body: b"[]".to_vec(),
+                cron: "*/5 * * * *".into(),
+            }),
+            Message::Unschedule(ScheduleRequest {
+                queue: "q".into(),
+                headers: Headers::default(),
+                interval: Some(std::time::Duration::from_millis(1500)),
+                body: b"[]".to_vec(),
+                cron: String::new(),
+            }),
             Message::Error {
                 of: "e".into(),
                 code: ErrorCode::QueueFull,
@@ -933,6 +1072,67 @@ mod tests {
                 "{m:?}"
             );
         }
+    }
+
+    /// As `eventmq.client.messages.send_schedule_request` sends them: nine
+    /// frames, the interval as `str(interval_secs or -1)`, the cron last.
+    #[test]
+    fn eventmq_schedule_frames_decode() {
+        let body = br#"["run", {"callable": "job", "path": "tasks", "args": [1], "kwargs": {}, "class_args": [], "class_kwargs": {}}]"#;
+        let f = frames(&[
+            b"",
+            b"eMQP/1.0",
+            b"SCHEDULE",
+            b"id",
+            b"q2",
+            b"guarantee,nohaste",
+            b"5",
+            body,
+            b"",
+        ]);
+        match decode(&f).unwrap().message {
+            Message::Schedule(r) => {
+                assert_eq!(r.queue, "q2");
+                assert!(r.headers.guarantee);
+                assert_eq!(r.headers.other, vec!["nohaste"]);
+                assert_eq!(r.interval, Some(std::time::Duration::from_secs(5)));
+                assert_eq!(r.body, body.to_vec());
+                assert_eq!(r.cron, "");
+            }
+            other => panic!("{other:?}"),
+        }
+        let f = frames(&[
+            b"",
+            b"eMQP/1.0",
+            b"SCHEDULE",
+            b"id",
+            b"default",
+            b"guarantee",
+            b"-1",
+            body,
+            b"*/5 * * * *",
+        ]);
+        match decode(&f).unwrap().message {
+            Message::Schedule(r) => assert_eq!((r.interval, r.cron.as_str()), (None, "*/5 * * * *")),
+            other => panic!("{other:?}"),
+        }
+        // Its protocol document's seven-frame form (no cron frame).
+        let f = frames(&[b"", b"eMQP/1.0", b"UNSCHEDULE", b"id", b"default", b"", b"-1", body]);
+        assert!(matches!(decode(&f).unwrap().message, Message::Unschedule(_)));
+        let f = frames(&[
+            b"",
+            b"eMQP/1.0",
+            b"SCHEDULE",
+            b"id",
+            b"default",
+            b"",
+            b"soon",
+            body,
+            b"",
+        ]);
+        let e = decode(&f).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Malformed);
+        assert!(e.to_string().contains("not a number of seconds"), "{e}");
     }
 
     #[test]

@@ -231,8 +231,131 @@ pub struct WorkersView {
 /// The answer to ROUTER_SHOW_SCHEDULERS.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SchedulersView {
-    /// EventMQ: connected scheduler processes (emq has none).
+    /// EventMQ: connected scheduler processes. Always empty: emq-router runs
+    /// schedules itself and refuses scheduler processes.
     pub connected_schedulers: BTreeMap<String, serde_json::Value>,
+    /// The schedules the router itself keeps (see SCHEDULES).
+    #[serde(default)]
+    pub schedules: u64,
+    /// When the next one fires.
+    #[serde(default)]
+    pub next_fire: Option<Timestamp>,
+}
+
+/// What to do with the slots of a schedule that passed while the router
+/// was down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, strum::Display, strum::EnumString)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum MissedPolicy {
+    /// Fire once, at restart, for all of them.
+    #[default]
+    Coalesce,
+    /// Fire none of them; go on from the next slot.
+    Skip,
+}
+
+/// SCHEDULE_CTL's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
+pub enum ScheduleAction {
+    /// Stop firing until resumed.
+    Pause,
+    /// Fire again, from the next slot (slots passed while paused are not fired).
+    Resume,
+    /// Forget it.
+    Remove,
+}
+
+impl ScheduleAction {
+    /// The action as it travels.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// When a schedule fires: exactly one of `every_ms` and `cron`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    /// Its name: letters, digits, `.`, `_`, `-`; at most 128.
+    pub name: String,
+    /// The queue its jobs go to.
+    pub queue: String,
+    /// The fired jobs' headers frame (`timeout:N`, `retry-count:N`, ...).
+    #[serde(default)]
+    pub headers: String,
+    /// Fire every this many milliseconds, from when it is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_ms: Option<u64>,
+    /// Fire at the times of this cron expression (5 fields, or 6 with seconds first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// The IANA time zone `cron` is read in (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+    /// Do not fire when created, only at the first slot.
+    #[serde(default)]
+    pub nohaste: bool,
+    /// Fire this many times, then end (and be removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_count: Option<u64>,
+    /// Slots passed while the router was down.
+    #[serde(default)]
+    pub missed: MissedPolicy,
+    /// Created paused.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// One schedule in SCHEDULES, and the answer to SCHEDULE_SET and SCHEDULE_CTL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleInfo {
+    /// Its name.
+    pub name: String,
+    /// The queue its jobs go to.
+    pub queue: String,
+    /// The handler its jobs call.
+    pub handler: String,
+    /// Every this many milliseconds (interval schedules).
+    pub every_ms: Option<u64>,
+    /// Its cron expression (cron schedules).
+    pub cron: Option<String>,
+    /// The time zone of `cron`.
+    pub tz: Option<String>,
+    /// Who made it: `admin` (SCHEDULE_SET) or `eventmq` (SCHEDULE).
+    pub origin: String,
+    /// When it was created (or last replaced).
+    pub created: Timestamp,
+    /// Its next slot; `None` while paused.
+    pub next: Option<Timestamp>,
+    /// The slot it last fired for.
+    pub last_slot: Option<Timestamp>,
+    /// When it last fired.
+    pub last_fire: Option<Timestamp>,
+    /// The job it last fired (`sched:NAME:SLOT_MS`).
+    pub last_job: Option<String>,
+    /// How the last fired job that ended ended.
+    pub last_outcome: Option<JobState>,
+    /// Its error, if it failed.
+    pub last_error: Option<String>,
+    /// Jobs fired so far.
+    pub fires: u64,
+    /// Slots not fired: passed while the router was down (beyond the one a
+    /// coalesce fires), or with the queue full.
+    pub missed_slots: u64,
+    /// Fires left, for a schedule with a run count.
+    pub remaining: Option<u64>,
+    /// Slots passed while the router was down.
+    pub missed: MissedPolicy,
+    /// Whether it is paused.
+    pub paused: bool,
+}
+
+/// The answer to SCHEDULES: every schedule, by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleList {
+    /// The schedules.
+    pub schedules: Vec<ScheduleInfo>,
 }
 
 /// One transition in a job's log.

@@ -81,8 +81,9 @@ fn strings(v: &Value, what: &str) -> Result<Vec<String>, JobError> {
 }
 
 /// Run a program: `argv` (kwarg, or the positional args), optional `env`
-/// (object), `cwd` and `stdin` (string). Returns exit code, stdout and stderr;
-/// a non-zero exit (or death by signal) is a failure carrying the same value.
+/// (object), `cwd` and `stdin` (string); the program finds the job's id in
+/// `EMQ_JOB_ID`. Returns exit code, stdout and stderr; a non-zero exit (or
+/// death by signal) is a failure carrying the same value.
 fn exec(call: &JobCall) -> Result<Value, JobError> {
     let argv = match call.kwargs.get("argv") {
         Some(v) => strings(v, "argv")?,
@@ -92,6 +93,7 @@ fn exec(call: &JobCall) -> Result<Value, JobError> {
         return Err(JobError::new("emq.exec needs a program to run"));
     };
     let mut cmd = Command::new(program);
+    cmd.env("EMQ_JOB_ID", &call.id);
     cmd.args(rest)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -189,6 +191,13 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(v["stdout"], "y\n/\n");
+        let mut with_id = call("emq.exec", json!(["sh", "-c", "echo $EMQ_JOB_ID"]), json!({}));
+        with_id.id = "job-7".into();
+        assert_eq!(
+            exec(&with_id).unwrap()["stdout"],
+            "job-7\n",
+            "the program knows its job"
+        );
         assert!(exec(&call("emq.exec", json!(["/no/such/program"]), json!({}))).is_err());
         assert!(exec(&call("emq.exec", json!([]), json!({}))).is_err());
     }

@@ -64,7 +64,7 @@ pub(crate) fn run(registry: Registry) -> ! {
         let Some((msgid, ct, body)) = ipc::decode_request(&rec) else {
             die("corrupt record from jobmanager")
         };
-        let (outcome, result) = run_one(&registry, ct, &body);
+        let (outcome, result) = run_one(&registry, &msgid, ct, &body);
         let response = ipc::encode_response(&msgid, outcome, ct, &result.encode_body(ct));
         // One write per job: holding a result back while the next job runs
         // could delay it by that job's whole duration.
@@ -74,8 +74,8 @@ pub(crate) fn run(registry: Registry) -> ! {
     }
 }
 
-fn run_one(registry: &Registry, ct: emq_proto::ContentType, body: &[u8]) -> (Outcome, JobResult) {
-    let call = match JobCall::decode(body, ct) {
+fn run_one(registry: &Registry, id: &str, ct: emq_proto::ContentType, body: &[u8]) -> (Outcome, JobResult) {
+    let mut call = match JobCall::decode(body, ct) {
         Ok(c) => c,
         Err(e) => {
             return (
@@ -84,6 +84,7 @@ fn run_one(registry: &Registry, ct: emq_proto::ContentType, body: &[u8]) -> (Out
             )
         }
     };
+    call.id = id.to_string();
     let Some(handler) = registry.get(&call.handler) else {
         let msg = format!("no handler named {:?} on this jobmanager", call.handler);
         // The name travels in the value, so that whoever reads the result

@@ -207,3 +207,122 @@ fn eventmq_jobmanager_comes_back_after_a_router_restart() {
     );
     assert_eq!((out.code, out.stdout.trim()), (Some(0), "42"), "{out:?}");
 }
+
+/// EventMQ's `schedule()` against emq-router; the answer the router sent.
+fn eventmq_schedule(
+    r: &RouterProc,
+    action: &str,
+    queue: &str,
+    interval: &str,
+    cron: &str,
+    headers: &str,
+    argv: &Value,
+) -> Value {
+    let argv = argv.to_string();
+    let out = run_with_deadline(
+        python("client_schedule.py"),
+        &[&r.frontend, action, queue, interval, cron, headers, &argv],
+        None,
+        T,
+    );
+    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+}
+
+fn marker_lines(file: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn eventmq_client_schedules_run_on_emq_until_unscheduled() {
+    let r = router();
+    // Serving q2 and q3 only: a job that went to `default` (EventMQ's
+    // scheduler sends cron jobs there) would never run.
+    let _jm = JobManagerProc::start(&r, &["-J", "2", "-Q", "q2", "-Q", "q3"]);
+    let dir = emq_tests::Scratch::new();
+    let (every, cron, counted) = (dir.path("every"), dir.path("cron"), dir.path("counted"));
+    let append = |file: &std::path::Path| json!(["sh", "-c", format!("echo $EMQ_JOB_ID >> {}", file.display())]);
+
+    let ack = eventmq_schedule(&r, "schedule", "q2", "1", "", "guarantee", &append(&every));
+    assert_eq!(ack["answer"], "ACK", "{ack}");
+    let ack = eventmq_schedule(&r, "schedule", "q3", "", "* * * * * *", "guarantee", &append(&cron));
+    assert_eq!(ack["answer"], "ACK", "{ack}");
+    let ack = eventmq_schedule(
+        &r,
+        "schedule",
+        "q2",
+        "1",
+        "",
+        "guarantee,run_count:3",
+        &append(&counted),
+    );
+    assert_eq!(ack["answer"], "ACK", "{ack}");
+
+    // About once a second, each fire a job of its own.
+    let started = std::time::Instant::now();
+    assert!(
+        wait_until(T, || marker_lines(&every).len() >= 4),
+        "interval schedule on q2 did not fire"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500),
+        "4 fires (one at once, then every second) took {took:?}"
+    );
+    let ids = marker_lines(&every);
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "no slot fired twice: {ids:?}");
+    assert!(ids.iter().all(|id| id.starts_with("sched:eventmq-exec-")), "{ids:?}");
+    assert!(
+        wait_until(T, || marker_lines(&cron).len() >= 2),
+        "cron schedule on q3 did not fire"
+    );
+
+    // Unschedule: it stops, and the router says so.
+    let ack = eventmq_schedule(&r, "unschedule", "q2", "1", "", "guarantee", &append(&every));
+    assert_eq!(ack["answer"], "ACK", "{ack}");
+    let stopped_at = marker_lines(&every).len();
+    let again = eventmq_schedule(&r, "unschedule", "q2", "1", "", "guarantee", &append(&every));
+    assert_eq!(
+        (again["answer"].as_str(), again["code"].as_str()),
+        (Some("ERROR"), Some("unknown-schedule"))
+    );
+    // A malformed one is refused with a reason, never silence.
+    let bad = eventmq_schedule(&r, "schedule", "q2", "", "61 * * * *", "", &append(&every));
+    assert_eq!(
+        (bad["answer"].as_str(), bad["code"].as_str()),
+        (Some("ERROR"), Some("invalid")),
+        "{bad}"
+    );
+
+    // run_count:3 fires exactly three times: wait for the third, then as long
+    // again as the three took, and see no fourth.
+    assert!(
+        wait_until(T, || marker_lines(&counted).len() >= 3),
+        "run_count schedule stopped short"
+    );
+    let list = emq_cli(&r, &["schedule", "list", "--json"], None, T);
+    let list: Value = serde_json::from_str(list.stdout.trim()).unwrap();
+    let names: Vec<&str> = list["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["queue"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["q3"],
+        "the unscheduled and the finished run_count schedules are gone: {list}"
+    );
+    assert!(
+        !wait_until(Duration::from_secs(3), || marker_lines(&counted).len() > 3),
+        "a fourth fire"
+    );
+    assert!(
+        marker_lines(&every).len() <= stopped_at + 1,
+        "the unscheduled schedule kept firing (at most one already dispatched may finish)"
+    );
+}

@@ -89,3 +89,246 @@ fn send_at_a_time_waits_for_it() {
     assert_eq!(out.code, Some(64), "{}", out.stderr);
     assert!(out.stderr.contains("RFC 3339"), "{}", out.stderr);
 }
+
+/// One fired job per line of `markers`: the job ids, distinct (a job that
+/// ran again after a crash, as at-least-once allows, is one fire).
+fn fired_ids(markers: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(markers)
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// A job that marks its fire with a directory named by its id (a job run
+/// again after a crash, as at-least-once allows, marks the same fire).
+fn mark(markers: &Path) -> String {
+    format!("mkdir -p {}/$EMQ_JOB_ID", markers.display())
+}
+
+fn schedule_list(r: &RouterProc) -> Vec<Value> {
+    json(&emq_cli(r, &["--json", "schedule", "list"], None, T))["schedules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn emq_cli_adds_lists_pauses_resumes_and_removes_schedules() {
+    let r = RouterProc::start(ROUTER_ARGS);
+    let _jm = JobManagerProc::start(&r, &["-J", "2"]);
+    let dir = Scratch::new();
+    let markers = dir.path("markers");
+    std::fs::create_dir(&markers).unwrap();
+    let added = json(&emq_cli(
+        &r,
+        &[
+            "--json",
+            "schedule",
+            "add",
+            "tick",
+            "--every",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            &mark(&markers),
+        ],
+        None,
+        T,
+    ));
+    assert_eq!(
+        (added["name"].as_str(), added["every_ms"].as_u64()),
+        (Some("tick"), Some(1000))
+    );
+    assert!(
+        wait_until(T, || fired_ids(&markers).len() >= 3),
+        "the schedule did not fire"
+    );
+    let ok = wait_until(T, || schedule_list(&r)[0]["last_outcome"] == "FINISHED");
+    assert!(ok, "{:?}", schedule_list(&r));
+    let status = json(&emq_cli(&r, &["--json", "status"], None, T));
+    assert_eq!(status["schedules"], 1);
+
+    let paused = json(&emq_cli(&r, &["--json", "schedule", "pause", "tick"], None, T));
+    assert_eq!(paused["paused"], true);
+    let at_pause = paused["fires"].as_u64().unwrap();
+    // Nothing fires while paused (one fired just before may still finish).
+    assert!(!wait_until(Duration::from_millis(2500), || fired_ids(&markers).len()
+        as u64
+        > at_pause));
+    let resumed = json(&emq_cli(&r, &["--json", "schedule", "resume", "tick"], None, T));
+    assert!(resumed["next"].is_string());
+    assert!(
+        wait_until(T, || fired_ids(&markers).len() as u64 >= at_pause + 2),
+        "did not resume"
+    );
+
+    // A cron schedule in a zone, shown as such.
+    let cron = json(&emq_cli(
+        &r,
+        &[
+            "--json",
+            "schedule",
+            "add",
+            "nightly",
+            "--cron",
+            "30 2 * * *",
+            "--tz",
+            "Europe/Berlin",
+            "--nohaste",
+            "emq.echo",
+            "1",
+        ],
+        None,
+        T,
+    ));
+    assert_eq!(
+        (cron["fires"].as_u64(), cron["tz"].as_str()),
+        (Some(0), Some("Europe/Berlin"))
+    );
+    let text = emq_cli(&r, &["schedule", "list"], None, T);
+    assert!(
+        text.stdout.contains("cron '30 2 * * *' Europe/Berlin"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("every 1s"), "{}", text.stdout);
+
+    // Mistakes: said, with the exit code of the table.
+    let bad = emq_cli(
+        &r,
+        &["schedule", "add", "x", "--cron", "61 * * * *", "emq.echo"],
+        None,
+        T,
+    );
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(bad.stderr.contains("cron expression"), "{}", bad.stderr);
+    let usage = emq_cli(&r, &["schedule", "add", "x", "--every", "soon", "emq.echo"], None, T);
+    assert_eq!(usage.code, Some(64), "{}", usage.stderr);
+    let unknown = emq_cli(&r, &["schedule", "remove", "nope"], None, T);
+    assert_eq!(unknown.code, Some(2), "{}", unknown.stderr);
+
+    for name in ["tick", "nightly"] {
+        assert_eq!(emq_cli(&r, &["schedule", "remove", name], None, T).code, Some(0));
+    }
+    assert!(schedule_list(&r).is_empty());
+}
+
+/// xorshift64: random crash moments without a dependency.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn router_killed_repeatedly_while_schedules_fire_neither_repeats_nor_loses_a_slot() {
+    let scratch = Scratch::new();
+    let journal = scratch.path("router.redb");
+    let mut r = RouterProc::start_on(["tcp://127.0.0.1:*"; 3], &journal, ROUTER_ARGS);
+    let endpoints = [r.frontend.clone(), r.backend.clone(), r.admin.clone()];
+    let _jm = JobManagerProc::start(&r, &["-J", "2"]);
+    let markers = scratch.path("markers");
+    std::fs::create_dir(&markers).unwrap();
+    let names = ["a", "b", "c"];
+    for name in names {
+        let out = emq_cli(
+            &r,
+            &[
+                "schedule",
+                "add",
+                name,
+                "--every",
+                "1s",
+                "--",
+                "sh",
+                "-c",
+                &mark(&markers),
+            ],
+            None,
+            T,
+        );
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+    }
+    let mut seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    eprintln!("crash moments seeded with {seed}");
+    // (killed at, serving again at), wall clock ms.
+    let mut down: Vec<(i64, i64)> = Vec::new();
+    for _ in 0..10 {
+        // Let a few slots fire, then crash at a random moment within a second.
+        let before = fired_ids(&markers).len();
+        let more = 1 + (next_random(&mut seed) % 4) as usize;
+        assert!(
+            wait_until(T, || fired_ids(&markers).len() >= before + more),
+            "schedules stopped firing"
+        );
+        std::thread::sleep(Duration::from_millis(next_random(&mut seed) % 1000));
+        let killed = unix_ms();
+        r.proc.kill9();
+        // Down for up to 2.5 s: often long enough for slots to pass.
+        std::thread::sleep(Duration::from_millis(next_random(&mut seed) % 2500));
+        r = RouterProc::start_on([&endpoints[0], &endpoints[1], &endpoints[2]], &journal, ROUTER_ARGS);
+        down.push((killed, unix_ms()));
+    }
+    let before = fired_ids(&markers).len();
+    assert!(
+        wait_until(T, || fired_ids(&markers).len() >= before + 3),
+        "no fires after the last restart"
+    );
+    // Stop them, and let every fired job finish.
+    let mut schedules = Vec::new();
+    for name in names {
+        schedules.push(json(&emq_cli(&r, &["--json", "schedule", "remove", name], None, T)));
+    }
+    let total: u64 = schedules.iter().map(|s| s["fires"].as_u64().unwrap()).sum();
+    let settled = wait_until(Duration::from_secs(60), || fired_ids(&markers).len() as u64 >= total);
+    let ids = fired_ids(&markers);
+    assert!(settled, "{} jobs fired, {} ran", total, ids.len());
+
+    let ts = |v: &Value| jiff::Timestamp::from_str_ms(v.as_str().unwrap());
+    for s in &schedules {
+        let name = s["name"].as_str().unwrap();
+        let slots: Vec<i64> = ids
+            .iter()
+            .filter_map(|id| id.strip_prefix(&format!("sched:{name}:")))
+            .map(|slot| slot.parse().unwrap())
+            .collect();
+        // Every fire the router counted ran, and nothing else: a slot fired
+        // twice would count twice but leave one marker.
+        assert_eq!(slots.len() as u64, s["fires"].as_u64().unwrap(), "{name}: {s}");
+        // Every slot from the first to the last either fired once or is
+        // counted missed; missed ones all fell while the router was down.
+        let (first, last) = (ts(&s["created"]), ts(&s["last_slot"]));
+        let all: Vec<i64> = (first..=last).step_by(1000).collect();
+        assert_eq!(slots.first(), Some(&first), "{name}: fired at creation");
+        let missed: Vec<i64> = all.iter().copied().filter(|t| !slots.contains(t)).collect();
+        assert_eq!(missed.len() as u64, s["missed_slots"].as_u64().unwrap(), "{name}: {s}");
+        for slot in &missed {
+            let covered = down
+                .iter()
+                .any(|(killed, back)| *slot >= killed - 200 && *slot <= *back);
+            assert!(covered, "{name}: slot {slot} missed while the router was up ({down:?})");
+        }
+        assert!(
+            slots.iter().all(|t| (t - first) % 1000 == 0),
+            "{name}: off its phase: {slots:?}"
+        );
+        eprintln!(
+            "schedule {name}: {} slots, {} fired, {} missed over {} crashes",
+            all.len(),
+            slots.len(),
+            missed.len(),
+            down.len()
+        );
+    }
+}
+
+trait FromStrMs {
+    fn from_str_ms(s: &str) -> i64;
+}
+
+impl FromStrMs for jiff::Timestamp {
+    fn from_str_ms(s: &str) -> i64 {
+        s.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
+}

@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod cancel;
 pub mod keys;
 pub mod result;
+pub mod schedule;
 pub mod send;
 pub mod status;
 

@@ -9,9 +9,10 @@ use crate::exit::{Exit, Failure};
 use crate::output::{print_json, ResultOut, Submitted};
 use crate::Cli;
 
-/// `send`'s arguments.
+/// What a job calls: a handler with JSON arguments, or a program (`send`
+/// and `schedule add` share these).
 #[derive(Args, Debug)]
-pub struct SendArgs {
+pub struct CallArgs {
     /// Handler to call (e.g. emq.echo); leave out when giving `-- PROGRAM`.
     pub handler: Option<String>,
     /// Its arguments as JSON: a list is several arguments, anything else
@@ -20,6 +21,17 @@ pub struct SendArgs {
     /// Keyword arguments as a JSON object.
     #[arg(long)]
     pub kwargs: Option<String>,
+    /// A program and its arguments, run by the `emq.exec` built-in.
+    #[arg(last = true, value_name = "PROGRAM")]
+    pub program: Vec<String>,
+}
+
+/// `send`'s arguments.
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// What the job calls.
+    #[command(flatten)]
+    pub call: CallArgs,
     /// How the job is sent.
     #[command(flatten)]
     pub opts: JobOpts,
@@ -29,9 +41,6 @@ pub struct SendArgs {
     /// Seconds to wait for the result with --wait.
     #[arg(long, default_value_t = 60.0)]
     pub wait_timeout: f64,
-    /// A program and its arguments, run by the `emq.exec` built-in.
-    #[arg(last = true, value_name = "PROGRAM")]
-    pub program: Vec<String>,
     /// The router's client endpoint.
     #[command(flatten)]
     pub client: ClientConn,
@@ -45,8 +54,14 @@ pub(crate) fn parse_json(what: &str, s: &str) -> Result<Value, Failure> {
     serde_json::from_str(s).map_err(|e| Failure::usage(format!("{what} is not JSON ({e}): {s}")))
 }
 
-/// The job the arguments describe.
-fn job(args: &SendArgs) -> Result<Job, Failure> {
+impl CallArgs {
+    /// The job calling what the arguments name, with default options.
+    pub fn job(&self) -> Result<Job, Failure> {
+        call_job(self)
+    }
+}
+
+fn call_job(args: &CallArgs) -> Result<Job, Failure> {
     let mut job = match (&args.handler, args.program.is_empty()) {
         (None, false) => Job::exec(args.program.iter().cloned()),
         (Some(h), true) => Job::new(h.clone()),
@@ -71,7 +86,12 @@ fn job(args: &SendArgs) -> Result<Job, Failure> {
             job = job.kwarg(key, v);
         }
     }
-    Ok(args.opts.apply(job)?.reply(args.wait))
+    Ok(job)
+}
+
+/// The job the arguments describe.
+fn job(args: &SendArgs) -> Result<Job, Failure> {
+    Ok(args.opts.apply(args.call.job()?)?.reply(args.wait))
 }
 
 /// Send the job; with `--wait`, print its result.

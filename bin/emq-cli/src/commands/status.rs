@@ -65,7 +65,7 @@ fn print_router(v: &RouterStatus) {
     super::admin::print_jobmanagers(&v.jobmanagers);
     println!();
     println!(
-        "waiting in all: {}   results kept: {}   uptime: {}s",
-        v.waiting_total, v.results_kept, v.uptime_s
+        "waiting in all: {}   delayed: {}   schedules: {}   results kept: {}   uptime: {}s",
+        v.waiting_total, v.delayed, v.schedules, v.results_kept, v.uptime_s
     );
 }

@@ -1,6 +1,7 @@
 //! Admin commands (admin endpoint only): DISCONNECT, STATUS,
-//! ROUTER_SHOW_WORKERS, ROUTER_SHOW_SCHEDULERS, DEAD, RETRY, PURGE, and the
-//! typed views they answer with (`emq_proto::views`).
+//! ROUTER_SHOW_WORKERS, ROUTER_SHOW_SCHEDULERS, DEAD, RETRY, PURGE, the
+//! schedule commands (handled in `schedules.rs`), and the typed views they
+//! answer with (`emq_proto::views`).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -35,7 +36,20 @@ impl Router {
                 let view = self.workers_view(now);
                 self.answer(&peer, ReplyNotice::of(&view));
             }
-            Message::RouterShowSchedulers => self.answer(&peer, ReplyNotice::of(&SchedulersView::default())),
+            Message::RouterShowSchedulers => {
+                let view = SchedulersView {
+                    connected_schedulers: BTreeMap::new(),
+                    schedules: self.schedules.len() as u64,
+                    next_fire: self.next_fire().map(emq_proto::views::timestamp_ms),
+                };
+                self.answer(&peer, ReplyNotice::of(&view));
+            }
+            Message::Schedules => {
+                let view = self.schedule_list();
+                self.answer(&peer, ReplyNotice::of(&view));
+            }
+            Message::ScheduleSet { spec, body } => self.on_schedule_set(self.now(), &peer, &msgid, spec, body),
+            Message::ScheduleCtl { name, action } => self.on_schedule_ctl(self.now(), &peer, &msgid, &name, action),
             Message::Dead => {
                 let view = self.dead_list();
                 self.answer(&peer, ReplyNotice::of(&view));
@@ -106,6 +120,7 @@ impl Router {
             waiting_total: self.queues.waiting_total() as u64,
             results_kept: self.results.len() as u64,
             delayed: self.timers.len() as u64,
+            schedules: self.schedules.len() as u64,
             uptime_s: self.uptime(now).as_secs(),
             ..RouterStatus::default()
         };

@@ -31,16 +31,19 @@ impl Router {
             | Message::RouterShowSchedulers
             | Message::Dead
             | Message::Retry { .. }
-            | Message::Purge { .. } => self.refuse(
+            | Message::Purge { .. }
+            | Message::Schedules
+            | Message::ScheduleSet { .. }
+            | Message::ScheduleCtl { .. } => self.refuse(
                 Endpoint::Frontend,
                 &peer,
                 &msgid,
                 ErrorCode::AdminOnly,
                 "admin commands are only accepted on the admin endpoint",
             ),
-            Message::Schedule { .. }
-            | Message::Unschedule { .. }
-            | Message::Inform(Inform {
+            Message::Schedule(req) => self.on_eventmq_schedule(self.now(), &peer, &msgid, req),
+            Message::Unschedule(req) => self.on_eventmq_unschedule(&peer, &msgid, req),
+            Message::Inform(Inform {
                 peer_type: PeerType::Scheduler,
                 ..
             }) => self.refuse(
@@ -48,7 +51,7 @@ impl Router {
                 &peer,
                 &msgid,
                 ErrorCode::UnknownCommand,
-                "emq-router does not run EventMQ schedulers",
+                "emq-router keeps schedules itself (send SCHEDULE as a client); it takes no scheduler processes",
             ),
             other => {
                 let reason = format!("{} is not a client command", other.command().as_str());
@@ -193,7 +196,8 @@ impl Router {
         if guarantee {
             // Journaled in this batch; the transport commits it before it
             // sends the ACK.
-            self.accept_guaranteed(&key, &job, not_before.filter(|_| wait.is_some()));
+            let origin = format!("accepted from {acked}");
+            self.accept_guaranteed(&key, &job, not_before.filter(|_| wait.is_some()), origin);
             let ack = Message::Ack {
                 of: key.to_string(),
                 timing: None,

@@ -104,8 +104,9 @@ impl Router {
     }
 
     /// A new guaranteed job: journal it (with its body) and track it.
-    /// `not_before`: it waits for that time (ms since the Unix epoch).
-    pub(super) fn accept_guaranteed(&mut self, key: &JobKey, job: &Job, not_before: Option<i64>) {
+    /// `not_before`: it waits for that time (ms since the Unix epoch);
+    /// `origin`: where it came from, for its log.
+    pub(super) fn accept_guaranteed(&mut self, key: &JobKey, job: &Job, not_before: Option<i64>, origin: String) {
         self.guaranteed.accepted_seq += 1;
         let mut record = JobRecord {
             queue: job.queue.to_string(),
@@ -120,7 +121,7 @@ impl Router {
             not_before_unix_ms: not_before,
         };
         let at = self.wall_ms;
-        record.push_log(at, JobState::Accepted, format!("accepted from {}", job.client));
+        record.push_log(at, JobState::Accepted, origin);
         match not_before {
             Some(t) => record.push_log(
                 at,
@@ -222,6 +223,17 @@ impl Router {
             ),
             _ => format!("{}: {error}", result.outcome.as_str()),
         };
+        let fired = self
+            .guaranteed
+            .tracked
+            .get(key)
+            .is_some_and(|r| r.client == super::schedules::SCHEDULER_PEER);
+        if fired && self.fired_job_ended(key, status, &error) && status != JobState::Dead {
+            // Its outcome is in its schedule's row: nobody else asks for it.
+            self.guaranteed.tracked.remove(key);
+            self.unjournal(key);
+            return;
+        }
         if let Some(r) = self.guaranteed.tracked.get_mut(key) {
             r.push_log(at, status, message);
             r.result = Some(StoredOutcome::from_frames(result));

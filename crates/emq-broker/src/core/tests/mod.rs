@@ -20,6 +20,7 @@ mod handlers;
 mod pair;
 mod random;
 mod routing;
+mod schedules;
 
 /// The seed of every simulated router: runs repeat exactly.
 const SEED: u128 = 0x5EED_0000_0000_0000_0000_0000_0000_0001;
@@ -29,6 +30,39 @@ pub(super) struct Sim {
     pub now: Now,
     /// Jobmanagers that [`Sim::run_for`] keeps alive with heartbeats.
     pub alive: Vec<String>,
+    /// What [`Sim::commit`] wrote, for [`Sim::restart`].
+    pub journal: MemJournal,
+    config: Config,
+}
+
+/// A journal in memory that applies store operations as the redb store does.
+#[derive(Debug, Default, Clone)]
+pub(super) struct MemJournal(pub std::collections::BTreeMap<(Table, String), Vec<u8>>);
+
+impl MemJournal {
+    pub(super) fn apply(&mut self, ops: Vec<StoreOp>) {
+        for op in ops {
+            match op {
+                StoreOp::Put { table, key, value } => {
+                    self.0.insert((table, key), value);
+                }
+                StoreOp::Delete { table, key } => {
+                    self.0.remove(&(table, key));
+                }
+            }
+        }
+    }
+
+    pub(super) fn rows(&self) -> Vec<Row> {
+        self.0
+            .iter()
+            .map(|((table, key), value)| Row {
+                table: *table,
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
 }
 
 pub(super) fn peer(s: &str) -> PeerId {
@@ -37,12 +71,35 @@ pub(super) fn peer(s: &str) -> PeerId {
 
 impl Sim {
     pub(super) fn new(config: Config) -> Sim {
-        let now = Now::new(Instant::now(), 1_700_000_000_000);
+        Sim::at(config, 1_700_000_000_000)
+    }
+
+    /// A router whose wall clock starts at `unix_ms`.
+    pub(super) fn at(config: Config, unix_ms: i64) -> Sim {
+        let now = Now::new(Instant::now(), unix_ms);
         Sim {
-            r: Router::new(config, now, SEED),
+            r: Router::new(config.clone(), now, SEED),
             now,
             alive: Vec::new(),
+            journal: MemJournal::default(),
+            config,
         }
+    }
+
+    /// Commit what the router asked to journal.
+    pub(super) fn commit(&mut self) {
+        let ops = self.r.take_store_ops();
+        self.journal.apply(ops);
+    }
+
+    /// The router dies (after its last commit: what it did not commit is
+    /// lost), stays down for `down`, and starts again on its journal.
+    pub(super) fn restart(&mut self, down: Duration) {
+        let _lost = self.r.take_store_ops();
+        let _unsent: Vec<Outgoing> = self.r.take_outgoing().collect();
+        self.now = self.now.after(down);
+        self.r = Router::new(self.config.clone(), self.now, SEED);
+        self.r.restore(self.now, self.journal.rows()).expect("journal restores");
     }
 
     pub(super) fn default() -> Sim {
