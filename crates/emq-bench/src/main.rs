@@ -8,6 +8,7 @@
 
 mod floor;
 mod procs;
+mod schedules;
 mod stats;
 
 use std::time::{Duration, Instant};
@@ -49,6 +50,15 @@ struct Args {
     /// Jobs left waiting for the memory measurement (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     waiting: usize,
+    /// Schedules for the schedules row, each firing every second (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    schedules: usize,
+    /// Seconds the schedules row measures for (after a 3 s warm-up).
+    #[arg(long, default_value_t = 20)]
+    schedule_seconds: u64,
+    /// Only the schedules row.
+    #[arg(long)]
+    only_schedules: bool,
     /// Small numbers for a CI smoke run.
     #[arg(long)]
     quick: bool,
@@ -79,8 +89,14 @@ fn main() -> anyhow::Result<()> {
         args.jobs = 2000;
         args.latency_samples = 200;
         args.waiting = 10_000;
+        args.schedules = args.schedules.min(1000);
+        args.schedule_seconds = 3;
     }
-    run(&args)
+    if args.only_schedules {
+        return report_schedules(&args);
+    }
+    run(&args)?;
+    report_schedules(&args)
 }
 
 /// A job body of about `size` bytes for the no-op handler.
@@ -121,6 +137,45 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     report(args, &r, memory);
+    Ok(())
+}
+
+/// The schedules rows: lateness of fires, router CPU, memory per schedule.
+fn report_schedules(args: &Args) -> anyhow::Result<()> {
+    if args.schedules == 0 {
+        return Ok(());
+    }
+    let n = args.schedules;
+    eprintln!("schedules: {n} every second, {} s each layout", args.schedule_seconds);
+    let rows = [
+        schedules::measure(schedules::Layout::Interval, n, args.schedule_seconds)?,
+        schedules::measure(schedules::Layout::CronAligned, n, args.schedule_seconds)?,
+    ];
+    let (idle_cpu, idle_bytes) = schedules::idle(n, 5)?;
+    println!(
+        "\n| schedules (the bench takes the fired jobs) | lateness p50 | p99 | max | fires/s | router CPU | router RSS per schedule |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for mut row in rows {
+        let what = match row.layout {
+            schedules::Layout::Interval => format!("{} x every 1s, phases spread over the second", row.count),
+            schedules::Layout::CronAligned => format!("{} x cron every second, all due at once", row.count),
+        };
+        println!(
+            "| {what} | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ({} fires) | {:.0}% | {:.0} B (fired jobs in flight included) |",
+            row.lateness_ms.quantile(0.5),
+            row.lateness_ms.quantile(0.99),
+            row.lateness_ms.quantile(1.0),
+            row.fires_per_s,
+            row.lateness_ms.len(),
+            row.router_cpu * 100.0,
+            row.bytes_per_schedule,
+        );
+    }
+    println!(
+        "| {n} scheduled, none due for an hour | | | | | {:.2}% | {idle_bytes:.0} B |",
+        idle_cpu * 100.0
+    );
     Ok(())
 }
 

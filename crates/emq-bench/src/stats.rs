@@ -10,6 +10,14 @@ impl Series {
         Series(d.into_iter().map(|d| d.as_secs_f64()).collect())
     }
 
+    pub(crate) fn from_values(v: Vec<f64>) -> Series {
+        Series(v)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub(crate) fn push(&mut self, v: f64) {
         self.0.push(v);
     }

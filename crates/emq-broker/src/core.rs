@@ -283,17 +283,18 @@ impl Router {
     /// After a restart: hand each module the journal rows it owns.
     pub fn restore(&mut self, now: Now, rows: Vec<Row>) -> Result<(), CorruptRow> {
         self.set_now(now);
-        let (mut records, mut bodies, mut schedules) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut records, mut bodies, mut schedules, mut states) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for row in rows {
             match row.table {
                 Table::Records => records.push(row),
                 Table::Bodies => bodies.push(row),
                 Table::Schedules => schedules.push(row),
+                Table::ScheduleState => states.push(row),
             }
         }
         // Jobs first: a schedule's fired jobs are among them.
         self.restore_guaranteed(now, records, bodies)?;
-        self.restore_schedules(now, schedules)
+        self.restore_schedules(now, schedules, states)
     }
 
     /// Stop taking work and say KBYE to every jobmanager and client.
@@ -302,7 +303,13 @@ impl Router {
         let mut jobmanagers: Vec<PeerId> = self.fleet.keys().cloned().collect();
         jobmanagers.sort_unstable();
         self.broadcast(Endpoint::Backend, jobmanagers, &Message::Kbye);
-        let mut clients: Vec<PeerId> = self.jobs.values().map(|j| PeerId::clone(&j.client)).collect();
+        // Not the router itself, the client of the jobs its schedules fire.
+        let mut clients: Vec<PeerId> = self
+            .jobs
+            .values()
+            .filter(|j| j.client.0 != schedules::SCHEDULER_PEER)
+            .map(|j| PeerId::clone(&j.client))
+            .collect();
         clients.sort_unstable();
         clients.dedup();
         self.broadcast(Endpoint::Frontend, clients, &Message::Kbye);

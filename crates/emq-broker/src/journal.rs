@@ -16,8 +16,11 @@ pub enum Table {
     Records,
     /// Guaranteed jobs' bodies (`tracking::JobBody`), by job id, written once.
     Bodies,
-    /// Schedules (`core::schedules` records), by schedule name.
+    /// Schedules: what each is (`core::schedules::ScheduleDef`), by name.
     Schedules,
+    /// Schedules: where each is (`core::schedules::ScheduleState`), by name;
+    /// rewritten at each fire.
+    ScheduleState,
 }
 
 impl Table {
@@ -27,6 +30,7 @@ impl Table {
             Table::Records => "records",
             Table::Bodies => "bodies",
             Table::Schedules => "schedules",
+            Table::ScheduleState => "schedule_state",
         }
     }
 }

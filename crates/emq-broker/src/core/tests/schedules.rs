@@ -223,8 +223,8 @@ fn a_slot_fires_exactly_once_whatever_the_crash() {
         .iter()
         .any(|op| matches!(op, StoreOp::Put { table: Table::Records, key, .. } if key == "sched:tick:1800000010000"));
     let row_put = ops.iter().any(|op| {
-        matches!(op, StoreOp::Put { table: Table::Schedules, key, value } if key == "tick"
-            && rmp_serde::from_slice::<super::super::schedules::ScheduleRecord>(value).unwrap().next_ms == T0 + 20 * SEC)
+        matches!(op, StoreOp::Put { table: Table::ScheduleState, key, value } if key == "tick"
+            && rmp_serde::from_slice::<super::super::schedules::ScheduleState>(value).unwrap().next_ms == T0 + 20 * SEC)
     });
     assert!(job_put && row_put, "the job and the next slot in one batch: {ops:?}");
     // Crash before the commit: the slot fires again, once.
@@ -600,4 +600,41 @@ fn schedule_commands_are_for_admins() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_schedule_without_its_state_row_stops_the_restore_and_an_orphan_state_is_dropped() {
+    let mut s = slow_sim(T0);
+    set(&mut s, every("tick", 10)).unwrap();
+    s.commit();
+    let mut journal = s.journal.clone();
+    journal.0.remove(&(Table::ScheduleState, "tick".to_string()));
+    let mut r = Router::new(Config::default(), s.now, 1);
+    let err = r.restore(s.now, journal.rows()).unwrap_err();
+    assert_eq!((err.table, err.key.as_str()), ("schedules", "tick"));
+    assert!(err.reason.contains("state"), "{err}");
+
+    let mut journal = s.journal.clone();
+    journal.0.remove(&(Table::Schedules, "tick".to_string()));
+    let mut r = Router::new(Config::default(), s.now, 1);
+    r.restore(s.now, journal.rows()).unwrap();
+    assert!(r
+        .take_store_ops()
+        .contains(&StoreOp::delete(Table::ScheduleState, "tick")));
+}
+
+#[test]
+fn a_schedule_that_ends_at_creation_says_so() {
+    let mut s = slow_sim(T0);
+    let info = set(
+        &mut s,
+        ScheduleSpec {
+            run_count: Some(1),
+            ..every("once", 10)
+        },
+    )
+    .unwrap();
+    assert_eq!((info.name.as_str(), info.fires, info.remaining), ("once", 1, Some(0)));
+    assert_eq!(info.handler, "tasks.tick");
+    assert!(list(&mut s).is_empty());
 }
