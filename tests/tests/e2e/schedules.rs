@@ -104,6 +104,16 @@ fn mark(markers: &Path) -> String {
     format!("mkdir -p {}/$EMQ_JOB_ID", markers.display())
 }
 
+/// `emq-cli schedule add NAME --every 1s` of a job that marks its fire.
+fn add_marking(r: &RouterProc, name: &str, markers: &Path, json_out: bool) -> emq_tests::Output {
+    let mark = mark(markers);
+    let mut args = vec!["schedule", "add", name, "--every", "1s", "--", "sh", "-c", &mark];
+    if json_out {
+        args.insert(0, "--json");
+    }
+    emq_cli(r, &args, None, T)
+}
+
 fn schedule_list(r: &RouterProc) -> Vec<Value> {
     json(&emq_cli(r, &["--json", "schedule", "list"], None, T))["schedules"]
         .as_array()
@@ -118,23 +128,7 @@ fn emq_cli_adds_lists_pauses_resumes_and_removes_schedules() {
     let dir = Scratch::new();
     let markers = dir.path("markers");
     std::fs::create_dir(&markers).unwrap();
-    let added = json(&emq_cli(
-        &r,
-        &[
-            "--json",
-            "schedule",
-            "add",
-            "tick",
-            "--every",
-            "1s",
-            "--",
-            "sh",
-            "-c",
-            &mark(&markers),
-        ],
-        None,
-        T,
-    ));
+    let added = json(&add_marking(&r, "tick", &markers, true));
     assert_eq!(
         (added["name"].as_str(), added["every_ms"].as_u64()),
         (Some("tick"), Some(1000))
@@ -232,22 +226,7 @@ fn router_killed_repeatedly_while_schedules_fire_neither_repeats_nor_loses_a_slo
     std::fs::create_dir(&markers).unwrap();
     let names = ["a", "b", "c"];
     for name in names {
-        let out = emq_cli(
-            &r,
-            &[
-                "schedule",
-                "add",
-                name,
-                "--every",
-                "1s",
-                "--",
-                "sh",
-                "-c",
-                &mark(&markers),
-            ],
-            None,
-            T,
-        );
+        let out = add_marking(&r, name, &markers, false);
         assert_eq!(out.code, Some(0), "{}", out.stderr);
     }
     let mut seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;

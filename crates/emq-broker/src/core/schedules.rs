@@ -693,9 +693,14 @@ impl Router {
     /// journaled.
     pub(super) fn on_eventmq_schedule(&mut self, now: Now, peer: &PeerId, msgid: &str, req: ScheduleRequest) {
         let answer = self.eventmq_schedule(now, req);
+        self.answer_eventmq(peer, msgid, answer, "set");
+    }
+
+    /// ACK once journaled, or ERROR with the reason.
+    fn answer_eventmq(&mut self, peer: &PeerId, msgid: &str, answer: Result<String, Refusal>, done: &str) {
         match answer {
             Ok(name) => {
-                info!("schedule {name} set by EventMQ client {peer}");
+                info!("schedule {name} {done} by EventMQ client {peer}");
                 let ack = Message::Ack {
                     of: msgid.to_string(),
                     timing: None,
@@ -768,17 +773,7 @@ impl Router {
             }
             Ok(name)
         });
-        match answer {
-            Ok(name) => {
-                info!("schedule {name} removed by EventMQ client {peer}");
-                let ack = Message::Ack {
-                    of: msgid.to_string(),
-                    timing: None,
-                };
-                self.send_journaled(peer, ack, Carries::Other);
-            }
-            Err((code, reason)) => self.refuse(Endpoint::Frontend, peer, msgid, code, &reason),
-        }
+        self.answer_eventmq(peer, msgid, answer, "removed");
     }
 
     fn answer_schedule(

@@ -404,16 +404,19 @@ fn local(slots: &[i64], tz: &str) -> Vec<jiff::civil::DateTime> {
         .collect()
 }
 
-#[test]
-fn a_year_of_a_daily_cron_in_berlin_across_both_dst_changes() {
-    // 2027-01-01T00:00:00+01:00.
-    let start = jiff::civil::date(2027, 1, 1)
+/// Midnight of a day in Berlin, in ms since the Unix epoch.
+fn berlin_midnight(year: i16, month: i8, day: i8) -> i64 {
+    jiff::civil::date(year, month, day)
         .at(0, 0, 0, 0)
         .in_tz("Europe/Berlin")
         .unwrap()
         .timestamp()
-        .as_millisecond();
-    let mut s = slow_sim(start);
+        .as_millisecond()
+}
+
+#[test]
+fn a_year_of_a_daily_cron_in_berlin_across_both_dst_changes() {
+    let mut s = slow_sim(berlin_midnight(2027, 1, 1));
     let spec = ScheduleSpec {
         nohaste: true,
         ..cron("daily", "30 2 * * *", "Europe/Berlin")
@@ -447,13 +450,7 @@ fn a_year_of_a_daily_cron_in_berlin_across_both_dst_changes() {
 #[test]
 fn a_repeating_cron_fires_in_both_halves_of_the_autumn_overlap() {
     // 2027-10-31 00:00 to 04:00 Berlin is five real hours.
-    let start = jiff::civil::date(2027, 10, 31)
-        .at(0, 0, 0, 0)
-        .in_tz("Europe/Berlin")
-        .unwrap()
-        .timestamp()
-        .as_millisecond();
-    let mut s = slow_sim(start);
+    let mut s = slow_sim(berlin_midnight(2027, 10, 31));
     let spec = ScheduleSpec {
         nohaste: true,
         ..cron("half-hourly", "*/30 * * * *", "Europe/Berlin")
