@@ -58,6 +58,14 @@ pub enum Command {
     Purge(commands::admin::PurgeArgs),
     /// Stop the router (admin).
     Shutdown(commands::admin::AdminArgs),
+    /// Stop dispatching a queue's jobs (it keeps taking them); running jobs
+    /// finish (admin).
+    Pause(commands::queue::QueueArgs),
+    /// Dispatch a paused queue's jobs again (admin).
+    Resume(commands::queue::QueueArgs),
+    /// A queue's limits: concurrency across jobmanagers, rate (admin).
+    #[command(subcommand)]
+    Queue(commands::queue::QueueCommand),
     /// Jobs fired on an interval or a cron expression, kept by the router (admin).
     #[command(subcommand)]
     Schedule(commands::schedule::ScheduleCommand),
@@ -111,6 +119,9 @@ pub fn run(cli: &Cli) -> Result<u8, Failure> {
         Command::Purge(a) => admin::purge(cli, a),
         Command::Shutdown(a) => admin::shutdown(cli, a),
         Command::Schedule(a) => schedule::run(cli, a),
+        Command::Pause(a) => queue::pause(cli, a, true),
+        Command::Resume(a) => queue::pause(cli, a, false),
+        Command::Queue(a) => queue::run(cli, a),
         Command::Keygen(a) => keys::keygen(a, json),
         Command::Allow(a) => keys::allow(a, json),
     }

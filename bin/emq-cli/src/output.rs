@@ -119,10 +119,18 @@ pub fn print_json(v: &impl Serialize) {
 /// `send` without `--wait`: the job's id and where it is.
 #[derive(Debug, Serialize)]
 pub struct Submitted {
-    /// The job.
+    /// The job (for a deduplicated submission, the live job of its key).
     pub id: String,
-    /// QUEUED, or ACCEPTED for a guaranteed job (journaled).
+    /// QUEUED, ACCEPTED for a guaranteed job (journaled), SCHEDULED for a
+    /// delayed one; a deduplicated submission says its job's state as
+    /// submitted (QUEUED).
     pub state: JobState,
+    /// The submission made no job: a job of its `unique` key lives (`id`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deduplicated: bool,
+    /// The waiting job of its `coalesce` key it replaced (now SUPERSEDED).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<String>,
 }
 
 /// `status ID` and `cancel ID`: a job's state, details and result.
@@ -167,6 +175,15 @@ impl JobStatusOut {
         }
         if let (Some(a), Some(m)) = (d.attempts, d.max_attempts) {
             println!("  attempts: {a} of {m}");
+        }
+        if let Some(k) = &d.key {
+            println!("  key: {}", shown(k));
+        }
+        if let Some(t) = &d.not_before {
+            println!("  not before: {t}");
+        }
+        if let Some(t) = &d.expires {
+            println!("  expires: {t}");
         }
         if d.guaranteed {
             println!("  guaranteed: journaled, retried, dead-lettered past its attempts");

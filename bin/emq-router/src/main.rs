@@ -4,6 +4,7 @@
 //! endpoints); tests and scripts read the resolved ports from it. Exit codes:
 //! 0 stopped cleanly, 1 failed (the reason on stderr), 64 bad usage.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use clap::{Parser, ValueEnum};
 
 use emq_broker::{Config, Security, UnknownQueuePolicy};
 use emq_net::curve::load_key_pair;
+use emq_proto::views::{QueueChange, Rate};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum UnknownQueue {
@@ -63,6 +65,15 @@ struct Args {
     /// before delayed submissions get ERROR queue-full.
     #[arg(long, default_value_t = 1_000_000)]
     max_delayed: usize,
+    /// Most jobs of QUEUE running at once across all jobmanagers, as
+    /// QUEUE=N (repeat for several queues; 0: no limit). Wins over what
+    /// `emq-cli queue set` journaled for that queue.
+    #[arg(long = "concurrency", value_name = "QUEUE=N", value_parser = concurrency)]
+    concurrency: Vec<(String, u64)>,
+    /// Most jobs of QUEUE started per period, as QUEUE=N/PERIOD (10/s,
+    /// 100/m, 5/30s; none: no limit); repeat for several queues.
+    #[arg(long = "rate", value_name = "QUEUE=N/PERIOD", value_parser = rate)]
+    rate: Vec<(String, (u32, u64))>,
     /// What to do with jobs for a queue no jobmanager serves.
     #[arg(long, value_enum, default_value = "wait")]
     unknown_queue: UnknownQueue,
@@ -112,6 +123,29 @@ struct Args {
     max_connections: usize,
 }
 
+fn concurrency(s: &str) -> Result<(String, u64), String> {
+    emq_cmd::named(s, |v| v.parse::<u64>().map_err(|_| format!("{v:?} is not a number")))
+}
+
+fn rate(s: &str) -> Result<(String, (u32, u64)), String> {
+    emq_cmd::named(s, emq_cmd::rate)
+}
+
+/// The flow control the flags set, per queue.
+fn queue_controls(args: &Args) -> Vec<(String, QueueChange)> {
+    let mut by_queue: BTreeMap<String, QueueChange> = BTreeMap::new();
+    for (queue, n) in &args.concurrency {
+        by_queue.entry(queue.clone()).or_default().concurrency = Some(*n);
+    }
+    for (queue, (jobs, per_ms)) in &args.rate {
+        by_queue.entry(queue.clone()).or_default().rate = Some(Rate {
+            jobs: *jobs,
+            per_ms: *per_ms,
+        });
+    }
+    by_queue.into_iter().collect()
+}
+
 fn main() -> ExitCode {
     let args: Args = emq_cmd::parse_with_config("config");
     emq_cmd::init_logging("info");
@@ -141,6 +175,7 @@ fn security(args: &Args) -> anyhow::Result<Option<Security>> {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let security = security(&args)?;
+    let queue_controls = queue_controls(&args);
     let config = Config {
         frontend: args.frontend,
         backend: args.backend,
@@ -151,6 +186,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         max_waiting_per_queue: args.max_waiting_per_queue,
         max_waiting_total: args.max_waiting,
         max_delayed: args.max_delayed,
+        queue_controls,
         unknown_queue: match args.unknown_queue {
             UnknownQueue::Wait => UnknownQueuePolicy::Wait,
             UnknownQueue::Reroute => UnknownQueuePolicy::Reroute,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use emq_client::{Client, Job};
+use emq_client::{admin, Client, Job};
 
 use crate::procs::{free_endpoint, rss_bytes, Spawned};
 use crate::stats::{fmt_rate, fmt_us, Series};
@@ -59,6 +59,9 @@ struct Args {
     /// Only the schedules row.
     #[arg(long)]
     only_schedules: bool,
+    /// Submissions for the coalescing memory row (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    coalesce: usize,
     /// Small numbers for a CI smoke run.
     #[arg(long)]
     quick: bool,
@@ -90,12 +93,14 @@ fn main() -> anyhow::Result<()> {
         args.latency_samples = 200;
         args.waiting = 10_000;
         args.schedules = args.schedules.min(1000);
+        args.coalesce = args.coalesce.min(10_000);
         args.schedule_seconds = 3;
     }
     if args.only_schedules {
         return report_schedules(&args);
     }
     run(&args)?;
+    report_coalescing(&args)?;
     report_schedules(&args)
 }
 
@@ -121,6 +126,8 @@ struct Results {
     p999: Series,
     g_tput: Series,
     g_p50: Series,
+    /// Throughput with a concurrency limit that never binds.
+    limited_tput: Series,
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
@@ -138,6 +145,67 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     report(args, &r, memory);
     Ok(())
+}
+
+/// Router memory after `args.coalesce` submissions coalesced on few or many
+/// keys: it must follow the keys, not the submissions.
+fn report_coalescing(args: &Args) -> anyhow::Result<()> {
+    if args.coalesce == 0 {
+        return Ok(());
+    }
+    let n = args.coalesce;
+    println!("\n| coalescing, {n} submissions, no jobmanager | waiting jobs | router RSS growth | per key |");
+    println!("|---|---|---|---|");
+    for keys in [n / 100, n / 10] {
+        let router = Spawned::router(&[])?;
+        std::thread::sleep(Duration::from_millis(300));
+        let before = rss_bytes(router.pid());
+        let waiting = submit_coalesced(&router, n, keys.max(1), args.size)?;
+        std::thread::sleep(Duration::from_millis(2500));
+        let grown = rss_bytes(router.pid()).saturating_sub(before);
+        println!(
+            "| on {keys} keys | {waiting} | {:.1} MiB | {:.0} B |",
+            grown as f64 / (1024.0 * 1024.0),
+            grown as f64 / keys.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+/// `n` jobs with `coalesce:` one of `keys` keys, pipelined; returns how
+/// many wait once the router has taken them all.
+fn submit_coalesced(router: &Spawned, n: usize, keys: usize, size: usize) -> anyhow::Result<u64> {
+    let ctx = zmq::Context::new();
+    let s = ctx.socket(zmq::DEALER)?;
+    s.set_sndhwm(0)?;
+    s.set_rcvhwm(0)?;
+    s.connect(&router.frontend)?;
+    let body = noop_job(size).call.encode(emq_client::ContentType::Json);
+    let mut ids = emq_proto::MsgIds::from_seed(0x636f_616c);
+    for i in 0..n {
+        let headers = emq_proto::Headers {
+            key: Some(emq_proto::JobKeyHeader::Coalesce(format!("k{}", i % keys))),
+            ..Default::default()
+        };
+        let req = emq_proto::Request {
+            queue: "coalesced".into(),
+            headers,
+            body: body.clone(),
+        };
+        s.send_multipart(emq_proto::Message::Request(req).into_frames(&ids.next()), 0)?;
+    }
+    // Every submission is acknowledged: read the ACKs (so that they do not
+    // sit in this socket) until all have come.
+    let mut acked = 0;
+    while acked < n {
+        let mut items = [s.as_poll_item(zmq::POLLIN)];
+        anyhow::ensure!(zmq::poll(&mut items, 60_000)? > 0, "no ACK after {acked} of {n}");
+        while s.recv_multipart(zmq::DONTWAIT).is_ok() {
+            acked += 1;
+        }
+    }
+    let status = admin::status(&router.admin, &emq_client::ClientOptions::default())?;
+    Ok(status.waiting_total)
 }
 
 /// The schedules rows: lateness of fires, router CPU, memory per schedule.
@@ -234,6 +302,29 @@ fn measure_emq(args: &Args, r: &mut Results, with_memory: bool) -> anyhow::Resul
     r.p50.push(lat.quantile(0.5));
     r.p99.push(lat.quantile(0.99));
     r.p999.push(lat.quantile(0.999));
+
+    // The same with the queue under a concurrency limit it never reaches:
+    // what flow control costs at dispatch.
+    admin::queue_set(
+        &router.admin,
+        "default",
+        emq_client::views::QueueChange {
+            concurrency: Some(1_000_000),
+            ..Default::default()
+        },
+        &emq_client::ClientOptions::default(),
+    )?;
+    let (limited, _) = throughput(&mut client, &job, args, &router, &jm)?;
+    r.limited_tput.push(limited);
+    admin::queue_set(
+        &router.admin,
+        "default",
+        emq_client::views::QueueChange {
+            concurrency: Some(0),
+            ..Default::default()
+        },
+        &emq_client::ClientOptions::default(),
+    )?;
 
     let gjob = job.clone().guarantee(true);
     let (gtput, _) = throughput(&mut client, &gjob, args, &router, &jm)?;
@@ -385,6 +476,13 @@ fn report(args: &Args, r: &Results, memory: Option<Memory>) {
         ratio(r.p99.median(), r.floor_p99.median())
     );
     println!("| latency p999 | {} | | |", fmt_us(&r.p999));
+    println!(
+        "| throughput, queue under a concurrency limit it never reaches | {} | {} | {} (vs no limit: {}) |",
+        fmt_rate(&r.limited_tput),
+        fmt_rate(&r.floor_tput),
+        ratio(r.limited_tput.median(), r.floor_tput.median()),
+        ratio(r.limited_tput.median(), r.tput.median())
+    );
     println!(
         "| guaranteed throughput | {} | {} | {} (vs plain emq: {}) |",
         fmt_rate(&r.g_tput),

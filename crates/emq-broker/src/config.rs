@@ -38,6 +38,9 @@ pub struct Config {
     /// Jobs that may wait for a time (delayed jobs and retries backing off);
     /// past it a delayed job gets `ERROR queue-full`.
     pub max_delayed: usize,
+    /// Flow control set at start for these queues (pause, concurrency,
+    /// rate); it wins over what the journal holds for the settings it names.
+    pub queue_controls: Vec<(String, emq_proto::views::QueueChange)>,
     /// What to do with a job for a queue no jobmanager serves.
     pub unknown_queue: UnknownQueuePolicy,
     /// Queues given to a jobmanager whose INFORM names none.
@@ -82,6 +85,7 @@ impl Default for Config {
             max_waiting_per_queue: 1_000_000,
             max_waiting_total: 4_000_000,
             max_delayed: 1_000_000,
+            queue_controls: Vec::new(),
             unknown_queue: UnknownQueuePolicy::Wait,
             default_queues: vec![(emq_proto::DEFAULT_WEIGHT, emq_proto::DEFAULT_QUEUE.to_string())],
             result_retention: Duration::from_secs(600),

@@ -24,6 +24,7 @@
 //! | `queues.rs` | the waiting lists and their totals |
 //! | `guaranteed.rs` | journal, retries, dead letters, tracking, restore |
 //! | `timers.rs` | jobs waiting for a time (not-before, retry backoff) |
+//! | `flow.rs` | keys (coalesce, unique), expiry, queue controls (pause, concurrency, rate) |
 //! | `schedules.rs` | interval and cron schedules, their slots and fires |
 //! | `admin.rs` | admin commands and the status views |
 //!
@@ -47,6 +48,7 @@ use crate::{Config, HashMap, HashSet};
 mod admin;
 mod clients;
 mod fleet;
+mod flow;
 mod guaranteed;
 mod handlers;
 mod jobs;
@@ -56,6 +58,7 @@ mod schedules;
 mod timers;
 
 use fleet::JobManager;
+use flow::Flow;
 use guaranteed::Guaranteed;
 use handlers::HandlerNames;
 use jobs::{Job, JobKey};
@@ -158,12 +161,16 @@ pub struct Router {
     fleet: HashMap<PeerId, JobManager>,
     /// One shared copy of each peer identity that jobs refer to.
     peers: HashSet<Rc<PeerId>>,
+    /// The client of the jobs schedules fire (one of `peers`, kept there
+    /// by this reference).
+    scheduler: Rc<PeerId>,
     /// One shared copy of each distinct headers frame.
     header_frames: HashSet<Rc<str>>,
     guaranteed: Guaranteed,
     handler_names: HandlerNames,
     timers: Timers,
     schedules: Schedules,
+    flow: Flow,
     results: ResultStore,
     out: Vec<Outgoing>,
     store_ops: Vec<StoreOp>,
@@ -183,6 +190,9 @@ impl Router {
     pub fn new(config: Config, now: Now, seed: u128) -> Router {
         let hasher = crate::Hasher::with_seed(seed as u64);
         let results = ResultStore::new(config.result_retention, config.result_capacity, hasher.clone());
+        let scheduler = Rc::new(PeerId(schedules::SCHEDULER_PEER.to_vec()));
+        let mut peers = HashSet::with_hasher(hasher.clone());
+        peers.insert(scheduler.clone());
         Router {
             next_heartbeat: now.mono + config.heartbeat,
             config,
@@ -195,12 +205,14 @@ impl Router {
             jobs: HashMap::with_hasher(hasher.clone()),
             queues: Queues::new(hasher.clone()),
             fleet: HashMap::with_hasher(hasher.clone()),
-            peers: HashSet::with_hasher(hasher.clone()),
+            peers,
+            scheduler,
             header_frames: HashSet::with_hasher(hasher.clone()),
             guaranteed: Guaranteed::new(hasher.clone()),
             handler_names: HandlerNames::new(hasher.clone()),
             timers: Timers::default(),
             schedules: Schedules::default(),
+            flow: Flow::new(hasher.clone()),
             results,
             out: Vec::new(),
             store_ops: Vec::new(),
@@ -244,12 +256,20 @@ impl Router {
             self.results.next_expiry(),
             self.timers.next(),
             self.guaranteed.next_purge(),
-            self.next_schedule_deadline(),
+            self.flow.next_rate_wakeup(),
         ]
         .into_iter()
         .flatten()
         {
             next = next.min(at);
+        }
+        // Wall-clock times: the earliest, once, as a deadline.
+        let wall = match (self.schedules.next_due_ms(), self.flow.next_expiry_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(ms) = wall {
+            next = next.min(self.wall_deadline(ms));
         }
         next
     }
@@ -277,22 +297,28 @@ impl Router {
         self.expire_silent_jobmanagers(now);
         self.results.expire(now);
         self.release_due(now);
+        self.expire_due(now);
         self.purge_expired(now);
+        self.dispatch_freed(now);
     }
 
     /// After a restart: hand each module the journal rows it owns.
     pub fn restore(&mut self, now: Now, rows: Vec<Row>) -> Result<(), CorruptRow> {
         self.set_now(now);
-        let (mut records, mut bodies, mut schedules, mut states) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut records, mut bodies, mut schedules, mut states, mut queues) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for row in rows {
             match row.table {
                 Table::Records => records.push(row),
                 Table::Bodies => bodies.push(row),
                 Table::Schedules => schedules.push(row),
                 Table::ScheduleState => states.push(row),
+                Table::Queues => queues.push(row),
             }
         }
-        // Jobs first: a schedule's fired jobs are among them.
+        // Queue controls first (a paused queue must not dispatch what is
+        // restored), then jobs, then schedules (their fired jobs are jobs).
+        self.restore_queue_controls(queues)?;
         self.restore_guaranteed(now, records, bodies)?;
         self.restore_schedules(now, schedules, states)
     }
@@ -307,7 +333,7 @@ impl Router {
         let mut clients: Vec<PeerId> = self
             .jobs
             .values()
-            .filter(|j| j.client.0 != schedules::SCHEDULER_PEER)
+            .filter(|j| !Rc::ptr_eq(&j.client, &self.scheduler))
             .map(|j| PeerId::clone(&j.client))
             .collect();
         clients.sort_unstable();
@@ -353,6 +379,7 @@ impl Router {
             },
             Carries::Other => {}
         }
+        self.dispatch_freed(now.mono);
     }
 
     /// Handle one message received on `endpoint` from `peer`.
@@ -377,6 +404,7 @@ impl Router {
             Endpoint::Backend => self.on_jobmanager(now, peer, env.msgid, env.message),
             Endpoint::Admin => self.on_admin(now, peer, env.msgid, env.message),
         }
+        self.dispatch_freed(now);
     }
 
     // ------------------------------------------------------------ helpers
@@ -389,6 +417,13 @@ impl Router {
     /// The latest event's time on both clocks.
     fn now(&self) -> Now {
         Now::new(self.mono_at_wall, self.wall_ms)
+    }
+
+    /// A wall-clock time (ms since the Unix epoch) as a deadline on the
+    /// monotonic clock, from the latest event's pair of clocks.
+    fn wall_deadline(&self, unix_ms: i64) -> Instant {
+        let wait = unix_ms.saturating_sub(self.wall_ms).max(0) as u64;
+        self.mono_at_wall + Duration::from_millis(wait)
     }
 
     fn offence(&mut self, peer: &PeerId, endpoint: Endpoint, what: &str) {

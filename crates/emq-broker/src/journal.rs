@@ -21,6 +21,8 @@ pub enum Table {
     /// Schedules: where each is (`core::schedules::ScheduleState`), by name;
     /// rewritten at each fire.
     ScheduleState,
+    /// Queues' flow control (`core::flow::QueueControl`), by queue name.
+    Queues,
 }
 
 impl Table {
@@ -31,6 +33,7 @@ impl Table {
             Table::Bodies => "bodies",
             Table::Schedules => "schedules",
             Table::ScheduleState => "schedule_state",
+            Table::Queues => "queues",
         }
     }
 }

@@ -43,6 +43,10 @@ pub struct JobRecord {
     /// When it may start, for a delayed job (ms since the Unix epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before_unix_ms: Option<i64>,
+    /// Its key and expiry as headers (`unique:K,expires-at:TIME`), so that a
+    /// restart rebuilds its lock and its expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<String>,
 }
 
 /// The persisted part of a job that never changes.

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use emq_net::curve::ClientKeys;
 use emq_net::handshake::HandshakeMonitor;
 use emq_proto::views::{
-    DeadList, JobDetail, Purged, RouterStatus, ScheduleAction, ScheduleInfo, ScheduleList, ScheduleSpec, WorkersView,
+    Admission, DeadList, JobDetail, Purged, QueueChange, QueueView, RouterStatus, ScheduleAction, ScheduleInfo,
+    ScheduleList, ScheduleSpec, WorkersView,
 };
 use emq_proto::{ErrorCode, JobResult, JobState, Message, MsgIds, Outcome, Reply, Request, ResultFrames};
 
@@ -61,6 +62,19 @@ struct Pending {
     queue: String,
 }
 
+/// What became of a submission ([`Client::submit_detailed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// The job that carries it: its own id, or, when deduplicated, the
+    /// live job's of its `unique` key (whose result it gets).
+    pub id: JobId,
+    /// It made no job of its own: a job of its `unique` key lives.
+    pub deduplicated: bool,
+    /// The waiting job of its `coalesce` key it replaced (which ended
+    /// SUPERSEDED).
+    pub replaced: Option<JobId>,
+}
+
 /// A connection to one router (or several, for failover), with the
 /// bookkeeping that matches answers to the jobs submitted on it.
 pub struct Client {
@@ -73,7 +87,8 @@ pub struct Client {
     ids: MsgIds,
     pending: HashMap<JobId, Pending>,
     done: HashMap<JobId, Result<JobOutput, ClientError>>,
-    acked: HashSet<JobId>,
+    /// ACKs received, with what the router made of a keyed submission.
+    acked: HashMap<JobId, Option<Admission>>,
     statuses: HashMap<JobId, Result<JobStatus, ClientError>>,
     /// While `submit_many` runs: ids in the order their results arrived, so it
     /// never scans its whole window.
@@ -115,7 +130,7 @@ impl Client {
             ids: MsgIds::from_seed(emq_net::random_seed()),
             pending: HashMap::default(),
             done: HashMap::default(),
-            acked: HashSet::default(),
+            acked: HashMap::default(),
             statuses: HashMap::default(),
             arrivals: None,
         })
@@ -132,13 +147,39 @@ impl Client {
     }
 
     /// Submit a job; returns its id without waiting for the result. A
-    /// guaranteed job returns once the router has acknowledged it.
+    /// guaranteed, delayed or keyed job returns once the router has
+    /// acknowledged it; for a `unique` job whose key a live job holds, the
+    /// id returned is that job's (see [`Client::submit_detailed`]).
     pub fn submit(&mut self, job: &Job) -> Result<JobId, ClientError> {
+        Ok(self.submit_detailed(job)?.id)
+    }
+
+    /// Submit a job and say what became of it: deduplicated into a live
+    /// job of its `unique` key, or replacing a waiting job of its
+    /// `coalesce` key.
+    pub fn submit_detailed(&mut self, job: &Job) -> Result<Submitted, ClientError> {
         let id = self.send_job(job)?;
-        if job.is_acknowledged() {
-            self.await_ack(&id)?;
+        let mut submitted = Submitted {
+            id: id.clone(),
+            deduplicated: false,
+            replaced: None,
+        };
+        if !job.is_acknowledged() {
+            return Ok(submitted);
         }
-        Ok(id)
+        if let Some(admission) = self.await_ack(&id)? {
+            submitted.replaced = admission.replaced.map(JobId);
+            if admission.deduplicated {
+                // Its result comes as the live job's.
+                let holder = JobId(admission.job);
+                if let Some(p) = self.pending.remove(&id) {
+                    self.pending.entry(holder.clone()).or_insert(p);
+                }
+                submitted.deduplicated = true;
+                submitted.id = holder;
+            }
+        }
+        Ok(submitted)
     }
 
     fn send_job(&mut self, job: &Job) -> Result<JobId, ClientError> {
@@ -158,10 +199,14 @@ impl Client {
         Ok(id)
     }
 
-    /// Wait for the router's ACK of a guaranteed job (or its refusal).
-    fn await_ack(&mut self, id: &JobId) -> Result<(), ClientError> {
+    /// Wait for the router's ACK of a guaranteed, delayed or keyed job (or
+    /// its refusal); what the router made of a keyed one.
+    fn await_ack(&mut self, id: &JobId) -> Result<Option<Admission>, ClientError> {
         let deadline = Instant::now() + self.options.connect_timeout;
-        while !self.acked.remove(id) {
+        loop {
+            if let Some(admission) = self.acked.remove(id) {
+                return Ok(admission);
+            }
             if let Some(Err(_)) = self.done.get(id) {
                 return Err(self.done.remove(id).expect("present").expect_err("is an error"));
             }
@@ -171,7 +216,6 @@ impl Client {
             }
             self.pump(left)?;
         }
-        Ok(())
     }
 
     /// Wait for a submitted job's result.
@@ -354,8 +398,8 @@ impl Client {
                     self.arrived(id);
                 }
             }
-            Message::Ack { of, .. } => {
-                self.acked.insert(JobId(of));
+            Message::Ack { of, admission, .. } => {
+                self.acked.insert(JobId(of), admission);
             }
             Message::Job {
                 of,
@@ -371,7 +415,7 @@ impl Client {
                     Ok(JobStatus {
                         id,
                         state,
-                        detail,
+                        detail: *detail,
                         result,
                     }),
                 );
@@ -527,6 +571,21 @@ pub mod admin {
             queue: queue.to_string(),
         };
         view(ask(endpoint, purge, options)?)
+    }
+
+    /// QUEUE_SET: pause or resume `queue`, set or clear its concurrency and
+    /// rate limits. Returns the queue as it is now.
+    pub fn queue_set(
+        endpoint: &str,
+        queue: &str,
+        change: QueueChange,
+        options: &ClientOptions,
+    ) -> Result<QueueView, ClientError> {
+        let msg = Message::QueueSet {
+            queue: queue.to_string(),
+            change,
+        };
+        view(ask(endpoint, msg, options)?)
     }
 
     /// SCHEDULES: every schedule the router keeps.

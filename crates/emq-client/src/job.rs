@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use emq_proto::{ContentType, Headers, JobCall, NotBefore, Value};
+use emq_proto::{ContentType, Headers, JobCall, JobKeyHeader, TimeSpec, Value};
 
 /// A job's id: the msgid of its REQUEST (a uuid4 string).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,7 +45,11 @@ pub struct Job {
     pub id: Option<JobId>,
     /// Not to start before this (a delayed job: journaled and acknowledged
     /// like a guaranteed one).
-    pub not_before: Option<NotBefore>,
+    pub not_before: Option<TimeSpec>,
+    /// Not to start after this: it ends EXPIRED instead.
+    pub expires: Option<TimeSpec>,
+    /// Its `coalesce` or `unique` key.
+    pub key: Option<JobKeyHeader>,
 }
 
 impl Job {
@@ -61,6 +65,8 @@ impl Job {
             content_type: ContentType::Json,
             id: None,
             not_before: None,
+            expires: None,
+            key: None,
         }
     }
 
@@ -133,7 +139,7 @@ impl Job {
     /// Start it no sooner than `d` after the router accepts it (millisecond
     /// precision). The router journals it until then.
     pub fn delay(mut self, d: Duration) -> Job {
-        self.not_before = Some(NotBefore::Delay(Duration::from_millis(
+        self.not_before = Some(TimeSpec::After(Duration::from_millis(
             u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
         )));
         self
@@ -142,17 +148,41 @@ impl Job {
     /// Start it no sooner than `t` (millisecond precision; a time already
     /// past runs it now). The router journals it until then.
     pub fn at(mut self, t: std::time::SystemTime) -> Job {
-        let ms = match t.duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-            Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
-        };
-        self.not_before = Some(NotBefore::At(ms));
+        self.not_before = Some(TimeSpec::At(unix_ms(t)));
         self
     }
 
-    /// Whether the router acknowledges it (guaranteed or delayed).
+    /// Not to start later than `d` after the router accepts it: if it has
+    /// not started by then it ends EXPIRED and never runs.
+    pub fn expires(mut self, d: Duration) -> Job {
+        self.expires = Some(TimeSpec::After(d));
+        self
+    }
+
+    /// Not to start after `t`: it ends EXPIRED instead.
+    pub fn expires_at(mut self, t: std::time::SystemTime) -> Job {
+        self.expires = Some(TimeSpec::At(unix_ms(t)));
+        self
+    }
+
+    /// Coalesce by `key`: this job replaces the job of that key waiting in
+    /// its queue, if any (which ends SUPERSEDED); a running one is not
+    /// touched.
+    pub fn coalesce(mut self, key: impl Into<String>) -> Job {
+        self.key = Some(JobKeyHeader::Coalesce(key.into()));
+        self
+    }
+
+    /// Unique by `key`: while a job of that key waits or runs in its queue,
+    /// submitting this one returns that job instead of making another.
+    pub fn unique(mut self, key: impl Into<String>) -> Job {
+        self.key = Some(JobKeyHeader::Unique(key.into()));
+        self
+    }
+
+    /// Whether the router acknowledges it (guaranteed, delayed or keyed).
     pub(crate) fn is_acknowledged(&self) -> bool {
-        self.guarantee || self.not_before.is_some()
+        self.guarantee || self.not_before.is_some() || self.key.is_some()
     }
 
     pub(crate) fn headers(&self) -> Headers {
@@ -166,8 +196,18 @@ impl Job {
                 .map_or(0, |t| t.as_secs() + u64::from(t.subsec_nanos() > 0)),
             content_type: self.content_type,
             not_before: self.not_before.clone(),
+            expires: self.expires.clone(),
+            key: self.key.clone(),
             other: Vec::new(),
         }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
     }
 }
 

@@ -15,7 +15,7 @@ mod client;
 mod error;
 mod job;
 
-pub use client::{admin, Client, ClientOptions, JobStatus};
+pub use client::{admin, Client, ClientOptions, JobStatus, Submitted};
 /// CURVE keys and allowlists (see [`ClientOptions::curve`]).
 pub use emq_net::curve;
 /// The typed answers of the router (status, job details, dead letters).

@@ -218,6 +218,40 @@ pub fn duration(s: &str) -> Result<std::time::Duration, String> {
     std::time::Duration::try_from(signed).map_err(|_| format!("{s:?}: a duration cannot be negative"))
 }
 
+/// A rate as people write it: `N/PERIOD` (`10/s`, `100/m`, `5/30s`,
+/// `1000/h`), or `none`/`0` for no limit. Returns `(jobs, period in ms)`;
+/// no limit is `(0, 1000)`. For clap's `value_parser`.
+pub fn rate(s: &str) -> Result<(u32, u64), String> {
+    let expected = "expected N/PERIOD such as 10/s, 100/m, 5/30s or 1000/h, or none";
+    if s == "none" || s == "0" {
+        return Ok((0, 1000));
+    }
+    let (n, period) = s.split_once('/').ok_or_else(|| format!("{s:?}: {expected}"))?;
+    let jobs: u32 = n.trim().parse().map_err(|_| format!("{s:?}: {expected}"))?;
+    let period = period.trim();
+    // `10/s` means per one second: give the unit a count.
+    let period = if period.starts_with(|c: char| c.is_ascii_digit()) {
+        period.to_string()
+    } else {
+        format!("1{period}")
+    };
+    let per = duration(&period).map_err(|_| format!("{s:?}: {expected}"))?;
+    let per_ms = u64::try_from(per.as_millis()).unwrap_or(u64::MAX);
+    if per_ms == 0 {
+        return Err(format!("{s:?}: the period must be at least 1ms"));
+    }
+    Ok((jobs, per_ms))
+}
+
+/// `NAME=VALUE` with VALUE read by `value` (for flags such as
+/// `--concurrency images=4`).
+pub fn named<T>(s: &str, value: impl Fn(&str) -> Result<T, String>) -> Result<(String, T), String> {
+    match s.split_once('=') {
+        Some((name, v)) if !name.is_empty() => Ok((name.to_string(), value(v)?)),
+        _ => Err(format!("{s:?}: expected QUEUE=VALUE")),
+    }
+}
+
 /// Log to stderr at `default` level (`RUST_LOG` overrides), with colour only
 /// on a terminal.
 pub fn init_logging(default: &str) {
@@ -315,6 +349,19 @@ mod tests {
             assert!(duration(bad).is_err(), "{bad}");
         }
         assert!(duration("1mo").unwrap_err().contains("vary in length"));
+    }
+
+    #[test]
+    fn rates_read_as_people_write_them() {
+        assert_eq!(rate("10/s"), Ok((10, 1000)));
+        assert_eq!(rate("100/m"), Ok((100, 60_000)));
+        assert_eq!(rate("5/30s"), Ok((5, 30_000)));
+        assert_eq!(rate("none"), Ok((0, 1000)));
+        for bad in ["10", "x/s", "10/fortnight", "-1/s"] {
+            assert!(rate(bad).is_err(), "{bad}");
+        }
+        assert_eq!(named("images=10/s", rate), Ok(("images".into(), (10, 1000))));
+        assert!(named("=4", |v| v.parse::<u64>().map_err(|e| e.to_string())).is_err());
     }
 
     #[test]

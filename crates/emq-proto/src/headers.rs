@@ -7,42 +7,96 @@ use std::time::Duration;
 
 use crate::ContentType;
 
-/// When a job may start (emq extension; such a job is also guaranteed).
+/// A time in a header (emq extensions): relative to when the router accepts
+/// the job (`delay:SECONDS`, `expires:SECONDS`) or absolute
+/// (`not-before:TIME`, `expires-at:TIME`, RFC 3339 such as
+/// `2026-12-01T10:00:00Z`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotBefore {
-    /// `delay:SECONDS` (decimals allowed): this long after the router
-    /// accepts it.
-    Delay(Duration),
-    /// `not-before:TIME` (RFC 3339, e.g. `2026-12-01T10:00:00Z`): at this
-    /// time, in milliseconds since the Unix epoch.
+pub enum TimeSpec {
+    /// This long after the router accepts the job (decimal seconds on the wire).
+    After(Duration),
+    /// At this time, in milliseconds since the Unix epoch.
     At(i64),
-    /// One of those headers with a value that does not parse (the router
-    /// refuses the job, saying why). The header as it came.
+    /// The header with a value that does not parse (the router refuses the
+    /// job, saying why), as it came.
     Unreadable(String),
 }
 
-impl NotBefore {
-    fn parse(key: &str, value: &str) -> NotBefore {
-        let parsed = match key {
-            "delay" => value
+/// The header names of one kind of time: (relative, absolute).
+type TimeKeys = (&'static str, &'static str);
+const NOT_BEFORE_KEYS: TimeKeys = ("delay", "not-before");
+const EXPIRES_KEYS: TimeKeys = ("expires", "expires-at");
+
+impl TimeSpec {
+    fn parse(keys: TimeKeys, key: &str, value: &str) -> TimeSpec {
+        let parsed = if key == keys.0 {
+            value
                 .parse::<f64>()
                 .ok()
                 .filter(|s| s.is_finite() && *s >= 0.0)
                 .and_then(|s| Duration::try_from_secs_f64(s).ok())
-                .map(NotBefore::Delay),
-            _ => value
+                .map(TimeSpec::After)
+        } else {
+            value
                 .parse::<jiff::Timestamp>()
                 .ok()
-                .map(|t| NotBefore::At(t.as_millisecond())),
+                .map(|t| TimeSpec::At(t.as_millisecond()))
         };
-        parsed.unwrap_or_else(|| NotBefore::Unreadable(format!("{key}:{value}")))
+        parsed.unwrap_or_else(|| TimeSpec::Unreadable(format!("{key}:{value}")))
     }
 
-    fn encode(&self) -> String {
+    fn encode(&self, keys: TimeKeys) -> String {
         match self {
-            NotBefore::Delay(d) => format!("delay:{}", d.as_secs_f64()),
-            NotBefore::At(ms) => format!("not-before:{}", crate::views::timestamp_ms(*ms)),
-            NotBefore::Unreadable(raw) => raw.clone(),
+            TimeSpec::After(d) => format!("{}:{}", keys.0, d.as_secs_f64()),
+            TimeSpec::At(ms) => format!("{}:{}", keys.1, crate::views::timestamp_ms(*ms)),
+            TimeSpec::Unreadable(raw) => raw.clone(),
+        }
+    }
+
+    /// The time in ms since the Unix epoch, for a job accepted at
+    /// `accepted_ms`; `Err` with the header for an unreadable one.
+    pub fn resolve(&self, accepted_ms: i64) -> Result<i64, &str> {
+        match self {
+            TimeSpec::After(d) => Ok(accepted_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
+            TimeSpec::At(ms) => Ok(*ms),
+            TimeSpec::Unreadable(header) => Err(header),
+        }
+    }
+}
+
+/// A job's key (emq extension): `coalesce:KEY` keeps only the latest
+/// waiting job per key and queue; `unique:KEY` lets one job per key and
+/// queue be waiting or running at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobKeyHeader {
+    /// `coalesce:KEY`: a new job replaces the waiting one of the same key.
+    Coalesce(String),
+    /// `unique:KEY`: a new job is the existing one while it lives.
+    Unique(String),
+    /// Both headers, or an empty key or one with control characters, as
+    /// it came (the router refuses the job, saying why).
+    Unreadable(String),
+}
+
+impl JobKeyHeader {
+    fn parse(existing: Option<JobKeyHeader>, key: &str, value: &str) -> JobKeyHeader {
+        let item = format!("{key}:{value}");
+        let bad = value.is_empty() || value.len() > 256 || value.chars().any(char::is_control);
+        match existing {
+            Some(JobKeyHeader::Unreadable(raw)) => JobKeyHeader::Unreadable(format!("{raw},{item}")),
+            Some(other) => JobKeyHeader::Unreadable(format!("{},{item}", other.encode())),
+            None if bad => JobKeyHeader::Unreadable(item),
+            None if key == "coalesce" => JobKeyHeader::Coalesce(value.to_string()),
+            None => JobKeyHeader::Unique(value.to_string()),
+        }
+    }
+
+    /// The header as written: `coalesce:KEY` or `unique:KEY`.
+    pub fn encode(&self) -> String {
+        match self {
+            JobKeyHeader::Coalesce(k) => format!("coalesce:{k}"),
+            JobKeyHeader::Unique(k) => format!("unique:{k}"),
+            JobKeyHeader::Unreadable(raw) => raw.clone(),
         }
     }
 }
@@ -62,7 +116,12 @@ pub struct Headers {
     /// Encoding of the body (`content-type:msgpack`); JSON when absent.
     pub content_type: ContentType,
     /// `delay:SECONDS` or `not-before:TIME` (emq extension).
-    pub not_before: Option<NotBefore>,
+    pub not_before: Option<TimeSpec>,
+    /// `expires:SECONDS` or `expires-at:TIME` (emq extension): not to start
+    /// after this.
+    pub expires: Option<TimeSpec>,
+    /// `coalesce:KEY` or `unique:KEY` (emq extension).
+    pub key: Option<JobKeyHeader>,
     /// Everything else, verbatim, in order.
     pub other: Vec<String>,
 }
@@ -82,7 +141,9 @@ impl Headers {
                 ("retry-count", Some(v)) => h.retry_count = v.parse().unwrap_or(0),
                 ("timeout", Some(v)) => h.timeout_secs = v.parse().unwrap_or(0),
                 ("content-type", Some(v)) => h.content_type = ContentType::parse(v).unwrap_or_default(),
-                (k @ ("delay" | "not-before"), Some(v)) => h.not_before = Some(NotBefore::parse(k, v)),
+                (k @ ("delay" | "not-before"), Some(v)) => h.not_before = Some(TimeSpec::parse(NOT_BEFORE_KEYS, k, v)),
+                (k @ ("expires" | "expires-at"), Some(v)) => h.expires = Some(TimeSpec::parse(EXPIRES_KEYS, k, v)),
+                (k @ ("coalesce" | "unique"), Some(v)) => h.key = Some(JobKeyHeader::parse(h.key.take(), k, v)),
                 _ => h.other.push(item.to_string()),
             }
         }
@@ -107,8 +168,14 @@ impl Headers {
         if self.content_type != ContentType::Json {
             parts.push(format!("content-type:{}", self.content_type.as_str()));
         }
-        if let Some(nb) = &self.not_before {
-            parts.push(nb.encode());
+        if let Some(t) = &self.not_before {
+            parts.push(t.encode(NOT_BEFORE_KEYS));
+        }
+        if let Some(t) = &self.expires {
+            parts.push(t.encode(EXPIRES_KEYS));
+        }
+        if let Some(k) = &self.key {
+            parts.push(k.encode());
         }
         parts.extend(self.other.iter().cloned());
         parts.join(",")
@@ -141,15 +208,15 @@ mod tests {
     #[test]
     fn delays_and_not_before_times_parse_and_round_trip() {
         let h = Headers::parse("guarantee,delay:1.5");
-        assert_eq!(h.not_before, Some(NotBefore::Delay(Duration::from_millis(1500))));
+        assert_eq!(h.not_before, Some(TimeSpec::After(Duration::from_millis(1500))));
         assert_eq!(Headers::parse(&h.encode()), h);
         let h = Headers::parse("not-before:2026-12-01T10:00:00Z");
-        assert_eq!(h.not_before, Some(NotBefore::At(1_796_119_200_000)));
+        assert_eq!(h.not_before, Some(TimeSpec::At(1_796_119_200_000)));
         assert_eq!(Headers::parse(&h.encode()), h);
         let h = Headers::parse("not-before:2026-12-01T11:00:00+01:00");
         assert_eq!(
             h.not_before,
-            Some(NotBefore::At(1_796_119_200_000)),
+            Some(TimeSpec::At(1_796_119_200_000)),
             "offsets are honoured"
         );
         for bad in [
@@ -160,8 +227,31 @@ mod tests {
             "not-before:tomorrow",
         ] {
             let h = Headers::parse(bad);
-            assert_eq!(h.not_before, Some(NotBefore::Unreadable(bad.into())), "{bad}");
+            assert_eq!(h.not_before, Some(TimeSpec::Unreadable(bad.into())), "{bad}");
             assert_eq!(h.encode(), bad, "kept as it came");
+        }
+    }
+
+    #[test]
+    fn expiry_and_keys_parse_and_round_trip() {
+        let h = Headers::parse("expires:30,coalesce:user-7");
+        assert_eq!(h.expires, Some(TimeSpec::After(Duration::from_secs(30))));
+        assert_eq!(h.key, Some(JobKeyHeader::Coalesce("user-7".into())));
+        assert_eq!(Headers::parse(&h.encode()), h);
+        let h = Headers::parse("expires-at:2026-12-01T10:00:00Z,unique:report:daily");
+        assert_eq!(h.expires, Some(TimeSpec::At(1_796_119_200_000)));
+        assert_eq!(
+            h.key,
+            Some(JobKeyHeader::Unique("report:daily".into())),
+            "a key may hold ':'"
+        );
+        assert_eq!(Headers::parse(&h.encode()), h);
+        assert_eq!(TimeSpec::After(Duration::from_secs(2)).resolve(1000), Ok(3000));
+        for bad in ["coalesce:a,unique:b", "unique:", "expires:later"] {
+            let h = Headers::parse(bad);
+            let unreadable = matches!(h.key, Some(JobKeyHeader::Unreadable(_)))
+                || matches!(h.expires, Some(TimeSpec::Unreadable(_)));
+            assert!(unreadable, "{bad}: {h:?}");
         }
     }
 

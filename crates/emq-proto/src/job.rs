@@ -221,6 +221,11 @@ pub enum Outcome {
     BadRequest,
     /// Cancelled before it ran.
     Cancelled,
+    /// Replaced, before it ran, by a newer job of the same `coalesce` key
+    /// (emq extension).
+    Superseded,
+    /// Not started by its expiry time, so never run (emq extension).
+    Expired,
 }
 
 impl Outcome {

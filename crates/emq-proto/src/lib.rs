@@ -23,7 +23,7 @@ mod time;
 pub mod views;
 
 pub use error::{DecodeError, ErrorCode};
-pub use headers::{Headers, NotBefore};
+pub use headers::{Headers, JobKeyHeader, TimeSpec};
 pub use ids::{uuid_text, MsgIds};
 pub use job::{ContentType, JobCall, JobResult, Outcome, Value};
 pub use message::{

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::views::{JobDetail, JobManagerState, JobState, ScheduleAction, ScheduleSpec};
+use crate::views::{Admission, JobDetail, JobManagerState, JobState, QueueChange, ScheduleAction, ScheduleSpec};
 use crate::{
     ContentType, DecodeError, ErrorCode, Headers, Outcome, DEFAULT_MAX_FRAME, MAX_FRAMES, SUPPORTED_VERSIONS, VERSION,
 };
@@ -45,6 +45,7 @@ pub enum Command {
     Schedules,
     ScheduleSet,
     ScheduleCtl,
+    QueueSet,
 }
 
 impl Command {
@@ -211,13 +212,15 @@ pub enum Reply {
 pub enum Message {
     /// A jobmanager announces itself.
     Inform(Inform),
-    /// Acknowledges the message `of` (INFORM, a guaranteed REQUEST,
-    /// DISCONNECT); to an INFORM the router adds its timing.
+    /// Acknowledges the message `of` (INFORM, a guaranteed, delayed or
+    /// keyed REQUEST, DISCONNECT); to an INFORM the router adds its timing.
     Ack {
         /// The acknowledged message.
         of: String,
         /// The router's heartbeat timing (extension).
         timing: Option<Timing>,
+        /// What became of a keyed submission (extension, third frame).
+        admission: Option<Admission>,
     },
     /// `count` free slots (extension: a count frame; absent means 1, which is
     /// all EventMQ sends).
@@ -260,6 +263,14 @@ pub enum Message {
         /// The fired jobs' body, in the encoding `spec.headers` names.
         body: Vec<u8>,
     },
+    /// Extension (admin): change a queue's flow control (pause, concurrency,
+    /// rate); answered with its [`crate::views::QueueView`].
+    QueueSet {
+        /// The queue.
+        queue: String,
+        /// What to set.
+        change: QueueChange,
+    },
     /// Extension (admin): pause, resume or remove a schedule; answered with
     /// its [`crate::views::ScheduleInfo`] (as it was, for `remove`).
     ScheduleCtl {
@@ -288,8 +299,8 @@ pub enum Message {
         of: String,
         /// Where it is.
         state: JobState,
-        /// Its queue, attempts, log.
-        detail: JobDetail,
+        /// Its queue, attempts, log (boxed: the largest part of any message).
+        detail: Box<JobDetail>,
         /// Its result, once it has one.
         result: Option<ResultFrames>,
     },
@@ -335,6 +346,7 @@ impl Message {
             Message::Schedules => Command::Schedules,
             Message::ScheduleSet { .. } => Command::ScheduleSet,
             Message::ScheduleCtl { .. } => Command::ScheduleCtl,
+            Message::QueueSet { .. } => Command::QueueSet,
             Message::Error { .. } => Command::Error,
             Message::Query { .. } => Command::Query,
             Message::Job { .. } => Command::Job,
@@ -393,10 +405,15 @@ impl Message {
                     }
                 }
             }
-            Message::Ack { of, timing } => {
+            Message::Ack { of, timing, admission } => {
                 f.push(s(of));
-                if let Some(t) = timing {
-                    f.push(serde_json::to_vec(t).unwrap_or_default());
+                match (timing, admission) {
+                    (Some(t), _) => f.push(serde_json::to_vec(t).unwrap_or_default()),
+                    (None, Some(_)) => f.push(Vec::new()),
+                    (None, None) => {}
+                }
+                if let Some(a) = admission {
+                    f.push(serde_json::to_vec(a).unwrap_or_default());
                 }
             }
             Message::Request(r) => {
@@ -426,6 +443,10 @@ impl Message {
             Message::ScheduleCtl { name, action } => {
                 f.push(s(name));
                 f.push(s(action.as_str()));
+            }
+            Message::QueueSet { queue, change } => {
+                f.push(s(queue));
+                f.push(serde_json::to_vec(change).unwrap_or_default());
             }
             Message::Error { of, code, reason } => {
                 f.push(s(of));
@@ -634,12 +655,17 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
         Command::Ack => {
             need(command, p.len(), 1)?;
             let timing = match p.get(1) {
-                Some(_) => serde_json::from_str(text(1)?).ok(),
+                Some(f) if !f.bytes().is_empty() => serde_json::from_str(text(1)?).ok(),
+                _ => None,
+            };
+            let admission = match p.get(2) {
+                Some(_) => Some(serde_json::from_str(text(2)?).map_err(|e| DecodeError::bad("ACK admission", e))?),
                 None => None,
             };
             Message::Ack {
                 of: text(0)?.to_string(),
                 timing,
+                admission,
             }
         }
         Command::Ready => {
@@ -726,6 +752,13 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
             }
         }
         Command::Schedules => Message::Schedules,
+        Command::QueueSet => {
+            need(command, p.len(), 2)?;
+            Message::QueueSet {
+                queue: name_text("queue", text(0)?)?.to_string(),
+                change: serde_json::from_str(text(1)?).map_err(|e| DecodeError::bad("QUEUE_SET change", e))?,
+            }
+        }
         Command::ScheduleSet => {
             need(command, p.len(), 2)?;
             Message::ScheduleSet {
@@ -968,10 +1001,12 @@ mod tests {
                     heartbeat_ms: 1,
                     liveness_ms: 2,
                 }),
+                admission: None,
             },
             Message::Ack {
                 of: "a".into(),
                 timing: None,
+                admission: None,
             },
             Message::Ready { count: 1 },
             Message::Ready { count: 7 },
@@ -993,6 +1028,23 @@ mod tests {
             Message::Status,
             Message::RouterShowWorkers,
             Message::RouterShowSchedulers,
+            Message::Ack {
+                of: "a".into(),
+                timing: None,
+                admission: Some(crate::views::Admission {
+                    job: "first".into(),
+                    deduplicated: true,
+                    replaced: None,
+                }),
+            },
+            Message::QueueSet {
+                queue: "q".into(),
+                change: QueueChange {
+                    paused: Some(true),
+                    concurrency: Some(4),
+                    rate: Some(crate::views::Rate { jobs: 10, per_ms: 1000 }),
+                },
+            },
             Message::Schedules,
             Message::ScheduleCtl {
                 name: "nightly".into(),
@@ -1039,25 +1091,27 @@ mod tests {
             Message::Job {
                 of: "r".into(),
                 state: JobState::Finished,
-                detail: JobDetail::default(),
+                detail: Box::default(),
                 result: Some(result),
             },
             Message::Job {
                 of: "r".into(),
                 state: JobState::Queued,
-                detail: JobDetail {
+                detail: Box::new(JobDetail {
                     queue: "q".into(),
                     guaranteed: true,
                     attempts: Some(1),
                     max_attempts: Some(4),
                     jobmanager: Some("jm".into()),
                     not_before: Some(crate::views::timestamp_ms(1_700_000_000_000)),
+                    expires: Some(crate::views::timestamp_ms(1_700_000_060_000)),
+                    key: Some("k".into()),
                     log: vec![crate::views::LogEntry {
                         time: crate::views::timestamp_ms(1_700_000_000_123),
                         status: JobState::Queued,
                         message: "queued in q".into(),
                     }],
-                },
+                }),
                 result: None,
             },
         ];
@@ -1222,6 +1276,7 @@ mod tests {
         let ack = Message::Ack {
             of: "x".into(),
             timing: None,
+            admission: None,
         };
         assert!(ResultFrames::from_reply_frames(ack.encode_with_id("id")).is_err());
     }

@@ -60,6 +60,10 @@ pub enum JobState {
     /// Cancelled before it ran.
     #[serde(alias = "Cancelled")]
     Cancelled,
+    /// Replaced before it ran by a newer job of its `coalesce` key.
+    Superseded,
+    /// Not started by its expiry time: never ran.
+    Expired,
 }
 
 impl JobState {
@@ -72,7 +76,12 @@ impl JobState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            JobState::Finished | JobState::Failed | JobState::Dead | JobState::Cancelled
+            JobState::Finished
+                | JobState::Failed
+                | JobState::Dead
+                | JobState::Cancelled
+                | JobState::Superseded
+                | JobState::Expired
         )
     }
 }
@@ -147,6 +156,65 @@ pub struct QueueStatus {
     pub processed: u64,
     /// The jobmanagers serving it, with their weights.
     pub jobmanagers: Vec<Weighted>,
+    /// Paused: it takes jobs but dispatches none.
+    #[serde(default)]
+    pub paused: bool,
+    /// Most of its jobs running at once, across all jobmanagers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u64>,
+    /// Most of its jobs started per period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+}
+
+/// A rate limit: `jobs` started per `per_ms`, evenly: one at most every
+/// `per_ms / jobs`, without bursts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rate {
+    /// Jobs per period.
+    pub jobs: u32,
+    /// The period in milliseconds.
+    pub per_ms: u64,
+}
+
+/// QUEUE_SET's change to a queue's flow control: each field given is set,
+/// the others are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueChange {
+    /// Pause (true) or resume (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    /// Most jobs running at once; 0 removes the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u64>,
+    /// Most jobs started per period; `jobs: 0` removes the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+}
+
+/// One queue: the answer to QUEUE_SET.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueView {
+    /// Its name.
+    pub queue: String,
+    /// Its state and flow control.
+    #[serde(flatten)]
+    pub status: QueueStatus,
+}
+
+/// What the router made of a submission with a key (the ACK's extension
+/// frame).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    /// The job that carries the submission: its own id, or the existing
+    /// job's when it was deduplicated (`unique`).
+    pub job: String,
+    /// The submission made no job: a job of its `unique` key lives.
+    #[serde(default)]
+    pub deduplicated: bool,
+    /// The waiting job it replaced (`coalesce`), which ended SUPERSEDED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<String>,
 }
 
 /// One jobmanager in [`RouterStatus`] and [`WorkersView`].
@@ -389,6 +457,12 @@ pub struct JobDetail {
     /// When it may start (delayed jobs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Timestamp>,
+    /// When it expires if not started by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    /// Its `coalesce` or `unique` key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Its transitions, oldest first (guaranteed jobs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<LogEntry>,

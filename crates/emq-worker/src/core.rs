@@ -398,7 +398,7 @@ impl JobManager {
             *last_heard = now;
         }
         match message {
-            Message::Ack { of, timing } => self.on_ack(now, &of, timing),
+            Message::Ack { of, timing, .. } => self.on_ack(now, &of, timing),
             Message::Request(req) => self.on_request(msgid, req),
             Message::Heartbeat { .. } => {}
             Message::Kbye => {

@@ -5,6 +5,7 @@
 
 mod cli;
 mod eventmq;
+mod flow;
 mod guaranteed;
 mod jobmanager;
 mod router;

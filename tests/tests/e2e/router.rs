@@ -32,7 +32,7 @@ fn jobmanager(ctx: &zmq::Context, r: &RouterProc, id: &str, queue: &str) -> Deal
     );
     let ack = jm.recv(T).expect("ACK");
     assert!(
-        matches!(ack.message, Message::Ack { ref of, timing: Some(_) } if of == "inform"),
+        matches!(ack.message, Message::Ack { ref of, timing: Some(_), .. } if of == "inform"),
         "{ack:?}"
     );
     jm

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod bulk;
 pub mod cancel;
 pub mod keys;
+pub mod queue;
 pub mod result;
 pub mod schedule;
 pub mod send;
@@ -44,6 +45,21 @@ pub struct JobOpts {
     /// 2026-12-01T10:00:00Z). The router journals it until then.
     #[arg(long, value_parser = timestamp)]
     pub at: Option<jiff::Timestamp>,
+    /// If the job has not started this long after the router accepts it
+    /// (30s, 5m...), it never runs: it ends EXPIRED.
+    #[arg(long, value_parser = emq_cmd::duration, conflicts_with = "expires_at")]
+    pub expires: Option<Duration>,
+    /// If the job has not started by this time (RFC 3339), it never runs.
+    #[arg(long, value_parser = timestamp)]
+    pub expires_at: Option<jiff::Timestamp>,
+    /// Coalesce by KEY: replace the job of that key waiting in the queue,
+    /// if any (it ends SUPERSEDED); a running one is not touched.
+    #[arg(long, value_name = "KEY", conflicts_with = "unique")]
+    pub coalesce: Option<String>,
+    /// Unique by KEY: while a job of that key waits or runs in the queue,
+    /// send nothing new: that job is the answer (its id is printed).
+    #[arg(long, value_name = "KEY")]
+    pub unique: Option<String>,
 }
 
 /// An RFC 3339 time, for clap.
@@ -75,6 +91,18 @@ impl JobOpts {
         }
         if let Some(t) = self.at {
             job = job.at(t.into());
+        }
+        if let Some(d) = self.expires {
+            job = job.expires(d);
+        }
+        if let Some(t) = self.expires_at {
+            job = job.expires_at(t.into());
+        }
+        if let Some(k) = &self.coalesce {
+            job = job.coalesce(k);
+        }
+        if let Some(k) = &self.unique {
+            job = job.unique(k);
         }
         Ok(job)
     }

@@ -100,7 +100,16 @@ pub fn run(cli: &Cli, args: &SendArgs) -> Result<u8, Failure> {
     let wait_timeout = secs("--wait-timeout", args.wait_timeout)?;
     let conn = cli.conn.resolve(Some(&args.client), None, &args.common)?;
     let mut client = conn.client()?;
-    let id = client.submit(&job)?;
+    let submitted = client.submit_detailed(&job)?;
+    let id = submitted.id.clone();
+    if !cli.json {
+        if submitted.deduplicated {
+            eprintln!("emq-cli: deduplicated: job {id} of this unique key is waiting or running");
+        }
+        if let Some(old) = &submitted.replaced {
+            eprintln!("emq-cli: replaced waiting job {old} of this coalesce key (now SUPERSEDED)");
+        }
+    }
     if !args.wait {
         if cli.json {
             let state = if args.opts.is_delayed() {
@@ -110,7 +119,12 @@ pub fn run(cli: &Cli, args: &SendArgs) -> Result<u8, Failure> {
             } else {
                 JobState::Queued
             };
-            print_json(&Submitted { id: id.0, state });
+            print_json(&Submitted {
+                id: id.0,
+                state,
+                deduplicated: submitted.deduplicated,
+                replaced: submitted.replaced.map(|r| r.0),
+            });
         } else {
             println!("{id}");
         }

@@ -48,7 +48,7 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<u8, Failure> {
 
 fn print_router(v: &RouterStatus) {
     let mut queues = table(
-        &["QUEUE", "WAITING", "RUNNING", "PROCESSED", "JOBMANAGERS"],
+        &["QUEUE", "WAITING", "RUNNING", "PROCESSED", "JOBMANAGERS", "FLOW"],
         &[1, 2, 3, 4],
     );
     for (name, q) in &v.queues {
@@ -58,6 +58,7 @@ fn print_router(v: &RouterStatus) {
             q.running.to_string(),
             q.processed.to_string(),
             q.jobmanagers.len().to_string(),
+            super::queue::limits(q),
         ]);
     }
     print_table(&queues);

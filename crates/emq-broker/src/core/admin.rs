@@ -6,9 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use emq_proto::views::{
-    EventMqWorker, JobManagerStatus, PeerKind, Purged, QueueStatus, RouterStatus, SchedulersView, WorkersView,
-};
+use emq_proto::views::{EventMqWorker, JobManagerStatus, PeerKind, Purged, RouterStatus, SchedulersView, WorkersView};
 use emq_proto::{ErrorCode, Message, Reply, ReplyNotice};
 use log::{info, warn};
 
@@ -24,6 +22,7 @@ impl Router {
                 let ack = Message::Ack {
                     of: msgid,
                     timing: None,
+                    admission: None,
                 };
                 self.send(Endpoint::Admin, &peer, ack);
                 self.lifecycle = Lifecycle::StopRequested;
@@ -48,6 +47,14 @@ impl Router {
                 let view = self.schedule_list();
                 self.answer(&peer, ReplyNotice::of(&view));
             }
+            Message::QueueSet { queue, change } => match self.set_queue_control(now, &queue, &change) {
+                Ok(view) => {
+                    info!("queue {queue:?} set by admin {peer}: {change:?}");
+                    let notice = Message::Reply(Reply::Notice(ReplyNotice::of(&view)));
+                    self.push(Endpoint::Admin, &peer, notice, true, super::Carries::Other);
+                }
+                Err(reason) => self.refuse(Endpoint::Admin, &peer, &msgid, ErrorCode::Invalid, &reason),
+            },
             Message::ScheduleSet { spec, body } => self.on_schedule_set(self.now(), &peer, &msgid, spec, body),
             Message::ScheduleCtl { name, action } => self.on_schedule_ctl(self.now(), &peer, &msgid, &name, action),
             Message::Dead => {
@@ -138,15 +145,8 @@ impl Router {
                     .insert(name.clone(), q.waiting_len() as u64);
             }
             status.processed_messages_by_queue.insert(name.clone(), q.processed);
-            status.queues.insert(
-                name.clone(),
-                QueueStatus {
-                    waiting: q.waiting_len() as u64,
-                    running: running.get(name.as_str()).map_or(0, |e| e.0),
-                    processed: q.processed,
-                    jobmanagers: q.members.iter().map(|m| (m.weight, m.peer.to_string())).collect(),
-                },
-            );
+            let running = running.get(name.as_str()).map_or(0, |e| e.0);
+            status.queues.insert(name.clone(), self.queue_status(name, running));
         }
         for (peer, jm) in &self.fleet {
             status

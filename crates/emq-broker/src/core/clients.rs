@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use emq_proto::views::JobDetail;
 use emq_proto::{
-    ContentType, ErrorCode, Inform, JobState, Message, NotBefore, Outcome, PeerType, Reply, Request, ResultFrames,
+    ContentType, ErrorCode, Inform, JobState, Message, Outcome, PeerType, Reply, Request, ResultFrames, TimeSpec,
 };
 use log::{debug, info, warn};
 
@@ -14,6 +14,25 @@ use super::handlers::HandlerId;
 use super::jobs::{Job, JobKey, Place};
 use super::{Carries, Endpoint, PeerId, Router};
 use crate::UnknownQueuePolicy;
+use emq_proto::views::Admission;
+
+/// Whether the router acknowledges a REQUEST with these headers: one it
+/// journals (guaranteed, delayed) or one with a key (the ACK says what
+/// became of it).
+fn acknowledged(headers: &emq_proto::Headers) -> bool {
+    headers.guarantee || headers.not_before.is_some() || headers.key.is_some()
+}
+
+/// The state of a job that ended with `outcome` (not retried).
+pub(super) fn ended(outcome: Outcome) -> JobState {
+    match outcome {
+        Outcome::Ok => JobState::Finished,
+        Outcome::Cancelled => JobState::Cancelled,
+        Outcome::Superseded => JobState::Superseded,
+        Outcome::Expired => JobState::Expired,
+        _ => JobState::Failed,
+    }
+}
 
 /// The furthest ahead a job may be delayed: 100 years.
 const MAX_DELAY_MS: i64 = 100 * 366 * 24 * 3600 * 1000;
@@ -34,7 +53,8 @@ impl Router {
             | Message::Purge { .. }
             | Message::Schedules
             | Message::ScheduleSet { .. }
-            | Message::ScheduleCtl { .. } => self.refuse(
+            | Message::ScheduleCtl { .. }
+            | Message::QueueSet { .. } => self.refuse(
                 Endpoint::Frontend,
                 &peer,
                 &msgid,
@@ -81,10 +101,16 @@ impl Router {
         }
         if self.jobs.contains_key(msgid.as_str()) {
             debug!("duplicate REQUEST {msgid} from {client}: already queued or running");
-            if req.headers.guarantee {
+            if acknowledged(&req.headers) {
+                let admission = req.headers.key.is_some().then(|| Admission {
+                    job: msgid.clone(),
+                    deduplicated: false,
+                    replaced: None,
+                });
                 let ack = Message::Ack {
                     of: msgid,
                     timing: None,
+                    admission,
                 };
                 self.send_journaled(&client, ack, Carries::Other);
             }
@@ -111,14 +137,25 @@ impl Router {
             debug!("no jobmanager serves queue {queue:?}: rerouting {msgid} to default");
             queue = emq_proto::DEFAULT_QUEUE.to_string();
         }
+        let extra = match self.job_extra(&req.headers) {
+            Ok(extra) => extra,
+            Err(reason) => return self.refuse(Endpoint::Frontend, &client, &msgid, ErrorCode::Invalid, &reason),
+        };
+        let queue_name = self.queues.entry(&queue).name.clone();
+        // A live job of its unique key is this submission's job.
+        if let Some(holder) = self.unique_holder(&queue_name, extra.as_deref()) {
+            return self.deduplicate(&client, &msgid, &holder, req.headers.reply_requested);
+        }
+        // A waiting job of its coalesce key is replaced by it.
+        let replaces = self.coalesce_holder(&queue_name, extra.as_deref());
         let not_before = match &req.headers.not_before {
             None => None,
-            Some(NotBefore::Delay(d)) => {
+            Some(TimeSpec::After(d)) => {
                 let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
                 Some(self.wall_ms.saturating_add(ms))
             }
-            Some(NotBefore::At(ms)) => Some(*ms),
-            Some(NotBefore::Unreadable(header)) => {
+            Some(TimeSpec::At(ms)) => Some(*ms),
+            Some(TimeSpec::Unreadable(header)) => {
                 let reason = format!(
                     "header {header}: give delay:SECONDS or not-before:TIME (RFC 3339, e.g. 2026-12-01T10:00:00Z)"
                 );
@@ -147,8 +184,9 @@ impl Router {
             );
             return self.error(Endpoint::Frontend, &client, &msgid, ErrorCode::QueueFull, &reason);
         }
-        // Refuse only when the job would have to wait and there is no room.
-        if wait.is_none() && !self.has_free_jobmanager(&queue) {
+        // Refuse only when the job would have to wait and there is no room
+        // (one that replaces a waiting job takes no more room).
+        if wait.is_none() && replaces.is_none() && !self.has_free_jobmanager(&queue) {
             let waiting = self.queues.waiting_len(&queue);
             let total = self.queues.waiting_total();
             if waiting >= self.config.max_waiting_per_queue || total >= self.config.max_waiting_total {
@@ -174,16 +212,20 @@ impl Router {
             // not retry it on its own as well.
             headers.retry_count = 0;
         }
-        // The jobmanager gets the job when it is due: the time is the router's.
+        let acked_with = acknowledged(&headers);
+        let keyed = headers.key.is_some();
+        // The jobmanager gets the job when it is due and before it expires,
+        // with no key: times and keys are the router's business.
         headers.not_before = None;
+        headers.expires = None;
+        headers.key = None;
         let acked = client.clone();
         let client = self.intern(client);
         let headers_frame = self.shared_headers(headers.encode());
-        let queue_name = self.queues.entry(&queue).name.clone();
         let key: JobKey = msgid.into();
         let job = Box::new(Job {
             client,
-            queue: queue_name,
+            queue: queue_name.clone(),
             headers: headers_frame,
             body: req.body.into_boxed_slice(),
             reply_requested: headers.reply_requested,
@@ -192,26 +234,101 @@ impl Router {
             attempts: 0,
             max_attempts,
             place: Place::Waiting,
+            extra,
         });
         if guarantee {
             // Journaled in this batch; the transport commits it before it
             // sends the ACK.
             let origin = format!("accepted from {acked}");
             self.accept_guaranteed(&key, &job, not_before.filter(|_| wait.is_some()), origin);
+        }
+        if acked_with {
+            let admission = keyed.then(|| Admission {
+                job: key.to_string(),
+                deduplicated: false,
+                replaced: replaces.as_ref().map(|r| r.to_string()),
+            });
             let ack = Message::Ack {
                 of: key.to_string(),
                 timing: None,
+                admission,
             };
             self.send_journaled(&acked, ack, Carries::Other);
         }
+        if let Some(extra) = &job.extra {
+            self.hold_flow(&key, &queue_name, extra, false);
+        }
         self.jobs.insert(key.clone(), job);
-        match wait {
-            Some(wait) => self.delay(key, now + wait),
-            None => {
+        match (replaces, wait) {
+            (Some(old), wait) => self.supersede(now, old, &key, wait),
+            (None, Some(wait)) => self.delay(key, now + wait),
+            (None, None) => {
                 self.enqueue(&key, false);
                 self.dispatch_queue(now, &queue);
             }
         }
+    }
+
+    /// A `unique` submission whose key a live job holds: that job is the
+    /// answer. The submitter hears its id (ACK, with the admission frame)
+    /// and, if it asked, gets its result too.
+    fn deduplicate(&mut self, client: &PeerId, msgid: &str, holder: &JobKey, reply_requested: bool) {
+        debug!("REQUEST {msgid} from {client}: its unique key is held by {holder}");
+        if reply_requested {
+            let peer = self.intern(client.clone());
+            if let Some(job) = self.jobs.get_mut(holder) {
+                let extra = job.extra.get_or_insert_with(Default::default);
+                if *job.client != *client && !extra.also_reply.contains(&peer) {
+                    extra.also_reply.push(peer);
+                }
+            }
+        }
+        let ack = Message::Ack {
+            of: msgid.to_string(),
+            timing: None,
+            admission: Some(Admission {
+                job: holder.to_string(),
+                deduplicated: true,
+                replaced: None,
+            }),
+        };
+        // After this batch's commit: the holder may have been journaled in it.
+        self.send_journaled(client, ack, Carries::Other);
+    }
+
+    /// Job `new` (in the jobs map) replaces waiting job `old` of its
+    /// coalesce key: it takes `old`'s place in the queue, unless it has a
+    /// time of its own to wait for; `old` ends SUPERSEDED.
+    fn supersede(&mut self, now: Instant, old: JobKey, new: &JobKey, wait: Option<Duration>) {
+        let (old, old_job) = self
+            .jobs
+            .remove_entry(&old)
+            .expect("a coalesce holder is in the jobs map");
+        let queue = old_job.queue.clone();
+        match (&old_job.place, wait) {
+            (Place::Waiting, None) => {
+                let new_handler = if self.queues.is_mixed(&queue) {
+                    self.read_handler(new)
+                } else {
+                    HandlerId::UNREAD
+                };
+                self.queues
+                    .replace(&queue, &old, new.clone(), (old_job.handler, new_handler));
+                if let Some(job) = self.jobs.get_mut(new) {
+                    job.place = Place::Waiting;
+                }
+            }
+            (_, wait) => {
+                self.detach(&old, &old_job, None);
+                match wait {
+                    Some(wait) => self.delay(new.clone(), now + wait),
+                    None => self.enqueue(new, false),
+                }
+            }
+        }
+        debug!("job {old} superseded by {new} (coalesce key)");
+        self.finish_superseded(now, &old, old_job, new);
+        self.dispatch_queue(now, &queue);
     }
 
     pub(super) fn answer_query(&mut self, endpoint: Endpoint, peer: &PeerId, of: &str) {
@@ -225,26 +342,27 @@ impl Router {
             Message::Job {
                 of: of.to_string(),
                 state,
-                detail: JobDetail {
+                detail: Box::new(JobDetail {
                     queue: job.queue.to_string(),
                     jobmanager,
+                    expires: job
+                        .extra
+                        .as_ref()
+                        .and_then(|e| e.expires_ms)
+                        .map(emq_proto::views::timestamp_ms),
+                    key: job.extra.as_ref().and_then(|e| e.key_text()),
                     ..JobDetail::default()
-                },
+                }),
                 result: None,
             }
         } else if let Some(done) = self.results.get(of) {
-            let state = match done.result.outcome {
-                Outcome::Ok => JobState::Finished,
-                Outcome::Cancelled => JobState::Cancelled,
-                _ => JobState::Failed,
-            };
             Message::Job {
                 of: of.to_string(),
-                state,
-                detail: JobDetail {
+                state: ended(done.result.outcome),
+                detail: Box::new(JobDetail {
                     queue: done.queue.clone(),
                     ..JobDetail::default()
-                },
+                }),
                 result: Some(done.result.clone()),
             }
         } else {
@@ -268,11 +386,7 @@ impl Router {
                 Place::Running { .. } => JobState::Running,
             });
         }
-        self.results.get(of).map(|done| match done.result.outcome {
-            Outcome::Ok => JobState::Finished,
-            Outcome::Cancelled => JobState::Cancelled,
-            _ => JobState::Failed,
-        })
+        self.results.get(of).map(|done| ended(done.result.outcome))
     }
 
     pub(super) fn cancel(&mut self, now: Instant, endpoint: Endpoint, peer: &PeerId, of: &str) {
@@ -307,11 +421,19 @@ impl Router {
     /// Send a finished job's result to its client when it asked for it;
     /// keep it for lookup when nobody is waiting for it (or `keep`). A result
     /// that cannot be delivered is kept too (see `undeliverable`).
-    pub(super) fn finish(&mut self, now: Instant, key: &JobKey, job: Box<Job>, result: ResultFrames, keep: bool) {
+    pub(super) fn finish(&mut self, now: Instant, key: &JobKey, mut job: Box<Job>, result: ResultFrames, keep: bool) {
         let carries = Carries::Result {
             of: key.clone(),
             queue: job.queue.clone(),
         };
+        // The one door out: a key never outlives its job.
+        if let Some(extra) = job.extra.as_mut() {
+            for peer in std::mem::take(&mut extra.also_reply) {
+                let reply = Message::Reply(Reply::Result(result.clone()));
+                self.push(Endpoint::Frontend, &peer, reply, job.guarantee, carries.clone());
+            }
+            self.release_flow(key, &job);
+        }
         if job.guarantee {
             self.track_finish(now, key, job.as_ref(), &result);
             if job.reply_requested {

@@ -205,6 +205,7 @@ impl Router {
             Message::Ack {
                 of: msgid,
                 timing: Some(timing),
+                admission: None,
             },
         );
     }
@@ -282,6 +283,7 @@ impl Router {
         let mut touched: Vec<Rc<str>> = Vec::new();
         for (_, id) in running.into_iter().rev() {
             let (key, job) = self.jobs.remove_entry(&id).expect("a running job is in the jobs map");
+            self.count_run_ended(&job.queue);
             if job.attempts >= job.max_attempts {
                 // A job that keeps taking its jobmanager down must not cycle forever.
                 warn!(

@@ -119,6 +119,7 @@ impl Router {
             result: None,
             finished_unix_ms: None,
             not_before_unix_ms: not_before,
+            flow: job.extra.as_deref().and_then(super::flow::JobExtra::as_headers),
         };
         let at = self.wall_ms;
         record.push_log(at, JobState::Accepted, origin);
@@ -201,10 +202,8 @@ impl Router {
     /// Record a guaranteed job's end: FINISHED, FAILED, DEAD or CANCELLED.
     pub(super) fn track_finish(&mut self, now: Instant, key: &JobKey, job: &Job, result: &ResultFrames) {
         let status = match result.outcome {
-            Outcome::Ok => JobState::Finished,
-            Outcome::Cancelled => JobState::Cancelled,
             o if Self::retried_when_guaranteed(o) => JobState::Dead,
-            _ => JobState::Failed,
+            o => super::clients::ended(o),
         };
         let at = self.wall_ms;
         let error = match result.outcome {
@@ -291,6 +290,7 @@ impl Router {
     /// The JOB answer for a tracked job, with its log.
     pub(super) fn tracked_job_message(&self, of: &str) -> Option<Message> {
         let r = self.guaranteed.tracked.get(of)?;
+        let flow_headers = Headers::parse(r.flow.as_deref().unwrap_or(""));
         let jobmanager = match self.jobs.get(of).map(|j| &j.place) {
             Some(Place::Running { jobmanager, .. }) => Some(jobmanager.to_string()),
             _ => None,
@@ -307,15 +307,21 @@ impl Router {
         Some(Message::Job {
             of: of.to_string(),
             state: r.status,
-            detail: JobDetail {
+            detail: Box::new(JobDetail {
                 queue: r.queue.clone(),
                 guaranteed: true,
                 attempts: Some(r.attempts),
                 max_attempts: Some(r.max_attempts),
                 jobmanager,
                 not_before: r.not_before_unix_ms.map(timestamp_ms),
+                expires: flow_headers
+                    .expires
+                    .as_ref()
+                    .and_then(|t| t.resolve(0).ok())
+                    .map(timestamp_ms),
+                key: flow_headers.key.as_ref().map(emq_proto::JobKeyHeader::encode),
                 log,
-            },
+            }),
             result: r.result.as_ref().map(|o| o.to_frames(of)),
         })
     }
@@ -430,6 +436,10 @@ impl Router {
                         attempts: record.attempts.min(u16::MAX as u32) as u16,
                         max_attempts: record.max_attempts.min(u16::MAX as u32) as u16,
                         place: Place::Waiting,
+                        extra: self
+                            .job_extra(&Headers::parse(record.flow.as_deref().unwrap_or("")))
+                            .ok()
+                            .flatten(),
                     }))
                 }
                 (true, None) => {
@@ -441,6 +451,9 @@ impl Router {
             };
             if !record.status.is_final() {
                 let job = job.expect("pending jobs have a body");
+                if let Some(extra) = &job.extra {
+                    self.hold_flow(&key, &job.queue.clone(), extra, record.attempts > 0);
+                }
                 self.jobs.insert(key.clone(), job);
                 let wait = record.not_before_unix_ms.map_or(0, |t| t.saturating_sub(at));
                 if wait > 0 && record.attempts == 0 {
@@ -490,6 +503,7 @@ impl Router {
         let ack = Message::Ack {
             of: key.to_string(),
             timing: None,
+            admission: None,
         };
         self.send_journaled(client, ack, Carries::Other);
         if let (true, Some(result)) = (reply_requested, result) {

@@ -45,6 +45,8 @@ pub(crate) struct Job {
     pub attempts: u16,
     pub max_attempts: u16,
     pub place: Place,
+    /// Key, expiry, extra result recipients: most jobs have none.
+    pub extra: Option<Box<super::flow::JobExtra>>,
 }
 
 impl Job {

@@ -38,6 +38,9 @@ pub(crate) struct Queue {
     waiting: VecDeque<JobKey>,
     /// Jobs of this queue that ended, since the router started.
     pub processed: u64,
+    /// Jobs of this queue running on a jobmanager now, counted while the
+    /// queue has flow control (its concurrency limit counts these).
+    pub running: usize,
     /// `Some` while the members' handler sets differ ([`Queues::set_mixed`]).
     mixed: Option<Mixed>,
 }
@@ -49,6 +52,7 @@ impl Queue {
             members: Vec::new(),
             waiting: VecDeque::new(),
             processed: 0,
+            running: 0,
             mixed: None,
         }
     }
@@ -173,6 +177,21 @@ impl Queues {
         q.count(handler, -1);
         self.waiting_total -= 1;
         Some(key)
+    }
+
+    /// Put job `new` where `old` waits in `name`'s list (a coalesced job
+    /// takes the place of the one it replaces). Linear in the queue's length.
+    pub(super) fn replace(&mut self, name: &str, old: &JobKey, new: JobKey, handlers: (HandlerId, HandlerId)) -> bool {
+        let Some(q) = self.by_name.get_mut(name) else {
+            return false;
+        };
+        let Some(slot) = q.waiting.iter_mut().find(|k| *k == old) else {
+            return false;
+        };
+        *slot = new;
+        q.count(handlers.0, -1);
+        q.count(handlers.1, 1);
+        true
     }
 
     /// Take one job out of its queue's list (a cancellation). Linear in the

@@ -47,6 +47,7 @@ impl Router {
                         jm.processed += 1;
                     }
                 }
+                self.count_run_ended(&job.queue);
             }
             Place::Waiting => {
                 self.queues.remove(&job.queue, key, job.handler);
@@ -57,7 +58,7 @@ impl Router {
     }
 
     /// The handler job `key` calls, read from its body the first time.
-    fn read_handler(&mut self, key: &JobKey) -> HandlerId {
+    pub(super) fn read_handler(&mut self, key: &JobKey) -> HandlerId {
         let Some(job) = self.jobs.get(key) else {
             return HandlerId::UNREADABLE;
         };
@@ -142,8 +143,12 @@ impl Router {
             .map(|(i, _)| i)
     }
 
-    /// Whether a job for `queue` would find a free jobmanager now.
+    /// Whether a job for `queue` would be dispatched now: a member has a
+    /// free slot and the queue's flow control allows.
     pub(super) fn has_free_jobmanager(&self, queue: &str) -> bool {
+        if self.dispatch_blocked(queue, self.mono_at_wall).is_some() {
+            return false;
+        }
         self.queues.get(queue).is_some_and(|q| {
             q.members
                 .iter()
@@ -151,7 +156,8 @@ impl Router {
         })
     }
 
-    /// Send waiting jobs of `queue` while someone has a free slot for them.
+    /// Send waiting jobs of `queue` while someone has a free slot for them
+    /// and its flow control allows.
     pub(super) fn dispatch_queue(&mut self, now: Instant, queue: &str) {
         if !self.queues.is_mixed(queue) {
             // The oldest job to the best free member, while both exist.
@@ -163,6 +169,9 @@ impl Router {
                     return;
                 };
                 let peer = q.members[i].peer.clone();
+                if !self.may_dispatch(queue, now) {
+                    return;
+                }
                 self.dispatch_one(now, queue, 0, &peer);
             }
         }
@@ -170,6 +179,9 @@ impl Router {
         // whose members are all busy waits, and jobs behind it may go.
         let mut index = 0;
         loop {
+            if !self.may_dispatch(queue, now) {
+                return;
+            }
             let Some(q) = self.queues.get(queue) else { return };
             let Some(key) = q.waiting_at(index).cloned() else {
                 return;
@@ -203,7 +215,10 @@ impl Router {
         queues.sort_by_key(|(w, _)| Reverse(*w));
         for (_, name) in queues {
             let mut index = 0;
-            while self.fleet.get(peer).is_some_and(|jm| jm.slots > 0) && self.has_work_for(&name, peer) {
+            while self.fleet.get(peer).is_some_and(|jm| jm.slots > 0)
+                && self.has_work_for(&name, peer)
+                && self.may_dispatch(&name, now)
+            {
                 let Some(q) = self.queues.get(&name) else { break };
                 let Some(key) = q.waiting_at(index).cloned() else { break };
                 let fits = match q.mixed() {
@@ -240,22 +255,25 @@ impl Router {
             return;
         };
         self.seq += 1;
-        let seq = self.seq;
-        if let Some(m) = self
-            .queues
-            .get_mut(queue)
-            .and_then(|q| q.members.iter_mut().find(|m| &m.peer == peer))
-        {
-            m.last_used = seq;
-        }
+        let (seq, wall) = (self.seq, self.wall_ms);
+        // One lookup of the job and one of the jobmanager serve everything.
         let jm = self.fleet.get_mut(peer).expect("dispatching to a known jobmanager");
+        let job = self.jobs.get_mut(&key).expect("a waiting job is in the jobs map");
+        let mut coalesced = false;
+        if let Some(extra) = &job.extra {
+            // Past its expiry (its timer not yet seen): it never starts,
+            // and the slot stays free.
+            if extra.expires_ms.is_some_and(|at| at <= wall) {
+                let (key, job) = self.jobs.remove_entry(&key).expect("checked above");
+                return self.finish_expired(now, &key, job);
+            }
+            coalesced = matches!(extra.key, Some((super::flow::KeyMode::Coalesce, _)));
+        }
         jm.slots -= 1;
         jm.running.insert(key.clone());
         let ask_for_reply = jm.is_eventmq();
-        let jobmanager = jm.id.clone();
-        let job = self.jobs.get_mut(&key).expect("a waiting job is in the jobs map");
         job.place = Place::Running {
-            jobmanager,
+            jobmanager: jm.id.clone(),
             dispatch_seq: seq,
             since: now,
         };
@@ -269,13 +287,29 @@ impl Router {
             (false, _) => std::borrow::Cow::Borrowed(&*job.headers),
         };
         let frames = emq_proto::request_frames(&key, queue, &headers, &job.body);
+        // A job a schedule fired runs only once its fire is durable: a
+        // crash before the commit must leave the slot unfired, not run and
+        // then counted missed. (A client's job may go before its commit:
+        // the client, not yet acknowledged, sends it again.)
+        let after_commit = std::rc::Rc::ptr_eq(&job.client, &self.scheduler);
         self.out.push(Outgoing {
             endpoint: Endpoint::Backend,
             peer: peer.clone(),
             frames,
-            after_commit: false,
+            after_commit,
             carries: Carries::Job(key.clone()),
         });
+        if let Some(m) = self
+            .queues
+            .get_mut(queue)
+            .and_then(|q| q.members.iter_mut().find(|m| &m.peer == peer))
+        {
+            m.last_used = seq;
+        }
+        if coalesced {
+            self.release_coalesce_key(&key);
+        }
+        self.count_dispatch(queue, now);
         if guarantee {
             self.track_dispatch(&key, attempt, max, peer);
         }

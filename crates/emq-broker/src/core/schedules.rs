@@ -13,9 +13,10 @@
 //! Exactly once per slot: firing a slot queues a guaranteed job with the
 //! id `sched:NAME:SLOT_MS` and rewrites the schedule's row with its next
 //! slot, both in the same batch, which the transport commits in one
-//! transaction. After a crash either both are in the journal (the job is
-//! restored, the slot is not fired again) or neither is (the slot is due
-//! again and fires).
+//! transaction; the job goes to a jobmanager only after that commit
+//! (`after_commit`). After a crash either both are in the journal (the job
+//! is restored, the slot is not fired again) or neither is and the job has
+//! not run (the slot is due again and fires, or is counted missed).
 //!
 //! Slots passed while the router was down: `coalesce` (the default) fires
 //! once, at restart, for the latest of them; `skip` fires none. Several
@@ -426,7 +427,7 @@ impl Router {
                     let d = &self.schedules.by_name[name].def;
                     (d.headers.clone(), d.body.clone())
                 };
-                let client = self.intern(PeerId(SCHEDULER_PEER.to_vec()));
+                let client = self.scheduler.clone();
                 let queue_name = self.queues.entry(&queue).name.clone();
                 let job = Box::new(Job {
                     client,
@@ -439,6 +440,7 @@ impl Router {
                     attempts: 0,
                     max_attempts,
                     place: Place::Waiting,
+                    extra: None,
                 });
                 let origin = format!("fired by schedule {name} for {}", timestamp_ms(latest));
                 self.accept_guaranteed(&key, &job, None, origin);
@@ -704,6 +706,7 @@ impl Router {
                 let ack = Message::Ack {
                     of: msgid.to_string(),
                     timing: None,
+                    admission: None,
                 };
                 self.send_journaled(peer, ack, Carries::Other);
             }
@@ -819,13 +822,6 @@ impl Router {
             }
         }
         true
-    }
-
-    /// The deadline of the next schedule slot on the monotonic clock.
-    pub(super) fn next_schedule_deadline(&self) -> Option<std::time::Instant> {
-        let at = self.schedules.next_due_ms()?;
-        let wait = at.saturating_sub(self.wall_ms).max(0) as u64;
-        Some(self.mono_at_wall + Duration::from_millis(wait))
     }
 }
 

@@ -65,6 +65,7 @@ impl Sim {
                 heartbeat_ms: 1000,
                 liveness_ms: 3000,
             }),
+            admission: None,
         });
         let a = s.actions();
         (s, a)
@@ -138,9 +139,14 @@ fn boots_informs_and_announces_one_ready_per_slot_to_eventmq() {
     s.router(Message::Ack {
         of: "someone-else".into(),
         timing: None,
+        admission: None,
     });
     assert_eq!(readies(&s.actions()), 0, "an unrelated ACK is not ours");
-    s.router(Message::Ack { of: id, timing: None });
+    s.router(Message::Ack {
+        of: id,
+        timing: None,
+        admission: None,
+    });
     assert_eq!(readies(&s.actions()), 2);
     assert_eq!(s.jm.state(), State::Idle);
 }
@@ -175,7 +181,11 @@ fn never_over_announces_after_reconnect() {
     s.done("j1", Outcome::Ok);
     assert!(replies(&s.actions()).is_empty());
     let id = Sim::inform_id(&a);
-    s.router(Message::Ack { of: id, timing: None });
+    s.router(Message::Ack {
+        of: id,
+        timing: None,
+        admission: None,
+    });
     let a = s.actions();
     assert_eq!(replies(&a), vec![("j1".to_string(), Outcome::Ok)]);
     assert_eq!(readies(&a), 2, "both slots free, each announced once");
@@ -195,7 +205,11 @@ fn router_that_forgot_us_gets_a_fresh_inform() {
         "same connection"
     );
     let id = Sim::inform_id(&a);
-    s.router(Message::Ack { of: id, timing: None });
+    s.router(Message::Ack {
+        of: id,
+        timing: None,
+        admission: None,
+    });
     assert_eq!(readies(&s.actions()), 2);
 }
 

@@ -43,7 +43,8 @@ fn a_delayed_job_is_journaled_acked_and_runs_only_when_due() {
             && e.message
                 == Message::Ack {
                     of: "later".into(),
-                    timing: None
+                    timing: None,
+                    admission: None
                 }),
         "a delayed job is acknowledged like a guaranteed one: {sent:?}"
     );
@@ -173,6 +174,7 @@ fn after_a_restart_a_delayed_job_waits_for_its_time_again() {
         result: None,
         finished_unix_ms: None,
         not_before_unix_ms: Some(not_before),
+        flow: None,
     };
     let body = JobBody {
         headers: "guarantee".into(),

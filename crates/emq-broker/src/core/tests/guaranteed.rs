@@ -252,6 +252,7 @@ fn restore_requeues_unfinished_and_keeps_finished() {
         result: None,
         finished_unix_ms: Some(1_700_000_000_000),
         not_before_unix_ms: None,
+        flow: None,
     };
     let body = |id: &str| {
         let body = JobBody {

@@ -15,6 +15,7 @@ mod admin;
 mod clients;
 mod delayed;
 mod fleet;
+mod flow;
 mod guaranteed;
 mod handlers;
 mod pair;

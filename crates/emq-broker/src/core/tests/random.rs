@@ -14,6 +14,12 @@ fn message() -> impl Strategy<Value = Vec<Vec<u8>>> {
         "reply-requested",
         "guarantee,reply-requested",
         "guarantee,retry-count:1",
+        "reply-requested,coalesce:k",
+        "delay:1,coalesce:k",
+        "reply-requested,unique:u",
+        "guarantee,unique:u",
+        "expires:1",
+        "guarantee,expires:2,coalesce:k",
     ]);
     let outcome = proptest::sample::select(vec![
         Outcome::Ok,
@@ -32,7 +38,7 @@ fn message() -> impl Strategy<Value = Vec<Vec<u8>>> {
         0..20i64,
         0..2000u64,
         1..4u32,
-        0..5usize,
+        0..6usize,
         garbage,
     )
         .prop_map(
@@ -83,6 +89,17 @@ fn message() -> impl Strategy<Value = Vec<Vec<u8>>> {
                         Message::Status,
                         Message::Purge {
                             queue: "default".into(),
+                        },
+                        Message::QueueSet {
+                            queue,
+                            change: emq_proto::views::QueueChange {
+                                paused: Some(hb % 2 == 0),
+                                concurrency: Some(hb % 4),
+                                rate: Some(emq_proto::views::Rate {
+                                    jobs: (hb % 3) as u32,
+                                    per_ms: 500,
+                                }),
+                            },
                         },
                     ][admin]
                         .clone(),
@@ -146,6 +163,21 @@ proptest! {
             let in_jobs = s.r.jobs.values().filter(|j| matches!(j.place, Place::Running { .. })).count();
             prop_assert_eq!(running, in_jobs, "a running job no jobmanager holds");
             prop_assert!(s.r.jobs.len() <= 50, "more jobs than ids");
+            for (name, q) in s.r.queues.iter() {
+                if s.r.flow.control(name).is_some() {
+                    let running = s.r.jobs.values().filter(|j| *j.queue == **name && matches!(j.place, Place::Running { .. })).count();
+                    prop_assert_eq!(q.running, running, "{}: running count drifted", name);
+                }
+            }
+            let delayed = s.r.jobs.values().filter(|j| matches!(j.place, Place::Delayed { .. })).count();
+            prop_assert_eq!(s.r.timers.len(), delayed, "delayed count drifted");
+            for ((mode, queue, key), holder) in s.r.flow.keys() {
+                let job = s.r.jobs.get(holder);
+                prop_assert!(job.is_some(), "{:?} key {}:{} outlived its job {}", mode, queue, key, holder);
+                if *mode == crate::core::flow::KeyMode::Coalesce {
+                    prop_assert!(job.is_some_and(|j| j.is_waiting()), "coalesce key {} names a started job", key);
+                }
+            }
             prop_assert!(s.r.peers.len() <= 60 && s.r.offenders.len() <= 10_001);
         }
     }

@@ -17,7 +17,8 @@ fn inform_is_acked_with_timing() {
             timing: Some(Timing {
                 heartbeat_ms: 1000,
                 liveness_ms: 5000
-            })
+            }),
+            admission: None
         }
     );
 }

@@ -235,7 +235,16 @@ fn a_slot_fires_exactly_once_whatever_the_crash() {
     assert!(fired(&mut s).is_empty());
     s.inform("jm", &[(10, "default")]);
     s.ready("jm", 5);
-    assert_eq!(s.dispatched(), d(&[("jm", "sched:tick:1800000010000")]));
+    let out: Vec<Outgoing> = s.r.take_outgoing().collect();
+    let request = out
+        .iter()
+        .find(|o| o.endpoint == Endpoint::Backend && matches!(o.carries, Carries::Job(_)))
+        .expect("the restored job is dispatched");
+    assert_eq!(request.carries, Carries::Job("sched:tick:1800000010000".into()));
+    assert!(
+        request.after_commit,
+        "a fired job runs only once its fire is durable: run and then lost with a crash, its slot would be counted missed"
+    );
 }
 
 #[test]
