@@ -92,19 +92,22 @@ impl JobStore for RedbStore {
         }
         let txn = self.db.begin_write().map_err(err)?;
         {
-            let mut tables = Vec::new();
-            for table in Table::iter() {
-                tables.push(txn.open_table(definition(table)).map_err(err)?);
-            }
+            // Only the tables this batch touches are opened: opening and
+            // closing one costs as much as a few writes.
+            let mut tables: Vec<Option<redb::Table<'_, &str, &[u8]>>> = Table::iter().map(|_| None).collect();
             for op in ops {
+                let (StoreOp::Put { table, .. } | StoreOp::Delete { table, .. }) = op;
+                let slot = &mut tables[*table as usize];
+                let open = match slot {
+                    Some(t) => t,
+                    None => slot.insert(txn.open_table(definition(*table)).map_err(err)?),
+                };
                 match op {
-                    StoreOp::Put { table, key, value } => {
-                        tables[*table as usize]
-                            .insert(key.as_str(), value.as_slice())
-                            .map_err(err)?;
+                    StoreOp::Put { key, value, .. } => {
+                        open.insert(key.as_str(), value.as_slice()).map_err(err)?;
                     }
-                    StoreOp::Delete { table, key } => {
-                        tables[*table as usize].remove(key.as_str()).map_err(err)?;
+                    StoreOp::Delete { key, .. } => {
+                        open.remove(key.as_str()).map_err(err)?;
                     }
                 }
             }
