@@ -140,6 +140,8 @@ pub struct JobManager {
     backlog: VecDeque<Job>,
     /// Results finished while no router was connected.
     unsent: Vec<ResultFrames>,
+    /// Guaranteed jobs that ended ok here, with their results, for a while.
+    delivered: Delivered,
     announced: usize,
     out: Vec<Action>,
     next_heartbeat: Instant,
@@ -168,6 +170,7 @@ impl JobManager {
             ever_connected: false,
             running: HashMap::new(),
             backlog: VecDeque::new(),
+            delivered: Delivered::new(seed as u64),
             unsent: Vec::new(),
             announced: 0,
             out: Vec::new(),
@@ -475,6 +478,14 @@ impl JobManager {
             debug!("job {msgid} already here: duplicate REQUEST ignored");
             return;
         }
+        if let Some(result) = self.delivered.get(msgid) {
+            // The router lost our result (it crashed before journaling it):
+            // the result again, not a second run.
+            info!("job {msgid} already ran here: its result sent again instead of running it twice");
+            self.send(Message::Reply(Reply::Result(result)));
+            self.update_state();
+            return;
+        }
         let job = Job {
             msgid: msgid.to_string(),
             headers: req.headers,
@@ -527,6 +538,9 @@ impl JobManager {
             content_type,
             body,
         };
+        if outcome.is_ok() && run.job.headers.guarantee {
+            self.delivered.keep(&result);
+        }
         if matches!(self.link, Link::Connected { .. }) {
             self.send(Message::Reply(Reply::Result(result)));
         } else {
@@ -662,6 +676,87 @@ impl JobManager {
             self.start_backlog_now();
         }
         self.update_state();
+    }
+}
+
+/// Results of guaranteed jobs that ended ok here: the latest 1024 of up
+/// to 16 KiB each. A router that crashed after our REPLY but before
+/// journaling it sends the job again; it gets this result instead of a
+/// second run. Failures are not kept: the router sends a failed job again
+/// to retry it. A ring of slots whose buffers are reused, found by the
+/// hash of the job id: no allocation per job once the ring is full.
+struct Delivered {
+    slots: Vec<DeliveredSlot>,
+    /// The slot the next result overwrites.
+    next: usize,
+    /// Hash of a job id -> its slot (checked against the slot's id).
+    by_hash: std::collections::HashMap<u64, u32, foldhash::fast::FixedState>,
+    hasher: foldhash::fast::FixedState,
+}
+
+struct DeliveredSlot {
+    id: String,
+    hash: u64,
+    content_type: ContentType,
+    body: Vec<u8>,
+}
+
+impl Delivered {
+    const SLOTS: usize = 1024;
+    const MAX_BODY: usize = 16 << 10;
+
+    fn new(seed: u64) -> Delivered {
+        let hasher = foldhash::fast::FixedState::with_seed(seed);
+        Delivered {
+            slots: Vec::new(),
+            next: 0,
+            by_hash: std::collections::HashMap::with_capacity_and_hasher(Self::SLOTS, hasher.clone()),
+            hasher,
+        }
+    }
+
+    /// Job `id`'s kept result (outcome ok), as a REPLY would carry it.
+    #[inline]
+    fn get(&self, id: &str) -> Option<ResultFrames> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let slot = &self.slots[*self.by_hash.get(&std::hash::BuildHasher::hash_one(&self.hasher, id))? as usize];
+        (slot.id == id).then(|| ResultFrames {
+            of: id.to_string(),
+            outcome: Outcome::Ok,
+            content_type: slot.content_type,
+            body: slot.body.clone(),
+        })
+    }
+
+    fn keep(&mut self, result: &ResultFrames) {
+        if result.body.len() > Self::MAX_BODY {
+            return;
+        }
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, result.of.as_str());
+        let i = self.next;
+        self.next = (i + 1) % Self::SLOTS;
+        if i == self.slots.len() {
+            self.slots.push(DeliveredSlot {
+                id: result.of.clone(),
+                hash,
+                content_type: result.content_type,
+                body: result.body.clone(),
+            });
+        } else {
+            let slot = &mut self.slots[i];
+            if self.by_hash.get(&slot.hash) == Some(&(i as u32)) {
+                self.by_hash.remove(&slot.hash);
+            }
+            slot.id.clear();
+            slot.id.push_str(&result.of);
+            slot.hash = hash;
+            slot.content_type = result.content_type;
+            slot.body.clear();
+            slot.body.extend_from_slice(&result.body);
+        }
+        self.by_hash.insert(hash, i as u32);
     }
 }
 

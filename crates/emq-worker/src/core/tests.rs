@@ -455,3 +455,28 @@ fn pipelined_jobs_time_out_from_when_they_start_and_lost_ones_come_back() {
     s.advance(Duration::from_millis(1000));
     assert!(s.jm.take_actions().any(|a| a == Action::Kill { msgid: "b".into() }));
 }
+
+#[test]
+fn a_guaranteed_job_sent_again_after_it_ran_gets_its_result_not_a_second_run() {
+    let (mut s, _) = Sim::connected(config(), 0);
+    s.request("g1", "guarantee");
+    s.request("plain", "");
+    let a = s.actions();
+    let starts = |a: &[Action]| a.iter().filter(|a| matches!(a, Action::Start { .. })).count();
+    assert_eq!(starts(&a), 2);
+    s.done("g1", Outcome::Ok);
+    s.done("plain", Outcome::Ok);
+    assert_eq!(replies(&s.actions()).len(), 2);
+    // The router crashed before journaling g1's end and sends it again.
+    s.request("g1", "guarantee");
+    let a = s.actions();
+    assert_eq!(starts(&a), 0, "not run twice");
+    assert_eq!(replies(&a), [("g1".to_string(), Outcome::Ok)]);
+    // A failure is not kept: the router sends it again to retry it.
+    s.request("g2", "guarantee");
+    s.actions();
+    s.done("g2", Outcome::Failed);
+    s.actions();
+    s.request("g2", "guarantee");
+    assert_eq!(starts(&s.actions()), 1, "a failed attempt is retried");
+}
