@@ -166,6 +166,15 @@ pub fn read_ready_line(child: &mut Child, prefix: &str, within: Duration) -> Str
     rx.recv_timeout(within).expect("child printed its ready line in time")
 }
 
+/// The next number of a xorshift64 sequence (random crash moments; seed it
+/// from the clock and print the seed, so a failing run can be replayed).
+pub fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
 /// A scratch directory (keys, allowlists, marker files, journals), removed
 /// when dropped, also when a test panics.
 pub struct Scratch(tempfile::TempDir);

@@ -69,6 +69,9 @@ pub enum Command {
     /// Jobs fired on an interval or a cron expression, kept by the router (admin).
     #[command(subcommand)]
     Schedule(commands::schedule::ScheduleCommand),
+    /// Workflows: graphs of jobs with dependencies, batches with a callback.
+    #[command(subcommand)]
+    Graph(commands::graph::GraphCommand),
     /// Make a CURVE key pair: FILE (secret, mode 0600) and FILE.pub.
     Keygen(commands::keys::KeygenArgs),
     /// Manage an allowlist file (the router re-reads it when it changes).
@@ -122,6 +125,7 @@ pub fn run(cli: &Cli) -> Result<u8, Failure> {
         Command::Pause(a) => queue::pause(cli, a, true),
         Command::Resume(a) => queue::pause(cli, a, false),
         Command::Queue(a) => queue::run(cli, a),
+        Command::Graph(a) => graph::run(cli, a),
         Command::Keygen(a) => keys::keygen(a, json),
         Command::Allow(a) => keys::allow(a, json),
     }

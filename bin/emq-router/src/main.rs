@@ -65,6 +65,13 @@ struct Args {
     /// before delayed submissions get ERROR queue-full.
     #[arg(long, default_value_t = 1_000_000)]
     max_delayed: usize,
+    /// Most jobs one graph (workflow) may have.
+    #[arg(long, default_value_t = emq_proto::graph::DEFAULT_MAX_GRAPH_NODES)]
+    max_graph_nodes: usize,
+    /// Graph jobs that may wait for their parents, across all graphs, before
+    /// a graph gets ERROR queue-full.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_blocked: usize,
     /// Most jobs of QUEUE running at once across all jobmanagers, as
     /// QUEUE=N (repeat for several queues; 0: no limit). Wins over what
     /// `emq-cli queue set` journaled for that queue.
@@ -186,6 +193,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         max_waiting_per_queue: args.max_waiting_per_queue,
         max_waiting_total: args.max_waiting,
         max_delayed: args.max_delayed,
+        max_graph_nodes: args.max_graph_nodes,
+        max_blocked: args.max_blocked,
         queue_controls,
         unknown_queue: match args.unknown_queue {
             UnknownQueue::Wait => UnknownQueuePolicy::Wait,

@@ -7,6 +7,7 @@
 //! medians and ranges. See `scripts/bench.sh`.
 
 mod floor;
+mod graphs;
 mod procs;
 mod schedules;
 mod stats;
@@ -62,6 +63,13 @@ struct Args {
     /// Submissions for the coalescing memory row (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     coalesce: usize,
+    /// Nodes of the largest graphs in the graphs row (1,000 is measured
+    /// too; 0 skips the row).
+    #[arg(long, default_value_t = 10_000)]
+    graph_nodes: usize,
+    /// Only the graphs row.
+    #[arg(long)]
+    only_graphs: bool,
     /// Small numbers for a CI smoke run.
     #[arg(long)]
     quick: bool,
@@ -95,13 +103,54 @@ fn main() -> anyhow::Result<()> {
         args.schedules = args.schedules.min(1000);
         args.coalesce = args.coalesce.min(10_000);
         args.schedule_seconds = 3;
+        args.graph_nodes = args.graph_nodes.min(2000);
     }
     if args.only_schedules {
         return report_schedules(&args);
     }
+    if args.only_graphs {
+        return report_graphs(&args);
+    }
     run(&args)?;
     report_coalescing(&args)?;
+    report_graphs(&args)?;
     report_schedules(&args)
+}
+
+/// The graphs rows: a chain and a fan-out of 1,000 and `args.graph_nodes`
+/// jobs, `args.runs` times each; the router's CPU time per node must not
+/// grow with the graph.
+fn report_graphs(args: &Args) -> anyhow::Result<()> {
+    if args.graph_nodes == 0 {
+        return Ok(());
+    }
+    println!(
+        "\n| graph (the bench takes every job), median of {} | jobs/s | router CPU per node | router CPU in all |",
+        args.runs
+    );
+    println!("|---|---|---|---|");
+    for shape in [graphs::Shape::Chain, graphs::Shape::FanOut] {
+        for n in [1000.min(args.graph_nodes), args.graph_nodes] {
+            let (mut rate, mut per_node, mut cpu) = (Series::default(), Series::default(), Series::default());
+            for _ in 0..args.runs {
+                let row = graphs::measure(shape, n)?;
+                rate.push(row.nodes as f64 / row.wall.as_secs_f64());
+                per_node.push(row.router_cpu.as_secs_f64() * 1e6 / row.nodes as f64);
+                cpu.push(row.router_cpu.as_secs_f64());
+            }
+            let what = match shape {
+                graphs::Shape::Chain => format!("chain of {n}"),
+                graphs::Shape::FanOut => format!("fan-out of {} + 1 sink", n - 1),
+            };
+            println!(
+                "| {what} | {:.0} | {:.0} us | {:.2} s |",
+                rate.median(),
+                per_node.median(),
+                cpu.median()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A job body of about `size` bytes for the no-op handler.

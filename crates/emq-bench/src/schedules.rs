@@ -43,7 +43,7 @@ fn unix_ms() -> i64 {
 }
 
 /// CPU time (user + system) of `pid` so far.
-fn cpu_time(pid: u32) -> Duration {
+pub(crate) fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command (which may hold spaces) start after ')'.
     let fields: Vec<&str> = stat
@@ -56,15 +56,16 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
 }
 
-/// A jobmanager made of one DEALER: takes every fired job, answers at once.
-struct BenchJobManager {
+/// A jobmanager made of one DEALER: takes every job, answers at once (the
+/// schedules and graphs rows).
+pub(crate) struct BenchJobManager {
     socket: zmq::Socket,
     ids: MsgIds,
     next_heartbeat: Instant,
 }
 
 impl BenchJobManager {
-    fn connect(ctx: &zmq::Context, backend: &str) -> anyhow::Result<BenchJobManager> {
+    pub(crate) fn connect(ctx: &zmq::Context, backend: &str) -> anyhow::Result<BenchJobManager> {
         let socket = ctx.socket(zmq::DEALER)?;
         socket.set_sndhwm(0)?;
         socket.set_rcvhwm(0)?;
@@ -93,8 +94,9 @@ impl BenchJobManager {
         Ok(())
     }
 
-    /// Answer what arrived within `wait`; `on_fire(slot_ms)` for each job.
-    fn serve(&mut self, wait: Duration, mut on_fire: impl FnMut(i64)) -> anyhow::Result<()> {
+    /// Answer what arrived within `wait`; `on_job(id, unix_ms)` for each
+    /// job, with when it arrived.
+    pub(crate) fn serve(&mut self, wait: Duration, mut on_job: impl FnMut(&str, i64)) -> anyhow::Result<()> {
         if Instant::now() >= self.next_heartbeat {
             let hb = Message::Heartbeat {
                 unix_time: format!("{:.3}", unix_ms() as f64 / 1000.0),
@@ -109,9 +111,7 @@ impl BenchJobManager {
             let now = unix_ms();
             let Ok(env) = emq_proto::decode(&frames) else { continue };
             if let Message::Request(_) = env.message {
-                if let Some(slot) = env.msgid.rsplit_once(':').and_then(|(_, s)| s.parse::<i64>().ok()) {
-                    on_fire(now - slot);
-                }
+                on_job(&env.msgid, now);
                 let done = ResultFrames {
                     of: env.msgid,
                     outcome: emq_proto::Outcome::Ok,
@@ -164,7 +164,7 @@ pub(crate) fn measure(layout: Layout, count: usize, seconds: u64) -> anyhow::Res
     let router = Spawned::router(&[])?;
     let ctx = zmq::Context::new();
     let mut jm = BenchJobManager::connect(&ctx, &router.backend)?;
-    jm.serve(Duration::from_millis(500), |_| {})?;
+    jm.serve(Duration::from_millis(500), |_, _| {})?;
     let rss_before = rss_bytes(router.pid());
     // Interval schedules made over time have phases all over the second;
     // cron ones are all due at the same instant whenever they are made.
@@ -180,7 +180,7 @@ pub(crate) fn measure(layout: Layout, count: usize, seconds: u64) -> anyhow::Res
     // Warm up: every schedule fires a few times.
     let warm = Instant::now() + Duration::from_secs(3);
     while Instant::now() < warm {
-        jm.serve(Duration::from_millis(100), |_| {})?;
+        jm.serve(Duration::from_millis(100), |_, _| {})?;
     }
     let rss_after = rss_bytes(router.pid());
     let mut lateness = Vec::with_capacity(count * seconds as usize);
@@ -188,7 +188,12 @@ pub(crate) fn measure(layout: Layout, count: usize, seconds: u64) -> anyhow::Res
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     while Instant::now() < end {
-        jm.serve(Duration::from_millis(100), |ms| lateness.push(ms as f64))?;
+        jm.serve(Duration::from_millis(100), |id, at| {
+            // A fired job's id ends with its slot: `sched:NAME:SLOT_MS`.
+            if let Some(slot) = id.rsplit_once(':').and_then(|(_, s)| s.parse::<i64>().ok()) {
+                lateness.push((at - slot) as f64);
+            }
+        })?;
     }
     let wall = started.elapsed();
     let cpu = cpu_time(router.pid()).saturating_sub(cpu0);
@@ -209,7 +214,7 @@ pub(crate) fn idle(count: usize, seconds: u64) -> anyhow::Result<(f64, f64)> {
     let router = Spawned::router(&[])?;
     let ctx = zmq::Context::new();
     let mut jm = BenchJobManager::connect(&ctx, &router.backend)?;
-    jm.serve(Duration::from_millis(500), |_| {})?;
+    jm.serve(Duration::from_millis(500), |_, _| {})?;
     let rss_before = rss_bytes(router.pid());
     create(&router.admin, count, Duration::ZERO, |i| ScheduleSpec {
         name: format!("idle-{i}"),
@@ -221,13 +226,13 @@ pub(crate) fn idle(count: usize, seconds: u64) -> anyhow::Result<(f64, f64)> {
     // Settle: the answers to SCHEDULE_SET are freed and handed back.
     let settle = Instant::now() + Duration::from_secs(3);
     while Instant::now() < settle {
-        jm.serve(Duration::from_millis(200), |_| {})?;
+        jm.serve(Duration::from_millis(200), |_, _| {})?;
     }
     let per_schedule = (rss_bytes(router.pid()) as f64 - rss_before as f64) / count as f64;
     let cpu0 = cpu_time(router.pid());
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(seconds) {
-        jm.serve(Duration::from_millis(200), |_| {})?;
+        jm.serve(Duration::from_millis(200), |_, _| {})?;
     }
     let cpu = cpu_time(router.pid()).saturating_sub(cpu0);
     Ok((cpu.as_secs_f64() / started.elapsed().as_secs_f64(), per_schedule))

@@ -38,6 +38,11 @@ pub struct Config {
     /// Jobs that may wait for a time (delayed jobs and retries backing off);
     /// past it a delayed job gets `ERROR queue-full`.
     pub max_delayed: usize,
+    /// Most nodes one graph may have.
+    pub max_graph_nodes: usize,
+    /// Graph jobs that may wait for their parents, across all graphs; past
+    /// it a graph gets `ERROR queue-full`.
+    pub max_blocked: usize,
     /// Flow control set at start for these queues (pause, concurrency,
     /// rate); it wins over what the journal holds for the settings it names.
     pub queue_controls: Vec<(String, emq_proto::views::QueueChange)>,
@@ -85,6 +90,8 @@ impl Default for Config {
             max_waiting_per_queue: 1_000_000,
             max_waiting_total: 4_000_000,
             max_delayed: 1_000_000,
+            max_graph_nodes: emq_proto::graph::DEFAULT_MAX_GRAPH_NODES,
+            max_blocked: 1_000_000,
             queue_controls: Vec::new(),
             unknown_queue: UnknownQueuePolicy::Wait,
             default_queues: vec![(emq_proto::DEFAULT_WEIGHT, emq_proto::DEFAULT_QUEUE.to_string())],
@@ -117,7 +124,12 @@ impl Config {
         if self.liveness <= self.heartbeat {
             return bad("liveness must be longer than the heartbeat interval");
         }
-        if self.max_waiting_per_queue == 0 || self.max_waiting_total == 0 || self.max_delayed == 0 {
+        if self.max_waiting_per_queue == 0
+            || self.max_waiting_total == 0
+            || self.max_delayed == 0
+            || self.max_graph_nodes == 0
+            || self.max_blocked == 0
+        {
             return bad("waiting bounds must be at least 1");
         }
         if self.default_queues.is_empty() {

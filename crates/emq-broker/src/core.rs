@@ -26,6 +26,7 @@
 //! | `timers.rs` | jobs waiting for a time (not-before, retry backoff) |
 //! | `flow.rs` | keys (coalesce, unique), expiry, queue controls (pause, concurrency, rate) |
 //! | `schedules.rs` | interval and cron schedules, their slots and fires |
+//! | `graphs.rs` | workflows: graphs of jobs with `after` edges, batches |
 //! | `admin.rs` | admin commands and the status views |
 //!
 //! Invariants:
@@ -49,6 +50,7 @@ mod admin;
 mod clients;
 mod fleet;
 mod flow;
+mod graphs;
 mod guaranteed;
 mod handlers;
 mod jobs;
@@ -59,6 +61,7 @@ mod timers;
 
 use fleet::JobManager;
 use flow::Flow;
+use graphs::Graphs;
 use guaranteed::Guaranteed;
 use handlers::HandlerNames;
 use jobs::{Job, JobKey};
@@ -171,6 +174,7 @@ pub struct Router {
     timers: Timers,
     schedules: Schedules,
     flow: Flow,
+    graphs: Graphs,
     results: ResultStore,
     out: Vec<Outgoing>,
     store_ops: Vec<StoreOp>,
@@ -213,6 +217,7 @@ impl Router {
             timers: Timers::default(),
             schedules: Schedules::default(),
             flow: Flow::new(hasher.clone()),
+            graphs: Graphs::new(hasher.clone()),
             results,
             out: Vec::new(),
             store_ops: Vec::new(),
@@ -257,6 +262,7 @@ impl Router {
             self.timers.next(),
             self.guaranteed.next_purge(),
             self.flow.next_rate_wakeup(),
+            self.graphs.next_purge(),
         ]
         .into_iter()
         .flatten()
@@ -299,14 +305,15 @@ impl Router {
         self.release_due(now);
         self.expire_due(now);
         self.purge_expired(now);
-        self.dispatch_freed(now);
+        self.purge_graphs(now);
+        self.after_event(now);
     }
 
     /// After a restart: hand each module the journal rows it owns.
     pub fn restore(&mut self, now: Now, rows: Vec<Row>) -> Result<(), CorruptRow> {
         self.set_now(now);
-        let (mut records, mut bodies, mut schedules, mut states, mut queues) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut records, mut bodies, mut schedules, mut states, mut queues, mut graphs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for row in rows {
             match row.table {
                 Table::Records => records.push(row),
@@ -314,12 +321,17 @@ impl Router {
                 Table::Schedules => schedules.push(row),
                 Table::ScheduleState => states.push(row),
                 Table::Queues => queues.push(row),
+                Table::Graphs => graphs.push(row),
             }
         }
         // Queue controls first (a paused queue must not dispatch what is
-        // restored), then jobs, then schedules (their fired jobs are jobs).
+        // restored), graphs before jobs (their nodes' records are theirs to
+        // keep), then jobs, the graphs' progress, then schedules (their fired
+        // jobs are jobs).
         self.restore_queue_controls(queues)?;
+        self.restore_graph_defs(graphs)?;
         self.restore_guaranteed(now, records, bodies)?;
+        self.restore_graph_progress(now);
         self.restore_schedules(now, schedules, states)
     }
 
@@ -379,7 +391,7 @@ impl Router {
             },
             Carries::Other => {}
         }
-        self.dispatch_freed(now.mono);
+        self.after_event(now.mono);
     }
 
     /// Handle one message received on `endpoint` from `peer`.
@@ -403,6 +415,17 @@ impl Router {
             Endpoint::Frontend => self.on_client(now, peer, env.msgid, env.message),
             Endpoint::Backend => self.on_jobmanager(now, peer, env.msgid, env.message),
             Endpoint::Admin => self.on_admin(now, peer, env.msgid, env.message),
+        }
+        self.after_event(now);
+    }
+
+    /// What every event ends with: graph nodes that ended are settled
+    /// (their children released or cancelled, in this same batch), and
+    /// queues freed by flow control dispatched.
+    #[inline]
+    fn after_event(&mut self, now: Instant) {
+        if !self.graphs.is_settled() {
+            self.settle_graphs(now);
         }
         self.dispatch_freed(now);
     }

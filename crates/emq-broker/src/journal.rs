@@ -23,6 +23,8 @@ pub enum Table {
     ScheduleState,
     /// Queues' flow control (`core::flow::QueueControl`), by queue name.
     Queues,
+    /// Workflows (`core::graphs::GraphDef`), by graph id.
+    Graphs,
 }
 
 impl Table {
@@ -34,6 +36,7 @@ impl Table {
             Table::Schedules => "schedules",
             Table::ScheduleState => "schedule_state",
             Table::Queues => "queues",
+            Table::Graphs => "graphs",
         }
     }
 }

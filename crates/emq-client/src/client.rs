@@ -23,6 +23,7 @@ use emq_proto::views::{
 };
 use emq_proto::{ErrorCode, JobResult, JobState, Message, MsgIds, Outcome, Reply, Request, ResultFrames};
 
+use crate::graph::{Graph, GraphView};
 use crate::{ClientError, Job, JobId, JobOutput};
 
 /// How a [`Client`] connects.
@@ -93,6 +94,8 @@ pub struct Client {
     /// While `submit_many` runs: ids in the order their results arrived, so it
     /// never scans its whole window.
     arrivals: Option<Vec<JobId>>,
+    /// The latest GRAPH_INFO of each graph, until read.
+    graph_infos: HashMap<String, GraphView>,
 }
 
 impl Client {
@@ -133,6 +136,7 @@ impl Client {
             acked: HashMap::default(),
             statuses: HashMap::default(),
             arrivals: None,
+            graph_infos: HashMap::default(),
         })
     }
 
@@ -312,6 +316,96 @@ impl Client {
         }
     }
 
+    /// Submit a graph (or batch) in one message; returns it as the router
+    /// accepted it (every node's job id), once journaled. Sent again if no
+    /// answer comes within a second (the same id is never run twice), up to
+    /// the connect timeout; a refused graph is [`ClientError::Refused`]
+    /// with the reason (a cycle, an unknown name, its size).
+    pub fn submit_graph(&mut self, graph: &Graph) -> Result<GraphView, ClientError> {
+        let mut spec = graph.spec.clone();
+        let id = spec.id.clone().unwrap_or_else(|| self.ids.next());
+        spec.id = Some(id.clone());
+        // Told when it ends: `wait_graph` needs no polling.
+        spec.notify = true;
+        let msg = Message::Graph { spec: Box::new(spec) };
+        self.graph_exchange(&id, &msg, self.options.connect_timeout)
+    }
+
+    /// A graph's state now.
+    pub fn graph_status(&mut self, id: &str, timeout: Duration) -> Result<GraphView, ClientError> {
+        let msg = Message::GraphQuery { id: id.to_string() };
+        self.graph_exchange(id, &msg, timeout)
+    }
+
+    /// Cancel every node of a graph that has not started; running ones
+    /// finish. Returns the graph afterwards.
+    pub fn cancel_graph(&mut self, id: &str, timeout: Duration) -> Result<GraphView, ClientError> {
+        let msg = Message::GraphCancel { id: id.to_string() };
+        self.graph_exchange(id, &msg, timeout)
+    }
+
+    /// Wait until every node of graph `id` has ended. The router tells a
+    /// graph's submitter when it ends; the state is also asked for every
+    /// few seconds, so a router restart or another connection loses
+    /// nothing.
+    pub fn wait_graph(&mut self, id: &str, timeout: Duration) -> Result<GraphView, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(timeout));
+            }
+            let view = self.graph_status(id, left.min(Duration::from_secs(5)))?;
+            if view.state.is_final() {
+                return Ok(view);
+            }
+            let until = Instant::now() + left.min(Duration::from_secs(3));
+            loop {
+                if let Some(v) = self.graph_infos.remove(id) {
+                    if v.state.is_final() {
+                        return Ok(v);
+                    }
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                self.pump(left)?;
+            }
+        }
+    }
+
+    /// Send `msg` about graph `id` and wait for its GRAPH_INFO (or ERROR),
+    /// sending again every second until `timeout`.
+    fn graph_exchange(&mut self, id: &str, msg: &Message, timeout: Duration) -> Result<GraphView, ClientError> {
+        let deadline = Instant::now() + timeout;
+        self.graph_infos.remove(id);
+        loop {
+            let msgid = match msg {
+                Message::Graph { .. } => id.to_string(),
+                _ => self.ids.next(),
+            };
+            self.send(msg.encode_with_id(&msgid))?;
+            let resend = Instant::now() + Duration::from_secs(1);
+            loop {
+                if let Some(view) = self.graph_infos.remove(id) {
+                    return Ok(view);
+                }
+                if let Some(Err(e)) = self.done.remove(&JobId(msgid.clone())) {
+                    return Err(e);
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(ClientError::Timeout(timeout));
+                }
+                if now >= resend {
+                    break;
+                }
+                self.pump(resend.min(deadline) - now)?;
+            }
+        }
+    }
+
     /// Ask the router for a job's state and, when finished, its result.
     pub fn status(&mut self, id: &JobId, timeout: Duration) -> Result<JobStatus, ClientError> {
         self.statuses.remove(id);
@@ -419,6 +513,9 @@ impl Client {
                         result,
                     }),
                 );
+            }
+            Message::GraphInfo { view } => {
+                self.graph_infos.insert(view.id.clone(), *view);
             }
             Message::Kbye => log::warn!("router is shutting down"),
             _ => {}
@@ -586,6 +683,11 @@ pub mod admin {
             change,
         };
         view(ask(endpoint, msg, options)?)
+    }
+
+    /// GRAPHS: every graph the router holds, oldest first.
+    pub fn graphs(endpoint: &str, options: &ClientOptions) -> Result<crate::graph::GraphList, ClientError> {
+        view(ask(endpoint, Message::Graphs, options)?)
     }
 
     /// SCHEDULES: every schedule the router keeps.

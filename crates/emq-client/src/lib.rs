@@ -13,6 +13,7 @@
 
 mod client;
 mod error;
+pub mod graph;
 mod job;
 
 pub use client::{admin, Client, ClientOptions, JobStatus, Submitted};
@@ -25,4 +26,5 @@ pub use emq_proto::{
     DEFAULT_BACKEND_PORT, DEFAULT_FRONTEND_PORT,
 };
 pub use error::ClientError;
+pub use graph::{Graph, Node};
 pub use job::{Job, JobId, JobOutput};

@@ -116,6 +116,8 @@ pub enum ErrorCode {
     Invalid,
     /// No schedule of that name (UNSCHEDULE, schedule admin commands).
     UnknownSchedule,
+    /// No graph of that id (GRAPH_QUERY, GRAPH_CANCEL).
+    UnknownGraph,
     /// The router is stopping and takes no new work.
     ShuttingDown,
     /// A code this build does not know; kept verbatim.

@@ -167,6 +167,17 @@ impl JobCall {
     }
 }
 
+impl JobCall {
+    /// The same REQUEST body with `extra` added to its keyword arguments
+    /// (replacing any of the same name): what a graph's job receives from
+    /// its parents.
+    pub fn add_kwargs(body: &[u8], ct: ContentType, extra: Map<String, Value>) -> Result<Vec<u8>, DecodeError> {
+        let mut call = JobCall::decode(body, ct)?;
+        call.kwargs.extend(extra);
+        Ok(call.encode(ct))
+    }
+}
+
 fn handler_name(path: String, callable: String) -> String {
     if path.is_empty() {
         callable

@@ -10,10 +10,12 @@
 //! - [`Headers`]: the REQUEST headers frame;
 //! - [`JobCall`], [`JobResult`]: job bodies and results;
 //! - [`views`]: the typed JSON answers (status, job details, dead letters);
+//! - [`graph`]: workflows: graph and batch specs, their checks, views and DOT;
 //! - [`keys`]: CURVE keys, key files and allowlists as text;
 //! - [`MsgIds`]: msgids from a seed.
 
 mod error;
+pub mod graph;
 mod headers;
 mod ids;
 mod job;

@@ -46,6 +46,11 @@ pub enum Command {
     ScheduleSet,
     ScheduleCtl,
     QueueSet,
+    Graph,
+    GraphQuery,
+    GraphCancel,
+    GraphInfo,
+    Graphs,
 }
 
 impl Command {
@@ -271,6 +276,31 @@ pub enum Message {
         /// What to set.
         change: QueueChange,
     },
+    /// Extension: submit a graph of jobs (protocol.md section 15); answered
+    /// with GRAPH_INFO once journaled, or ERROR naming the problem.
+    Graph {
+        /// The graph.
+        spec: Box<crate::graph::GraphSpec>,
+    },
+    /// Extension: ask for a graph's state; answered with GRAPH_INFO.
+    GraphQuery {
+        /// The graph's id.
+        id: String,
+    },
+    /// Extension: cancel every node of a graph that has not started;
+    /// answered with GRAPH_INFO.
+    GraphCancel {
+        /// The graph's id.
+        id: String,
+    },
+    /// Extension: a graph's state (answer to GRAPH, GRAPH_QUERY,
+    /// GRAPH_CANCEL, and sent when a graph submitted with `notify` ends).
+    GraphInfo {
+        /// The graph.
+        view: Box<crate::graph::GraphView>,
+    },
+    /// Extension (admin): list the graphs ([`crate::graph::GraphList`]).
+    Graphs,
     /// Extension (admin): pause, resume or remove a schedule; answered with
     /// its [`crate::views::ScheduleInfo`] (as it was, for `remove`).
     ScheduleCtl {
@@ -347,6 +377,11 @@ impl Message {
             Message::ScheduleSet { .. } => Command::ScheduleSet,
             Message::ScheduleCtl { .. } => Command::ScheduleCtl,
             Message::QueueSet { .. } => Command::QueueSet,
+            Message::Graph { .. } => Command::Graph,
+            Message::GraphQuery { .. } => Command::GraphQuery,
+            Message::GraphCancel { .. } => Command::GraphCancel,
+            Message::GraphInfo { .. } => Command::GraphInfo,
+            Message::Graphs => Command::Graphs,
             Message::Error { .. } => Command::Error,
             Message::Query { .. } => Command::Query,
             Message::Job { .. } => Command::Job,
@@ -448,6 +483,12 @@ impl Message {
                 f.push(s(queue));
                 f.push(serde_json::to_vec(change).unwrap_or_default());
             }
+            Message::Graph { spec } => f.push(serde_json::to_vec(spec).unwrap_or_default()),
+            Message::GraphQuery { id } | Message::GraphCancel { id } => f.push(s(id)),
+            Message::GraphInfo { view } => {
+                f.push(s(&view.id));
+                f.push(serde_json::to_vec(view).unwrap_or_default());
+            }
             Message::Error { of, code, reason } => {
                 f.push(s(of));
                 f.push(s(code.as_str()));
@@ -482,7 +523,8 @@ impl Message {
             | Message::RouterShowSchedulers
             | Message::Hello
             | Message::Dead
-            | Message::Schedules => {}
+            | Message::Schedules
+            | Message::Graphs => {}
         }
         f
     }
@@ -752,6 +794,28 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
             }
         }
         Command::Schedules => Message::Schedules,
+        Command::Graphs => Message::Graphs,
+        Command::Graph => {
+            need(command, p.len(), 1)?;
+            Message::Graph {
+                spec: Box::new(serde_json::from_str(text(0)?).map_err(|e| DecodeError::bad("GRAPH spec", e))?),
+            }
+        }
+        Command::GraphQuery | Command::GraphCancel => {
+            need(command, p.len(), 1)?;
+            let id = name_text("graph id", text(0)?)?.to_string();
+            if command == Command::GraphQuery {
+                Message::GraphQuery { id }
+            } else {
+                Message::GraphCancel { id }
+            }
+        }
+        Command::GraphInfo => {
+            need(command, p.len(), 2)?;
+            Message::GraphInfo {
+                view: Box::new(serde_json::from_str(text(1)?).map_err(|e| DecodeError::bad("GRAPH_INFO", e))?),
+            }
+        }
         Command::QueueSet => {
             need(command, p.len(), 2)?;
             Message::QueueSet {

@@ -42,6 +42,8 @@ pub enum JobState {
     Accepted,
     /// Waiting for its not-before time (a delayed job).
     Scheduled,
+    /// A graph's job waiting for its parents to end.
+    Blocked,
     /// Waiting for a slot, or backing off before a retry.
     #[serde(alias = "Queued")]
     Queued,
@@ -268,6 +270,13 @@ pub struct RouterStatus {
     /// Schedules the router keeps (paused ones included).
     #[serde(default)]
     pub schedules: u64,
+    /// Graphs the router holds (running, and ended ones within their
+    /// retention).
+    #[serde(default)]
+    pub graphs: u64,
+    /// Graph jobs waiting for their parents.
+    #[serde(default)]
+    pub blocked: u64,
     /// Seconds since the router started.
     pub uptime_s: u64,
 }

@@ -82,7 +82,8 @@ fn strings(v: &Value, what: &str) -> Result<Vec<String>, JobError> {
 
 /// Run a program: `argv` (kwarg, or the positional args), optional `env`
 /// (object), `cwd` and `stdin` (string); the program finds the job's id in
-/// `EMQ_JOB_ID`. Returns exit code, stdout and stderr; a non-zero exit (or
+/// `EMQ_JOB_ID`, and a graph's job its parents' results in `EMQ_PARENTS`
+/// and a batch callback its summary in `EMQ_BATCH` (JSON). Returns exit code, stdout and stderr; a non-zero exit (or
 /// death by signal) is a failure carrying the same value.
 fn exec(call: &JobCall) -> Result<Value, JobError> {
     let argv = match call.kwargs.get("argv") {
@@ -94,6 +95,12 @@ fn exec(call: &JobCall) -> Result<Value, JobError> {
     };
     let mut cmd = Command::new(program);
     cmd.env("EMQ_JOB_ID", &call.id);
+    // A graph's job: what its parents left, as JSON (README "Workflows").
+    for (kwarg, var) in [("parents", "EMQ_PARENTS"), ("batch", "EMQ_BATCH")] {
+        if let Some(v) = call.kwargs.get(kwarg) {
+            cmd.env(var, v.to_string());
+        }
+    }
     cmd.args(rest)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -197,6 +204,16 @@ mod tests {
             exec(&with_id).unwrap()["stdout"],
             "job-7\n",
             "the program knows its job"
+        );
+        let callback = call(
+            "emq.exec",
+            json!(["sh", "-c", "echo $EMQ_BATCH"]),
+            json!({"batch": {"total": 2, "failed_ids": ["g/x"]}}),
+        );
+        assert_eq!(
+            exec(&callback).unwrap()["stdout"],
+            "{\"failed_ids\":[\"g/x\"],\"total\":2}\n",
+            "a batch callback reads its summary"
         );
         assert!(exec(&call("emq.exec", json!(["/no/such/program"]), json!({}))).is_err());
         assert!(exec(&call("emq.exec", json!([]), json!({}))).is_err());

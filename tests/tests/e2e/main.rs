@@ -6,6 +6,7 @@
 mod cli;
 mod eventmq;
 mod flow;
+mod graphs;
 mod guaranteed;
 mod jobmanager;
 mod router;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use emq_tests::{emq_cli, wait_until, JobManagerProc, RouterProc, Scratch};
+use emq_tests::{emq_cli, next_random, wait_until, JobManagerProc, RouterProc, Scratch};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -208,13 +208,6 @@ fn emq_cli_adds_lists_pauses_resumes_and_removes_schedules() {
 }
 
 /// xorshift64: random crash moments without a dependency.
-fn next_random(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 #[test]
 fn router_killed_repeatedly_while_schedules_fire_neither_repeats_nor_loses_a_slot() {
     let scratch = Scratch::new();

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod bulk;
 pub mod cancel;
+pub mod graph;
 pub mod keys;
 pub mod queue;
 pub mod result;

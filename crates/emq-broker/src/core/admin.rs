@@ -62,6 +62,12 @@ impl Router {
                 self.answer(&peer, ReplyNotice::of(&view));
             }
             Message::Query { of } => self.answer_query(Endpoint::Admin, &peer, &of),
+            Message::Graphs => {
+                let view = self.graph_list();
+                self.answer(&peer, ReplyNotice::of(&view));
+            }
+            Message::GraphQuery { id } => self.on_graph_query(Endpoint::Admin, &peer, &msgid, &id),
+            Message::GraphCancel { id } => self.on_graph_cancel(now, Endpoint::Admin, &peer, &msgid, &id),
             Message::Cancel { of } => self.cancel(now, Endpoint::Admin, &peer, &of),
             Message::Retry { of } => self.retry_dead(now, &peer, &of),
             Message::Purge { queue } => self.purge_queue(now, &peer, &queue),
@@ -128,6 +134,8 @@ impl Router {
             results_kept: self.results.len() as u64,
             delayed: self.timers.len() as u64,
             schedules: self.schedules.len() as u64,
+            graphs: self.graphs.len() as u64,
+            blocked: self.graphs.blocked() as u64,
             uptime_s: self.uptime(now).as_secs(),
             ..RouterStatus::default()
         };

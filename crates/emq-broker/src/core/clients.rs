@@ -43,6 +43,9 @@ impl Router {
             Message::Request(req) => self.on_request(now, peer, msgid, req),
             Message::Query { of } => self.answer_query(Endpoint::Frontend, &peer, &of),
             Message::Cancel { of } => self.cancel(now, Endpoint::Frontend, &peer, &of),
+            Message::Graph { spec } => self.on_graph(now, peer, msgid, *spec),
+            Message::GraphQuery { id } => self.on_graph_query(Endpoint::Frontend, &peer, &msgid, &id),
+            Message::GraphCancel { id } => self.on_graph_cancel(now, Endpoint::Frontend, &peer, &msgid, &id),
             Message::Heartbeat { .. } | Message::Kbye | Message::Ack { .. } | Message::Hello => {}
             Message::Disconnect
             | Message::Status
@@ -54,7 +57,8 @@ impl Router {
             | Message::Schedules
             | Message::ScheduleSet { .. }
             | Message::ScheduleCtl { .. }
-            | Message::QueueSet { .. } => self.refuse(
+            | Message::QueueSet { .. }
+            | Message::Graphs => self.refuse(
                 Endpoint::Frontend,
                 &peer,
                 &msgid,
@@ -240,7 +244,11 @@ impl Router {
             // Journaled in this batch; the transport commits it before it
             // sends the ACK.
             let origin = format!("accepted from {acked}");
-            self.accept_guaranteed(&key, &job, not_before.filter(|_| wait.is_some()), origin);
+            let entry = match not_before.filter(|_| wait.is_some()) {
+                Some(t) => super::guaranteed::Entry::WaitUntil(t),
+                None => super::guaranteed::Entry::Queue,
+            };
+            self.accept_guaranteed(&key, &job, entry, origin);
         }
         if acked_with {
             let admission = keyed.then(|| Admission {
@@ -337,6 +345,7 @@ impl Router {
         } else if let Some(job) = self.jobs.get(of) {
             let (state, jobmanager) = match &job.place {
                 Place::Waiting | Place::Delayed { .. } => (JobState::Queued, None),
+                Place::Blocked => (JobState::Blocked, None),
                 Place::Running { jobmanager, .. } => (JobState::Running, Some(jobmanager.to_string())),
             };
             Message::Job {
@@ -383,6 +392,7 @@ impl Router {
         if let Some(job) = self.jobs.get(of) {
             return Some(match job.place {
                 Place::Waiting | Place::Delayed { .. } => JobState::Queued,
+                Place::Blocked => JobState::Blocked,
                 Place::Running { .. } => JobState::Running,
             });
         }

@@ -219,6 +219,13 @@ impl Router {
             return;
         };
         match &job.place {
+            Place::Blocked => {
+                debug!(
+                    "REPLY from {peer} for {}, which waits for its parents: ignored",
+                    result.of
+                );
+                return;
+            }
             Place::Running { jobmanager, .. } if **jobmanager == *peer => {}
             Place::Running { jobmanager, .. } => {
                 debug!(

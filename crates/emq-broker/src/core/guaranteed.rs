@@ -21,6 +21,16 @@ use crate::journal::{CorruptRow, Row, StoreOp, Table};
 use crate::tracking::{JobBody, JobRecord, StoredOutcome};
 use crate::HashMap;
 
+/// The state a new guaranteed job enters.
+pub(super) enum Entry {
+    /// Its queue.
+    Queue,
+    /// A timer, until this time (ms since the Unix epoch).
+    WaitUntil(i64),
+    /// Blocked (a graph's node waiting for its parents), saying for what.
+    Blocked(String),
+}
+
 /// A guaranteed job as read back from the journal.
 struct Loaded {
     id: String,
@@ -52,6 +62,11 @@ impl Guaranteed {
             accepted_seq: 0,
             redeliver: Vec::new(),
         }
+    }
+
+    /// A tracked job's record, if it has one.
+    pub(super) fn record(&self, key: &str) -> Option<&JobRecord> {
+        self.tracked.get(key)
     }
 
     pub(super) fn is_tracked(&self, id: &str) -> bool {
@@ -103,11 +118,14 @@ impl Router {
         retries.saturating_add(1).min(u16::MAX as u32) as u16
     }
 
-    /// A new guaranteed job: journal it (with its body) and track it.
-    /// `not_before`: it waits for that time (ms since the Unix epoch);
-    /// `origin`: where it came from, for its log.
-    pub(super) fn accept_guaranteed(&mut self, key: &JobKey, job: &Job, not_before: Option<i64>, origin: String) {
+    /// A new guaranteed job: journal it (with its body) and track it, in
+    /// the state `entry` says; `origin`: where it came from, for its log.
+    pub(super) fn accept_guaranteed(&mut self, key: &JobKey, job: &Job, entry: Entry, origin: String) {
         self.guaranteed.accepted_seq += 1;
+        let not_before = match entry {
+            Entry::WaitUntil(t) => Some(t),
+            _ => None,
+        };
         let mut record = JobRecord {
             queue: job.queue.to_string(),
             client: job.client.0.clone(),
@@ -123,13 +141,14 @@ impl Router {
         };
         let at = self.wall_ms;
         record.push_log(at, JobState::Accepted, origin);
-        match not_before {
-            Some(t) => record.push_log(
+        match entry {
+            Entry::WaitUntil(t) => record.push_log(
                 at,
                 JobState::Scheduled,
                 format!("waits until {} for queue {}", timestamp_ms(t), job.queue),
             ),
-            None => record.push_log(at, JobState::Queued, format!("queued in {}", job.queue)),
+            Entry::Queue => record.push_log(at, JobState::Queued, format!("queued in {}", job.queue)),
+            Entry::Blocked(why) => record.push_log(at, JobState::Blocked, why),
         }
         self.guaranteed.tracked.insert(key.clone(), record);
         let body = JobBody {
@@ -137,6 +156,29 @@ impl Router {
             body: job.body.to_vec(),
         };
         self.persist(key, Some(body));
+    }
+
+    /// A graph's node was released by its parents: journaled (with its new
+    /// body, when its parents' results were added to it) in the batch of
+    /// the parent's end.
+    pub(super) fn track_released(&mut self, key: &JobKey, queue: &str, new_body: Option<Vec<u8>>) {
+        let at = self.wall_ms;
+        let Some(r) = self.guaranteed.tracked.get_mut(key) else {
+            return;
+        };
+        r.push_log(at, JobState::Queued, format!("parents ended: queued in {queue}"));
+        let body = new_body.map(|body| JobBody {
+            headers: self.jobs.get(key).map(|j| j.headers.to_string()).unwrap_or_default(),
+            body,
+        });
+        self.persist(key, body);
+    }
+
+    /// Forget a tracked job, here and in the journal.
+    pub(super) fn forget_tracked(&mut self, key: &str) {
+        self.guaranteed.tracked.remove(key);
+        self.guaranteed.dead.remove(key);
+        self.unjournal(key);
     }
 
     /// A delayed job's time came: it enters its queue (logged, not
@@ -239,9 +281,12 @@ impl Router {
             r.finished_unix_ms = Some(at);
         }
         self.persist(key, None);
-        self.guaranteed
-            .purge
-            .push_back((now + self.config.result_retention, key.clone()));
+        // A graph's node is kept as long as its graph.
+        if !self.graph_node_ended(key, status) {
+            self.guaranteed
+                .purge
+                .push_back((now + self.config.result_retention, key.clone()));
+        }
         if status == JobState::Dead {
             warn!("job {key} dead-lettered after {} attempt(s)", job.attempts);
         }
@@ -350,6 +395,11 @@ impl Router {
 
     /// RETRY: a dead-lettered job goes back to its queue with fresh attempts.
     pub(super) fn retry_dead(&mut self, now: Instant, peer: &PeerId, of: &str) {
+        if let Some(graph) = self.graph_of(of) {
+            let reason =
+                format!("job {of} belongs to graph {graph}, which has moved on without it: submit the graph again");
+            return self.error(Endpoint::Admin, peer, of, ErrorCode::WrongState, &reason);
+        }
         let Some((key, mut job)) = self.guaranteed.dead.remove_entry(of) else {
             let (code, reason) = match self.state_of(of) {
                 Some(state) => (
@@ -415,7 +465,7 @@ impl Router {
         }
         let (now, at) = (now.mono, now.unix_ms);
         loaded.sort_by_key(|l| l.record.accepted_seq);
-        let (mut requeued, mut delayed, mut kept) = (0usize, 0usize, 0usize);
+        let (mut requeued, mut delayed, mut kept, mut blocked_nodes) = (0usize, 0usize, 0usize, 0usize);
         for Loaded { id, mut record, body } in loaded {
             self.guaranteed.accepted_seq = self.guaranteed.accepted_seq.max(record.accepted_seq);
             let key: JobKey = id.into();
@@ -454,9 +504,19 @@ impl Router {
                 if let Some(extra) = &job.extra {
                     self.hold_flow(&key, &job.queue.clone(), extra, record.attempts > 0);
                 }
+                let blocked = record.status == JobState::Blocked;
                 self.jobs.insert(key.clone(), job);
                 let wait = record.not_before_unix_ms.map_or(0, |t| t.saturating_sub(at));
-                if wait > 0 && record.attempts == 0 {
+                if blocked {
+                    // A graph's node still waiting for its parents: its
+                    // graph releases it (`restore_graph_progress`).
+                    if let Some(job) = self.jobs.get_mut(&key) {
+                        job.place = Place::Blocked;
+                    }
+                    self.guaranteed.tracked.insert(key.clone(), record);
+                    blocked_nodes += 1;
+                    continue;
+                } else if wait > 0 && record.attempts == 0 {
                     record.push_log(at, JobState::Scheduled, "router restarted: waits for its time again");
                     self.delay(key.clone(), now + Duration::from_millis(wait as u64));
                     delayed += 1;
@@ -474,16 +534,20 @@ impl Router {
                 if let Some(job) = job.filter(|_| record.status == JobState::Dead) {
                     self.guaranteed.dead.insert(key.clone(), job);
                 }
-                self.guaranteed.tracked.insert(key.clone(), record);
-                self.guaranteed.purge.push_back((expires, key));
+                // A graph's node is purged with its graph.
+                if !self.graphs.owns(&key) {
+                    self.guaranteed.purge.push_back((expires, key.clone()));
+                }
+                self.guaranteed.tracked.insert(key, record);
                 kept += 1;
             }
         }
         self.guaranteed.purge.make_contiguous().sort_by_key(|(at, _)| *at);
-        if requeued + delayed + kept > 0 {
+        if requeued + delayed + kept + blocked_nodes > 0 {
             info!(
                 "restored from the journal: {requeued} unfinished guaranteed job(s) queued again, \
-                 {delayed} delayed job(s) waiting for their time, {kept} finished one(s) kept"
+                 {delayed} delayed job(s) waiting for their time, {blocked_nodes} graph job(s) waiting \
+                 for their parents, {kept} finished one(s) kept"
             );
         }
         Ok(())

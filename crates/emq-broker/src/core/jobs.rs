@@ -17,6 +17,8 @@ pub(crate) enum Place {
     Waiting,
     /// Waiting for a time (a retry's backoff), in the timers, not in a list.
     Delayed { until: Instant },
+    /// A graph's node waiting for its parents: in no queue.
+    Blocked,
     /// Sent to a jobmanager.
     Running {
         jobmanager: Rc<PeerId>,
@@ -50,8 +52,8 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    /// Not started yet: waiting in its queue, or for a time.
+    /// Not started yet: waiting in its queue, for a time, or for its parents.
     pub(super) fn is_waiting(&self) -> bool {
-        matches!(self.place, Place::Waiting | Place::Delayed { .. })
+        matches!(self.place, Place::Waiting | Place::Delayed { .. } | Place::Blocked)
     }
 }

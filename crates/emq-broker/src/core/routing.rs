@@ -54,6 +54,7 @@ impl Router {
             }
             // Its timer entry goes stale and is skipped when due.
             Place::Delayed { .. } => self.timers.forget(),
+            Place::Blocked => self.graphs.left_blocked(),
         }
     }
 

@@ -443,7 +443,7 @@ impl Router {
                     extra: None,
                 });
                 let origin = format!("fired by schedule {name} for {}", timestamp_ms(latest));
-                self.accept_guaranteed(&key, &job, None, origin);
+                self.accept_guaranteed(&key, &job, super::guaranteed::Entry::Queue, origin);
                 self.jobs.insert(key.clone(), job);
                 self.enqueue(&key, false);
                 self.dispatch_queue(now.mono, &queue);

@@ -16,6 +16,7 @@ mod clients;
 mod delayed;
 mod fleet;
 mod flow;
+mod graphs;
 mod guaranteed;
 mod handlers;
 mod pair;
@@ -33,6 +34,8 @@ pub(super) struct Sim {
     pub alive: Vec<String>,
     /// What [`Sim::commit`] wrote, for [`Sim::restart`].
     pub journal: MemJournal,
+    /// REQUESTs a helper drained before the test read them.
+    pub stash: Vec<(String, emq_proto::JobCall)>,
     config: Config,
 }
 
@@ -83,6 +86,7 @@ impl Sim {
             now,
             alive: Vec::new(),
             journal: MemJournal::default(),
+            stash: Vec::new(),
             config,
         }
     }

@@ -7,7 +7,11 @@ use proptest::prelude::*;
 /// A message that is valid more often than not, from a small set of ids so
 /// that REQUESTs, REPLYs, CANCELs and QUERYs meet the same jobs.
 fn message() -> impl Strategy<Value = Vec<Vec<u8>>> {
-    let id = (0..50u32).prop_map(|n| format!("j{n}"));
+    // Mostly plain job ids, some the jobs of two small graphs.
+    let id = (0..58u32).prop_map(|n| match n {
+        0..50 => format!("j{n}"),
+        n => format!("g{}/{}", n % 2, ["x", "y", "z", "x"][(n as usize / 2) % 4]),
+    });
     let queue = proptest::sample::select(vec!["default", "a", "b"]).prop_map(str::to_string);
     let headers = proptest::sample::select(vec![
         "",
@@ -30,7 +34,7 @@ fn message() -> impl Strategy<Value = Vec<Vec<u8>>> {
     ]);
     let garbage = proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 0..8);
     (
-        0..12u32,
+        0..13u32,
         id,
         queue,
         headers,
@@ -81,6 +85,34 @@ fn message() -> impl Strategy<Value = Vec<Vec<u8>>> {
                         state: Some(JobManagerState::Idle),
                     },
                     8 => Message::Cancel { of: id.clone() },
+                    11 => {
+                        let graph = format!("g{}", hb % 2);
+                        match admin % 3 {
+                            0 => {
+                                let node = |name: &str, after: &[&str]| emq_proto::graph::NodeSpec {
+                                    after: after.iter().map(|a| a.to_string()).collect(),
+                                    retries: Some((hb % 2) as u32),
+                                    parent_results: weight % 2 == 0,
+                                    summary: weight % 3 == 0,
+                                    ..emq_proto::graph::NodeSpec::new(name, "emq.echo")
+                                };
+                                Message::Graph {
+                                    spec: Box::new(emq_proto::graph::GraphSpec {
+                                        id: Some(graph),
+                                        on_failure: if weight % 2 == 0 {
+                                            emq_proto::graph::FailurePolicy::FailFast
+                                        } else {
+                                            emq_proto::graph::FailurePolicy::Continue
+                                        },
+                                        notify: true,
+                                        nodes: vec![node("x", &[]), node("y", &["x"]), node("z", &["x", "y"])],
+                                    }),
+                                }
+                            }
+                            1 => Message::GraphCancel { id: graph },
+                            _ => Message::GraphQuery { id: graph },
+                        }
+                    }
                     9 => Message::Query { of: id.clone() },
                     10 => [
                         Message::Kbye,
@@ -162,7 +194,10 @@ proptest! {
             let running: usize = s.r.fleet.values().map(|jm| jm.running.len()).sum();
             let in_jobs = s.r.jobs.values().filter(|j| matches!(j.place, Place::Running { .. })).count();
             prop_assert_eq!(running, in_jobs, "a running job no jobmanager holds");
-            prop_assert!(s.r.jobs.len() <= 50, "more jobs than ids");
+            prop_assert!(s.r.jobs.len() <= 56, "more jobs than ids");
+            if let Err(e) = s.r.check_graphs() {
+                prop_assert!(false, "{}", e);
+            }
             for (name, q) in s.r.queues.iter() {
                 if s.r.flow.control(name).is_some() {
                     let running = s.r.jobs.values().filter(|j| *j.queue == **name && matches!(j.place, Place::Running { .. })).count();
