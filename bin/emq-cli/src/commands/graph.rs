@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use emq_client::graph::{GraphFile, GraphState, GraphView};
 use emq_client::{admin, printable, Graph, JobState};
 
-use crate::conn::{AdminConn, ClientConn, Common};
+use crate::conn::{ClientConn, Common};
 use crate::exit::{Exit, Failure};
 use crate::output::{print_json, shown, table};
 use crate::Cli;
@@ -27,7 +27,7 @@ pub enum GraphCommand {
     /// more than about 1,000 jobs, `graph dot ID | dot -Tsvg` is faster).
     Svg(SvgArgs),
     /// Every graph the router holds (admin).
-    List(ListArgs),
+    List(super::admin::AdminArgs),
 }
 
 /// `graph submit`'s arguments.
@@ -72,17 +72,6 @@ pub struct SvgArgs {
     /// Write it here instead of standard output.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-}
-
-/// `graph list`'s arguments.
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// The router's admin endpoint.
-    #[command(flatten)]
-    pub admin: AdminConn,
-    /// How to connect.
-    #[command(flatten)]
-    pub common: Common,
 }
 
 /// Run a `graph` command.

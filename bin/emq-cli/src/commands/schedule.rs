@@ -21,7 +21,7 @@ pub enum ScheduleCommand {
     Add(Box<AddArgs>),
     /// Every schedule: when it fires next, when it last fired and how that
     /// ended, fires so far.
-    List(ListArgs),
+    List(super::admin::AdminArgs),
     /// Stop firing until resumed.
     Pause(NameArgs),
     /// Fire again from the next slot (slots passed while paused are not fired).
@@ -83,17 +83,6 @@ pub struct AddArgs {
 
 fn missed_policy(s: &str) -> Result<MissedPolicy, String> {
     s.parse().map_err(|_| format!("{s:?}: expected coalesce or skip"))
-}
-
-/// `schedule list`'s arguments.
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// The router's admin endpoint.
-    #[command(flatten)]
-    pub admin: AdminConn,
-    /// How to connect.
-    #[command(flatten)]
-    pub common: Common,
 }
 
 /// The arguments of a command on one schedule.
@@ -165,7 +154,7 @@ fn add(cli: &Cli, args: &AddArgs) -> Result<u8, Failure> {
     Ok(Exit::Ok.code())
 }
 
-fn list(cli: &Cli, args: &ListArgs) -> Result<u8, Failure> {
+fn list(cli: &Cli, args: &super::admin::AdminArgs) -> Result<u8, Failure> {
     let conn = cli.conn.resolve(None, Some(&args.admin), &args.common)?;
     let view = admin::schedules(conn.admin(), conn.options())?;
     if cli.json {

@@ -91,7 +91,7 @@ impl Router {
         for key in self.queues.take_all(queue) {
             if let Some(job) = self.jobs.remove(&key) {
                 debug_assert!(matches!(job.place, Place::Waiting));
-                self.finish_cancelled(now, &key, job);
+                self.finish_cancelled(now, &key, job, "cancelled");
                 purged += 1;
             }
         }

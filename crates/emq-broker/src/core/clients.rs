@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use emq_proto::views::JobDetail;
 use emq_proto::{
-    ContentType, ErrorCode, Inform, JobState, Message, Outcome, PeerType, Reply, Request, ResultFrames, TimeSpec,
+    ContentType, ErrorCode, Inform, JobResult, JobState, Message, Outcome, PeerType, Reply, Request, ResultFrames,
+    TimeSpec,
 };
 use log::{debug, info, warn};
 
@@ -409,21 +410,28 @@ impl Router {
     /// Cancel job `of` if it has not started; its client gets a cancelled
     /// result. Returns whether it was cancelled.
     pub(super) fn cancel_waiting(&mut self, now: Instant, of: &str) -> bool {
+        self.cancel_not_started(now, of, "cancelled")
+    }
+
+    /// Cancel job `of` if it has not started (waiting, backing off or
+    /// blocked), saying why in its result. Returns whether it was cancelled.
+    pub(super) fn cancel_not_started(&mut self, now: Instant, of: &str, reason: &str) -> bool {
         if !self.jobs.get(of).is_some_and(|j| j.is_waiting()) {
             return false;
         }
         let (key, job) = self.jobs.remove_entry(of).expect("checked above");
         self.detach(&key, &job, None);
-        self.finish_cancelled(now, &key, job);
+        self.finish_cancelled(now, &key, job, reason);
         true
     }
 
-    pub(super) fn finish_cancelled(&mut self, now: Instant, key: &JobKey, job: Box<Job>) {
+    /// End a job (out of every place) CANCELLED, `reason` as its error.
+    pub(super) fn finish_cancelled(&mut self, now: Instant, key: &JobKey, job: Box<Job>, reason: &str) {
         let result = ResultFrames {
             of: key.to_string(),
             outcome: Outcome::Cancelled,
             content_type: ContentType::Json,
-            body: br#"{"value":null,"error":"cancelled"}"#.to_vec(),
+            body: JobResult::failed(Outcome::Cancelled, reason).encode_body(ContentType::Json),
         };
         self.finish(now, key, job, result, true);
     }

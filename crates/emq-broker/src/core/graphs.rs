@@ -22,7 +22,7 @@ use emq_proto::graph::{
     PARENTS_KWARG, SUMMARY_KWARG,
 };
 use emq_proto::views::timestamp_ms;
-use emq_proto::{ContentType, ErrorCode, Headers, JobCall, JobResult, JobState, Message, Outcome, ResultFrames};
+use emq_proto::{ContentType, ErrorCode, Headers, JobCall, JobResult, JobState, Message, Outcome};
 use log::{info, warn};
 use serde::{Deserialize, Serialize};
 
@@ -142,6 +142,11 @@ fn node_key(graph: &str, name: &str) -> JobKey {
     format!("{graph}/{name}").into()
 }
 
+/// A node's name, from its job id (`GRAPH/NAME`; neither part has a '/').
+fn name_in(key: &str) -> &str {
+    key.rsplit_once('/').map_or(key, |(_, name)| name)
+}
+
 /// Whether a parent that ended in `state` lets its child run.
 fn satisfies(policy: FailurePolicy, state: JobState) -> bool {
     state == JobState::Finished || (policy == FailurePolicy::Continue && state.is_final())
@@ -248,7 +253,7 @@ impl Router {
             let entry = if mine.is_empty() {
                 Entry::Queue
             } else {
-                let names: Vec<&str> = mine.iter().map(|&p| def.nodes_name(&keys, p)).collect();
+                let names: Vec<&str> = mine.iter().map(|&p| name_in(&keys[p as usize])).collect();
                 Entry::Blocked(format!("waits for {}", names.join(", ")))
             };
             self.accept_guaranteed(key, &job, entry, origin);
@@ -347,18 +352,9 @@ impl Router {
     /// A blocked node ends CANCELLED with `reason` (its end is settled with
     /// the others).
     fn cancel_blocked(&mut self, now: Instant, key: &JobKey, reason: &str) {
-        if !self.jobs.get(key).is_some_and(|j| j.place == Place::Blocked) {
-            return;
+        if self.jobs.get(key).is_some_and(|j| j.place == Place::Blocked) {
+            self.cancel_not_started(now, key, reason);
         }
-        let (key, job) = self.jobs.remove_entry(key).expect("checked above");
-        self.detach(&key, &job, None);
-        let result = ResultFrames {
-            of: key.to_string(),
-            outcome: Outcome::Cancelled,
-            content_type: ContentType::Json,
-            body: JobResult::failed(Outcome::Cancelled, reason).encode_body(ContentType::Json),
-        };
-        self.finish(now, &key, job, result, false);
     }
 
     /// A guaranteed job's end was recorded: if it is a graph's node, its
@@ -636,16 +632,17 @@ impl Router {
         let (mut running, mut ended) = (0usize, 0usize);
         for id in ids {
             let g = self.graphs.by_id.get(&id).expect("listed");
+            // Each node's state, and when the last one ended: one lookup each.
+            let mut finished_ms = None;
             let states: Vec<Option<JobState>> = g
                 .keys
                 .iter()
-                .map(|k| self.guaranteed.record(k).map(|r| r.status))
+                .map(|k| {
+                    let record = self.guaranteed.record(k)?;
+                    finished_ms = finished_ms.max(record.finished_unix_ms);
+                    Some(record.status)
+                })
                 .collect();
-            let finished_ms = g
-                .keys
-                .iter()
-                .filter_map(|k| self.guaranteed.record(k).and_then(|r| r.finished_unix_ms))
-                .max();
             let g = self.graphs.by_id.get_mut(&id).expect("listed");
             let policy = g.def.on_failure;
             for (i, state) in states.iter().enumerate() {
@@ -758,14 +755,6 @@ impl Router {
             }
         }
         Ok(())
-    }
-}
-
-impl GraphDef {
-    /// Node `i`'s name, from its job id (`keys` in node order).
-    fn nodes_name<'a>(&self, keys: &'a [JobKey], i: u32) -> &'a str {
-        let key = &keys[i as usize];
-        key.rsplit_once('/').map_or(&**key, |(_, name)| name)
     }
 }
 
