@@ -217,6 +217,10 @@ pub struct RouterProc {
     pub backend: String,
     /// Where admin tools connect.
     pub admin: String,
+    /// Where it publishes events (started with `--events`).
+    pub events: Option<String>,
+    /// Where it serves `/metrics` (started with `--http`), `host:port`.
+    pub http: Option<String>,
     /// Its journal file.
     pub journal: PathBuf,
     /// Holds the journal of a router started with [`RouterProc::start`]; a
@@ -254,10 +258,17 @@ impl RouterProc {
                 .expect("endpoint in ready line")
                 .to_string()
         };
+        let optional = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{k}=")))
+                .map(str::to_string)
+        };
         RouterProc {
             frontend: field("frontend"),
             backend: field("backend"),
             admin: field("admin"),
+            events: optional("events"),
+            http: optional("http"),
             journal: journal.to_path_buf(),
             proc,
             _scratch: None,
@@ -431,7 +442,33 @@ pub struct Output {
 pub fn emq_cli(router: &RouterProc, args: &[&str], stdin: Option<&str>, within: Duration) -> Output {
     let mut cmd = Command::new(bin("emq-cli"));
     cmd.env("EMQ_ROUTER", &router.frontend).env("EMQ_ADMIN", &router.admin);
+    if let Some(events) = &router.events {
+        cmd.env("EMQ_EVENTS", events);
+    }
     run_with_deadline(cmd, args, stdin, within)
+}
+
+/// `GET path` from an HTTP server at `addr` (`host:port`): the status code
+/// and the body. Plain HTTP/1.1 over a std socket, with a deadline.
+pub fn http_get(addr: &str, path: &str, within: Duration) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let sock_addr: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+    let mut stream = std::net::TcpStream::connect_timeout(&sock_addr, within)?;
+    stream.set_read_timeout(Some(within))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {head:?}")))?;
+    Ok((status, body.to_string()))
 }
 
 /// Run a command with piped output, killing it (by pid) after `within`.

@@ -72,6 +72,9 @@ pub enum Command {
     /// Workflows: graphs of jobs with dependencies, batches with a callback.
     #[command(subcommand)]
     Graph(commands::graph::GraphCommand),
+    /// Live tail of the router's events (its `--events` stream), saying
+    /// when events were lost.
+    Watch(commands::watch::WatchArgs),
     /// Make a CURVE key pair: FILE (secret, mode 0600) and FILE.pub.
     Keygen(commands::keys::KeygenArgs),
     /// Manage an allowlist file (the router re-reads it when it changes).
@@ -126,6 +129,7 @@ pub fn run(cli: &Cli) -> Result<u8, Failure> {
         Command::Resume(a) => queue::pause(cli, a, false),
         Command::Queue(a) => queue::run(cli, a),
         Command::Graph(a) => graph::run(cli, a),
+        Command::Watch(a) => watch::run(cli, a),
         Command::Keygen(a) => keys::keygen(a, json),
         Command::Allow(a) => keys::allow(a, json),
     }

@@ -128,6 +128,36 @@ struct Args {
     /// Most open connections on each endpoint; more are refused at handshake.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
+    /// Publish every job and fleet transition on this endpoint (a ZeroMQ
+    /// PUB socket; `emq-cli watch` reads it). CURVE and the admins'
+    /// allowlist apply as on the admin endpoint.
+    #[arg(long, env = "EMQ_EVENTS", value_parser = emq_cmd::endpoint)]
+    events: Option<String>,
+    /// Put job bodies and results into events.
+    #[arg(long, requires = "events")]
+    events_bodies: bool,
+    /// Event messages queued per subscriber (one per topic per burst; a
+    /// burst is at most 5 ms of events); a slower subscriber loses events
+    /// (and sees the gap in their sequence numbers), never the router's time.
+    #[arg(long, default_value_t = 1000, requires = "events")]
+    events_hwm: i32,
+    /// Serve /metrics (Prometheus), /healthz and /status over HTTP on
+    /// HOST:PORT, or PORT on 127.0.0.1.
+    #[arg(long, env = "EMQ_HTTP", value_parser = http_addr)]
+    http: Option<String>,
+}
+
+/// `PORT` means `127.0.0.1:PORT`: the HTTP server stays on loopback unless
+/// told otherwise.
+fn http_addr(s: &str) -> Result<String, String> {
+    let addr = match s.parse::<u16>() {
+        Ok(port) => format!("127.0.0.1:{port}"),
+        Err(_) => s.to_string(),
+    };
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(addr),
+        _ => Err(format!("{s:?}: give HOST:PORT or PORT")),
+    }
 }
 
 fn concurrency(s: &str) -> Result<(String, u64), String> {
@@ -210,15 +240,25 @@ fn run(args: Args) -> anyhow::Result<()> {
         retry_backoff_max: Duration::from_millis(args.retry_backoff_max_ms),
         security,
         max_connections: args.max_connections,
+        events: args.events,
+        events_bodies: args.events_bodies,
+        events_hwm: args.events_hwm,
+        http: args.http,
         ..Config::default()
     };
     emq_broker::run(config, |b| {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
+        let mut line = format!(
             "emq-router ready frontend={} backend={} admin={}",
             b.frontend, b.backend, b.admin
         );
+        if let Some(events) = &b.events {
+            line.push_str(&format!(" events={events}"));
+        }
+        if let Some(http) = &b.http {
+            line.push_str(&format!(" http={http}"));
+        }
+        let _ = writeln!(out, "{line}");
         let _ = out.flush();
     })?;
     Ok(())

@@ -8,6 +8,7 @@
 
 mod floor;
 mod graphs;
+mod observe;
 mod procs;
 mod schedules;
 mod stats;
@@ -23,7 +24,7 @@ use crate::stats::{fmt_rate, fmt_us, Series};
 
 #[derive(Parser)]
 #[command(about = "Benchmark emq against a raw ZeroMQ floor")]
-struct Args {
+pub(crate) struct Args {
     /// Runs to take medians over.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -70,6 +71,10 @@ struct Args {
     /// Only the graphs row.
     #[arg(long)]
     only_graphs: bool,
+    /// Only the observability rows (events with a subscriber, /metrics
+    /// scraped, against a plain router).
+    #[arg(long)]
+    only_observe: bool,
     /// Small numbers for a CI smoke run.
     #[arg(long)]
     quick: bool,
@@ -85,6 +90,10 @@ enum Role {
     FloorWorker { back: String },
     #[command(hide = true)]
     PipeEcho,
+    /// Read every event of a router for `seconds` and print how many (to
+    /// profile a subscriber on its own).
+    #[command(hide = true)]
+    Subscribe { events: String, seconds: u64 },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         Some(Role::FloorBroker { front, back }) => return floor::broker(front, back),
         Some(Role::FloorWorker { back }) => return floor::worker(back),
         Some(Role::PipeEcho) => return floor::pipe_echo(),
+        Some(Role::Subscribe { events, seconds }) => return observe::subscribe(events, *seconds),
         None => {}
     }
     if args.quick {
@@ -111,7 +121,11 @@ fn main() -> anyhow::Result<()> {
     if args.only_graphs {
         return report_graphs(&args);
     }
+    if args.only_observe {
+        return observe::report(&args);
+    }
     run(&args)?;
+    observe::report(&args)?;
     report_coalescing(&args)?;
     report_graphs(&args)?;
     report_schedules(&args)
@@ -154,7 +168,7 @@ fn report_graphs(args: &Args) -> anyhow::Result<()> {
 }
 
 /// A job body of about `size` bytes for the no-op handler.
-fn noop_job(size: usize) -> Job {
+pub(crate) fn noop_job(size: usize) -> Job {
     let base = Job::new("emq.noop")
         .arg("")
         .call
@@ -409,7 +423,7 @@ fn measure_emq(args: &Args, r: &mut Results, with_memory: bool) -> anyhow::Resul
 }
 
 /// Pipelined no-op jobs; returns jobs/s and peak RSS of (router, jobmanager tree).
-fn throughput(
+pub(crate) fn throughput(
     client: &mut Client,
     job: &Job,
     args: &Args,
@@ -448,7 +462,7 @@ fn throughput(
     Ok((rate, (peak_router, peak_jm)))
 }
 
-fn latencies(client: &mut Client, job: &Job, n: usize) -> anyhow::Result<Series> {
+pub(crate) fn latencies(client: &mut Client, job: &Job, n: usize) -> anyhow::Result<Series> {
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();

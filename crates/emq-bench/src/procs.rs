@@ -36,6 +36,10 @@ pub(crate) struct Spawned {
     pub frontend: String,
     pub backend: String,
     pub admin: String,
+    /// The event endpoint (`--events`), if started with one.
+    pub events: Option<String>,
+    /// The HTTP address (`--http`), if started with one.
+    pub http: Option<String>,
 }
 
 impl Spawned {
@@ -51,6 +55,8 @@ impl Spawned {
             frontend: String::new(),
             backend: String::new(),
             admin: String::new(),
+            events: None,
+            http: None,
         })
     }
 
@@ -88,6 +94,8 @@ impl Spawned {
         s.frontend = field("frontend")?;
         s.backend = field("backend")?;
         s.admin = field("admin")?;
+        s.events = field("events").ok();
+        s.http = field("http").ok();
         Ok(s)
     }
 

@@ -101,6 +101,7 @@ impl BenchJobManager {
             let hb = Message::Heartbeat {
                 unix_time: format!("{:.3}", unix_ms() as f64 / 1000.0),
                 state: None,
+                workers: None,
             };
             self.send(hb)?;
             self.next_heartbeat = Instant::now() + Duration::from_secs(1);

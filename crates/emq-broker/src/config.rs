@@ -73,6 +73,17 @@ pub struct Config {
     /// CURVE on every endpoint, with per-endpoint allowlists. `None`: plain
     /// ZeroMQ (NULL mechanism), which only loopback should use.
     pub security: Option<Security>,
+    /// Where the event stream is published (a PUB socket); `None`: no
+    /// events.
+    pub events: Option<String>,
+    /// Events carry job bodies and results.
+    pub events_bodies: bool,
+    /// Event messages (one per topic per burst) queued per subscriber
+    /// before that subscriber loses some.
+    pub events_hwm: i32,
+    /// Where `/metrics` and `/healthz` are served (`host:port`); `None`: no
+    /// HTTP server.
+    pub http: Option<String>,
     /// Most open connections per endpoint; further ones are refused during
     /// their handshake (ZAP status 500).
     pub max_connections: usize,
@@ -105,6 +116,10 @@ impl Default for Config {
             retry_backoff_max: Duration::from_secs(60),
             security: None,
             max_connections: 10_000,
+            events: None,
+            events_bodies: false,
+            events_hwm: 1000,
+            http: None,
         }
     }
 }

@@ -27,6 +27,7 @@
 //! | `flow.rs` | keys (coalesce, unique), expiry, queue controls (pause, concurrency, rate) |
 //! | `schedules.rs` | interval and cron schedules, their slots and fires |
 //! | `graphs.rs` | workflows: graphs of jobs with `after` edges, batches |
+//! | `observe.rs` | the event stream, per-queue counters and time histograms |
 //! | `admin.rs` | admin commands and the status views |
 //!
 //! Invariants:
@@ -54,6 +55,7 @@ mod graphs;
 mod guaranteed;
 mod handlers;
 mod jobs;
+mod observe;
 mod queues;
 mod routing;
 mod schedules;
@@ -65,6 +67,8 @@ use graphs::Graphs;
 use guaranteed::Guaranteed;
 use handlers::HandlerNames;
 use jobs::{Job, JobKey};
+pub use observe::EventBurst;
+use observe::Observer;
 use queues::Queues;
 use schedules::Schedules;
 use timers::Timers;
@@ -84,12 +88,20 @@ pub enum Endpoint {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub Vec<u8>);
 
+impl PeerId {
+    /// The identity as text: as it is when it is printable ASCII (emq's
+    /// identities are UUIDs), in hexadecimal otherwise.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match std::str::from_utf8(&self.0) {
+            Ok(s) if s.bytes().all(|b| b.is_ascii_graphic()) => std::borrow::Cow::Borrowed(s),
+            _ => std::borrow::Cow::Owned(self.0.iter().map(|b| format!("{b:02x}")).collect()),
+        }
+    }
+}
+
 impl fmt::Display for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match std::str::from_utf8(&self.0) {
-            Ok(s) if s.chars().all(|c| c.is_ascii_graphic()) => f.write_str(s),
-            _ => self.0.iter().try_for_each(|b| write!(f, "{b:02x}")),
-        }
+        f.write_str(&self.text())
     }
 }
 
@@ -176,6 +188,7 @@ pub struct Router {
     flow: Flow,
     graphs: Graphs,
     results: ResultStore,
+    observer: Observer,
     out: Vec<Outgoing>,
     store_ops: Vec<StoreOp>,
     /// Counts dispatches: the order jobs were sent in, and which member of a
@@ -199,7 +212,6 @@ impl Router {
         peers.insert(scheduler.clone());
         Router {
             next_heartbeat: now.mono + config.heartbeat,
-            config,
             lifecycle: Lifecycle::Serving,
             ids: MsgIds::from_seed(seed),
             rng: (seed as u64 ^ (seed >> 64) as u64) | 1,
@@ -219,12 +231,20 @@ impl Router {
             flow: Flow::new(hasher.clone()),
             graphs: Graphs::new(hasher.clone()),
             results,
+            observer: Observer::new(
+                config.events.is_some(),
+                config.events_bodies,
+                config.http.is_some(),
+                emq_proto::uuid_text(seed.rotate_left(64) ^ 0x5eed),
+                hasher.clone(),
+            ),
             out: Vec::new(),
             store_ops: Vec::new(),
             seq: 0,
             offenders: HashSet::with_hasher(hasher.clone()),
             refusals: emq_net::Throttle::new(Duration::from_secs(1)),
             hasher,
+            config,
         }
     }
 
@@ -290,6 +310,7 @@ impl Router {
             let hb = Message::Heartbeat {
                 unix_time: Now::new(now, self.wall_ms).unix_secs_text(),
                 state: None,
+                workers: None,
             };
             let mut all: Vec<PeerId> = self.fleet.keys().cloned().collect();
             all.sort_unstable();
@@ -373,7 +394,7 @@ impl Router {
         match out.carries {
             Carries::Job(_) => {
                 warn!("jobmanager {} unreachable: taking its jobs back", out.peer);
-                self.remove_jobmanager(now.mono, &out.peer);
+                self.remove_jobmanager(now.mono, &out.peer, "unreachable");
             }
             Carries::Result { ref of, .. } if self.guaranteed.is_tracked(of) => {
                 // A guaranteed job's result is owed to its client: try again

@@ -7,7 +7,9 @@
 pub mod config;
 pub mod core;
 mod gate;
+mod http;
 pub mod journal;
+pub mod metrics;
 mod results;
 pub mod store;
 pub mod tracking;

@@ -5,6 +5,16 @@
 //! at once (EHOSTUNREACH) instead of being dropped silently; such messages go
 //! back to the core through [`Router::undeliverable`].
 //!
+//! With `--events` a PUB socket publishes the core's events once the
+//! journal commit they follow is done, never waiting: a subscriber that
+//! falls behind loses events (libzmq drops them at its high-water mark) and
+//! sees the gap in their sequence numbers. Events go out in bursts, at most
+//! [`EVENTS_WINDOW`] after the first of them (or at [`EVENTS_BURST`]
+//! events): one wakeup of ZeroMQ's I/O thread, and of each subscriber, per
+//! burst rather than per event. With `--http` a thread serves
+//! `/metrics` from snapshots this loop hands over once a second
+//! ([`crate::http`]).
+//!
 //! Admission happens before any message: libzmq asks the ZAP handler (a REP
 //! socket on `inproc://zeromq.zap.01`) about every new connection, and
 //! [`Gate`] answers from the allowlists and the connection counts that socket
@@ -23,8 +33,10 @@ use emq_net::curve::{CurveError, WatchedAllowlist};
 use emq_net::handshake::{monitor_event, MECHANISM_MISMATCH};
 
 use crate::config::ConfigError;
-use crate::core::{Endpoint, Outgoing, PeerId, Router};
+use crate::core::{Endpoint, EventBurst, Outgoing, PeerId, Router};
 use crate::gate::{self, Gate, Verdict};
+use crate::http::{HttpServer, SnapshotSender};
+use crate::metrics::LoopStats;
 use crate::store::{JobStore, RedbStore, StoreError};
 use crate::Config;
 
@@ -53,6 +65,9 @@ pub enum RunError {
     /// The journal holds something this router cannot read.
     #[error("{0}: refusing to start rather than drop it (restore the journal from a backup, or move it aside)")]
     Journal(#[from] crate::journal::CorruptRow),
+    /// The HTTP server (`--http`) could not start.
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
     /// The CURVE settings are not usable.
     #[error(transparent)]
     Curve(#[from] CurveError),
@@ -72,15 +87,69 @@ pub struct Bound {
     pub backend: String,
     /// Where admin tools connect.
     pub admin: String,
+    /// Where events are published (`--events`).
+    pub events: Option<String>,
+    /// Where `/metrics` is served (`--http`), `host:port`.
+    pub http: Option<String>,
 }
 
 /// Most messages read from one socket before the others get a turn.
 const BATCH: usize = 512;
 
+/// Longest an event waits before it is published.
+const EVENTS_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Events that are published at once without waiting for the window.
+const EVENTS_BURST: usize = 4096;
+
+/// The event stream's PUB socket and when its oldest unpublished event
+/// came.
+struct Publisher {
+    socket: zmq::Socket,
+    burst: EventBurst,
+    pending_since: Option<Instant>,
+    /// Bursts published.
+    bursts: u64,
+}
+
+impl Publisher {
+    /// After a commit: publish what the core has if the window has passed
+    /// or the burst is full (or `now_anyway`, when the router stops).
+    fn after_commit(&mut self, core: &mut Router, now: Instant, now_anyway: bool) {
+        let pending = core.pending_events();
+        if pending == 0 {
+            return;
+        }
+        let since = *self.pending_since.get_or_insert(now);
+        if !now_anyway && pending < EVENTS_BURST && now < since + EVENTS_WINDOW {
+            return;
+        }
+        core.swap_events(&mut self.burst);
+        self.bursts += 1;
+        self.burst.close(self.bursts);
+        for (topic, envelope) in self.burst.messages() {
+            // PUB never blocks: at a subscriber's high-water mark the
+            // message is dropped for that subscriber.
+            if self.socket.send(topic, zmq::SNDMORE | zmq::DONTWAIT).is_ok() {
+                let _ = self.socket.send(envelope, zmq::DONTWAIT);
+            }
+        }
+        self.burst.clear();
+        self.pending_since = None;
+    }
+
+    /// When the pending events must go out.
+    fn deadline(&self) -> Option<Instant> {
+        self.pending_since.map(|t| t + EVENTS_WINDOW)
+    }
+}
+
 struct Sockets {
     frontend: zmq::Socket,
     backend: zmq::Socket,
     admin: zmq::Socket,
+    /// The event stream's publisher.
+    events: Option<Publisher>,
 }
 
 const ENDPOINTS: [Endpoint; 3] = [Endpoint::Frontend, Endpoint::Backend, Endpoint::Admin];
@@ -138,6 +207,35 @@ fn bind(
     Ok((s, bound, monitor))
 }
 
+/// Bind the event stream's PUB socket; returns it, the endpoint as bound,
+/// and its connection monitor (subscribers count as admin connections).
+fn bind_events(
+    ctx: &zmq::Context,
+    addr: &str,
+    config: &Config,
+) -> Result<(zmq::Socket, String, zmq::Socket), RunError> {
+    let s = ctx.socket(zmq::PUB).map_err(zerr("create the PUB socket"))?;
+    s.set_zap_domain("events").map_err(zerr("set ZAP_DOMAIN"))?;
+    if let Some(security) = &config.security {
+        emq_net::curve::apply_server(&security.key, &s)?;
+    }
+    s.set_sndhwm(config.events_hwm).map_err(zerr("set SNDHWM"))?;
+    s.set_linger(0).map_err(zerr("set LINGER"))?;
+    let addr_monitor = "inproc://emq-monitor-events";
+    let events = zmq::SocketEvent::ACCEPTED as i32 | zmq::SocketEvent::DISCONNECTED as i32;
+    s.monitor(addr_monitor, events).map_err(zerr("monitor a socket"))?;
+    let monitor = ctx.socket(zmq::PAIR).map_err(zerr("create a monitor socket"))?;
+    monitor
+        .connect(addr_monitor)
+        .map_err(zerr("connect a monitor socket"))?;
+    s.bind(addr).map_err(zerr(format!("bind the event stream on {addr}")))?;
+    let bound = s
+        .get_last_endpoint()
+        .map_err(zerr("read the bound endpoint"))?
+        .unwrap_or_else(|_| addr.to_string());
+    Ok((s, bound, monitor))
+}
+
 /// Bind the endpoints, call `on_bound` with what was bound, and route until
 /// SIGTERM/SIGINT or an admin DISCONNECT. Returns Ok on a clean stop.
 pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError> {
@@ -177,16 +275,40 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
     let (frontend, f, frontend_monitor) = bind(&ctx, Endpoint::Frontend, &config.frontend, &config)?;
     let (backend, b, backend_monitor) = bind(&ctx, Endpoint::Backend, &config.backend, &config)?;
     let (admin, a, admin_monitor) = bind(&ctx, Endpoint::Admin, &config.admin, &config)?;
-    let monitors = [frontend_monitor, backend_monitor, admin_monitor];
+    let mut monitors = vec![
+        (frontend_monitor, Endpoint::Frontend),
+        (backend_monitor, Endpoint::Backend),
+        (admin_monitor, Endpoint::Admin),
+    ];
+    let events = match &config.events {
+        Some(addr) => {
+            let (socket, bound, monitor) = bind_events(&ctx, addr, &config)?;
+            monitors.push((monitor, Endpoint::Admin));
+            Some((socket, bound))
+        }
+        None => None,
+    };
+    let mut stats = LoopStats::default();
+    let http: Option<(HttpServer, SnapshotSender)> = match &config.http {
+        Some(addr) => {
+            Some(HttpServer::start(addr, core.metrics_snapshot(clock.now(), stats.clone())).map_err(RunError::Http)?)
+        }
+        None => None,
+    };
     let bound = Bound {
         frontend: f,
         backend: b,
         admin: a,
+        events: events.as_ref().map(|(_, b)| b.clone()),
+        http: http.as_ref().map(|(h, _)| h.bound.clone()),
     };
     info!(
         "listening: clients on {}, jobmanagers on {}, admin on {}",
         bound.frontend, bound.backend, bound.admin
     );
+    if let Some(ep) = &bound.events {
+        info!("publishing events on {ep}");
+    }
     match &config.security {
         Some(s) => info!(
             "CURVE on, router key {}; allowlists: clients {}, jobmanagers {}, admins {}",
@@ -208,10 +330,20 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
     let admission = std::thread::Builder::new()
         .name("emq-admission".into())
         .spawn(move || admit(zap, monitors, stopped, gate, allowlists))?;
-    let sockets = Sockets {
+    let mut sockets = Sockets {
         frontend,
         backend,
         admin,
+        events: events.map(|(socket, _)| Publisher {
+            socket,
+            burst: EventBurst::default(),
+            pending_since: None,
+            bursts: 0,
+        }),
+    };
+    let (_http_server, mut snapshots) = match http {
+        Some((server, sender)) => (Some(server), Some(sender)),
+        None => (None, None),
     };
     on_bound(&bound);
     let mut busy_since_trim = false;
@@ -221,11 +353,21 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         if now.mono >= core.next_deadline() {
             core.tick(now);
         }
-        flush(&sockets, &mut core, &mut store, &mut clock)?;
+        flush(&mut sockets, &mut core, &mut store, &mut clock, &mut stats)?;
+        if let Some(s) = snapshots.as_mut().filter(|s| s.due(now.mono)) {
+            s.send(now.mono, core.metrics_snapshot(now, stats.clone()));
+        }
         if core.stop_requested() {
             break;
         }
-        let wait = core.next_deadline().saturating_duration_since(Instant::now());
+        let mut deadline = core.next_deadline();
+        if let Some(s) = &snapshots {
+            deadline = deadline.min(s.next_due());
+        }
+        if let Some(at) = sockets.events.as_ref().and_then(Publisher::deadline) {
+            deadline = deadline.min(at);
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
         // Round up so that we never wake a hair before the deadline and spin.
         let timeout_ms = wait.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
         let mut items = [
@@ -244,7 +386,8 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
                 })
             }
         };
-        if woke == 0 && busy_since_trim {
+        // Only a real lull counts, not a short wait for the next event burst.
+        if woke == 0 && busy_since_trim && timeout_ms >= 100 {
             // Quiet for a whole wait after activity: hand memory freed by a
             // burst back to the system. (ZeroMQ's I/O thread allocates in
             // its own malloc arena and we free there, so freed memory would
@@ -269,14 +412,17 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         let now = clock.now();
         for (i, ep) in ENDPOINTS.into_iter().enumerate() {
             if readable[i] {
-                receive_batch(sockets.get(ep), ep, now, &mut core);
+                stats.received[i] += receive_batch(sockets.get(ep), ep, now, &mut core);
             }
         }
         // One flush (and so one journal commit) for everything just read.
-        flush(&sockets, &mut core, &mut store, &mut clock)?;
+        flush(&mut sockets, &mut core, &mut store, &mut clock, &mut stats)?;
     }
     core.shutdown();
-    flush(&sockets, &mut core, &mut store, &mut clock)?;
+    flush(&mut sockets, &mut core, &mut store, &mut clock, &mut stats)?;
+    if let Some(p) = sockets.events.as_mut() {
+        p.after_commit(&mut core, Instant::now(), true);
+    }
     let _ = stop_admission.send("", 0);
     let _ = admission.join();
     info!("stopped");
@@ -289,7 +435,7 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
 /// endpoint, so keys are added and revoked without a restart.
 fn admit(
     zap: zmq::Socket,
-    monitors: [zmq::Socket; 3],
+    monitors: Vec<(zmq::Socket, Endpoint)>,
     stop: zmq::Socket,
     mut gate: Gate,
     mut allowlists: Option<[WatchedAllowlist; 3]>,
@@ -300,24 +446,19 @@ fn admit(
         }
     }
     loop {
-        let mut items = [
-            zap.as_poll_item(zmq::POLLIN),
-            monitors[0].as_poll_item(zmq::POLLIN),
-            monitors[1].as_poll_item(zmq::POLLIN),
-            monitors[2].as_poll_item(zmq::POLLIN),
-            stop.as_poll_item(zmq::POLLIN),
-        ];
+        let mut items = vec![zap.as_poll_item(zmq::POLLIN), stop.as_poll_item(zmq::POLLIN)];
+        items.extend(monitors.iter().map(|(m, _)| m.as_poll_item(zmq::POLLIN)));
         match zmq::poll(&mut items, -1) {
             Ok(_) | Err(zmq::Error::EINTR) => {}
             Err(e) => return error!("admission thread: poll: {e}"),
         }
-        if items[4].is_readable() {
+        if items[1].is_readable() {
             return;
         }
         // Connection events first: the connection a ZAP request is about was
         // reported before libzmq sent the request.
-        for (monitor, ep) in monitors.iter().zip(ENDPOINTS) {
-            drain_monitor(monitor, ep, &mut gate, Instant::now());
+        for (monitor, ep) in &monitors {
+            drain_monitor(monitor, *ep, &mut gate, Instant::now());
         }
         serve_zap(&zap, &mut gate, allowlists.as_mut(), Instant::now());
     }
@@ -445,20 +586,23 @@ fn release_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_free_memory() {}
 
-fn receive_batch(socket: &zmq::Socket, ep: Endpoint, now: emq_proto::Now, core: &mut Router) {
-    for _ in 0..BATCH {
+/// Hand the core what `socket` has (at most [`BATCH`] messages); returns
+/// how many.
+fn receive_batch(socket: &zmq::Socket, ep: Endpoint, now: emq_proto::Now, core: &mut Router) -> u64 {
+    for n in 0..BATCH {
         match emq_net::recv_frames(socket, zmq::DONTWAIT) {
             Ok(frames) => emq_net::with_slices(&frames, |frames| {
                 let peer = PeerId(frames[0].to_vec());
                 core.handle(now, ep, peer, &frames[1..]);
             }),
-            Err(zmq::Error::EAGAIN) => return,
+            Err(zmq::Error::EAGAIN) => return n as u64,
             Err(e) => {
                 error!("receive on {ep:?}: {e}");
-                return;
+                return n as u64;
             }
         }
     }
+    BATCH as u64
 }
 
 /// Send one message from borrowed frames (no copies on our side). An
@@ -477,10 +621,26 @@ fn send(socket: &zmq::Socket, out: &Outgoing) -> Result<(), zmq::Error> {
 /// Send everything the core produced; what cannot be delivered goes back to it,
 /// which may produce more to send.
 fn flush(
+    sockets: &mut Sockets,
+    core: &mut Router,
+    store: &mut Option<Box<dyn JobStore>>,
+    clock: &mut emq_net::Clock,
+    stats: &mut LoopStats,
+) -> Result<(), RunError> {
+    send_and_commit(sockets, core, store, clock, stats)?;
+    // Events last: what they tell is committed.
+    if let Some(p) = sockets.events.as_mut() {
+        p.after_commit(core, Instant::now(), false);
+    }
+    Ok(())
+}
+
+fn send_and_commit(
     sockets: &Sockets,
     core: &mut Router,
     store: &mut Option<Box<dyn JobStore>>,
     clock: &mut emq_net::Clock,
+    stats: &mut LoopStats,
 ) -> Result<(), RunError> {
     loop {
         let ops = core.take_store_ops();
@@ -490,7 +650,7 @@ fn flush(
         }
         let mut failed = Vec::new();
         if ops.is_empty() {
-            send_all(sockets, outgoing, &mut failed);
+            send_all(sockets, outgoing, &mut failed, stats);
         } else {
             // Group commit: what does not rest on the journal (dispatches to
             // jobmanagers above all) goes now, so jobs run while we fsync;
@@ -498,12 +658,16 @@ fn flush(
             // then the promises that rest on it (ACKs, guaranteed results).
             let (now_ready, journaled): (Vec<Outgoing>, Vec<Outgoing>) =
                 outgoing.into_iter().partition(|o| !o.after_commit);
-            send_all(sockets, now_ready, &mut failed);
+            send_all(sockets, now_ready, &mut failed, stats);
             if let Some(store) = store.as_mut() {
+                let started = Instant::now();
                 store.commit(&ops)?;
+                stats.commit_seconds.observe_duration(started.elapsed());
+                stats.commit_ops.observe(ops.len() as f64);
             }
-            send_all(sockets, journaled, &mut failed);
+            send_all(sockets, journaled, &mut failed, stats);
         }
+        stats.unsent += failed.len() as u64;
         if failed.is_empty() {
             return Ok(());
         }
@@ -514,10 +678,10 @@ fn flush(
     }
 }
 
-fn send_all(sockets: &Sockets, outgoing: Vec<Outgoing>, failed: &mut Vec<Outgoing>) {
+fn send_all(sockets: &Sockets, outgoing: Vec<Outgoing>, failed: &mut Vec<Outgoing>, stats: &mut LoopStats) {
     for out in outgoing {
         match send(sockets.get(out.endpoint), &out) {
-            Ok(()) => {}
+            Ok(()) => stats.sent[crate::gate::index(out.endpoint)] += 1,
             Err(e @ (zmq::Error::EHOSTUNREACH | zmq::Error::EAGAIN)) => {
                 log::debug!("cannot send to {:?} peer {}: {e}", out.endpoint, out.peer);
                 failed.push(out);

@@ -13,6 +13,7 @@
 
 mod client;
 mod error;
+pub mod events;
 pub mod graph;
 mod job;
 
@@ -23,7 +24,7 @@ pub use emq_net::curve;
 pub use emq_proto::views;
 pub use emq_proto::{
     printable, ContentType, ErrorCode, JobManagerState, JobState, Outcome, Value, DEFAULT_ADMIN_PORT,
-    DEFAULT_BACKEND_PORT, DEFAULT_FRONTEND_PORT,
+    DEFAULT_BACKEND_PORT, DEFAULT_EVENTS_PORT, DEFAULT_FRONTEND_PORT,
 };
 pub use error::ClientError;
 pub use graph::{Graph, Node};

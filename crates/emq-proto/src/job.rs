@@ -210,6 +210,7 @@ impl JobCall {
     strum::Display,
     strum::EnumString,
     strum::IntoStaticStr,
+    strum::VariantArray,
     serde::Serialize,
     serde::Deserialize,
 )]

@@ -10,11 +10,13 @@
 //! - [`Headers`]: the REQUEST headers frame;
 //! - [`JobCall`], [`JobResult`]: job bodies and results;
 //! - [`views`]: the typed JSON answers (status, job details, dead letters);
+//! - [`events`]: the event stream the router publishes;
 //! - [`graph`]: workflows: graph and batch specs, their checks, views and DOT;
 //! - [`keys`]: CURVE keys, key files and allowlists as text;
 //! - [`MsgIds`]: msgids from a seed.
 
 mod error;
+pub mod events;
 pub mod graph;
 mod headers;
 mod ids;
@@ -67,6 +69,9 @@ pub const DEFAULT_BACKEND_PORT: u16 = 47290;
 pub const DEFAULT_FRONTEND_PORT: u16 = 47291;
 /// EventMQ's default port for admin tools.
 pub const DEFAULT_ADMIN_PORT: u16 = 47293;
+/// Where `emq-cli watch` looks for the event stream unless told (the router
+/// publishes none unless started with `--events`).
+pub const DEFAULT_EVENTS_PORT: u16 = 47294;
 
 /// The queue a job goes to when it names none.
 pub const DEFAULT_QUEUE: &str = "default";

@@ -243,6 +243,9 @@ pub enum Message {
         unix_time: String,
         /// Extension: the jobmanager's state.
         state: Option<JobManagerState>,
+        /// Extension (after `state`): the jobmanager's workers, for the
+        /// router's gauges.
+        workers: Option<crate::views::WorkerCounts>,
     },
     /// Goodbye: a jobmanager leaving, or the router stopping.
     Kbye,
@@ -458,10 +461,17 @@ impl Message {
             }
             Message::Reply(Reply::Notice(ReplyNotice(text))) => f.push(s(text)),
             Message::Reply(Reply::Result(r)) => push_result(&mut f, r),
-            Message::Heartbeat { unix_time, state } => {
+            Message::Heartbeat {
+                unix_time,
+                state,
+                workers,
+            } => {
                 f.push(s(unix_time));
                 if let Some(st) = state {
                     f.push(s(st.as_str()));
+                    if let Some(w) = workers {
+                        f.push(serde_json::to_vec(w).unwrap_or_default());
+                    }
                 }
             }
             Message::Schedule(r) | Message::Unschedule(r) => {
@@ -748,6 +758,11 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
                     DecodeError::bad("HEARTBEAT state", format!("unknown state {:?}", text.escape_debug()))
                 })?;
                 Some(state)
+            } else {
+                None
+            },
+            workers: if p.len() > 2 {
+                Some(serde_json::from_str(text(2)?).map_err(|e| DecodeError::bad("HEARTBEAT workers", e))?)
             } else {
                 None
             },
@@ -1078,10 +1093,21 @@ mod tests {
             Message::Heartbeat {
                 unix_time: "1.5".into(),
                 state: Some(JobManagerState::Steady),
+                workers: None,
+            },
+            Message::Heartbeat {
+                unix_time: "1.5".into(),
+                state: Some(JobManagerState::Active),
+                workers: Some(crate::views::WorkerCounts {
+                    workers: 4,
+                    busy: 3,
+                    queued: 2,
+                }),
             },
             Message::Heartbeat {
                 unix_time: "1.5".into(),
                 state: None,
+                workers: None,
             },
             Message::Kbye,
             Message::Hello,

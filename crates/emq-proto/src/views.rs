@@ -161,12 +161,33 @@ pub struct QueueStatus {
     /// Paused: it takes jobs but dispatches none.
     #[serde(default)]
     pub paused: bool,
+    /// What happened to its jobs since the router started.
+    #[serde(default)]
+    pub counts: QueueCounts,
     /// Most of its jobs running at once, across all jobmanagers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u64>,
     /// Most of its jobs started per period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,
+}
+
+/// Counters of one queue since the router started (the `/metrics`
+/// counters are these).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    /// Jobs accepted (from clients, schedules and graphs).
+    pub submitted: u64,
+    /// Jobs that ended, by outcome (`ok`, `failed`, `cancelled`, ...).
+    pub finished: BTreeMap<String, u64>,
+    /// Of those, guaranteed jobs dead-lettered.
+    pub dead: u64,
+    /// Failed attempts of guaranteed jobs that were retried.
+    pub retried: u64,
+    /// Attempts whose jobmanager was lost while they ran.
+    pub abandoned: u64,
+    /// `unique` submissions answered with a live job of their key.
+    pub deduplicated: u64,
 }
 
 /// A rate limit: `jobs` started per `per_ms`, evenly: one at most every
@@ -238,6 +259,21 @@ pub struct JobManagerStatus {
     pub liveness_ms: u64,
     /// emq or EventMQ.
     pub kind: PeerKind,
+    /// Its workers, as its latest HEARTBEAT reported them (emq jobmanagers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<WorkerCounts>,
+}
+
+/// A jobmanager's workers, as its HEARTBEAT reports them (emq extension).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerCounts {
+    /// Worker processes it keeps.
+    pub workers: u32,
+    /// Of those, running a job.
+    pub busy: u32,
+    /// Jobs it holds that wait for a worker (prefetched or pipelined).
+    #[serde(default)]
+    pub queued: u32,
 }
 
 /// The answer to STATUS. EventMQ's keys come first and keep their meaning

@@ -11,6 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use emq_proto::views::WorkerCounts;
 use emq_proto::{
     Capabilities, ContentType, ErrorCode, Headers, Inform, JobResult, Message, MsgIds, Now, Outcome, PeerType, Reply,
     Request, ResultFrames, Timing,
@@ -465,11 +466,37 @@ impl JobManager {
     }
 
     fn heartbeat(&mut self, now: Instant) {
+        // Only an emq router (it announced its timing) reads the counts.
+        let workers = matches!(
+            self.link,
+            Link::Connected {
+                counted_ready: true,
+                ..
+            }
+        )
+        .then(|| self.worker_counts());
         self.send(Message::Heartbeat {
             unix_time: Now::new(now, self.wall_ms).unix_secs_text(),
             state: Some(self.state),
+            workers,
         });
         self.next_heartbeat = now + self.config.heartbeat;
+    }
+
+    /// Its workers for the router's gauges: how many it keeps, how many run
+    /// a job, how many jobs wait for one.
+    fn worker_counts(&self) -> WorkerCounts {
+        let busy = self
+            .running
+            .values()
+            .filter(|r| !matches!(r.phase, Phase::Queued))
+            .count();
+        let queued = self.running.len() - busy + self.backlog.len();
+        WorkerCounts {
+            workers: self.config.concurrency as u32,
+            busy: busy.min(self.config.concurrency) as u32,
+            queued: queued as u32,
+        }
     }
 
     fn on_request(&mut self, msgid: &str, req: Request) {

@@ -9,6 +9,7 @@ mod flow;
 mod graphs;
 mod guaranteed;
 mod jobmanager;
+mod observe;
 mod router;
 mod schedules;
 mod security;

@@ -112,6 +112,7 @@ fn dead_jobmanagers_job_is_redelivered_to_another() {
             &Message::Heartbeat {
                 unix_time: "0".into(),
                 state: None,
+                workers: None,
             },
             "hb",
         );

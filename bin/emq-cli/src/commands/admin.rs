@@ -52,17 +52,30 @@ pub struct PurgeArgs {
 /// The jobmanagers as a table.
 pub(crate) fn print_jobmanagers(jobmanagers: &BTreeMap<String, JobManagerStatus>) {
     let mut t = table(
-        &["JOBMANAGER", "STATE", "SLOTS", "RUNNING", "PROCESSED", "QUEUES"],
-        &[2, 3, 4],
+        &[
+            "JOBMANAGER",
+            "STATE",
+            "WORKERS BUSY",
+            "SLOTS",
+            "RUNNING",
+            "PROCESSED",
+            "QUEUES",
+        ],
+        &[2, 3, 4, 5],
     );
     for (id, jm) in jobmanagers {
         let queues: Vec<String> = jm.queues.iter().map(|(w, q)| format!("{w}:{}", shown(q))).collect();
         let state = jm
             .state
             .map_or_else(|| format!("({})", jm.kind), |s| s.as_str().to_string());
+        // Reported by emq jobmanagers in their heartbeats.
+        let workers = jm
+            .workers
+            .map_or_else(|| "-".to_string(), |w| format!("{}/{}", w.busy, w.workers));
         t.add_row(vec![
             shown(id),
             state,
+            workers,
             jm.slots.to_string(),
             jm.running.to_string(),
             jm.processed.to_string(),

@@ -10,6 +10,7 @@ pub mod result;
 pub mod schedule;
 pub mod send;
 pub mod status;
+pub mod watch;
 
 use std::time::Duration;
 

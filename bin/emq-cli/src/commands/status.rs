@@ -48,15 +48,31 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<u8, Failure> {
 
 fn print_router(v: &RouterStatus) {
     let mut queues = table(
-        &["QUEUE", "WAITING", "RUNNING", "PROCESSED", "JOBMANAGERS", "FLOW"],
-        &[1, 2, 3, 4],
+        &[
+            "QUEUE",
+            "WAITING",
+            "RUNNING",
+            "SUBMITTED",
+            "OK",
+            "NOT OK",
+            "DEAD",
+            "JOBMANAGERS",
+            "FLOW",
+        ],
+        &[1, 2, 3, 4, 5, 6, 7],
     );
     for (name, q) in &v.queues {
+        let c = &q.counts;
+        let ok = c.finished.get("ok").copied().unwrap_or(0);
+        let ended: u64 = c.finished.values().sum();
         queues.add_row(vec![
             shown(name),
             q.waiting.to_string(),
             q.running.to_string(),
-            q.processed.to_string(),
+            c.submitted.to_string(),
+            ok.to_string(),
+            (ended - ok).to_string(),
+            c.dead.to_string(),
             q.jobmanagers.len().to_string(),
             super::queue::limits(q),
         ]);

@@ -181,6 +181,7 @@ impl Router {
                     } else {
                         PeerKind::Emq
                     },
+                    workers: jm.workers,
                 };
                 (peer.to_string(), view)
             })

@@ -228,7 +228,7 @@ impl Router {
         let client = self.intern(client);
         let headers_frame = self.shared_headers(headers.encode());
         let key: JobKey = msgid.into();
-        let job = Box::new(Job {
+        let mut job = Box::new(Job {
             client,
             queue: queue_name.clone(),
             headers: headers_frame,
@@ -238,6 +238,7 @@ impl Router {
             handler: HandlerId::UNREAD,
             attempts: 0,
             max_attempts,
+            ready: Default::default(),
             place: Place::Waiting,
             extra,
         });
@@ -267,6 +268,7 @@ impl Router {
         if let Some(extra) = &job.extra {
             self.hold_flow(&key, &queue_name, extra, false);
         }
+        self.note_submitted(now, &key, &mut job, None);
         self.jobs.insert(key.clone(), job);
         match (replaces, wait) {
             (Some(old), wait) => self.supersede(now, old, &key, wait),
@@ -283,6 +285,7 @@ impl Router {
     /// and, if it asked, gets its result too.
     fn deduplicate(&mut self, client: &PeerId, msgid: &str, holder: &JobKey, reply_requested: bool) {
         debug!("REQUEST {msgid} from {client}: its unique key is held by {holder}");
+        self.note_deduplicated(msgid, holder);
         if reply_requested {
             let peer = self.intern(client.clone());
             if let Some(job) = self.jobs.get_mut(holder) {
@@ -440,6 +443,8 @@ impl Router {
     /// keep it for lookup when nobody is waiting for it (or `keep`). A result
     /// that cannot be delivered is kept too (see `undeliverable`).
     pub(super) fn finish(&mut self, now: Instant, key: &JobKey, mut job: Box<Job>, result: ResultFrames, keep: bool) {
+        let dead = job.guarantee && Self::retried_when_guaranteed(result.outcome);
+        self.note_ended(now, key, &job, result.outcome, dead, &result.body);
         let carries = Carries::Result {
             of: key.clone(),
             queue: job.queue.clone(),

@@ -4,6 +4,8 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use emq_proto::events::EventKind;
+use emq_proto::views::WorkerCounts;
 use emq_proto::{ErrorCode, Inform, JobManagerState, Message, PeerType, Reply, ResultFrames, Timing};
 use log::{debug, info, warn};
 
@@ -31,6 +33,8 @@ pub(crate) struct JobManager {
     pub timing: Option<Timing>,
     /// The handlers it declared at INFORM (`None`: any, as EventMQ).
     pub handlers: Option<HashSet<HandlerId>>,
+    /// Its workers, as its latest HEARTBEAT reported them.
+    pub workers: Option<WorkerCounts>,
 }
 
 impl JobManager {
@@ -63,16 +67,23 @@ impl Router {
                 self.dispatch_to(now, &peer);
             }
             Message::Reply(Reply::Result(result)) => self.on_reply(now, &peer, result),
-            Message::Heartbeat { state: Some(state), .. } => {
+            Message::Heartbeat {
+                state: Some(state),
+                workers,
+                ..
+            } => {
+                jm.workers = workers.or(jm.workers);
                 if jm.state != Some(state) {
                     info!("jobmanager {peer} is {state}");
                     jm.state = Some(state);
+                    let queues = jm.queues.clone();
+                    self.note_jobmanager(EventKind::JobManagerState, &peer, &queues, Some(state), None);
                 }
             }
             Message::Heartbeat { state: None, .. } | Message::Ack { .. } => {}
             Message::Kbye => {
                 info!("jobmanager {peer} said KBYE");
-                self.remove_jobmanager(now, &peer);
+                self.remove_jobmanager(now, &peer, "said KBYE");
             }
             other => {
                 let reason = format!("{} is not a jobmanager command", other.command().as_str());
@@ -190,8 +201,11 @@ impl Router {
                 processed,
                 timing: inform.timing,
                 handlers,
+                workers: None,
             },
         );
+        let queues = self.fleet[&peer].queues.clone();
+        self.note_jobmanager(EventKind::JobManagerJoined, &peer, &queues, None, None);
         for (_, name) in &self.fleet[&peer].queues.clone() {
             self.refresh_mixed(name);
         }
@@ -263,16 +277,17 @@ impl Router {
         dead.sort_unstable();
         for peer in dead {
             warn!("jobmanager {peer} silent for its liveness window: declaring it dead");
-            self.remove_jobmanager(now, &peer);
+            self.remove_jobmanager(now, &peer, "silent for its liveness window");
         }
     }
 
     /// Forget a jobmanager and hand its running jobs back to the front of their
     /// queues, in the order they were dispatched.
-    pub(super) fn remove_jobmanager(&mut self, now: Instant, peer: &PeerId) {
+    pub(super) fn remove_jobmanager(&mut self, now: Instant, peer: &PeerId, why: &str) {
         let Some(jm) = self.fleet.remove(peer) else {
             return;
         };
+        self.note_jobmanager(EventKind::JobManagerLeft, peer, &jm.queues, jm.state, Some(why));
         self.queues.remove_member(peer);
         for (_, name) in &jm.queues {
             self.refresh_mixed(name);
@@ -291,6 +306,7 @@ impl Router {
         for (_, id) in running.into_iter().rev() {
             let (key, job) = self.jobs.remove_entry(&id).expect("a running job is in the jobs map");
             self.count_run_ended(&job.queue);
+            self.note_abandoned(&key, &job, peer);
             if job.attempts >= job.max_attempts {
                 // A job that keeps taking its jobmanager down must not cycle forever.
                 warn!(

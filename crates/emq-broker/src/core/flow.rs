@@ -531,6 +531,7 @@ impl Router {
                 q.members.iter().map(|m| (m.weight, m.peer.to_string())).collect()
             }),
             paused: control.paused,
+            counts: self.observer.counts(queue),
             concurrency: control.concurrency,
             rate: control.rate,
         }

@@ -13,6 +13,7 @@
 //! Work is linear in the graph: a node's end touches its children only,
 //! views are built on request.
 
+use emq_proto::events::EventKind;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -211,6 +212,7 @@ impl Router {
             nodes: Vec::with_capacity(spec.nodes.len()),
         };
         let mut touched: Vec<Rc<str>> = Vec::new();
+        self.note_graph(EventKind::GraphSubmitted, &id, keys.len(), None);
         for ((node, key), mine) in spec.nodes.into_iter().zip(&keys).zip(parents) {
             let (handler, args) = node.call();
             let queue = if node.queue.is_empty() {
@@ -232,7 +234,7 @@ impl Router {
             }
             .encode(ContentType::Json);
             let retries = node.retries.unwrap_or(self.config.default_retries);
-            let job = Box::new(Job {
+            let mut job = Box::new(Job {
                 client: client.clone(),
                 queue: queue.clone(),
                 headers: self.shared_headers(headers.encode()),
@@ -242,6 +244,7 @@ impl Router {
                 handler: HandlerId::UNREAD,
                 attempts: 0,
                 max_attempts: retries.saturating_add(1).min(u16::MAX as u32) as u16,
+                ready: Default::default(),
                 place: if mine.is_empty() {
                     Place::Waiting
                 } else {
@@ -257,6 +260,7 @@ impl Router {
                 Entry::Blocked(format!("waits for {}", names.join(", ")))
             };
             self.accept_guaranteed(key, &job, entry, origin);
+            self.note_submitted(now, key, &mut job, Some(&id));
             self.jobs.insert(key.clone(), job);
             if mine.is_empty() {
                 self.enqueue(key, false);
@@ -501,6 +505,8 @@ impl Router {
         let (notify, client) = (g.def.notify, g.client.clone());
         let view = self.graph_view(id).expect("present");
         info!("graph {id} ended {}", view.state);
+        let state: &'static str = view.state.into();
+        self.note_graph(EventKind::GraphEnded, id, view.nodes.len(), Some(state));
         if notify {
             let info = Message::GraphInfo { view: Box::new(view) };
             self.push(Endpoint::Frontend, &client, info, true, Carries::Other);

@@ -226,6 +226,7 @@ impl Router {
     pub(super) fn retry_later(&mut self, now: Instant, key: JobKey, job: Box<Job>, why: &str) {
         let delay = self.backoff(job.attempts);
         info!("job {key} attempt {} {why}: retrying in {delay:?}", job.attempts);
+        self.note_retry(&key, &job, delay.as_millis());
         if job.guarantee {
             let at = self.wall_ms;
             if let Some(r) = self.guaranteed.tracked.get_mut(&key) {
@@ -485,6 +486,8 @@ impl Router {
                         handler: super::handlers::HandlerId::UNREAD,
                         attempts: record.attempts.min(u16::MAX as u32) as u16,
                         max_attempts: record.max_attempts.min(u16::MAX as u32) as u16,
+                        // Ready again from the restart.
+                        ready: super::observe::Stamp::at(self.started, now),
                         place: Place::Waiting,
                         extra: self
                             .job_extra(&Headers::parse(record.flow.as_deref().unwrap_or("")))

@@ -279,7 +279,8 @@ impl Router {
             since: now,
         };
         job.attempts = job.attempts.saturating_add(1);
-        let (guarantee, attempt, max) = (job.guarantee, job.attempts, job.max_attempts);
+        let (guarantee, attempt, max, ready) = (job.guarantee, job.attempts, job.max_attempts, job.ready);
+        let job_queue = job.queue.clone();
         // An EventMQ jobmanager only replies to jobs that ask for a reply,
         // and the router needs every reply to know a job has finished.
         let headers: std::borrow::Cow<'_, str> = match (ask_for_reply && !job.reply_requested, job.headers.is_empty()) {
@@ -311,6 +312,7 @@ impl Router {
             self.release_coalesce_key(&key);
         }
         self.count_dispatch(queue, now);
+        self.note_dispatched(now, &key, &job_queue, attempt, ready, peer);
         if guarantee {
             self.track_dispatch(&key, attempt, max, peer);
         }

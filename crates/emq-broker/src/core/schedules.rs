@@ -429,7 +429,7 @@ impl Router {
                 };
                 let client = self.scheduler.clone();
                 let queue_name = self.queues.entry(&queue).name.clone();
-                let job = Box::new(Job {
+                let mut job = Box::new(Job {
                     client,
                     queue: queue_name,
                     headers: self.shared_headers(headers),
@@ -439,11 +439,14 @@ impl Router {
                     handler: HandlerId::UNREAD,
                     attempts: 0,
                     max_attempts,
+                    ready: Default::default(),
                     place: Place::Waiting,
                     extra: None,
                 });
                 let origin = format!("fired by schedule {name} for {}", timestamp_ms(latest));
                 self.accept_guaranteed(&key, &job, super::guaranteed::Entry::Queue, origin);
+                self.note_submitted(now.mono, &key, &mut job, Some(name));
+                self.note_fired(name, &key, &queue);
                 self.jobs.insert(key.clone(), job);
                 self.enqueue(&key, false);
                 self.dispatch_queue(now.mono, &queue);

@@ -71,6 +71,7 @@ impl Router {
             self.timers.live -= 1;
             let (queue, retry) = (job.queue.clone(), job.attempts > 0);
             if !retry {
+                job.ready = super::observe::Stamp::at(self.started, now);
                 self.track_due(&key);
             }
             self.enqueue(&key, retry);

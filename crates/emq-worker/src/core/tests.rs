@@ -226,6 +226,7 @@ fn heartbeats_carry_state_and_keep_time() {
         s.router(Message::Heartbeat {
             unix_time: "0".into(),
             state: None,
+            workers: None,
         });
         s.advance(Duration::from_secs(1));
     }
@@ -245,11 +246,13 @@ fn timeout_kills_and_reports_timed_out() {
     s.router(Message::Heartbeat {
         unix_time: "0".into(),
         state: None,
+        workers: None,
     });
     s.advance(Duration::from_secs(1));
     s.router(Message::Heartbeat {
         unix_time: "0".into(),
         state: None,
+        workers: None,
     });
     s.advance(Duration::from_millis(1000));
     let a = s.actions();
@@ -432,6 +435,7 @@ fn pipelined_jobs_time_out_from_when_they_start_and_lost_ones_come_back() {
     s.router(Message::Heartbeat {
         unix_time: "0".into(),
         state: None,
+        workers: None,
     });
     s.advance(Duration::from_secs(4));
     assert!(
@@ -451,6 +455,7 @@ fn pipelined_jobs_time_out_from_when_they_start_and_lost_ones_come_back() {
     s.router(Message::Heartbeat {
         unix_time: "0".into(),
         state: None,
+        workers: None,
     });
     s.advance(Duration::from_millis(1000));
     assert!(s.jm.take_actions().any(|a| a == Action::Kill { msgid: "b".into() }));

@@ -22,6 +22,7 @@ fn dead_jobmanager_jobs_go_back_to_the_front_and_to_another() {
             Message::Heartbeat {
                 unix_time: "0".into(),
                 state: None,
+                workers: None,
             },
         );
     }
@@ -37,6 +38,7 @@ fn dead_jobmanager_jobs_go_back_to_the_front_and_to_another() {
         Message::Heartbeat {
             unix_time: "0".into(),
             state: None,
+            workers: None,
         },
     );
     s.ready("jm2", 3);

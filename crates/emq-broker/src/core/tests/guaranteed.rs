@@ -116,6 +116,7 @@ fn failed_attempts_back_off_then_dead_letter_then_retry_by_hand() {
             Message::Heartbeat {
                 unix_time: "0".into(),
                 state: None,
+                workers: None,
             },
         );
         s.advance(Duration::from_secs(1));
@@ -306,6 +307,7 @@ fn finished_guaranteed_jobs_are_purged_after_retention() {
             Message::Heartbeat {
                 unix_time: "0".into(),
                 state: None,
+                workers: None,
             },
         );
         s.advance(Duration::from_secs(1));
@@ -318,6 +320,7 @@ fn finished_guaranteed_jobs_are_purged_after_retention() {
         Message::Heartbeat {
             unix_time: "0".into(),
             state: None,
+            workers: None,
         },
     );
     s.advance(Duration::from_secs(2));
@@ -352,6 +355,7 @@ fn result_from_a_jobmanager_that_has_not_informed_yet_is_kept() {
     let heartbeat = |state| Message::Heartbeat {
         unix_time: "0".into(),
         state,
+        workers: None,
     };
     s.send(
         Endpoint::Backend,
@@ -400,6 +404,7 @@ fn guaranteed_result_for_an_unreachable_client_is_sent_again() {
         Message::Heartbeat {
             unix_time: "0".into(),
             state: None,
+            workers: None,
         },
     );
     s.advance(Duration::from_secs(1));
@@ -418,6 +423,7 @@ fn guaranteed_result_for_an_unreachable_client_is_sent_again() {
         Message::Heartbeat {
             unix_time: "0".into(),
             state: None,
+            workers: None,
         },
     );
     s.advance(Duration::from_secs(1));

@@ -19,6 +19,7 @@ mod flow;
 mod graphs;
 mod guaranteed;
 mod handlers;
+mod observe;
 mod pair;
 mod random;
 mod routing;
@@ -181,6 +182,7 @@ impl Sim {
                     let hb = Message::Heartbeat {
                         unix_time: "0".into(),
                         state: None,
+                        workers: None,
                     };
                     self.send(Endpoint::Backend, &jm, "hb", hb);
                 }

@@ -83,6 +83,7 @@ fn message() -> impl Strategy<Value = Vec<Vec<u8>>> {
                     7 => Message::Heartbeat {
                         unix_time: "1".into(),
                         state: Some(JobManagerState::Idle),
+                        workers: None,
                     },
                     8 => Message::Cancel { of: id.clone() },
                     11 => {
