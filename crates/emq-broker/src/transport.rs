@@ -108,6 +108,8 @@ struct Publisher {
     socket: zmq::Socket,
     burst: EventBurst,
     pending_since: Option<Instant>,
+    /// Topics subscribed to, as the XPUB socket reports them.
+    subscriptions: std::collections::HashSet<Vec<u8>>,
     /// Bursts published.
     bursts: u64,
 }
@@ -136,6 +138,25 @@ impl Publisher {
         }
         self.burst.clear();
         self.pending_since = None;
+    }
+
+    /// Take in subscriptions and their ends (an XPUB socket reports a
+    /// topic when its first subscriber comes and when its last goes), and
+    /// tell the core whether anyone listens: with nobody, events are
+    /// counted but not encoded.
+    fn read_subscriptions(&mut self, core: &mut Router) {
+        let mut changed = false;
+        while let Ok(msg) = self.socket.recv_bytes(zmq::DONTWAIT) {
+            match msg.split_first() {
+                Some((1, topic)) => changed |= self.subscriptions.insert(topic.to_vec()),
+                Some((0, topic)) => changed |= self.subscriptions.remove(topic),
+                _ => {}
+            }
+        }
+        if changed {
+            info!("event subscriptions: {}", self.subscriptions.len());
+            core.set_events_wanted(!self.subscriptions.is_empty());
+        }
     }
 
     /// When the pending events must go out.
@@ -214,7 +235,8 @@ fn bind_events(
     addr: &str,
     config: &Config,
 ) -> Result<(zmq::Socket, String, zmq::Socket), RunError> {
-    let s = ctx.socket(zmq::PUB).map_err(zerr("create the PUB socket"))?;
+    // XPUB: a PUB socket that also reports subscriptions.
+    let s = ctx.socket(zmq::XPUB).map_err(zerr("create the XPUB socket"))?;
     s.set_zap_domain("events").map_err(zerr("set ZAP_DOMAIN"))?;
     if let Some(security) = &config.security {
         emq_net::curve::apply_server(&security.key, &s)?;
@@ -338,9 +360,15 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
             socket,
             burst: EventBurst::default(),
             pending_since: None,
+            subscriptions: std::collections::HashSet::new(),
             bursts: 0,
         }),
     };
+    // Nobody subscribes yet: events are numbered but not encoded until
+    // someone does.
+    if sockets.events.is_some() {
+        core.set_events_wanted(false);
+    }
     let (_http_server, mut snapshots) = match http {
         Some((server, sender)) => (Some(server), Some(sender)),
         None => (None, None),
@@ -408,6 +436,11 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
             while matches!((&sig_read).read(&mut buf), Ok(n) if n > 0) {}
             info!("signal received: stopping");
             break;
+        }
+        // Subscriptions first: a subscriber that came before the message
+        // that woke us sees that message's events.
+        if let Some(p) = sockets.events.as_mut() {
+            p.read_subscriptions(&mut core);
         }
         let now = clock.now();
         for (i, ep) in ENDPOINTS.into_iter().enumerate() {

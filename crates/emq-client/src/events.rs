@@ -27,9 +27,12 @@ use std::time::{Duration, Instant};
 use emq_net::handshake::HandshakeMonitor;
 pub use emq_proto::events::{topic_prefix, Event, EventKind};
 
-/// How long an incomplete burst (a message of it lost) is held for its
-/// missing parts before its events are handed out anyway.
-const BURST_PATIENCE: Duration = Duration::from_millis(50);
+/// How long an incomplete burst is held for its missing parts when no
+/// newer burst comes (one does within milliseconds while the router is
+/// busy, and shows that the parts were lost) before its events are handed
+/// out anyway. A burst's parts leave the router back to back: a part only
+/// misses this if it was dropped.
+const BURST_PATIENCE: Duration = Duration::from_secs(1);
 
 use crate::{ClientError, ClientOptions};
 

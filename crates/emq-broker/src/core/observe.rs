@@ -117,6 +117,8 @@ struct EventLog {
     /// Bodies and results go into events (`--events-bodies`).
     bodies: bool,
     seq: u64,
+    /// Someone subscribes: with nobody, events are numbered, not encoded.
+    wanted: bool,
     burst: EventBurst,
     /// The latest event time and its decimal text: events come many to a
     /// millisecond.
@@ -153,6 +155,7 @@ impl Observer {
                 instance,
                 bodies,
                 seq: 0,
+                wanted: true,
                 burst: EventBurst::default(),
                 time_text: (i64::MIN, Vec::new()),
             }),
@@ -238,6 +241,9 @@ impl Router {
             return;
         };
         log.seq += 1;
+        if !log.wanted {
+            return;
+        }
         // The router instance goes in each message's envelope, not in
         // every event.
         let mut event: Event<'f> = Event::new(log.seq, "", self.wall_ms, kind);
@@ -286,6 +292,15 @@ impl Router {
     /// Whether events carry bodies (`--events-bodies`).
     fn event_bodies(&self) -> bool {
         self.observer.events.as_ref().is_some_and(|e| e.bodies)
+    }
+
+    /// Whether anyone subscribes to the events (the transport knows): with
+    /// nobody, events still take their sequence numbers but are not
+    /// encoded.
+    pub fn set_events_wanted(&mut self, wanted: bool) {
+        if let Some(log) = self.observer.events.as_mut() {
+            log.wanted = wanted;
+        }
     }
 
     /// Whether events are on.

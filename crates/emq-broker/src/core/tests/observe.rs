@@ -182,3 +182,22 @@ fn a_job_is_no_bigger_for_knowing_when_it_became_ready() {
     let size = std::mem::size_of::<crate::core::jobs::Job>();
     assert!(size <= 112, "a Job is {size} bytes");
 }
+
+#[test]
+fn with_nobody_subscribed_events_are_numbered_but_not_encoded() {
+    let mut s = events_sim();
+    let mut events = Vec::new();
+    s.r.set_events_wanted(false);
+    s.request("c", "a", "q", "");
+    s.request("c", "b", "q", "");
+    assert_eq!(s.r.pending_events(), 0, "nothing encoded for nobody");
+    s.r.set_events_wanted(true);
+    s.request("c", "c", "q", "");
+    take_events(&mut s, &mut events);
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].seq, events[0].job.as_deref()),
+        (3, Some("c")),
+        "the count went on"
+    );
+}
