@@ -23,16 +23,6 @@ fn puts(ops: &[StoreOp]) -> Vec<(String, emq_proto::JobState, bool)> {
         .collect()
 }
 
-fn reply_with(s: &mut Sim, jm: &str, of: &str, outcome: Outcome) {
-    let r = ResultFrames {
-        of: of.into(),
-        outcome,
-        content_type: ContentType::Json,
-        body: br#"{"value":null,"error":"x"}"#.to_vec(),
-    };
-    s.send(Endpoint::Backend, jm, "rep", Message::Reply(Reply::Result(r)));
-}
-
 fn guaranteed_sim() -> Sim {
     Sim::new(Config {
         retry_backoff: Duration::from_millis(100),
@@ -81,7 +71,7 @@ fn failed_attempts_back_off_then_dead_letter_then_retry_by_hand() {
     assert_eq!(s.dispatched().len(), 1);
     let _ = s.r.take_store_ops();
     // Attempt 1 crashes: backoff of about 100 ms (±25%) before attempt 2.
-    reply_with(&mut s, "jm", "poison", Outcome::Crashed);
+    s.reply_with("jm", "poison", Outcome::Crashed);
     assert!(s.drain().is_empty(), "no result yet, no immediate redispatch");
     assert_eq!(
         puts(&s.r.take_store_ops()),
@@ -98,13 +88,13 @@ fn failed_attempts_back_off_then_dead_letter_then_retry_by_hand() {
     s.advance(Duration::from_millis(70));
     assert_eq!(s.dispatched().len(), 1, "attempt 2");
     // Attempt 2 times out: backoff doubles.
-    reply_with(&mut s, "jm", "poison", Outcome::TimedOut);
+    s.reply_with("jm", "poison", Outcome::TimedOut);
     let due = s.r.next_deadline();
     assert!(due >= s.now.mono + Duration::from_millis(150), "{:?}", due - s.now.mono);
     s.advance(Duration::from_millis(260));
     assert_eq!(s.dispatched().len(), 1, "attempt 3");
     // Attempt 3 of 3 crashes: dead-lettered, the client hears the final failure.
-    reply_with(&mut s, "jm", "poison", Outcome::Crashed);
+    s.reply_with("jm", "poison", Outcome::Crashed);
     let out = s.drain();
     assert!(matches!(&out[0].2.message, Message::Reply(Reply::Result(r)) if r.outcome == Outcome::Crashed));
     assert_eq!(puts(&s.r.take_store_ops()).last().unwrap().1, Status::Dead);
@@ -159,7 +149,7 @@ fn failed_attempts_back_off_then_dead_letter_then_retry_by_hand() {
     ));
     s.send(Endpoint::Admin, "admin", "r", Message::Retry { of: "poison".into() });
     assert_eq!(s.dispatched().len(), 1);
-    reply_with(&mut s, "jm", "poison", Outcome::Ok);
+    s.reply_with("jm", "poison", Outcome::Ok);
     s.send(Endpoint::Frontend, "c", "q", Message::Query { of: "poison".into() });
     assert!(s
         .drain()
@@ -178,7 +168,7 @@ fn unknown_handler_is_retried_then_dead_lettered_bad_request_is_final() {
     s.request("c", "g", "default", "guarantee,reply-requested");
     for attempt in 1..=3 {
         assert_eq!(s.dispatched().len(), 1, "attempt {attempt}");
-        reply_with(&mut s, "jm", "g", Outcome::UnknownHandler);
+        s.reply_with("jm", "g", Outcome::UnknownHandler);
         s.advance(Duration::from_millis(500));
     }
     assert!(s.drain().iter().any(
@@ -192,7 +182,7 @@ fn unknown_handler_is_retried_then_dead_lettered_bad_request_is_final() {
 
     s.request("c", "bad", "default", "guarantee,reply-requested");
     assert_eq!(s.dispatched().len(), 1);
-    reply_with(&mut s, "jm", "bad", Outcome::BadRequest);
+    s.reply_with("jm", "bad", Outcome::BadRequest);
     assert!(s
         .drain()
         .iter()
@@ -297,7 +287,7 @@ fn finished_guaranteed_jobs_are_purged_after_retention() {
     s.ready("jm", 1);
     s.request("c", "g", "default", "guarantee");
     s.dispatched();
-    reply_with(&mut s, "jm", "g", Outcome::Ok);
+    s.reply_with("jm", "g", Outcome::Ok);
     let _ = s.r.take_store_ops();
     for _ in 0..29 {
         s.send(
@@ -344,7 +334,7 @@ fn result_from_a_jobmanager_that_has_not_informed_yet_is_kept() {
     let mut s = guaranteed_sim();
     s.request("c", "g", "default", "guarantee,reply-requested");
     s.drain();
-    reply_with(&mut s, "old-jm", "g", Outcome::Ok);
+    s.reply_with("old-jm", "g", Outcome::Ok);
     let out = s.drain();
     assert!(out
         .iter()
@@ -389,7 +379,7 @@ fn guaranteed_result_for_an_unreachable_client_is_sent_again() {
     s.ready("jm", 1);
     s.request("c", "g", "default", "guarantee,reply-requested");
     s.dispatched();
-    reply_with(&mut s, "jm", "g", Outcome::Ok);
+    s.reply_with("jm", "g", Outcome::Ok);
     let reply =
         s.r.take_outgoing()
             .find(|o| o.endpoint == Endpoint::Frontend)

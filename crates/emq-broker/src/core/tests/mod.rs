@@ -165,6 +165,18 @@ impl Sim {
         self.send(Endpoint::Backend, jm, "rep", Message::Reply(Reply::Result(r)));
     }
 
+    /// A REPLY from `jm` for `of` with `outcome` (its body names an error,
+    /// whatever the outcome).
+    pub(super) fn reply_with(&mut self, jm: &str, of: &str, outcome: Outcome) {
+        let r = ResultFrames {
+            of: of.into(),
+            outcome,
+            content_type: ContentType::Json,
+            body: br#"{"value":null,"error":"x"}"#.to_vec(),
+        };
+        self.send(Endpoint::Backend, jm, "rep", Message::Reply(Reply::Result(r)));
+    }
+
     pub(super) fn advance(&mut self, d: Duration) {
         self.now = self.now.after(d);
         self.r.tick(self.now);

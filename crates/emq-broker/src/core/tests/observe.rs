@@ -39,16 +39,6 @@ fn take_events(s: &mut Sim, into: &mut Vec<Event<'static>>) {
     into.extend(events);
 }
 
-fn reply_outcome(s: &mut Sim, jm: &str, of: &str, outcome: Outcome) {
-    let r = ResultFrames {
-        of: of.into(),
-        outcome,
-        content_type: ContentType::Json,
-        body: br#"{"value":null,"error":"x"}"#.to_vec(),
-    };
-    s.send(Endpoint::Backend, jm, "rep", Message::Reply(Reply::Result(r)));
-}
-
 #[test]
 fn every_job_tells_its_story_in_order_and_the_counters_agree() {
     let mut s = events_sim();
@@ -76,7 +66,7 @@ fn every_job_tells_its_story_in_order_and_the_counters_agree() {
     for (jm, id) in &sent {
         match id.as_str() {
             "ok" => s.reply(jm, id),
-            "bad" => reply_outcome(&mut s, jm, id, Outcome::Failed),
+            "bad" => s.reply_with(jm, id, Outcome::Failed),
             _ => {}
         }
     }
@@ -88,7 +78,7 @@ fn every_job_tells_its_story_in_order_and_the_counters_agree() {
         s.run_for(Duration::from_secs(8));
         for (jm, id) in s.dispatched() {
             match id.as_str() {
-                "g" => reply_outcome(&mut s, &jm, &id, Outcome::Failed),
+                "g" => s.reply_with(&jm, &id, Outcome::Failed),
                 "lost" => s.reply(&jm, &id),
                 _ => panic!("{id} dispatched again"),
             }
