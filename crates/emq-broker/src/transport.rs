@@ -146,7 +146,12 @@ impl Publisher {
     /// counted but not encoded.
     fn read_subscriptions(&mut self, core: &mut Router) {
         let mut changed = false;
-        while let Ok(msg) = self.socket.recv_bytes(zmq::DONTWAIT) {
+        // Bounded per turn: a peer that floods this socket gets no more of
+        // the loop's time than one batch.
+        for _ in 0..BATCH {
+            let Ok(msg) = self.socket.recv_bytes(zmq::DONTWAIT) else {
+                break;
+            };
             match msg.split_first() {
                 Some((1, topic)) => changed |= self.subscriptions.insert(topic.to_vec()),
                 Some((0, topic)) => changed |= self.subscriptions.remove(topic),

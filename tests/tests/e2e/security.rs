@@ -406,3 +406,40 @@ fn own_jobmanager_outside_the_workspace_speaks_curve_and_shares_a_queue() {
     );
     assert_eq!(out.stdout.trim(), "hello, emq", "{out:?}");
 }
+
+#[test]
+fn the_event_stream_admits_admin_keys_only() {
+    let dir = Scratch::new();
+    let router_key = keygen(&dir, "router");
+    let server = format!("{router_key}.pub");
+    let (client, admin) = (keygen(&dir, "client"), keygen(&dir, "admin"));
+    allow(&dir.arg("clients.allow"), &format!("{client}.pub"), "web");
+    allow(&dir.arg("admins.allow"), &format!("{admin}.pub"), "ops");
+    let r = RouterProc::start(&["--curve-key", &router_key, "--events", "tcp://127.0.0.1:*"]);
+    let watch = |key: Option<&str>| secure_cli(&r, &server, key, &["--json", "watch", "--count", "1", "--for", "20"]);
+    // A client's key is refused at the handshake, and so is no key at all.
+    for key in [Some(client.as_str()), None] {
+        let out = watch(key);
+        assert_eq!(out.code, REJECTED, "{key:?} must not read events: {out:?}");
+    }
+    // An admin key reads them: the jobmanager that joins is the first.
+    std::thread::scope(|s| {
+        let watcher = s.spawn(|| watch(Some(&admin)));
+        let jm_key = keygen(&dir, "jm");
+        allow(&dir.arg("jobmanagers.allow"), &format!("{jm_key}.pub"), "jm-1");
+        let deadline = std::time::Instant::now() + T;
+        let mut jms = Vec::new();
+        // Until the watcher's subscription has taken hold, a joining
+        // jobmanager may go unseen: start another until one is seen.
+        while !watcher.is_finished() && std::time::Instant::now() < deadline {
+            jms.push(JobManagerProc::start(
+                &r,
+                &["-J", "1", "--server-key", &server, "--key", &jm_key],
+            ));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let out = watcher.join().unwrap();
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert!(out.stdout.contains("\"kind\":\"jobmanager.joined\""), "{out:?}");
+    });
+}
