@@ -133,7 +133,7 @@ struct Args {
     /// allowlist apply as on the admin endpoint.
     #[arg(long, env = "EMQ_EVENTS", value_parser = emq_cmd::endpoint)]
     events: Option<String>,
-    /// Put job bodies and results into events.
+    /// Put job bodies and results into events (those up to 64 KiB).
     #[arg(long, requires = "events")]
     events_bodies: bool,
     /// Event messages queued per subscriber (one per topic per burst; a

@@ -99,8 +99,10 @@ const BATCH: usize = 512;
 /// Longest an event waits before it is published.
 const EVENTS_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 
-/// Events that are published at once without waiting for the window.
+/// Events, or bytes of them, that are published at once without waiting
+/// for the window.
 const EVENTS_BURST: usize = 4096;
+const EVENTS_BURST_BYTES: usize = 1 << 20;
 
 /// The event stream's PUB socket and when its oldest unpublished event
 /// came.
@@ -123,7 +125,8 @@ impl Publisher {
             return;
         }
         let since = *self.pending_since.get_or_insert(now);
-        if !now_anyway && pending < EVENTS_BURST && now < since + EVENTS_WINDOW {
+        let full = pending >= EVENTS_BURST || core.pending_event_bytes() >= EVENTS_BURST_BYTES;
+        if !now_anyway && !full && now < since + EVENTS_WINDOW {
             return;
         }
         core.swap_events(&mut self.burst);

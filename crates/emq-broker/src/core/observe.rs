@@ -25,6 +25,10 @@ use super::{PeerId, Router};
 use crate::metrics::QueueTimes;
 use crate::HashMap;
 
+/// Largest body or result that `--events-bodies` puts into an event;
+/// bigger ones are left out (the job is still in its events).
+pub(super) const MAX_EVENT_BODY: usize = 64 * 1024;
+
 /// Events encoded and not yet published, as the messages they go out in:
 /// one per topic (`KIND QUEUE`), each an envelope written in place as its
 /// events come, so that publishing copies nothing. The transport and the
@@ -35,6 +39,8 @@ pub struct EventBurst {
     groups: Vec<TopicGroup>,
     used: usize,
     events: usize,
+    /// Bytes of the envelopes so far.
+    bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +62,11 @@ impl EventBurst {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.events == 0
+    }
+
+    /// Bytes encoded so far.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The message for events of `kind` and `queue`, opened if new.
@@ -108,6 +119,7 @@ impl EventBurst {
     pub fn clear(&mut self) {
         self.used = 0;
         self.events = 0;
+        self.bytes = 0;
     }
 }
 
@@ -256,12 +268,15 @@ impl Router {
             emq_proto::events::write_i64(&mut log.time_text.1, self.wall_ms);
         }
         let group = log.burst.group(&log.instance, kind, event.queue.as_deref());
+        let before = group.envelope.len();
         if group.events > 0 {
             group.envelope.push(b',');
         }
         event.write_in_envelope(&mut group.envelope, Some(&log.time_text.1));
         group.events += 1;
+        let grown = group.envelope.len() - before;
         log.burst.events += 1;
+        log.burst.bytes += grown;
     }
 
     /// Hand the transport the events encoded so far, taking back its empty
@@ -289,6 +304,11 @@ impl Router {
     /// Events encoded and not yet taken by [`Router::swap_events`].
     pub fn pending_events(&self) -> usize {
         self.observer.events.as_ref().map_or(0, |e| e.burst.len())
+    }
+
+    /// Bytes of the events not yet taken.
+    pub fn pending_event_bytes(&self) -> usize {
+        self.observer.events.as_ref().map_or(0, |e| e.burst.bytes())
     }
 
     /// Whether events carry bodies (`--events-bodies`).
@@ -322,7 +342,7 @@ impl Router {
             e.job = Some(key.into());
             e.queue = Some((*job.queue).into());
             e.origin = origin.map(Into::into);
-            if bodies {
+            if bodies && job.body.len() <= MAX_EVENT_BODY {
                 e.set_body(&job.body);
             }
         });
@@ -393,7 +413,7 @@ impl Router {
             e.queue = Some((*job.queue).into());
             e.attempt = Some(u32::from(job.attempts));
             e.outcome = Some(outcome);
-            if bodies {
+            if bodies && result.len() <= MAX_EVENT_BODY {
                 e.set_body(result);
             }
         });

@@ -191,3 +191,27 @@ fn with_nobody_subscribed_events_are_numbered_but_not_encoded() {
         "the count went on"
     );
 }
+
+#[test]
+fn bodies_go_into_events_up_to_their_limit() {
+    let mut s = events_sim();
+    let mut events = Vec::new();
+    let small = Request {
+        queue: "q".into(),
+        headers: Headers::default(),
+        body: br#"["small"]"#.to_vec(),
+    };
+    let big = Request {
+        body: vec![b' '; crate::core::observe::MAX_EVENT_BODY + 1],
+        ..small.clone()
+    };
+    s.send(Endpoint::Frontend, "c", "small", Message::Request(small));
+    s.send(Endpoint::Frontend, "c", "big", Message::Request(big));
+    take_events(&mut s, &mut events);
+    assert_eq!(events[0].body.as_deref(), Some(r#"["small"]"#));
+    assert_eq!(
+        (events[1].job.as_deref(), events[1].body.as_deref()),
+        (Some("big"), None)
+    );
+    assert!(s.r.pending_event_bytes() == 0, "taken");
+}
