@@ -143,21 +143,8 @@ struct Args {
     events_hwm: i32,
     /// Serve /metrics (Prometheus), /healthz and /status over HTTP on
     /// HOST:PORT, or PORT on 127.0.0.1.
-    #[arg(long, env = "EMQ_HTTP", value_parser = http_addr)]
+    #[arg(long, env = "EMQ_HTTP", value_parser = emq_cmd::http_addr)]
     http: Option<String>,
-}
-
-/// `PORT` means `127.0.0.1:PORT`: the HTTP server stays on loopback unless
-/// told otherwise.
-fn http_addr(s: &str) -> Result<String, String> {
-    let addr = match s.parse::<u16>() {
-        Ok(port) => format!("127.0.0.1:{port}"),
-        Err(_) => s.to_string(),
-    };
-    match addr.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(addr),
-        _ => Err(format!("{s:?}: give HOST:PORT or PORT")),
-    }
 }
 
 fn concurrency(s: &str) -> Result<(String, u64), String> {

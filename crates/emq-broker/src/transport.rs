@@ -35,7 +35,6 @@ use emq_net::handshake::{monitor_event, MECHANISM_MISMATCH};
 use crate::config::ConfigError;
 use crate::core::{Endpoint, EventBurst, Outgoing, PeerId, Router};
 use crate::gate::{self, Gate, Verdict};
-use crate::http::{HttpServer, SnapshotSender};
 use crate::metrics::LoopStats;
 use crate::store::{JobStore, RedbStore, StoreError};
 use crate::Config;
@@ -319,9 +318,10 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         None => None,
     };
     let mut stats = LoopStats::default();
-    let http: Option<(HttpServer, SnapshotSender)> = match &config.http {
+    let http = match &config.http {
         Some(addr) => {
-            Some(HttpServer::start(addr, core.metrics_snapshot(clock.now(), stats.clone())).map_err(RunError::Http)?)
+            let first = core.metrics_snapshot(clock.now(), stats.clone());
+            Some(crate::http::start(addr, first).map_err(RunError::Http)?)
         }
         None => None,
     };

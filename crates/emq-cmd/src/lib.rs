@@ -258,6 +258,19 @@ pub fn init_logging(default: &str) {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default)).init();
 }
 
+/// An HTTP listen address: `HOST:PORT`, or `PORT` meaning
+/// `127.0.0.1:PORT` (servers stay on loopback unless told otherwise).
+pub fn http_addr(s: &str) -> Result<String, String> {
+    let addr = match s.parse::<u16>() {
+        Ok(port) => format!("127.0.0.1:{port}"),
+        Err(_) => s.to_string(),
+    };
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(addr),
+        _ => Err(format!("{s:?}: give HOST:PORT or PORT")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +393,12 @@ mod tests {
         for bad in ["tcp://host", "tcp://:5", "tcp://h:99999", "http://x:1", "", "ipc://"] {
             assert!(endpoint(bad).unwrap_err().contains("expected tcp://HOST:PORT"), "{bad}");
         }
+    }
+
+    #[test]
+    fn http_addresses_default_to_loopback() {
+        assert_eq!(super::http_addr("9464").unwrap(), "127.0.0.1:9464");
+        assert_eq!(super::http_addr("0.0.0.0:80").unwrap(), "0.0.0.0:80");
+        assert!(super::http_addr("nope").is_err() && super::http_addr(":80").is_err());
     }
 }

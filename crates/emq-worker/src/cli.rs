@@ -75,6 +75,10 @@ struct Args {
     /// jobmanager allowlist.
     #[arg(long, env = "EMQ_KEY", requires = "server_key")]
     key: Option<PathBuf>,
+    /// Serve this jobmanager's /metrics (Prometheus) and /healthz over HTTP
+    /// on HOST:PORT, or PORT on 127.0.0.1.
+    #[arg(long, env = "EMQ_JOBMANAGER_HTTP", value_parser = emq_cmd::http_addr)]
+    http: Option<String>,
 }
 
 fn parse_queue(s: &str) -> Result<(i64, String), String> {
@@ -111,6 +115,7 @@ impl Args {
             reload_from: self.config.is_some().then_some(argv),
             curve,
             handlers: Vec::new(),
+            http: self.http,
         };
         config.validate()?;
         Ok(config)

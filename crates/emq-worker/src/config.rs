@@ -45,6 +45,9 @@ pub struct Config {
     /// CURVE: the router's public key and ours (on the router's jobmanager
     /// allowlist). `None` for a plain router.
     pub curve: Option<ClientKeys>,
+    /// Where this jobmanager serves `/metrics` and `/healthz`
+    /// (`host:port`); `None`: no HTTP server. Read at start only.
+    pub http: Option<String>,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             reload_from: None,
             handlers: Vec::new(),
             curve: None,
+            http: None,
         }
     }
 }

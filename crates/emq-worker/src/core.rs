@@ -152,6 +152,25 @@ pub struct JobManager {
     wall_ms: i64,
     /// Jobs finished (any outcome) since the start.
     pub processed: u64,
+    /// Of those, by outcome (indexed like `Outcome::VARIANTS`).
+    ended: [u64; <Outcome as strum::VariantArray>::VARIANTS.len()],
+    /// Attempts started on a worker (local retries included).
+    started: u64,
+}
+
+/// What `/metrics` shows of a jobmanager (see [`JobManager::metrics`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    /// Its state, as reported to the router.
+    pub state: State,
+    /// Whether a router has answered its INFORM.
+    pub connected: bool,
+    /// Its workers now.
+    pub workers: WorkerCounts,
+    /// Jobs ended, by outcome.
+    pub ended: Vec<(Outcome, u64)>,
+    /// Attempts started on a worker.
+    pub started: u64,
 }
 
 impl JobManager {
@@ -178,6 +197,8 @@ impl JobManager {
             ids: MsgIds::from_seed(seed),
             wall_ms: now.unix_ms,
             processed: 0,
+            ended: Default::default(),
+            started: 0,
         };
         jm.out.push(Action::Resize {
             workers: jm.config.concurrency,
@@ -193,6 +214,18 @@ impl JobManager {
     /// Its state, as reported to the router.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// What `/metrics` shows of it.
+    pub fn metrics(&self) -> Metrics {
+        use strum::VariantArray;
+        Metrics {
+            state: self.state,
+            connected: matches!(self.link, Link::Connected { .. }),
+            workers: self.worker_counts(),
+            ended: Outcome::VARIANTS.iter().copied().zip(self.ended).collect(),
+            started: self.started,
+        }
     }
 
     /// What to do now, in order. Announces freed slots first.
@@ -366,6 +399,7 @@ impl JobManager {
     /// The job began running on its worker: its timeout counts from now.
     pub fn on_job_started(&mut self, now: Now, msgid: &str) {
         if let Some(r) = self.running.get_mut(msgid) {
+            self.started += u64::from(r.phase == Phase::Queued);
             r.phase = Phase::Started {
                 deadline: (!r.timeout.is_zero()).then(|| now.mono + r.timeout),
             };
@@ -556,6 +590,7 @@ impl JobManager {
             return;
         }
         self.processed += 1;
+        self.ended[outcome as usize] += 1;
         if !outcome.is_ok() {
             info!("job {msgid} ended {}", outcome.as_str());
         }

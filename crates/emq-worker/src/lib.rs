@@ -28,6 +28,7 @@ mod cli;
 pub mod config;
 pub mod core;
 mod ipc;
+mod metrics;
 mod pool;
 mod registry;
 pub mod transport;

@@ -88,6 +88,19 @@ pub(crate) struct Pool {
     /// Where worker pipes are read into; kept, because a fresh 64 KiB
     /// buffer per read (zeroed) was half of the jobmanager's instructions.
     read_buf: Box<[u8]>,
+    /// Workers started, died, and recycled, since the start.
+    pub(crate) counts: PoolCounts,
+}
+
+/// What happened to the pool's workers since the start (`/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PoolCounts {
+    /// Worker processes started (replacements and recycling included).
+    pub spawned: u64,
+    /// Workers that died (crashed, killed at a timeout).
+    pub died: u64,
+    /// Workers recycled (after --max-jobs, or above --max-rss-mb).
+    pub recycled: u64,
 }
 
 /// After this many workers in a row die before finishing a job, give up.
@@ -111,6 +124,7 @@ impl Pool {
             max_rss_bytes,
             early_deaths: 0,
             read_buf: vec![0; 64 * 1024].into_boxed_slice(),
+            counts: PoolCounts::default(),
         })
     }
 
@@ -164,6 +178,7 @@ impl Pool {
     fn fill(&mut self) -> Result<(), SpawnError> {
         while self.workers.len() < self.target {
             let w = self.spawn()?;
+            self.counts.spawned += 1;
             self.workers.push(w);
         }
         Ok(())
@@ -303,6 +318,7 @@ impl Pool {
         }
         if !self.workers[i].retiring && self.should_recycle(i) {
             self.workers[i].retiring = true;
+            self.counts.recycled += 1;
         }
         let w = &self.workers[i];
         if w.idle() && (w.retiring || self.workers.len() > self.target) {
@@ -342,6 +358,7 @@ impl Pool {
     }
 
     fn on_death(&mut self, i: usize, out: &mut Vec<Event>) {
+        self.counts.died += 1;
         let mut w = self.workers.swap_remove(i);
         let status = w.child.try_wait().ok().flatten();
         let how = status.map_or_else(|| "pipe closed".to_string(), |s| s.to_string());

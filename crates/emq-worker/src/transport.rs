@@ -46,6 +46,9 @@ pub enum RunError {
     /// Workers die before they finish any job: something is wrong with them.
     #[error("workers keep dying before finishing a job; giving up")]
     WorkersFailing,
+    /// The HTTP server (`--http`) could not start.
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
 }
 
 /// One pipe per kind of signal, so the loop knows which one arrived.
@@ -132,6 +135,17 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
     let mut link: Option<Link> = None;
     let mut events: Vec<Event> = Vec::new();
     let mut refusals = Throttle::new(Duration::from_secs(10));
+    let snapshot = |core: &JobManager, pool: &Pool| crate::metrics::Snapshot {
+        core: core.metrics(),
+        pool: pool.counts,
+    };
+    let (_http, mut snapshots) = match &config.http {
+        Some(addr) => {
+            let (server, snapshots) = crate::metrics::start(addr, snapshot(&core, &pool)).map_err(RunError::Http)?;
+            (Some(server), Some(snapshots))
+        }
+        None => (None, None),
+    };
 
     loop {
         // Carry out the core's actions; completions they cause feed back in.
@@ -180,7 +194,14 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
             return Err(RunError::WorkersFailing);
         }
 
-        let wait = core.next_deadline().saturating_duration_since(Instant::now());
+        let mut deadline = core.next_deadline();
+        if let Some(s) = snapshots.as_mut() {
+            if s.due(Instant::now()) {
+                s.send(Instant::now(), snapshot(&core, &pool));
+            }
+            deadline = deadline.min(s.next_due());
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
         let timeout_ms = wait.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
         let worker_fds = pool.fds();
         let mut items: Vec<zmq::PollItem<'_>> = Vec::with_capacity(4 + worker_fds.len());

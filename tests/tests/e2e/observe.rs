@@ -69,7 +69,12 @@ fn status_json(r: &RouterProc) -> Json {
 /// `(name, labels, value)`. The parser is strict: a malformed exposition
 /// fails the test.
 fn scrape(r: &RouterProc) -> Vec<(String, BTreeMap<String, String>, f64)> {
-    let (code, body) = http_get(r.http.as_deref().unwrap(), "/metrics", Duration::from_secs(5)).unwrap();
+    scrape_at(r.http.as_deref().unwrap())
+}
+
+/// [`scrape`] of any process's `/metrics` at `addr`.
+fn scrape_at(addr: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    let (code, body) = http_get(addr, "/metrics", Duration::from_secs(5)).unwrap();
     assert_eq!(code, 200, "{body}");
     let parser = r#"
 import json, sys
@@ -412,4 +417,59 @@ fn emq_cli_watch_prints_each_event_and_filters_by_kind_and_queue() {
     // A kind that does not exist is a usage error.
     let out = emq_cli(&r, &["watch", "--kind", "job.nope", "--count", "1"], None, T);
     assert_eq!(out.code, Some(64), "{}", out.stderr);
+}
+
+#[test]
+fn a_jobmanager_serves_its_own_metrics() {
+    let r = observed_router(&[]);
+    // A port free a moment ago (the jobmanager prints no ready line).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _jm = JobManagerProc::start(&r, &["-J", "2", "--max-jobs", "5", "--http", &port.to_string()]);
+    let mut c = Client::connect(&[&r.frontend]).unwrap();
+    for i in 0..20 {
+        c.call(&Job::new("emq.echo").arg(i), T).unwrap();
+    }
+    for _ in 0..3 {
+        assert!(c.call(&Job::new("emq.fail").arg("no"), T).is_err());
+    }
+    assert!(c.call(&Job::new("emq.crash"), T).is_err());
+    // The snapshot is at most a second old: wait for the last job's end.
+    let mut samples = Vec::new();
+    let ended = |s: &[(String, BTreeMap<String, String>, f64)], o: &str| {
+        sample(s, "emq_jobmanager_jobs_total", &[("outcome", o)])
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            samples = scrape_at(&addr);
+            ended(&samples, "crashed") == Some(1.0)
+        }),
+        "{samples:?}"
+    );
+    assert_eq!(ended(&samples, "ok"), Some(20.0));
+    assert_eq!(ended(&samples, "failed"), Some(3.0));
+    assert_eq!(sample(&samples, "emq_jobmanager_workers_died_total", &[]), Some(1.0));
+    // 24 jobs on workers recycled after 5 each: some were recycled, and
+    // every worker that left was replaced.
+    let recycled = sample(&samples, "emq_jobmanager_workers_recycled_total", &[]).unwrap();
+    assert!(recycled >= 3.0, "{recycled}");
+    let spawned = sample(&samples, "emq_jobmanager_workers_spawned_total", &[]).unwrap();
+    // The first two, one per recycled worker, one for the crashed.
+    assert!(
+        spawned >= 2.0 + recycled + 1.0,
+        "{spawned} spawned, {recycled} recycled"
+    );
+    assert_eq!(sample(&samples, "emq_jobmanager_connected", &[]), Some(1.0));
+    let workers: f64 = ["busy", "idle"]
+        .iter()
+        .filter_map(|s| sample(&samples, "emq_jobmanager_workers", &[("state", s)]))
+        .sum();
+    assert_eq!(workers, 2.0);
+    let (code, health) = http_get(&addr, "/healthz", Duration::from_secs(5)).unwrap();
+    assert_eq!(code, 200, "{health}");
+    assert!(health.contains(r#""connected":true"#), "{health}");
 }
