@@ -60,3 +60,28 @@ fn page(path: &str, snapshot: &Snapshot, age: Duration, resident_at_start: u64) 
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            status: Default::default(),
+            times: Default::default(),
+            stats: Default::default(),
+        }
+    }
+
+    #[test]
+    fn healthz_fails_once_the_routing_loop_stops_handing_over_snapshots() {
+        let fresh = page("/healthz", &snapshot(), Duration::from_millis(900), 0).unwrap();
+        assert_eq!(fresh.status, 200, "{}", fresh.body);
+        let stale = page("/healthz", &snapshot(), STALL_AFTER, 0).unwrap();
+        assert_eq!(stale.status, 503);
+        assert!(stale.body.contains(r#""status":"stalled""#), "{}", stale.body);
+        assert!(page("/nothing", &snapshot(), Duration::ZERO, 0).is_none());
+        let metrics = page("/metrics", &snapshot(), Duration::ZERO, 0).unwrap();
+        assert!(metrics.body.ends_with("# EOF\n"), "{}", metrics.body);
+    }
+}

@@ -149,3 +149,33 @@ impl Collector for Snapshot {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emq_proto::views::WorkerCounts;
+    use emq_proto::{JobManagerState, Outcome};
+
+    #[test]
+    fn pages_say_the_state_and_healthz_fails_when_the_loop_stalls() {
+        let snapshot = Snapshot {
+            core: Metrics {
+                state: JobManagerState::Active,
+                connected: true,
+                workers: WorkerCounts {
+                    workers: 3,
+                    busy: 1,
+                    queued: 0,
+                },
+                ended: vec![(Outcome::Ok, 4)],
+                started: 4,
+            },
+            pool: PoolCounts::default(),
+        };
+        let text = render(&snapshot);
+        assert!(text.contains(r#"emq_jobmanager_workers{state="idle"} 2"#), "{text}");
+        assert!(text.contains(r#"emq_jobmanager_jobs_total{outcome="ok"} 4"#), "{text}");
+        assert_eq!(page("/healthz", &snapshot, Duration::ZERO).unwrap().status, 200);
+        assert_eq!(page("/healthz", &snapshot, STALL_AFTER).unwrap().status, 503);
+    }
+}
