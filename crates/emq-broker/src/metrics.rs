@@ -164,14 +164,9 @@ pub struct Process {
 }
 
 impl Process {
-    /// This process's resident memory (Linux: /proc/self/statm), 0 when
-    /// it cannot be read.
+    /// This process's resident memory, 0 when it cannot be read.
     pub fn resident_now() -> u64 {
-        let page = 4096u64;
-        std::fs::read_to_string("/proc/self/statm")
-            .ok()
-            .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-            .map_or(0, |pages| pages * page)
+        emq_net::resident_bytes(std::process::id()).unwrap_or(0)
     }
 }
 

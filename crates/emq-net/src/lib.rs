@@ -5,7 +5,8 @@
 //!
 //! The wire format itself is `emq-proto`'s; the routing and supervision
 //! decisions are the cores'. This crate is the shared toolbox of the three
-//! transports (router, jobmanager, client).
+//! transports (router, jobmanager, client), and the process figures they
+//! report (resident memory).
 
 pub mod curve;
 mod frames;
@@ -14,6 +15,17 @@ mod throttle;
 
 pub use frames::{recv_frames, with_slices};
 pub use throttle::Throttle;
+
+/// Resident memory of process `pid` in bytes (Linux: /proc/PID/statm), if
+/// it can be read: the jobmanager's recycling limit and the router's
+/// `/metrics` both read it.
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    Some(pages * page)
+}
 
 /// A fresh 128-bit seed from the OS, for the id sources (`emq_proto::MsgIds`)
 /// and the random choices of the cores, which take it at construction.

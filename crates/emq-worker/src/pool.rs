@@ -335,7 +335,7 @@ impl Pool {
             return true;
         }
         if self.max_rss_bytes > 0 {
-            if let Some(rss) = resident_bytes(w.pid()) {
+            if let Some(rss) = emq_net::resident_bytes(w.pid()) {
                 if rss > self.max_rss_bytes {
                     info!(
                         "worker {} recycled: {} MiB resident, limit {} MiB",
@@ -469,13 +469,4 @@ fn set_nonblocking(fd: RawFd) {
         let flags = libc::fcntl(fd, libc::F_GETFL);
         libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
     }
-}
-
-/// Resident set size of `pid`, from /proc.
-fn resident_bytes(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-    Some(pages * page)
 }
