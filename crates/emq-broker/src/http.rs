@@ -12,10 +12,6 @@ use crate::metrics::{render, Process, Snapshot};
 /// How often the routing loop hands over a snapshot.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
-/// `/healthz` fails once the newest snapshot is this old: the routing loop
-/// is stuck (a journal that does not return, a livelock).
-const STALL_AFTER: Duration = Duration::from_secs(5);
-
 /// Bind `addr` (`host:port`) and serve the router's pages; the first
 /// snapshot is `first`.
 pub(crate) fn start(addr: &str, first: Snapshot) -> std::io::Result<(Server, Snapshots<Snapshot>)> {
@@ -34,24 +30,13 @@ fn page(path: &str, snapshot: &Snapshot, age: Duration, resident_at_start: u64) 
                 resident_bytes: Process::resident_now(),
                 resident_at_start,
             };
-            Page::ok(
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                render(snapshot, process),
-            )
+            Page::ok(emq_http::openmetrics::CONTENT_TYPE, render(snapshot, process))
         }
         "/healthz" => {
-            let healthy = age < STALL_AFTER;
-            let body = serde_json::json!({
-                "status": if healthy { "ok" } else { "stalled" },
-                "snapshot_age_ms": age.as_millis() as u64,
-                "uptime_s": snapshot.status.uptime_s,
-                "jobmanagers": snapshot.status.jobmanagers.len(),
-            });
-            Page {
-                status: if healthy { 200 } else { 503 },
-                content_type: "application/json",
-                body: body.to_string(),
-            }
+            let mut details = serde_json::Map::new();
+            details.insert("uptime_s".into(), snapshot.status.uptime_s.into());
+            details.insert("jobmanagers".into(), snapshot.status.jobmanagers.len().into());
+            emq_http::health(age, details)
         }
         "/status" => Page::ok(
             "application/json",
@@ -77,7 +62,7 @@ mod tests {
     fn healthz_fails_once_the_routing_loop_stops_handing_over_snapshots() {
         let fresh = page("/healthz", &snapshot(), Duration::from_millis(900), 0).unwrap();
         assert_eq!(fresh.status, 200, "{}", fresh.body);
-        let stale = page("/healthz", &snapshot(), STALL_AFTER, 0).unwrap();
+        let stale = page("/healthz", &snapshot(), emq_http::STALL_AFTER, 0).unwrap();
         assert_eq!(stale.status, 503);
         assert!(stale.body.contains(r#""status":"stalled""#), "{}", stale.body);
         assert!(page("/nothing", &snapshot(), Duration::ZERO, 0).is_none());

@@ -6,13 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use emq_http::openmetrics::{counter, counters, family, gauge, gauges, render as render_collector, Labels, MetricType};
 use emq_proto::views::RouterStatus;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
+use prometheus_client::encoding::DescriptorEncoder;
 
 /// Upper bounds of the time histograms' buckets, in seconds (a final
 /// `+Inf` bucket follows).
@@ -172,15 +169,10 @@ impl Process {
 
 /// Render `snapshot` as OpenMetrics text.
 pub fn render(snapshot: &Snapshot, process: Process) -> String {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(SnapshotCollector {
+    render_collector(SnapshotCollector {
         snapshot: snapshot.clone(),
         process,
-    }));
-    let mut out = String::new();
-    // Writing into a String does not fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-    out
+    })
 }
 
 #[derive(Debug)]
@@ -190,58 +182,6 @@ struct SnapshotCollector {
 }
 
 const ENDPOINTS: [&str; 3] = ["frontend", "backend", "admin"];
-
-/// Label sets as prometheus-client takes them.
-type Labels<'a> = Vec<(&'static str, &'a str)>;
-
-/// One metric family written sample by sample.
-fn family<'a, T>(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    kind: MetricType,
-    samples: impl IntoIterator<Item = (Labels<'a>, T)>,
-    mut write: impl FnMut(prometheus_client::encoding::MetricEncoder<'_>, T) -> std::fmt::Result,
-) -> std::fmt::Result {
-    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
-    for (labels, value) in samples {
-        let sample = metric.encode_family(&labels)?;
-        write(sample, value)?;
-    }
-    Ok(())
-}
-
-fn counters<'a>(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    samples: impl IntoIterator<Item = (Labels<'a>, u64)>,
-) -> std::fmt::Result {
-    family(encoder, name, help, MetricType::Counter, samples, |m, v| {
-        ConstCounter::new(v).encode(m)
-    })
-}
-
-fn gauges<'a>(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    samples: impl IntoIterator<Item = (Labels<'a>, i64)>,
-) -> std::fmt::Result {
-    family(encoder, name, help, MetricType::Gauge, samples, |m, v| {
-        ConstGauge::new(v).encode(m)
-    })
-}
-
-fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> std::fmt::Result {
-    let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    ConstCounter::new(value).encode(metric)
-}
-
-fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: i64) -> std::fmt::Result {
-    let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    ConstGauge::new(value).encode(metric)
-}
 
 fn histograms<'a>(
     encoder: &mut DescriptorEncoder<'_>,

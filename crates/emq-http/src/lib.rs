@@ -1,6 +1,7 @@
 //! The HTTP server of emq's processes (`--http` on the router and the
 //! jobmanager): GET pages rendered from the newest snapshot the process's
-//! loop hands over, on a thread of its own.
+//! loop hands over, on a thread of its own; the `/healthz` page they share
+//! ([`health`]) and OpenMetrics writing ([`openmetrics`]).
 //!
 //! The loop never waits for it: once a period it puts a fresh snapshot in a
 //! one-slot channel ([`Snapshots::send`], taking out one nobody read), and
@@ -13,6 +14,28 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use log::warn;
+
+pub mod openmetrics;
+
+/// `/healthz` fails once the newest snapshot is this old: the loop that
+/// hands them over is stuck.
+pub const STALL_AFTER: Duration = Duration::from_secs(5);
+
+/// The `/healthz` page for a snapshot `age` old: 200 with
+/// `{"status": "ok", "snapshot_age_ms": ...}` and `details`, or 503 with
+/// `"status": "stalled"` past [`STALL_AFTER`].
+pub fn health(age: Duration, details: serde_json::Map<String, serde_json::Value>) -> Page {
+    let healthy = age < STALL_AFTER;
+    let mut body = serde_json::Map::new();
+    body.insert("status".into(), (if healthy { "ok" } else { "stalled" }).into());
+    body.insert("snapshot_age_ms".into(), (age.as_millis() as u64).into());
+    body.extend(details);
+    Page {
+        status: if healthy { 200 } else { 503 },
+        content_type: "application/json",
+        body: serde_json::Value::Object(body).to_string(),
+    }
+}
 
 /// What a page answers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,13 +4,10 @@
 
 use std::time::Duration;
 
+use emq_http::openmetrics::{counter, counters, gauge, gauges};
 use emq_http::{Page, Server, Snapshots};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
+use prometheus_client::encoding::DescriptorEncoder;
 
 use crate::core::Metrics;
 use crate::pool::PoolCounts;
@@ -25,9 +22,6 @@ pub(crate) struct Snapshot {
 /// How often the loop hands over a snapshot.
 pub(crate) const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
-/// `/healthz` fails once the newest snapshot is this old.
-const STALL_AFTER: Duration = Duration::from_secs(5);
-
 /// Bind `addr` and serve the jobmanager's pages.
 pub(crate) fn start(addr: &str, first: Snapshot) -> std::io::Result<(Server, Snapshots<Snapshot>)> {
     let (server, snapshots) = Server::start(addr, first, SNAPSHOT_EVERY, page)?;
@@ -37,23 +31,12 @@ pub(crate) fn start(addr: &str, first: Snapshot) -> std::io::Result<(Server, Sna
 
 fn page(path: &str, snapshot: &Snapshot, age: Duration) -> Option<Page> {
     Some(match path {
-        "/metrics" => Page::ok(
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            render(snapshot),
-        ),
+        "/metrics" => Page::ok(emq_http::openmetrics::CONTENT_TYPE, render(snapshot)),
         "/healthz" => {
-            let healthy = age < STALL_AFTER;
-            let status = if healthy { "ok" } else { "stalled" };
-            Page {
-                status: if healthy { 200 } else { 503 },
-                content_type: "application/json",
-                body: format!(
-                    r#"{{"status":"{status}","state":"{}","connected":{},"snapshot_age_ms":{}}}"#,
-                    snapshot.core.state.as_str(),
-                    snapshot.core.connected,
-                    age.as_millis()
-                ),
-            }
+            let mut details = serde_json::Map::new();
+            details.insert("state".into(), snapshot.core.state.as_str().into());
+            details.insert("connected".into(), snapshot.core.connected.into());
+            emq_http::health(age, details)
         }
         _ => return None,
     })
@@ -61,91 +44,68 @@ fn page(path: &str, snapshot: &Snapshot, age: Duration) -> Option<Page> {
 
 /// The snapshot as OpenMetrics text.
 pub(crate) fn render(snapshot: &Snapshot) -> String {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(snapshot.clone()));
-    let mut out = String::new();
-    // Writing into a String does not fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-    out
-}
-
-fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, labels: &[(&str, &str)], v: i64) -> std::fmt::Result {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    ConstGauge::new(v).encode(m.encode_family(&labels.to_vec())?)
-}
-
-fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> std::fmt::Result {
-    let m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
-    ConstCounter::new(v).encode(m)
+    emq_http::openmetrics::render(snapshot.clone())
 }
 
 impl Collector for Snapshot {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
         let (c, w) = (&self.core, &self.core.workers);
         let state = c.state.as_str();
-        gauge(
+        gauges(
             &mut e,
             "emq_jobmanager_state",
             "1, labelled with the state it reports.",
-            &[("state", state)],
-            1,
+            [(vec![("state", state)], 1)],
         )?;
         gauge(
             &mut e,
             "emq_jobmanager_connected",
             "1 while a router has answered its INFORM.",
-            &[],
             i64::from(c.connected),
         )?;
-        let mut m = e.encode_descriptor(
+        gauges(
+            &mut e,
             "emq_jobmanager_workers",
             "Worker processes, by state.",
-            None,
-            MetricType::Gauge,
+            [("busy", w.busy), ("idle", w.workers.saturating_sub(w.busy))]
+                .map(|(label, v)| (vec![("state", label)], i64::from(v))),
         )?;
-        for (label, v) in [("busy", w.busy), ("idle", w.workers.saturating_sub(w.busy))] {
-            ConstGauge::new(i64::from(v)).encode(m.encode_family(&[("state", label)])?)?;
-        }
         gauge(
             &mut e,
             "emq_jobmanager_queued_jobs",
             "Jobs held waiting for a worker (prefetch, pipeline).",
-            &[],
             i64::from(w.queued),
         )?;
-        let mut m = e.encode_descriptor(
+        counters(
+            &mut e,
             "emq_jobmanager_jobs",
             "Jobs ended here, by outcome.",
-            None,
-            MetricType::Counter,
+            c.ended.iter().map(|(o, n)| (vec![("outcome", o.as_str())], *n)),
         )?;
-        for (outcome, n) in &c.ended {
-            ConstCounter::new(*n).encode(m.encode_family(&[("outcome", outcome.as_str())])?)?;
+        for (name, help, value) in [
+            (
+                "emq_jobmanager_attempts_started",
+                "Attempts started on a worker (local retries included).",
+                c.started,
+            ),
+            (
+                "emq_jobmanager_workers_spawned",
+                "Worker processes started.",
+                self.pool.spawned,
+            ),
+            (
+                "emq_jobmanager_workers_died",
+                "Workers that died (crashed, killed at a timeout).",
+                self.pool.died,
+            ),
+            (
+                "emq_jobmanager_workers_recycled",
+                "Workers recycled (--max-jobs, --max-rss-mb).",
+                self.pool.recycled,
+            ),
+        ] {
+            counter(&mut e, name, help, value)?;
         }
-        counter(
-            &mut e,
-            "emq_jobmanager_attempts_started",
-            "Attempts started on a worker (local retries included).",
-            c.started,
-        )?;
-        counter(
-            &mut e,
-            "emq_jobmanager_workers_spawned",
-            "Worker processes started.",
-            self.pool.spawned,
-        )?;
-        counter(
-            &mut e,
-            "emq_jobmanager_workers_died",
-            "Workers that died (crashed, killed at a timeout).",
-            self.pool.died,
-        )?;
-        counter(
-            &mut e,
-            "emq_jobmanager_workers_recycled",
-            "Workers recycled (--max-jobs, --max-rss-mb).",
-            self.pool.recycled,
-        )?;
         Ok(())
     }
 }
@@ -176,6 +136,6 @@ mod tests {
         assert!(text.contains(r#"emq_jobmanager_workers{state="idle"} 2"#), "{text}");
         assert!(text.contains(r#"emq_jobmanager_jobs_total{outcome="ok"} 4"#), "{text}");
         assert_eq!(page("/healthz", &snapshot, Duration::ZERO).unwrap().status, 200);
-        assert_eq!(page("/healthz", &snapshot, STALL_AFTER).unwrap().status, 503);
+        assert_eq!(page("/healthz", &snapshot, emq_http::STALL_AFTER).unwrap().status, 503);
     }
 }
