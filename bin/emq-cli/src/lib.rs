@@ -54,6 +54,10 @@ pub enum Command {
     Dead(commands::admin::AdminArgs),
     /// Put a dead-lettered job back in its queue (admin).
     Retry(commands::admin::RetryArgs),
+    /// Drop a dead-lettered job for good (admin).
+    Discard(commands::admin::RetryArgs),
+    /// The jobs waiting in a queue, oldest first, a page at a time (admin).
+    Waiting(commands::admin::WaitingArgs),
     /// Cancel every job waiting in a queue; running jobs go on (admin).
     Purge(commands::admin::PurgeArgs),
     /// Stop the router (admin).
@@ -122,6 +126,8 @@ pub fn run(cli: &Cli) -> Result<u8, Failure> {
         Command::Workers(a) => admin::workers(cli, a),
         Command::Dead(a) => admin::dead(cli, a),
         Command::Retry(a) => admin::retry(cli, a),
+        Command::Discard(a) => admin::discard(cli, a),
+        Command::Waiting(a) => admin::waiting(cli, a),
         Command::Purge(a) => admin::purge(cli, a),
         Command::Shutdown(a) => admin::shutdown(cli, a),
         Command::Schedule(a) => schedule::run(cli, a),

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use emq_net::curve::ClientKeys;
 use emq_net::handshake::HandshakeMonitor;
 use emq_proto::views::{
-    Admission, DeadList, JobDetail, Purged, QueueChange, QueueView, RouterStatus, ScheduleAction, ScheduleInfo,
-    ScheduleList, ScheduleSpec, WorkersView,
+    Admission, DeadList, Discarded, JobDetail, JobPage, Purged, QueueChange, QueueView, RouterStatus, ScheduleAction,
+    ScheduleInfo, ScheduleList, ScheduleSpec, WorkersView,
 };
 use emq_proto::{ErrorCode, JobResult, JobState, Message, MsgIds, Outcome, Reply, Request, ResultFrames};
 
@@ -660,6 +660,34 @@ pub mod admin {
                 other.command().as_str()
             ))),
         }
+    }
+
+    /// DISCARD: drop a dead-lettered job for good.
+    pub fn discard(endpoint: &str, id: &str, options: &ClientOptions) -> Result<Discarded, ClientError> {
+        view(ask(endpoint, Message::Discard { of: id.to_string() }, options)?).map_err(|e| match e {
+            ClientError::Refused {
+                code: ErrorCode::UnknownJob,
+                ..
+            } => ClientError::UnknownJob(id.to_string()),
+            other => other,
+        })
+    }
+
+    /// WAITING: the jobs waiting in `queue`, oldest first, `limit` of them
+    /// (at most 1,000) after skipping `offset`.
+    pub fn waiting(
+        endpoint: &str,
+        queue: &str,
+        offset: u64,
+        limit: u64,
+        options: &ClientOptions,
+    ) -> Result<JobPage, ClientError> {
+        let msg = Message::Waiting {
+            queue: queue.to_string(),
+            offset,
+            limit,
+        };
+        view(ask(endpoint, msg, options)?)
     }
 
     /// PURGE: cancel every job waiting in `queue`; returns how many.

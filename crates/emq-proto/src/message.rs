@@ -42,6 +42,8 @@ pub enum Command {
     Dead,
     Retry,
     Purge,
+    Waiting,
+    Discard,
     Schedules,
     ScheduleSet,
     ScheduleCtl,
@@ -357,6 +359,22 @@ pub enum Message {
         /// The queue.
         queue: String,
     },
+    /// Extension (admin): a page of the jobs waiting in a queue, oldest
+    /// first; answered by a JSON notice ([`crate::views::JobPage`]).
+    Waiting {
+        /// The queue.
+        queue: String,
+        /// Jobs skipped from the oldest.
+        offset: u64,
+        /// Most jobs listed.
+        limit: u64,
+    },
+    /// Extension (admin): drop a dead-lettered job for good; answered by a
+    /// JSON notice ([`crate::views::Discarded`]).
+    Discard {
+        /// The job.
+        of: String,
+    },
 }
 
 impl Message {
@@ -393,6 +411,8 @@ impl Message {
             Message::Dead => Command::Dead,
             Message::Retry { .. } => Command::Retry,
             Message::Purge { .. } => Command::Purge,
+            Message::Waiting { .. } => Command::Waiting,
+            Message::Discard { .. } => Command::Discard,
         }
     }
 
@@ -504,8 +524,15 @@ impl Message {
                 f.push(s(code.as_str()));
                 f.push(s(reason));
             }
-            Message::Query { of } | Message::Cancel { of } | Message::Retry { of } => f.push(s(of)),
+            Message::Query { of } | Message::Cancel { of } | Message::Retry { of } | Message::Discard { of } => {
+                f.push(s(of))
+            }
             Message::Purge { queue } => f.push(s(queue)),
+            Message::Waiting { queue, offset, limit } => {
+                f.push(s(queue));
+                f.push(s(&offset.to_string()));
+                f.push(s(&limit.to_string()));
+            }
             Message::Job {
                 of,
                 state,
@@ -872,12 +899,26 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
                 queue: name_text("queue", text(0)?)?.to_string(),
             }
         }
-        Command::Query | Command::Cancel | Command::Retry => {
+        Command::Waiting => {
+            need(command, p.len(), 3)?;
+            let number = |i: usize, what: &'static str| -> Result<u64, DecodeError> {
+                let t = text(i)?;
+                t.parse()
+                    .map_err(|_| DecodeError::bad(what, format!("{:?} is not a count", t.escape_debug())))
+            };
+            Message::Waiting {
+                queue: name_text("queue", text(0)?)?.to_string(),
+                offset: number(1, "WAITING offset")?,
+                limit: number(2, "WAITING limit")?,
+            }
+        }
+        Command::Query | Command::Cancel | Command::Retry | Command::Discard => {
             need(command, p.len(), 1)?;
             let of = text(0)?.to_string();
             match command {
                 Command::Query => Message::Query { of },
                 Command::Cancel => Message::Cancel { of },
+                Command::Discard => Message::Discard { of },
                 _ => Message::Retry { of },
             }
         }
@@ -1114,6 +1155,12 @@ mod tests {
             Message::Dead,
             Message::Retry { of: "d".into() },
             Message::Purge { queue: "q".into() },
+            Message::Waiting {
+                queue: "q".into(),
+                offset: 100,
+                limit: 50,
+            },
+            Message::Discard { of: "j1".into() },
             Message::Disconnect,
             Message::Status,
             Message::RouterShowWorkers,
@@ -1201,6 +1248,10 @@ mod tests {
                         status: JobState::Queued,
                         message: "queued in q".into(),
                     }],
+                    handler: Some("app.add".into()),
+                    headers: Some("guarantee".into()),
+                    body: Some("[\"run\", {}]".into()),
+                    body_bytes: Some(12),
                 }),
                 result: None,
             },

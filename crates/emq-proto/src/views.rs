@@ -511,6 +511,74 @@ pub struct JobDetail {
     /// Its transitions, oldest first (guaranteed jobs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<LogEntry>,
+    /// The handler it calls, while the router holds its body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// Its headers frame, while the router holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<String>,
+    /// Its body, cut to [`BODY_PREVIEW`] bytes (invalid UTF-8 replaced),
+    /// while the router holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The body's whole length in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_bytes: Option<u64>,
+}
+
+/// Most bytes of a job's body that a JOB answer shows.
+pub const BODY_PREVIEW: usize = 2048;
+
+/// The first [`BODY_PREVIEW`] bytes of `body` as text, cut at a character
+/// boundary, invalid UTF-8 replaced.
+pub fn body_preview(body: &[u8]) -> String {
+    let mut end = body.len().min(BODY_PREVIEW);
+    // Cut inside a character: back off to its first byte (at most 3 back).
+    let mut back = 0;
+    while end < body.len() && end > 0 && back < 3 && body[end] & 0xC0 == 0x80 {
+        end -= 1;
+        back += 1;
+    }
+    String::from_utf8_lossy(&body[..end]).into_owned()
+}
+
+/// One waiting job in a [`JobPage`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitingJob {
+    /// Its id.
+    pub id: String,
+    /// The handler it calls (`None`: its body names none the router can read).
+    pub handler: Option<String>,
+    /// Whether the router journals and retries it.
+    pub guaranteed: bool,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Milliseconds it has been ready to run (routers that keep times:
+    /// `--http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited_ms: Option<u64>,
+}
+
+/// The answer to WAITING: a page of a queue's waiting jobs, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobPage {
+    /// The queue.
+    pub queue: String,
+    /// Jobs waiting in it now.
+    pub total: u64,
+    /// Jobs skipped from the oldest.
+    pub offset: u64,
+    /// The jobs of this page.
+    pub jobs: Vec<WaitingJob>,
+}
+
+/// The answer to DISCARD.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Discarded {
+    /// The job dropped.
+    pub id: String,
+    /// Its queue.
+    pub queue: String,
 }
 
 /// One job of the dead-letter set.
@@ -558,6 +626,17 @@ impl ReplyNotice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_preview_is_cut_at_a_character_boundary() {
+        assert_eq!(body_preview(b"short"), "short");
+        let mut body = vec![b'a'; BODY_PREVIEW - 1];
+        body.extend("é and more".as_bytes());
+        // 'é' is 2 bytes starting at BODY_PREVIEW - 1: it is left out whole.
+        assert_eq!(body_preview(&body), "a".repeat(BODY_PREVIEW - 1));
+        let binary = [0xffu8, 0xfe, b'x'];
+        assert_eq!(body_preview(&binary), "\u{fffd}\u{fffd}x");
+    }
 
     #[test]
     fn states_have_their_wire_names_and_read_old_journal_names() {

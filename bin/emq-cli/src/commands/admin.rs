@@ -1,5 +1,5 @@
 //! The admin commands (admin endpoint): `workers`, `dead`, `retry`,
-//! `purge`, `shutdown`.
+//! `discard`, `waiting`, `purge`, `shutdown`.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +28,25 @@ pub struct AdminArgs {
 pub struct RetryArgs {
     /// The dead-lettered job's id (see `emq-cli dead`).
     pub id: String,
+    /// The router's admin endpoint.
+    #[command(flatten)]
+    pub admin: AdminConn,
+    /// How to connect.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `waiting`'s arguments.
+#[derive(Args, Debug)]
+pub struct WaitingArgs {
+    /// The queue.
+    pub queue: String,
+    /// Jobs to skip from the oldest.
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Most jobs listed (the router lists at most 1,000 at once).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u64,
     /// The router's admin endpoint.
     #[command(flatten)]
     pub admin: AdminConn,
@@ -129,6 +148,53 @@ pub fn retry(cli: &Cli, args: &RetryArgs) -> Result<u8, Failure> {
     } else {
         println!("{}  {state} (re-queued)", args.id);
     }
+    Ok(Exit::Ok.code())
+}
+
+/// `discard`: drop a dead-lettered job for good.
+pub fn discard(cli: &Cli, args: &RetryArgs) -> Result<u8, Failure> {
+    let conn = cli.conn.resolve(None, Some(&args.admin), &args.common)?;
+    let view = admin::discard(conn.admin(), &args.id, conn.options()).map_err(|e| Failure::from(e).about(&args.id))?;
+    if cli.json {
+        print_json(&view);
+    } else {
+        println!(
+            "{}  discarded from the dead-letter set of {}",
+            shown(&view.id),
+            shown(&view.queue)
+        );
+    }
+    Ok(Exit::Ok.code())
+}
+
+/// `waiting`: a page of a queue's waiting jobs.
+pub fn waiting(cli: &Cli, args: &WaitingArgs) -> Result<u8, Failure> {
+    let conn = cli.conn.resolve(None, Some(&args.admin), &args.common)?;
+    let page = admin::waiting(conn.admin(), &args.queue, args.offset, args.limit, conn.options())?;
+    if cli.json {
+        print_json(&page);
+        return Ok(Exit::Ok.code());
+    }
+    let mut t = table(&["JOB", "HANDLER", "GUARANTEED", "ATTEMPTS", "WAITED"], &[3, 4]);
+    for j in &page.jobs {
+        t.add_row(vec![
+            shown(&j.id),
+            shown(j.handler.as_deref().unwrap_or("?")),
+            (if j.guaranteed { "yes" } else { "no" }).to_string(),
+            j.attempts.to_string(),
+            j.waited_ms
+                .map_or_else(|| "-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
+        ]);
+    }
+    print_table(&t);
+    let shown_to = page.offset + page.jobs.len() as u64;
+    println!(
+        "{} waiting in {}; shown {}..{}",
+        page.total,
+        shown(&page.queue),
+        page.offset.min(shown_to),
+        shown_to
+    );
     Ok(Exit::Ok.code())
 }
 

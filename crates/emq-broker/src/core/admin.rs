@@ -6,13 +6,18 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use emq_proto::views::{EventMqWorker, JobManagerStatus, PeerKind, Purged, RouterStatus, SchedulersView, WorkersView};
-use emq_proto::{ErrorCode, Message, Reply, ReplyNotice};
+use emq_proto::views::{
+    EventMqWorker, JobManagerStatus, JobPage, PeerKind, Purged, RouterStatus, SchedulersView, WaitingJob, WorkersView,
+};
+use emq_proto::{ErrorCode, Headers, JobCall, Message, Reply, ReplyNotice};
 use log::{info, warn};
 
 use super::jobs::{JobKey, Place};
 use super::{Endpoint, Lifecycle, PeerId, Router};
 use crate::HashMap;
+
+/// Most jobs one WAITING answer lists.
+pub(crate) const MAX_PAGE: u64 = 1000;
 
 impl Router {
     pub(super) fn on_admin(&mut self, now: Instant, peer: PeerId, msgid: String, msg: Message) {
@@ -71,6 +76,11 @@ impl Router {
             Message::Cancel { of } => self.cancel(now, Endpoint::Admin, &peer, &of),
             Message::Retry { of } => self.retry_dead(now, &peer, &of),
             Message::Purge { queue } => self.purge_queue(now, &peer, &queue),
+            Message::Waiting { queue, offset, limit } => {
+                let view = self.waiting_page(now, &queue, offset, limit);
+                self.answer(&peer, ReplyNotice::of(&view));
+            }
+            Message::Discard { of } => self.discard_dead(&peer, &of),
             Message::Heartbeat { .. } | Message::Kbye | Message::Hello => {}
             other => {
                 let reason = format!("{} is not an admin command", other.command().as_str());
@@ -108,6 +118,40 @@ impl Router {
             purged,
         };
         self.answer(peer, ReplyNotice::of(&view));
+    }
+
+    /// WAITING: a page of `queue`'s waiting jobs, oldest first; at most
+    /// [`MAX_PAGE`] jobs whatever `limit` asks.
+    fn waiting_page(&self, now: Instant, queue: &str, offset: u64, limit: u64) -> JobPage {
+        let Some(q) = self.queues.get(queue) else {
+            return JobPage {
+                queue: queue.to_string(),
+                offset,
+                ..JobPage::default()
+            };
+        };
+        let jobs = q
+            .waiting()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(limit.min(MAX_PAGE) as usize)
+            .filter_map(|key| {
+                let job = self.jobs.get(key)?;
+                let content_type = Headers::parse(&job.headers).content_type;
+                Some(WaitingJob {
+                    id: key.to_string(),
+                    handler: JobCall::handler_of(&job.body, content_type).ok(),
+                    guaranteed: job.guarantee,
+                    attempts: u32::from(job.attempts),
+                    waited_ms: self.since_ready(now, job).map(|d| d.as_millis() as u64),
+                })
+            })
+            .collect();
+        JobPage {
+            queue: queue.to_string(),
+            total: q.waiting_len() as u64,
+            offset,
+            jobs,
+        }
     }
 
     /// Running jobs per queue: `(count, sum of ages in ms, oldest in ms)`.

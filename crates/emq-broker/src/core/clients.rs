@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use emq_proto::views::JobDetail;
 use emq_proto::{
-    ContentType, ErrorCode, Inform, JobResult, JobState, Message, Outcome, PeerType, Reply, Request, ResultFrames,
-    TimeSpec,
+    ContentType, ErrorCode, Headers, Inform, JobCall, JobResult, JobState, Message, Outcome, PeerType, Reply, Request,
+    ResultFrames, TimeSpec,
 };
 use log::{debug, info, warn};
 
@@ -55,6 +55,8 @@ impl Router {
             | Message::Dead
             | Message::Retry { .. }
             | Message::Purge { .. }
+            | Message::Waiting { .. }
+            | Message::Discard { .. }
             | Message::Schedules
             | Message::ScheduleSet { .. }
             | Message::ScheduleCtl { .. }
@@ -344,7 +346,7 @@ impl Router {
     }
 
     pub(super) fn answer_query(&mut self, endpoint: Endpoint, peer: &PeerId, of: &str) {
-        let msg = if let Some(msg) = self.tracked_job_message(of) {
+        let mut msg = if let Some(msg) = self.tracked_job_message(of) {
             msg
         } else if let Some(job) = self.jobs.get(of) {
             let (state, jobmanager) = match &job.place {
@@ -385,7 +387,23 @@ impl Router {
                 reason: format!("no job {of} (never seen, or its result has expired)"),
             }
         };
+        if let Message::Job { detail, .. } = &mut msg {
+            self.describe_body(of, detail);
+        }
         self.send(endpoint, peer, msg);
+    }
+
+    /// Job `of`'s handler, headers and body (cut to a preview) into
+    /// `detail`, while the router holds its body: waiting, running or dead.
+    fn describe_body(&self, of: &str, detail: &mut JobDetail) {
+        let Some(job) = self.jobs.get(of).map(|j| &**j).or_else(|| self.dead_job(of)) else {
+            return;
+        };
+        let content_type = Headers::parse(&job.headers).content_type;
+        detail.handler = JobCall::handler_of(&job.body, content_type).ok();
+        detail.headers = Some(job.headers.to_string());
+        detail.body = Some(emq_proto::views::body_preview(&job.body));
+        detail.body_bytes = Some(job.body.len() as u64);
     }
 
     /// Where job `of` is, if the router knows it.

@@ -11,8 +11,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use emq_proto::views::{timestamp_ms, DeadJob, DeadList, JobDetail, LogEntry};
-use emq_proto::{ContentType, ErrorCode, Headers, JobResult, JobState, Message, Outcome, Reply, ResultFrames};
+use emq_proto::views::{timestamp_ms, DeadJob, DeadList, Discarded, JobDetail, LogEntry};
+use emq_proto::{
+    ContentType, ErrorCode, Headers, JobResult, JobState, Message, Outcome, Reply, ReplyNotice, ResultFrames,
+};
 use log::{info, warn};
 
 use super::jobs::{Job, JobKey, Place};
@@ -367,6 +369,7 @@ impl Router {
                     .map(timestamp_ms),
                 key: flow_headers.key.as_ref().map(emq_proto::JobKeyHeader::encode),
                 log,
+                ..JobDetail::default()
             }),
             result: r.result.as_ref().map(|o| o.to_frames(of)),
         })
@@ -432,6 +435,41 @@ impl Router {
         self.enqueue(&key, false);
         self.dispatch_queue(now, &queue);
         self.answer_query(Endpoint::Admin, peer, of);
+    }
+
+    /// A dead-lettered job, body and all.
+    pub(super) fn dead_job(&self, of: &str) -> Option<&Job> {
+        self.guaranteed.dead.get(of).map(|j| &**j)
+    }
+
+    /// DISCARD: drop a dead-lettered job for good, here and in the journal.
+    pub(super) fn discard_dead(&mut self, peer: &PeerId, of: &str) {
+        if let Some(graph) = self.graph_of(of) {
+            let reason =
+                format!("job {of} belongs to graph {graph}: it goes with the graph when the graph's retention ends");
+            return self.error(Endpoint::Admin, peer, of, ErrorCode::WrongState, &reason);
+        }
+        let Some(job) = self.guaranteed.dead.get(of) else {
+            let (code, reason) = match self.state_of(of) {
+                Some(state) => (
+                    ErrorCode::WrongState,
+                    format!("job {of} is {state}: only a dead-lettered job can be discarded"),
+                ),
+                None => (
+                    ErrorCode::UnknownJob,
+                    format!("no job {of} (never seen, or its result has expired)"),
+                ),
+            };
+            return self.error(Endpoint::Admin, peer, of, code, &reason);
+        };
+        let view = Discarded {
+            id: of.to_string(),
+            queue: job.queue.to_string(),
+        };
+        self.forget_tracked(of);
+        info!("dead job {of} discarded by {peer}");
+        let notice = Message::Reply(Reply::Notice(ReplyNotice::of(&view)));
+        self.push(Endpoint::Admin, peer, notice, true, Carries::Other);
     }
 
     /// After a restart: every stored job that had not finished is queued

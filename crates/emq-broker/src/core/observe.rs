@@ -13,7 +13,7 @@
 //! only takes its sequence number).
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use emq_proto::events::{Event, EventKind};
 use emq_proto::views::QueueCounts;
@@ -323,6 +323,14 @@ impl Router {
         if let Some(log) = self.observer.events.as_mut() {
             log.wanted = wanted;
         }
+    }
+
+    /// How long `job` has been ready to run, when the router keeps times
+    /// (`--http`).
+    pub(super) fn since_ready(&self, now: Instant, job: &Job) -> Option<Duration> {
+        self.observer
+            .timing
+            .then(|| Duration::from_secs_f64(job.ready.seconds_until(self.started, now)))
     }
 
     /// Whether events are on.

@@ -42,7 +42,7 @@ fn message() -> impl Strategy<Value = Vec<Vec<u8>>> {
         0..20i64,
         0..2000u64,
         1..4u32,
-        0..6usize,
+        0..8usize,
         garbage,
     )
         .prop_map(
@@ -119,6 +119,12 @@ fn message() -> impl Strategy<Value = Vec<Vec<u8>>> {
                         Message::Kbye,
                         Message::Dead,
                         Message::Retry { of: id.clone() },
+                        Message::Discard { of: id.clone() },
+                        Message::Waiting {
+                            queue: queue.clone(),
+                            offset: hb % 3,
+                            limit: u64::from(count),
+                        },
                         Message::Status,
                         Message::Purge {
                             queue: "default".into(),
