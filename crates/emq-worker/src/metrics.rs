@@ -25,6 +25,12 @@ pub(crate) const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 /// Bind `addr` and serve the jobmanager's pages.
 pub(crate) fn start(addr: &str, first: Snapshot) -> std::io::Result<(Server, Snapshots<Snapshot>)> {
     let (server, snapshots) = Server::start(addr, first, SNAPSHOT_EVERY, page)?;
+    if !server.is_loopback() {
+        log::warn!(
+            "HTTP on {}, beyond loopback: its pages have no authentication",
+            server.bound
+        );
+    }
     log::info!("HTTP on http://{}: /metrics, /healthz", server.bound);
     Ok((server, snapshots))
 }
