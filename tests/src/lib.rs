@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use emq_proto::{decode, Envelope, Message};
 
+pub mod browser;
+
 /// Path of a workspace binary next to this test executable's `deps/` folder.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
@@ -451,24 +453,95 @@ pub fn emq_cli(router: &RouterProc, args: &[&str], stdin: Option<&str>, within: 
 /// `GET path` from an HTTP server at `addr` (`host:port`): the status code
 /// and the body. Plain HTTP/1.1 over a std socket, with a deadline.
 pub fn http_get(addr: &str, path: &str, within: Duration) -> std::io::Result<(u16, String)> {
+    http_request(addr, "GET", path, None, within)
+}
+
+/// `method path` with a JSON `body` to an HTTP server at `addr`: the status
+/// code and the body (chunked bodies joined). One connection per request.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    within: Duration,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let sock_addr: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
     let mut stream = std::net::TcpStream::connect_timeout(&sock_addr, within)?;
     stream.set_read_timeout(Some(within))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(b) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.unwrap_or(""));
+    stream.write_all(request.as_bytes())?;
+    // Read to the end of the body: its Content-Length when given (some
+    // servers keep the connection open whatever the request asked), else
+    // until the server closes.
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut buf = [0u8; 16 * 1024];
+    let (split, length) = loop {
+        let n = stream.read(&mut buf)?;
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            break (split, length);
+        }
+        if n == 0 {
+            break (raw.len(), Some(0));
+        }
+    };
+    match length {
+        Some(len) => {
+            while raw.len() < split + 4 + len {
+                let n = stream.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                raw.extend_from_slice(&buf[..n]);
+            }
+        }
+        None => {
+            stream.read_to_end(&mut raw)?;
+        }
+    }
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = raw.get(split + 4..).unwrap_or_default();
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no status line in {head:?}")))?;
-    Ok((status, body.to_string()))
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked { unchunk(body) } else { body.to_vec() };
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A chunked HTTP body joined.
+fn unchunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&rest[..eol]).into_owned();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        let after = &rest[eol + 2..];
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.extend_from_slice(&after[..n]);
+        rest = after[n..].strip_prefix(b"\r\n").unwrap_or(&after[n..]);
+    }
+    out
 }
 
 /// Run a command with piped output, killing it (by pid) after `within`.

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
-use emq_broker::{Config, Security, UnknownQueuePolicy};
+use emq_broker::{Config, DashboardConfig, Security, UnknownQueuePolicy};
 use emq_net::curve::load_key_pair;
 use emq_proto::views::{QueueChange, Rate};
 
@@ -145,6 +146,32 @@ struct Args {
     /// HOST:PORT, or PORT on 127.0.0.1.
     #[arg(long, env = "EMQ_HTTP", value_parser = emq_cmd::http_addr)]
     http: Option<String>,
+    /// Serve the web dashboard on the --http endpoint: queues, jobs, dead
+    /// jobs, schedules, workflows. Read-only unless --dashboard-token-file
+    /// is given.
+    #[arg(long, requires = "http")]
+    dashboard: bool,
+    /// A file whose first line is the dashboard's admin token (at least 16
+    /// characters): logging in with it allows changes (pause, purge, cancel,
+    /// retry, discard, ...).
+    #[arg(long, requires = "dashboard", env = "EMQ_DASHBOARD_TOKEN_FILE")]
+    dashboard_token_file: Option<PathBuf>,
+}
+
+/// The dashboard's settings from the flags, its token read from its file.
+fn dashboard(args: &Args) -> anyhow::Result<Option<DashboardConfig>> {
+    if !args.dashboard {
+        return Ok(None);
+    }
+    let token = match &args.dashboard_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the dashboard token from {}", path.display()))?;
+            Some(text.lines().next().unwrap_or("").trim().to_string())
+        }
+        None => None,
+    };
+    Ok(Some(DashboardConfig { token }))
 }
 
 fn concurrency(s: &str) -> Result<(String, u64), String> {
@@ -200,6 +227,7 @@ fn security(args: &Args) -> anyhow::Result<Option<Security>> {
 fn run(args: Args) -> anyhow::Result<()> {
     let security = security(&args)?;
     let queue_controls = queue_controls(&args);
+    let dashboard = dashboard(&args)?;
     let config = Config {
         frontend: args.frontend,
         backend: args.backend,
@@ -231,6 +259,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         events_bodies: args.events_bodies,
         events_hwm: args.events_hwm,
         http: args.http,
+        dashboard,
         ..Config::default()
     };
     emq_broker::run(config, |b| {

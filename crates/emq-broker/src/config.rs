@@ -84,6 +84,8 @@ pub struct Config {
     /// Where `/metrics` and `/healthz` are served (`host:port`); `None`: no
     /// HTTP server.
     pub http: Option<String>,
+    /// The web dashboard on the HTTP server; `None`: no dashboard.
+    pub dashboard: Option<DashboardConfig>,
     /// Most open connections per endpoint; further ones are refused during
     /// their handshake (ZAP status 500).
     pub max_connections: usize,
@@ -120,8 +122,17 @@ impl Default for Config {
             events_bodies: false,
             events_hwm: 1000,
             http: None,
+            dashboard: None,
         }
     }
+}
+
+/// The web dashboard's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DashboardConfig {
+    /// The admin token that opens a session that may change things;
+    /// `None`: the dashboard is read-only for everyone.
+    pub token: Option<String>,
 }
 
 /// A configuration value out of range.
@@ -152,6 +163,17 @@ impl Config {
         }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
+        }
+        if let Some(d) = &self.dashboard {
+            if self.http.is_none() {
+                return bad("the dashboard is served on the HTTP endpoint: give --http too");
+            }
+            if d.token
+                .as_ref()
+                .is_some_and(|t| t.trim().len() < crate::dashboard::MIN_TOKEN)
+            {
+                return bad("the dashboard token must be at least 16 characters (e.g. `openssl rand -hex 32`)");
+            }
         }
         if self.max_message < self.max_frame {
             return bad("the message size limit must be at least the frame size limit");

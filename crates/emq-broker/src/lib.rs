@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod core;
+mod dashboard;
 mod gate;
 mod http;
 pub mod journal;
@@ -15,7 +16,7 @@ pub mod store;
 pub mod tracking;
 pub mod transport;
 
-pub use config::{Config, Security, UnknownQueuePolicy};
+pub use config::{Config, DashboardConfig, Security, UnknownQueuePolicy};
 
 /// The hasher of every map in the router: fast, and seeded from the seed the
 /// core is given (random in a running router, so that crafted ids cannot

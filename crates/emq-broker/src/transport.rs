@@ -304,6 +304,19 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
     let (frontend, f, frontend_monitor) = bind(&ctx, Endpoint::Frontend, &config.frontend, &config)?;
     let (backend, b, backend_monitor) = bind(&ctx, Endpoint::Backend, &config.backend, &config)?;
     let (admin, a, admin_monitor) = bind(&ctx, Endpoint::Admin, &config.admin, &config)?;
+    // The dashboard speaks the admin protocol over inproc (no handshake:
+    // it is this process).
+    let dashboard = match &config.dashboard {
+        Some(d) => {
+            let endpoint = crate::dashboard::link::ENDPOINT;
+            admin.bind(endpoint).map_err(zerr(format!("bind {endpoint}")))?;
+            let dealer = ctx.socket(zmq::DEALER).map_err(zerr("create a DEALER socket"))?;
+            let link =
+                crate::dashboard::link::AdminLink::connect(dealer).map_err(zerr(format!("connect {endpoint}")))?;
+            Some(crate::dashboard::Dashboard::new(link, d.token.clone()))
+        }
+        None => None,
+    };
     let mut monitors = vec![
         (frontend_monitor, Endpoint::Frontend),
         (backend_monitor, Endpoint::Backend),
@@ -321,7 +334,7 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
     let http = match &config.http {
         Some(addr) => {
             let first = core.metrics_snapshot(clock.now(), stats.clone());
-            Some(crate::http::start(addr, first).map_err(RunError::Http)?)
+            Some(crate::http::start(addr, first, dashboard).map_err(RunError::Http)?)
         }
         None => None,
     };

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod dashboard;
 mod eventmq;
 mod flow;
 mod graphs;

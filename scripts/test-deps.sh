@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the tests use, installed when missing (as root, or with
+# sudo): tzdata for cron schedules in named time zones, graphviz to check
+# `emq-cli graph dot`, chromium and chromium-driver for the dashboard's
+# browser tests (headless, driven over WebDriver; no browser download).
+set -euo pipefail
+missing=()
+[ -e /usr/share/zoneinfo/Europe/Berlin ] || missing+=(tzdata)
+[ -x /usr/bin/dot ] || missing+=(graphviz)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing Debian packages for the tests: ${missing[*]}" >&2
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
