@@ -2,7 +2,9 @@
 //! latency against three routers started the same way, interleaved in
 //! each run: plain; with `--events` and nobody subscribed; with `--events`
 //! and a subscriber (in this process) reading every event; with `--http`
-//! and `/metrics` scraped every second. Each is reported as a ratio to the
+//! and `/metrics` scraped every second; with `--dashboard` and its overview
+//! open in headless Chromium (which polls it every second), when Debian's
+//! chromium is installed. Each is reported as a ratio to the
 //! plain router of the same runs, and with the CPU time all processes
 //! spent per job in the throughput run (router, jobmanager and its workers,
 //! this process with its client and subscriber): on a shared machine whose
@@ -29,7 +31,12 @@ enum Watched {
     Unheard,
     Events,
     Scraped,
+    /// `--dashboard` with the overview open in a browser.
+    Dashboard,
 }
+
+/// Debian's Chromium, for the dashboard row.
+const CHROMIUM: &str = "/usr/bin/chromium";
 
 #[derive(Default)]
 struct Row {
@@ -44,7 +51,12 @@ struct Row {
 
 /// Run the rows and print their table.
 pub(crate) fn report(args: &Args) -> anyhow::Result<()> {
-    let kinds = [Watched::Plain, Watched::Unheard, Watched::Events, Watched::Scraped];
+    let mut kinds = vec![Watched::Plain, Watched::Unheard, Watched::Events, Watched::Scraped];
+    if std::path::Path::new(CHROMIUM).exists() {
+        kinds.push(Watched::Dashboard);
+    } else {
+        eprintln!("{CHROMIUM} is missing: no dashboard row (scripts/test-deps.sh installs it)");
+    }
     let mut rows: Vec<Row> = kinds.iter().map(|_| Row::default()).collect();
     for run in 0..args.runs {
         eprintln!("observability run {}/{}", run + 1, args.runs);
@@ -71,6 +83,10 @@ pub(crate) fn report(args: &Args) -> anyhow::Result<()> {
                 "--http, /metrics scraped every second".to_string(),
                 format!("{} scrapes", row.seen),
             ),
+            Watched::Dashboard => (
+                "--dashboard, its overview open in headless Chromium".to_string(),
+                format!("browser CPU {} ms in all", row.seen),
+            ),
         };
         println!(
             "| {what} | {} | {:.3} | {:.1} µs | {:.3} | {} | {:.3} | {watcher} |",
@@ -90,6 +106,7 @@ fn measure(args: &Args, kind: Watched, row: &mut Row) -> anyhow::Result<()> {
         Watched::Plain => &[],
         Watched::Unheard | Watched::Events => &["--events", "tcp://127.0.0.1:*"],
         Watched::Scraped => &["--http", "127.0.0.1:0"],
+        Watched::Dashboard => &["--http", "127.0.0.1:0", "--dashboard"],
     };
     let router = Spawned::router(extra)?;
     let (workers, prefetch, pipeline) = (
@@ -103,8 +120,15 @@ fn measure(args: &Args, kind: Watched, row: &mut Row) -> anyhow::Result<()> {
     )?;
     let stop = Arc::new(AtomicBool::new(false));
     let (seen, lost) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let browser = match kind {
+        Watched::Dashboard => {
+            let addr = router.http.clone().ok_or_else(|| anyhow::anyhow!("no HTTP address"))?;
+            Some(Browser::open(&format!("http://{addr}/"))?)
+        }
+        _ => None,
+    };
     let watcher = match kind {
-        Watched::Plain | Watched::Unheard => None,
+        Watched::Plain | Watched::Unheard | Watched::Dashboard => None,
         Watched::Events => {
             let endpoint = router
                 .events
@@ -159,7 +183,79 @@ fn measure(args: &Args, kind: Watched, row: &mut Row) -> anyhow::Result<()> {
     }
     row.seen += seen.load(Ordering::Relaxed);
     row.lost += lost.load(Ordering::Relaxed);
+    if let Some(b) = browser {
+        row.seen += b.close().as_millis() as u64;
+    }
     Ok(())
+}
+
+/// Headless Chromium showing one page, in a process group of its own.
+struct Browser {
+    child: std::process::Child,
+    profile: std::path::PathBuf,
+}
+
+impl Browser {
+    /// Open `url`, and wait until the browser has settled on it.
+    fn open(url: &str) -> anyhow::Result<Browser> {
+        use std::os::unix::process::CommandExt;
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let profile = std::env::temp_dir().join(format!(
+            "emq-bench-chromium-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let child = std::process::Command::new(CHROMIUM)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+                "--window-size=1400,1000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        // Its start costs a core for a second or two: not part of the run.
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(Browser { child, profile })
+    }
+
+    /// Close it: the CPU time its processes spent.
+    fn close(mut self) -> Duration {
+        let group = self.child.id();
+        let cpu = group_members(group).into_iter().map(cpu_time).sum();
+        // SAFETY: kill(2) on the process group this browser leads.
+        unsafe { libc::kill(-(group as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+        cpu
+    }
+}
+
+/// Processes whose process group is `group`.
+fn group_members(group: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // After the command: state, ppid, pgrp.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse::<u32>().ok())
+                == Some(group)
+        })
+        .collect()
 }
 
 /// The `subscribe` role: read every event for `seconds`.

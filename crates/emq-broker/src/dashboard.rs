@@ -380,7 +380,11 @@ impl Dashboard {
         };
         match result {
             Ok(page) => {
-                info!("dashboard: {what} {}", [queue, id, name].concat());
+                let target = [queue, id, name]
+                    .into_iter()
+                    .find(|t| !t.is_empty())
+                    .unwrap_or_default();
+                info!("dashboard: {what} {target}");
                 page
             }
             Err(e) => {

@@ -40,8 +40,10 @@ impl Site for RouterSite {
             }
         }
         let latest = self.latest.as_ref().map(|(_, s)| s);
-        match self.dashboard.as_mut().and_then(|d| d.serve(request, latest)) {
-            Some(p) => p,
+        match self.dashboard.as_mut() {
+            Some(d) => d
+                .serve(request, latest)
+                .unwrap_or_else(|| Page::text(404, "not found\n")),
             None if request.method == Some(Method::Get) => Page::text(404, "not found\n"),
             None => Page::text(405, "GET only\n"),
         }

@@ -401,6 +401,7 @@ fn answer<T: Site>(site: &mut T, mut request: tiny_http::Request) {
             body,
         })
     };
+    log::debug!("HTTP {:?} {url} -> {}", request.method(), page.status);
     let mut response = tiny_http::Response::from_string(page.body).with_status_code(page.status);
     let headers = std::iter::once(("Content-Type", page.content_type.to_string())).chain(page.headers);
     for (name, value) in headers {

@@ -458,3 +458,57 @@ fn screenshot_of_the_overview_under_load() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn schedules_and_workflows_are_listed_drawn_and_controlled() {
+    let scratch = Scratch::new();
+    let r = router(&scratch, &[]);
+    let _jm = JobManagerProc::start(&r, &["-J", "2"]);
+    let out = emq_cli(
+        &r,
+        &["schedule", "add", "nightly", "--every", "1h", "--nohaste", "emq.noop"],
+        None,
+        T,
+    );
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    // A graph whose last node waits in a queue nobody serves: it stays
+    // running, so it can be cancelled.
+    let file = scratch.path("graph.json");
+    let graph = json!({
+        "id": "report-1",
+        "nodes": [
+            {"name": "fetch", "handler": "emq.echo", "args": ["raw"]},
+            {"name": "left", "handler": "emq.echo", "args": [1], "after": ["fetch"]},
+            {"name": "stuck", "handler": "emq.noop", "queue": "nobody", "after": ["fetch", "left"]},
+        ]
+    });
+    std::fs::write(&file, graph.to_string()).unwrap();
+    let out = emq_cli(&r, &["graph", "submit", file.to_str().unwrap()], None, T);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+
+    let b = Browser::start();
+    log_in(&b, &r);
+    b.goto(&url(&r, "/schedules"));
+    assert!(b.text("#schedules tr[data-name=\"nightly\"]").contains("every 1h"));
+    b.click("#schedules tr[data-name=\"nightly\"] button[data-action=\"schedule-pause\"]");
+    b.wait_for(T, "paused", |b| b.find("#notice").is_some());
+    let out = emq_cli(&r, &["--json", "schedule", "list"], None, T);
+    assert!(out.stdout.contains("\"paused\":true"), "{}", out.stdout);
+
+    b.goto(&url(&r, "/graphs"));
+    b.click("#graphs a");
+    b.wait_for(T, "fetch and left finished", |b| {
+        b.goto(&url(&r, "/graph?id=report-1"));
+        b.find("svg.graph g.node.s-ok").is_some() && b.text("#nodes").matches("FINISHED").count() == 2
+    });
+    // Three nodes drawn, three edges (fetch->left, fetch->stuck, left->stuck).
+    let drawn = b.execute(
+        "return [document.querySelectorAll('svg.graph g.node').length, document.querySelectorAll('svg.graph .edge').length];",
+        json!([]),
+    );
+    assert_eq!(drawn, json!([3, 3]));
+    b.click("button[data-action=\"graph-cancel\"]");
+    b.accept_dialog();
+    b.wait_for(T, "cancelled", |b| b.find("#notice").is_some());
+    assert!(b.text("#nodes").contains("CANCELLED"), "{}", b.text("#nodes"));
+}
