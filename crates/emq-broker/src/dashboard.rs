@@ -389,15 +389,7 @@ impl Dashboard {
             }
             Err(e) => {
                 let viewer = self.viewer(request, now);
-                let status = match &e {
-                    AskError::Refused {
-                        code: ErrorCode::UnknownJob,
-                        ..
-                    } => 404,
-                    AskError::Refused { .. } => 409,
-                    AskError::Broken(_) => 502,
-                };
-                Page::with_status(status, HTML, pages::error_page(&viewer, "Not done", &e.to_string()))
+                failure(&viewer, &e)
             }
         }
     }
@@ -431,6 +423,8 @@ fn unexpected(msg: &Message) -> AskError {
     AskError::Broken(format!("unexpected {}", msg.command().as_str()))
 }
 
+/// The page for a command the router refused (404 for an unknown job,
+/// 409 for any other refusal) or did not answer (502).
 fn failure(viewer: &Viewer, e: &AskError) -> Page {
     let status = match e {
         AskError::Refused {
