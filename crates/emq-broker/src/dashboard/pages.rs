@@ -16,6 +16,21 @@ use super::svg;
 /// Jobs per page of a queue's waiting list.
 pub(crate) const PAGE_SIZE: u64 = 50;
 
+/// Most rows a list page shows (dead jobs, schedules, workflows); the
+/// CLI lists them all.
+pub(crate) const MAX_ROWS: usize = 500;
+
+/// Above a list cut to [`MAX_ROWS`]: how many there are in all.
+fn cut_note(h: &mut Html, total: usize, what: &'static str, cli: &'static str) {
+    if total > MAX_ROWS {
+        h.raw("<p class=\"note\" id=\"cut\">")
+            .text(format!("showing the first {MAX_ROWS} of {total} {what}; "))
+            .raw("<code>")
+            .raw(cli)
+            .raw("</code> lists them all</p>");
+    }
+}
+
 /// What every page needs to know about who is looking.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Viewer {
@@ -478,8 +493,10 @@ pub(crate) fn dead(viewer: &Viewer, list: &DeadList) -> String {
             "Discard all",
             Some("Drop every dead job for good?"),
         );
-        h.raw("</div><table id=\"dead\"><thead><tr><th>Job</th><th>Queue</th><th>Attempts</th><th>Last</th><th></th></tr></thead><tbody>");
-        for d in &list.dead {
+        h.raw("</div>");
+        cut_note(h, list.dead.len(), "dead jobs", "emq-cli dead");
+        h.raw("<table id=\"dead\"><thead><tr><th>Job</th><th>Queue</th><th>Attempts</th><th>Last</th><th></th></tr></thead><tbody>");
+        for d in list.dead.iter().take(MAX_ROWS) {
             h.raw("<tr data-id=\"").text(&d.id).raw("\"><td>");
             h.link("/job", "id", &d.id, &d.id);
             h.raw("</td>")
@@ -509,8 +526,9 @@ pub(crate) fn schedules(viewer: &Viewer, list: &ScheduleList) -> String {
             h.raw("<p>No schedules. Create one with <code>emq-cli schedule set</code>.</p>");
             return;
         }
+        cut_note(h, list.schedules.len(), "schedules", "emq-cli schedule list");
         h.raw("<table id=\"schedules\"><thead><tr><th>Name</th><th>Queue</th><th>Handler</th><th>When</th><th>Next fire</th><th>Fires</th><th>Last job</th><th>State</th><th></th></tr></thead><tbody>");
-        for s in &list.schedules {
+        for s in list.schedules.iter().take(MAX_ROWS) {
             let when = match (&s.cron, s.every_ms) {
                 (Some(c), _) => format!("cron {c} ({})", s.tz.as_deref().unwrap_or("UTC")),
                 (None, Some(ms)) => format!("every {}", duration(ms / 1000)),
@@ -561,8 +579,9 @@ pub(crate) fn graphs(viewer: &Viewer, list: &GraphList) -> String {
             h.raw("<p>No workflows. Submit one with <code>emq-cli graph submit</code>.</p>");
             return;
         }
+        cut_note(h, list.graphs.len(), "workflows", "emq-cli graph list");
         h.raw("<table id=\"graphs\"><thead><tr><th>Graph</th><th>State</th><th>Created</th><th>Ended</th><th>Nodes</th></tr></thead><tbody>");
-        for g in &list.graphs {
+        for g in list.graphs.iter().take(MAX_ROWS) {
             h.raw("<tr><td>");
             h.link("/graph", "id", &g.id, &g.id);
             h.raw("</td>").td(g.state).td(g.created);
@@ -618,8 +637,10 @@ pub(crate) fn graph(viewer: &Viewer, g: &GraphView) -> String {
                 ))
                 .raw("</p>");
         }
-        h.raw("</div><table id=\"nodes\"><thead><tr><th>Node</th><th>Job</th><th>State</th><th>Attempts</th><th>Handler</th><th>Queue</th><th>After</th><th>Why</th></tr></thead><tbody>");
-        for n in &g.nodes {
+        h.raw("</div>");
+        cut_note(h, g.nodes.len(), "nodes", "emq-cli graph status ID");
+        h.raw("<table id=\"nodes\"><thead><tr><th>Node</th><th>Job</th><th>State</th><th>Attempts</th><th>Handler</th><th>Queue</th><th>After</th><th>Why</th></tr></thead><tbody>");
+        for n in g.nodes.iter().take(MAX_ROWS) {
             h.raw("<tr>").td(&n.name).raw("<td>");
             h.link("/job", "id", &n.id, &n.id);
             h.raw("</td><td class=\"")
@@ -710,6 +731,27 @@ mod tests {
             }],
         };
         no_markup_from_peers(&dead(&admin(), &list));
+    }
+
+    #[test]
+    fn long_lists_are_cut_and_say_so() {
+        let list = DeadList {
+            dead: (0..MAX_ROWS + 7)
+                .map(|i| DeadJob {
+                    id: format!("job-{i}"),
+                    queue: "q".into(),
+                    attempts: 1,
+                    last: None,
+                })
+                .collect(),
+        };
+        let page = dead(&admin(), &list);
+        assert_eq!(page.matches("<tr data-id=").count(), MAX_ROWS);
+        assert!(page.contains(&format!("showing the first {MAX_ROWS} of {} dead jobs", MAX_ROWS + 7)));
+        let short = DeadList {
+            dead: list.dead[..3].to_vec(),
+        };
+        assert!(!dead(&admin(), &short).contains("id=\"cut\""));
     }
 
     #[test]
