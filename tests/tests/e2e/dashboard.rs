@@ -211,7 +211,8 @@ const ACTIONS: [&str; 12] = [
     "graph-cancel",
 ];
 
-/// POST each action from the page (same origin) with `csrf`; the statuses.
+/// POST each action from the page (same origin) with `csrf`, all at once
+/// (the browser opens several connections); the statuses.
 fn post_every_action(b: &Browser, id: &str, csrf: &str) -> Vec<(String, u64)> {
     let statuses = b.execute_async(
         r#"
