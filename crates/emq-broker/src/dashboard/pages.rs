@@ -523,7 +523,7 @@ pub(crate) fn dead(viewer: &Viewer, list: &DeadList) -> String {
 pub(crate) fn schedules(viewer: &Viewer, list: &ScheduleList) -> String {
     layout("Schedules", Section::Schedules, viewer, |h| {
         if list.schedules.is_empty() {
-            h.raw("<p>No schedules. Create one with <code>emq-cli schedule set</code>.</p>");
+            h.raw("<p>No schedules. Create one with <code>emq-cli schedule add</code>.</p>");
             return;
         }
         cut_note(h, list.schedules.len(), "schedules", "emq-cli schedule list");
