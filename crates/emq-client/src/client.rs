@@ -26,6 +26,10 @@ use emq_proto::{ErrorCode, JobResult, JobState, Message, MsgIds, Outcome, Reply,
 use crate::graph::{Graph, GraphView};
 use crate::{ClientError, Job, JobId, JobOutput};
 
+/// How long [`Client::submit_many`] waits for a submission's ACK before
+/// sending it again.
+pub const RESEND_AFTER: Duration = Duration::from_secs(1);
+
 /// How a [`Client`] connects.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -171,7 +175,8 @@ impl Client {
         if !job.is_acknowledged() {
             return Ok(submitted);
         }
-        if let Some(admission) = self.await_ack(&id)? {
+        let job = job.clone().with_id(id.clone());
+        if let Some(admission) = self.await_ack(&job, &id)? {
             submitted.replaced = admission.replaced.map(JobId);
             if admission.deduplicated {
                 // Its result comes as the live job's.
@@ -204,9 +209,12 @@ impl Client {
     }
 
     /// Wait for the router's ACK of a guaranteed, delayed or keyed job (or
-    /// its refusal); what the router made of a keyed one.
-    fn await_ack(&mut self, id: &JobId) -> Result<Option<Admission>, ClientError> {
+    /// its refusal); what the router made of a keyed one. Sent again (same
+    /// id) each [`RESEND_AFTER`] without an answer: a router that died took
+    /// what it had not journaled with it.
+    fn await_ack(&mut self, job: &Job, id: &JobId) -> Result<Option<Admission>, ClientError> {
         let deadline = Instant::now() + self.options.connect_timeout;
+        let mut resend_at = Instant::now() + RESEND_AFTER;
         loop {
             if let Some(admission) = self.acked.remove(id) {
                 return Ok(admission);
@@ -218,7 +226,12 @@ impl Client {
             if left.is_zero() {
                 return Err(ClientError::Timeout(self.options.connect_timeout));
             }
-            self.pump(left)?;
+            if Instant::now() >= resend_at {
+                log::info!("job {id} not acknowledged within {RESEND_AFTER:?}: sending it again");
+                self.send_job(job)?;
+                resend_at = Instant::now() + RESEND_AFTER;
+            }
+            self.pump(left.min(resend_at.saturating_duration_since(Instant::now())))?;
         }
     }
 
@@ -258,6 +271,16 @@ impl Client {
     /// Submit many jobs with at most `window` in flight, calling `on_result`
     /// for each as it finishes. Jobs whose result does not arrive within
     /// `idle_timeout` of the last progress end with [`ClientError::Timeout`].
+    ///
+    /// Jobs the router acknowledges (guaranteed, delayed, keyed) are sent
+    /// again, with the same id, when no ACK has come within
+    /// [`RESEND_AFTER`]: a router that died took the submissions it had not
+    /// journaled with it, and a submission is idempotent by id. Once a
+    /// resent one is acknowledged (the router is back), every acknowledged
+    /// job still waiting for its result is sent again once too: the router
+    /// answers a finished one with its result (which a crash between its
+    /// journal commit and its sending would otherwise hold back until the
+    /// idle timeout) and a waiting or running one with another ACK.
     pub fn submit_many(
         &mut self,
         jobs: impl IntoIterator<Item = Job>,
@@ -268,6 +291,12 @@ impl Client {
         let window = window.max(1);
         let mut jobs = jobs.into_iter();
         let mut in_flight: HashSet<JobId> = HashSet::default();
+        // Acknowledged kinds of job in flight, kept to send again: the job
+        // and when it was last sent while unacknowledged (`None`: acked).
+        let mut resendable: HashMap<JobId, (Job, Option<Instant>)> = HashMap::default();
+        let mut resent_since_ack = false;
+        // Jobs sent more than once: a second answer for one is dropped.
+        let mut resent: HashSet<JobId> = HashSet::default();
         let mut exhausted = false;
         let mut last_progress = Instant::now();
         loop {
@@ -276,10 +305,16 @@ impl Client {
                     Some(job) => {
                         // Acknowledgements are not awaited one by one here:
                         // a refusal arrives as this job's result.
-                        let job = job.reply(true);
+                        let mut job = job.reply(true);
+                        if job.is_acknowledged() && job.id.is_none() {
+                            job = job.with_id(JobId(self.ids.next()));
+                        }
                         match self.send_job(&job) {
                             Ok(id) => {
-                                in_flight.insert(id);
+                                in_flight.insert(id.clone());
+                                if job.is_acknowledged() {
+                                    resendable.insert(id, (job, Some(Instant::now())));
+                                }
                             }
                             Err(e @ (ClientError::Unreachable { .. } | ClientError::Rejected(_))) => return Err(e),
                             Err(e) => on_result(job.id.clone().unwrap_or(JobId(String::new())), Err(e)),
@@ -298,22 +333,87 @@ impl Client {
             for id in arrived.drain(..) {
                 if in_flight.remove(&id) {
                     self.acked.remove(&id);
+                    resendable.remove(&id);
                     last_progress = Instant::now();
                     if let Some(r) = self.done.remove(&id) {
                         on_result(id, r);
                     }
+                } else if resent.contains(&id) {
+                    self.done.remove(&id);
+                    self.acked.remove(&id);
                 }
             }
             self.arrivals = Some(arrived);
+            self.resend_unacknowledged(&mut resendable, &mut resent_since_ack, &mut resent)?;
             if last_progress.elapsed() >= idle_timeout {
                 let stuck: Vec<JobId> = in_flight.drain().collect();
                 for id in stuck {
+                    resendable.remove(&id);
                     let r = self.recover(&id, idle_timeout);
                     on_result(id, r);
                 }
                 last_progress = Instant::now();
             }
         }
+    }
+
+    /// [`Client::submit_many`]'s resending: jobs unacknowledged for
+    /// [`RESEND_AFTER`] again; and once one resent is acknowledged, every
+    /// acknowledged job still in flight once.
+    fn resend_unacknowledged(
+        &mut self,
+        resendable: &mut HashMap<JobId, (Job, Option<Instant>)>,
+        resent_since_ack: &mut bool,
+        resent: &mut HashSet<JobId>,
+    ) -> Result<(), ClientError> {
+        let mut router_back = false;
+        for (id, (_, unacked_since)) in resendable.iter_mut() {
+            if unacked_since.is_some() && self.acked.contains_key(id) {
+                *unacked_since = None;
+                router_back |= *resent_since_ack;
+            }
+        }
+        let due: Vec<JobId> = resendable
+            .iter()
+            .filter(|(_, (_, since))| since.is_some_and(|t| t.elapsed() >= RESEND_AFTER))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !due.is_empty() {
+            log::info!(
+                "{} submissions not acknowledged within {RESEND_AFTER:?}: sending them again",
+                due.len()
+            );
+            *resent_since_ack = true;
+        }
+        for id in due {
+            if let Some((job, since)) = resendable.get_mut(&id) {
+                self.send_job(job)?;
+                *since = Some(Instant::now());
+                resent.insert(id);
+            }
+        }
+        if router_back {
+            // The router is back and lost what it had not journaled; what it
+            // had journaled but not answered is asked for again.
+            *resent_since_ack = false;
+            let acked: Vec<JobId> = resendable
+                .iter()
+                .filter(|(_, (_, since))| since.is_none())
+                .map(|(id, _)| id.clone())
+                .collect();
+            log::info!(
+                "router back: asking again for {} acknowledged jobs in flight",
+                acked.len()
+            );
+            for id in acked {
+                if let Some((job, _)) = resendable.get(&id) {
+                    let job = job.clone();
+                    self.send_job(&job)?;
+                    resent.insert(id);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Submit a graph (or batch) in one message; returns it as the router

@@ -17,7 +17,7 @@ pub mod events;
 pub mod graph;
 mod job;
 
-pub use client::{admin, Client, ClientOptions, JobStatus, Submitted};
+pub use client::{admin, Client, ClientOptions, JobStatus, Submitted, RESEND_AFTER};
 /// CURVE keys and allowlists (see [`ClientOptions::curve`]).
 pub use emq_net::curve;
 /// The typed answers of the router (status, job details, dead letters).
