@@ -235,7 +235,9 @@ impl Client {
         }
     }
 
-    /// Wait for a submitted job's result.
+    /// Wait for a submitted job's result. If the connection to the router
+    /// is lost and made again meanwhile, an ordinary job the router no
+    /// longer knows (it restarted) ends at once with [`ClientError::Lost`].
     pub fn wait(&mut self, id: &JobId, timeout: Duration) -> Result<JobOutput, ClientError> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -247,7 +249,30 @@ impl Client {
             if left.is_zero() {
                 return self.recover(id, timeout);
             }
-            self.pump(left)?;
+            // Woken at least this often to look at the connection.
+            self.pump(left.min(Duration::from_millis(250)))?;
+            if self.handshakes.take_reconnected() {
+                if let Some(lost) = self.lost_with_router(id) {
+                    return Err(lost);
+                }
+            }
+        }
+    }
+
+    /// After a reconnection: [`ClientError::Lost`] if the router no longer
+    /// knows job `id` and its result has not come.
+    fn lost_with_router(&mut self, id: &JobId) -> Option<ClientError> {
+        if self.done.contains_key(id) {
+            return None;
+        }
+        match self.status(id, Duration::from_secs(1).min(self.options.connect_timeout)) {
+            Err(ClientError::UnknownJob(_)) if !self.done.contains_key(id) => {
+                self.pending.remove(id);
+                Some(ClientError::Lost(format!(
+                    "job {id} was not guaranteed, and the router restarted before it ended"
+                )))
+            }
+            _ => None,
         }
     }
 
@@ -345,6 +370,23 @@ impl Client {
             }
             self.arrivals = Some(arrived);
             self.resend_unacknowledged(&mut resendable, &mut resent_since_ack, &mut resent)?;
+            if self.handshakes.take_reconnected() {
+                // The router may have restarted: an ordinary job it no
+                // longer knows will never end; say so now, not at the idle
+                // timeout. (Acknowledged ones are sent again above.)
+                let ordinary: Vec<JobId> = in_flight
+                    .iter()
+                    .filter(|id| !resendable.contains_key(*id))
+                    .cloned()
+                    .collect();
+                for id in ordinary {
+                    if let Some(lost) = self.lost_with_router(&id) {
+                        in_flight.remove(&id);
+                        last_progress = Instant::now();
+                        on_result(id, Err(lost));
+                    }
+                }
+            }
             if last_progress.elapsed() >= idle_timeout {
                 let stuck: Vec<JobId> = in_flight.drain().collect();
                 for id in stuck {

@@ -59,6 +59,11 @@ pub enum ClientError {
     /// The router does not know the job.
     #[error("unknown job {0} (never submitted, or its result expired)")]
     UnknownJob(String),
+    /// The job was not guaranteed and its router restarted before it ended:
+    /// the router does not know it any more (send it again, or send it
+    /// guaranteed).
+    #[error("job lost: {0}")]
+    Lost(String),
     /// The router's answer made no sense to this client.
     #[error("bad answer from router: {0}")]
     Protocol(String),

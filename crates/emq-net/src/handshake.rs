@@ -12,6 +12,10 @@ pub struct HandshakeMonitor {
     curve: bool,
     /// A handshake has succeeded since the watch began.
     succeeded: std::cell::Cell<bool>,
+    /// A connection was lost and no handshake has succeeded since.
+    lost: std::cell::Cell<bool>,
+    /// A handshake succeeded after a connection was lost, not yet taken.
+    reconnected: std::cell::Cell<bool>,
 }
 
 /// `ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH` (zmq.h): the monitor value
@@ -26,7 +30,8 @@ impl HandshakeMonitor {
         let events = zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
             | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
             | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32
-            | zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32;
+            | zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32
+            | zmq::SocketEvent::DISCONNECTED as i32;
         socket.monitor(&addr, events)?;
         let pair = ctx.socket(zmq::PAIR)?;
         pair.connect(&addr)?;
@@ -34,6 +39,8 @@ impl HandshakeMonitor {
             socket: pair,
             curve,
             succeeded: std::cell::Cell::new(false),
+            lost: std::cell::Cell::new(false),
+            reconnected: std::cell::Cell::new(false),
         })
     }
 
@@ -51,6 +58,13 @@ impl HandshakeMonitor {
             };
             if event == zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw() {
                 self.succeeded.set(true);
+                if self.lost.replace(false) {
+                    self.reconnected.set(true);
+                }
+                continue;
+            }
+            if event == zmq::SocketEvent::DISCONNECTED.to_raw() {
+                self.lost.set(true);
                 continue;
             }
             out.push(HandshakeFailure {
@@ -62,6 +76,15 @@ impl HandshakeMonitor {
             });
         }
         out
+    }
+
+    /// Whether the socket connected again after losing its connection since
+    /// the last call (its peer may have restarted and forgotten it).
+    pub fn take_reconnected(&self) -> bool {
+        // Refusals matter while connecting (`await_handshake`); here only
+        // the events' order does.
+        let _ = self.failures();
+        self.reconnected.replace(false)
     }
 
     /// Wait until a handshake with one of the `endpoints` succeeds, for up

@@ -400,3 +400,61 @@ fn bulk_guarantee_resends_across_a_router_crash() {
     assert!(twice <= 20, "{twice} jobs ran more than once");
     println!("{twice} of {n} jobs ran twice across the crash");
 }
+
+/// Ordinary (not guaranteed) jobs in flight when the router dies are not
+/// journaled: once the client is connected again and the new router does
+/// not know them, `bulk` says they were lost at once instead of waiting for
+/// its idle timeout; the rest run.
+#[test]
+fn ordinary_jobs_lost_with_the_router_fail_promptly() {
+    let r = router();
+    let endpoints = [r.frontend.clone(), r.backend.clone(), r.admin.clone()];
+    let _jm = JobManagerProc::start(&r, &["-J", "2"]);
+    let dir = Scratch::new();
+    let runs = dir.path("runs");
+    let n = 300;
+    let line = format!("echo $EMQ_JOB_ID >> '{}'; sleep 0.02\n", runs.display());
+    let jobs = dir.path("jobs.txt");
+    std::fs::write(&jobs, line.repeat(n)).unwrap();
+    let mut cmd = std::process::Command::new(emq_tests::bin("emq-cli"));
+    cmd.env("EMQ_ROUTER", &r.frontend)
+        .args(["bulk", "--window", "100", "--idle-timeout", "120"])
+        .arg(&jobs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut bulk = emq_tests::Proc::spawn(cmd, "emq-cli bulk");
+    let lines = || std::fs::read_to_string(&runs).map_or(0, |t| t.lines().count());
+    assert!(wait_until(T, || lines() >= 30), "jobs ran before the crash");
+    let mut r = r;
+    r.proc.kill9();
+    let killed_at = Instant::now();
+    let _r2 = RouterProc::start_on([&endpoints[0], &endpoints[1], &endpoints[2]], &r.journal, ROUTER_ARGS);
+    let status = bulk
+        .wait_exit(Duration::from_secs(60))
+        .expect("bulk ends well before its idle timeout");
+    let (mut out, mut err) = (String::new(), String::new());
+    std::io::Read::read_to_string(&mut bulk.child_mut().stdout.take().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(&mut bulk.child_mut().stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(30),
+        "no stall: {:?}",
+        killed_at.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "some jobs were lost: {out}{err}");
+    let summary = out.lines().last().unwrap_or_default();
+    // "300 jobs: 200 ok, 100 failed in 2.81s (107 jobs/s)"
+    let words: Vec<&str> = summary.split_whitespace().collect();
+    let count = |what: &str| -> usize {
+        words
+            .windows(2)
+            .find(|w| w[1].trim_end_matches(',') == what)
+            .and_then(|w| w[0].parse().ok())
+            .unwrap_or(0)
+    };
+    let (ok, failed) = (count("ok"), count("failed"));
+    assert_eq!(ok + failed, n, "{summary}");
+    assert!(failed > 0, "the crash lost some: {summary}");
+    let lost = err.lines().filter(|l| l.contains("job lost")).count();
+    assert_eq!(lost, failed, "every failure says the job was lost:\n{err}");
+    println!("{summary}");
+}
