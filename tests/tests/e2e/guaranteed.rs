@@ -350,29 +350,40 @@ fn resubmitting_a_msgid_does_not_run_it_twice() {
     assert_eq!(runs(&file).get("once"), Some(&1));
 }
 
-/// `emq-cli bulk --guarantee` across a router kill -9 and restart: what the
-/// router had not acknowledged is sent again (same ids), what it had
-/// journaled is asked for again, so every job ends, ok, without waiting for
-/// the idle timeout, and runs once (but for a few running at the crash).
-#[test]
-fn bulk_guarantee_resends_across_a_router_crash() {
+/// What [`bulk_across_a_router_crash`] saw.
+struct Crashed {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+    /// From the kill to the end of `bulk`.
+    after_kill: Duration,
+    /// The job ids, one line per run.
+    runs: String,
+}
+
+/// Run `emq-cli bulk ARGS` over `n` shell jobs that each append their id
+/// to a file (then run `then`), with a jobmanager of `workers`; kill -9 the
+/// router once `ran` jobs have run and restart it on its journal; wait for
+/// `bulk` to end (it must, within 60 s).
+fn bulk_across_a_router_crash(args: &[&str], n: usize, then: &str, workers: &str, ran: usize) -> Crashed {
     let r = router();
     let endpoints = [r.frontend.clone(), r.backend.clone(), r.admin.clone()];
-    let _jm = JobManagerProc::start(&r, &["-J", "4"]);
+    let _jm = JobManagerProc::start(&r, &["-J", workers]);
     let dir = Scratch::new();
     let runs = dir.path("runs");
-    let n = 1000;
-    let line = format!("echo $EMQ_JOB_ID >> '{}'\n", runs.display());
+    let line = format!("echo $EMQ_JOB_ID >> '{}'{then}\n", runs.display());
     let jobs = dir.path("jobs.txt");
     std::fs::write(&jobs, line.repeat(n)).unwrap();
     let mut cmd = std::process::Command::new(emq_tests::bin("emq-cli"));
     cmd.env("EMQ_ROUTER", &r.frontend)
-        .args(["bulk", "--guarantee", "--window", "200", "--idle-timeout", "120"])
+        .arg("bulk")
+        .args(args)
         .arg(&jobs)
-        .stdout(std::process::Stdio::piped());
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut bulk = emq_tests::Proc::spawn(cmd, "emq-cli bulk");
     let lines = || std::fs::read_to_string(&runs).map_or(0, |t| t.lines().count());
-    assert!(wait_until(T, || lines() >= 150), "jobs ran before the crash");
+    assert!(wait_until(T, || lines() >= ran), "jobs ran before the crash");
     let mut r = r;
     r.proc.kill9();
     let killed_at = Instant::now();
@@ -380,18 +391,37 @@ fn bulk_guarantee_resends_across_a_router_crash() {
     let status = bulk
         .wait_exit(Duration::from_secs(60))
         .expect("bulk ends well before its idle timeout");
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut bulk.child_mut().stdout.take().unwrap(), &mut out).unwrap();
-    assert!(status.success(), "{out}");
-    assert!(out.contains(&format!("{n} jobs: {n} ok, 0 failed")), "{out}");
+    let after_kill = killed_at.elapsed();
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    std::io::Read::read_to_string(&mut bulk.child_mut().stdout.take().unwrap(), &mut stdout).unwrap();
+    std::io::Read::read_to_string(&mut bulk.child_mut().stderr.take().unwrap(), &mut stderr).unwrap();
+    Crashed {
+        status,
+        stdout,
+        stderr,
+        after_kill,
+        runs: std::fs::read_to_string(&runs).unwrap_or_default(),
+    }
+}
+
+/// `emq-cli bulk --guarantee` across a router kill -9 and restart: what the
+/// router had not acknowledged is sent again (same ids), what it had
+/// journaled is asked for again, so every job ends, ok, without waiting for
+/// the idle timeout, and runs once (but for a few running at the crash).
+#[test]
+fn bulk_guarantee_resends_across_a_router_crash() {
+    let n = 1000;
+    let args = ["--guarantee", "--window", "200", "--idle-timeout", "120"];
+    let c = bulk_across_a_router_crash(&args, n, "", "4", 150);
+    assert!(c.status.success(), "{}{}", c.stdout, c.stderr);
     assert!(
-        killed_at.elapsed() < Duration::from_secs(45),
-        "no stall: {:?}",
-        killed_at.elapsed()
+        c.stdout.contains(&format!("{n} jobs: {n} ok, 0 failed")),
+        "{}",
+        c.stdout
     );
-    let text = std::fs::read_to_string(&runs).unwrap();
+    assert!(c.after_kill < Duration::from_secs(45), "no stall: {:?}", c.after_kill);
     let mut counts: HashMap<&str, usize> = HashMap::new();
-    for id in text.lines() {
+    for id in c.runs.lines() {
         *counts.entry(id).or_default() += 1;
     }
     assert_eq!(counts.len(), n, "every job ran");
@@ -407,42 +437,19 @@ fn bulk_guarantee_resends_across_a_router_crash() {
 /// its idle timeout; the rest run.
 #[test]
 fn ordinary_jobs_lost_with_the_router_fail_promptly() {
-    let r = router();
-    let endpoints = [r.frontend.clone(), r.backend.clone(), r.admin.clone()];
-    let _jm = JobManagerProc::start(&r, &["-J", "2"]);
-    let dir = Scratch::new();
-    let runs = dir.path("runs");
     let n = 300;
-    let line = format!("echo $EMQ_JOB_ID >> '{}'; sleep 0.02\n", runs.display());
-    let jobs = dir.path("jobs.txt");
-    std::fs::write(&jobs, line.repeat(n)).unwrap();
-    let mut cmd = std::process::Command::new(emq_tests::bin("emq-cli"));
-    cmd.env("EMQ_ROUTER", &r.frontend)
-        .args(["bulk", "--window", "100", "--idle-timeout", "120"])
-        .arg(&jobs)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut bulk = emq_tests::Proc::spawn(cmd, "emq-cli bulk");
-    let lines = || std::fs::read_to_string(&runs).map_or(0, |t| t.lines().count());
-    assert!(wait_until(T, || lines() >= 30), "jobs ran before the crash");
-    let mut r = r;
-    r.proc.kill9();
-    let killed_at = Instant::now();
-    let _r2 = RouterProc::start_on([&endpoints[0], &endpoints[1], &endpoints[2]], &r.journal, ROUTER_ARGS);
-    let status = bulk
-        .wait_exit(Duration::from_secs(60))
-        .expect("bulk ends well before its idle timeout");
-    let (mut out, mut err) = (String::new(), String::new());
-    std::io::Read::read_to_string(&mut bulk.child_mut().stdout.take().unwrap(), &mut out).unwrap();
-    std::io::Read::read_to_string(&mut bulk.child_mut().stderr.take().unwrap(), &mut err).unwrap();
-    assert!(
-        killed_at.elapsed() < Duration::from_secs(30),
-        "no stall: {:?}",
-        killed_at.elapsed()
+    let args = ["--window", "100", "--idle-timeout", "120"];
+    let c = bulk_across_a_router_crash(&args, n, "; sleep 0.02", "2", 30);
+    assert!(c.after_kill < Duration::from_secs(30), "no stall: {:?}", c.after_kill);
+    assert_eq!(
+        c.status.code(),
+        Some(1),
+        "some jobs were lost: {}{}",
+        c.stdout,
+        c.stderr
     );
-    assert_eq!(status.code(), Some(1), "some jobs were lost: {out}{err}");
-    let summary = out.lines().last().unwrap_or_default();
     // "300 jobs: 200 ok, 100 failed in 2.81s (107 jobs/s)"
+    let summary = c.stdout.lines().last().unwrap_or_default();
     let words: Vec<&str> = summary.split_whitespace().collect();
     let count = |what: &str| -> usize {
         words
@@ -454,7 +461,7 @@ fn ordinary_jobs_lost_with_the_router_fail_promptly() {
     let (ok, failed) = (count("ok"), count("failed"));
     assert_eq!(ok + failed, n, "{summary}");
     assert!(failed > 0, "the crash lost some: {summary}");
-    let lost = err.lines().filter(|l| l.contains("job lost")).count();
-    assert_eq!(lost, failed, "every failure says the job was lost:\n{err}");
+    let lost = c.stderr.lines().filter(|l| l.contains("job lost")).count();
+    assert_eq!(lost, failed, "every failure says the job was lost:\n{}", c.stderr);
     println!("{summary}");
 }
