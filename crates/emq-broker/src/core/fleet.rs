@@ -254,7 +254,14 @@ impl Router {
                 );
             }
         }
-        let (key, job) = self.jobs.remove_entry(result.of.as_str()).expect("checked above");
+        let running = matches!(job.place, Place::Running { .. });
+        let (key, mut job) = self.jobs.remove_entry(result.of.as_str()).expect("checked above");
+        if !running {
+            // A result for a job waiting again: it came from an attempt made
+            // before the job was handed back, or before the router restarted
+            // (which does not journal dispatches): that attempt counts.
+            job.attempts = job.attempts.max(1);
+        }
         self.detach(&key, &job, Some(peer));
         if let Some(q) = self.queues.get_mut(&job.queue) {
             q.processed += 1;

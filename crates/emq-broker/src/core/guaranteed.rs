@@ -279,6 +279,7 @@ impl Router {
             return;
         }
         if let Some(r) = self.guaranteed.tracked.get_mut(key) {
+            r.attempts = r.attempts.max(u32::from(job.attempts));
             r.push_log(at, status, message);
             r.result = Some(StoredOutcome::from_frames(result));
             r.finished_unix_ms = Some(at);

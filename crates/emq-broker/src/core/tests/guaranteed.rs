@@ -446,3 +446,35 @@ fn a_body_without_its_record_is_removed_at_restore() {
         .unwrap();
     assert!(s.r.take_store_ops().contains(&StoreOp::delete(Table::Bodies, "orphan")));
 }
+
+/// A job running when the router died is queued again at restart; its
+/// jobmanager's result for that earlier attempt, arriving before it
+/// INFORMs the new router, ends the job, and the log counts the attempt
+/// that produced it (not "after 0 attempts").
+#[test]
+fn a_result_from_before_a_restart_counts_its_attempt() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 1);
+    s.request("c", "g", "default", "guarantee,reply-requested");
+    s.commit();
+    assert_eq!(s.dispatched(), d(&[("jm", "g")]));
+    s.commit();
+    s.restart(Duration::from_secs(1));
+    // Before any INFORM: the result is still the job's result.
+    s.reply("jm", "g");
+    s.commit();
+    s.send(Endpoint::Admin, "ops", "q", Message::Query { of: "g".into() });
+    let out = s.drain();
+    let Some(Message::Job { state, detail, .. }) = out
+        .iter()
+        .map(|(_, _, e)| &e.message)
+        .find(|m| matches!(m, Message::Job { .. }))
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(*state, JobState::Finished);
+    assert_eq!(detail.attempts, Some(1));
+    let last = detail.log.last().unwrap();
+    assert_eq!(last.message, "finished after 1 attempt(s)");
+}
