@@ -300,9 +300,10 @@ impl Client {
     /// Jobs the router acknowledges (guaranteed, delayed, keyed) are sent
     /// again, with the same id, when no ACK has come within
     /// [`RESEND_AFTER`]: a router that died took the submissions it had not
-    /// journaled with it, and a submission is idempotent by id. Once a
-    /// resent one is acknowledged (the router is back), every acknowledged
-    /// job still waiting for its result is sent again once too: the router
+    /// journaled with it, and a submission is idempotent by id. Once the
+    /// connection is made again, or a resent one is acknowledged (the
+    /// router is back), every acknowledged job still waiting for its result
+    /// is sent again once too: the router
     /// answers a finished one with its result (which a crash between its
     /// journal commit and its sending would otherwise hold back until the
     /// idle timeout) and a waiting or running one with another ACK.
@@ -369,8 +370,9 @@ impl Client {
                 }
             }
             self.arrivals = Some(arrived);
-            self.resend_unacknowledged(&mut resendable, &mut resent_since_ack, &mut resent)?;
-            if self.handshakes.take_reconnected() {
+            let reconnected = self.handshakes.take_reconnected();
+            self.resend_unacknowledged(&mut resendable, &mut resent_since_ack, &mut resent, reconnected)?;
+            if reconnected {
                 // The router may have restarted: an ordinary job it no
                 // longer knows will never end; say so now, not at the idle
                 // timeout. (Acknowledged ones are sent again above.)
@@ -400,15 +402,17 @@ impl Client {
     }
 
     /// [`Client::submit_many`]'s resending: jobs unacknowledged for
-    /// [`RESEND_AFTER`] again; and once one resent is acknowledged, every
-    /// acknowledged job still in flight once.
+    /// [`RESEND_AFTER`] again; and every acknowledged job still in flight
+    /// once, when the connection was made again (`reconnected`) or one
+    /// resent is acknowledged (the router is back).
     fn resend_unacknowledged(
         &mut self,
         resendable: &mut HashMap<JobId, (Job, Option<Instant>)>,
         resent_since_ack: &mut bool,
         resent: &mut HashSet<JobId>,
+        reconnected: bool,
     ) -> Result<(), ClientError> {
-        let mut router_back = false;
+        let mut router_back = reconnected;
         for (id, (_, unacked_since)) in resendable.iter_mut() {
             if unacked_since.is_some() && self.acked.contains_key(id) {
                 *unacked_since = None;
