@@ -28,7 +28,7 @@ use log::{info, warn};
 use serde_json::json;
 
 use self::access::{Access, Denied, COOKIE};
-use self::history::{ok_and_failed, History};
+use self::history::History;
 use self::link::{AdminLink, AskError};
 use self::pages::{Viewer, PAGE_SIZE};
 use crate::metrics::{Process, Snapshot};
@@ -219,12 +219,12 @@ impl Dashboard {
     fn overview_json(&self, status: &RouterStatus) -> serde_json::Value {
         let running: u64 = status.queues.values().map(|q| q.running).sum();
         let processed: u64 = status.queues.values().map(|q| q.processed).sum();
-        let (busy, total) = pages::workers(status);
+        let workers = status.workers();
         let queues: Vec<serde_json::Value> = status
             .queues
             .iter()
             .map(|(name, q)| {
-                let (ok, failed) = ok_and_failed(&q.counts);
+                let (ok, failed) = (q.counts.ok(), q.counts.failed());
                 json!({
                     "name": name, "waiting": q.waiting, "running": q.running, "processed": q.processed,
                     "ok": ok, "failed": failed, "dead": q.counts.dead, "paused": q.paused,
@@ -257,7 +257,7 @@ impl Dashboard {
                 "delayed": status.delayed.to_string(),
                 "processed": processed.to_string(),
                 "jobmanagers": status.jobmanagers.len().to_string(),
-                "workers": format!("{busy} / {total}"),
+                "workers": format!("{} / {}", workers.busy, workers.workers),
             },
             "queues": queues,
             "jobmanagers": jobmanagers,

@@ -305,12 +305,12 @@ impl Collector for SnapshotCollector {
             "Connected jobmanagers, by the state they report.",
             by_state.iter().map(|(k, v)| (vec![("state", k.as_str())], *v)),
         )?;
-        let (mut busy, mut idle, mut queued) = (0i64, 0i64, 0i64);
-        for w in st.jobmanagers.values().filter_map(|jm| jm.workers) {
-            busy += i64::from(w.busy);
-            idle += i64::from(w.workers.saturating_sub(w.busy));
-            queued += i64::from(w.queued);
-        }
+        let w = st.workers();
+        let (busy, idle, queued) = (
+            i64::from(w.busy),
+            i64::from(w.workers.saturating_sub(w.busy)),
+            i64::from(w.queued),
+        );
         gauges(
             &mut e,
             "emq_workers",

@@ -256,6 +256,21 @@ impl Outcome {
         self == Outcome::Ok
     }
 
+    /// The job did not do its work: it failed, crashed, timed out, found no
+    /// handler, could not be decoded or expired. (Not a cancellation or a
+    /// supersession: somebody chose those.)
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed
+                | Outcome::Crashed
+                | Outcome::TimedOut
+                | Outcome::UnknownHandler
+                | Outcome::BadRequest
+                | Outcome::Expired
+        )
+    }
+
     /// Whether another attempt could end differently (the worker, not the job,
     /// was the problem, or the job may be flaky).
     pub fn is_retryable(self) -> bool {

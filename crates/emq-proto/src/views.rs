@@ -190,6 +190,22 @@ pub struct QueueCounts {
     pub deduplicated: u64,
 }
 
+impl QueueCounts {
+    /// Jobs that ended ok.
+    pub fn ok(&self) -> u64 {
+        self.finished.get(crate::Outcome::Ok.as_str()).copied().unwrap_or(0)
+    }
+
+    /// Jobs that ended in failure ([`crate::Outcome::is_failure`]).
+    pub fn failed(&self) -> u64 {
+        self.finished
+            .iter()
+            .filter(|(o, _)| crate::Outcome::parse(o).is_some_and(crate::Outcome::is_failure))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
 /// A rate limit: `jobs` started per `per_ms`, evenly: one at most every
 /// `per_ms / jobs`, without bursts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -315,6 +331,20 @@ pub struct RouterStatus {
     pub blocked: u64,
     /// Seconds since the router started.
     pub uptime_s: u64,
+}
+
+impl RouterStatus {
+    /// The workers of every jobmanager that reports them, added up.
+    pub fn workers(&self) -> WorkerCounts {
+        self.jobmanagers
+            .values()
+            .filter_map(|jm| jm.workers)
+            .fold(WorkerCounts::default(), |sum, w| WorkerCounts {
+                workers: sum.workers + w.workers,
+                busy: sum.busy + w.busy,
+                queued: sum.queued + w.queued,
+            })
+    }
 }
 
 /// One jobmanager in EventMQ's ROUTER_SHOW_WORKERS shape.
@@ -626,6 +656,45 @@ impl ReplyNotice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_counts_tell_ok_from_failures_and_workers_add_up() {
+        let mut c = QueueCounts::default();
+        for (o, n) in [
+            ("ok", 5),
+            ("failed", 2),
+            ("timeout", 1),
+            ("expired", 1),
+            ("cancelled", 7),
+            ("superseded", 3),
+        ] {
+            c.finished.insert(o.into(), n);
+        }
+        assert_eq!((c.ok(), c.failed()), (5, 4));
+        let mut status = RouterStatus::default();
+        for (id, workers) in [("a", Some((4, 3, 1))), ("b", Some((2, 0, 0))), ("eventmq", None)] {
+            let jm = JobManagerStatus {
+                queues: vec![],
+                slots: 0,
+                running: 0,
+                processed: 0,
+                state: None,
+                last_seen_ms: 0,
+                liveness_ms: 0,
+                kind: PeerKind::Emq,
+                workers: workers.map(|(workers, busy, queued)| WorkerCounts { workers, busy, queued }),
+            };
+            status.jobmanagers.insert(id.into(), jm);
+        }
+        assert_eq!(
+            status.workers(),
+            WorkerCounts {
+                workers: 6,
+                busy: 3,
+                queued: 1
+            }
+        );
+    }
 
     #[test]
     fn a_body_preview_is_cut_at_a_character_boundary() {

@@ -63,7 +63,7 @@ fn print_router(v: &RouterStatus) {
     );
     for (name, q) in &v.queues {
         let c = &q.counts;
-        let ok = c.finished.get("ok").copied().unwrap_or(0);
+        let ok = c.ok();
         let ended: u64 = c.finished.values().sum();
         queues.add_row(vec![
             shown(name),

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use emq_proto::views::{QueueCounts, RouterStatus};
+use emq_proto::views::RouterStatus;
 use serde::Serialize;
 
 /// Samples kept: ten minutes at one a second.
@@ -13,27 +13,11 @@ pub(crate) const SAMPLES: usize = 600;
 /// Queues drawn; the busiest are kept, the others summed as `(others)`.
 pub(crate) const MAX_QUEUES: usize = 16;
 
-/// Outcomes that count as failures on the chart.
-const FAILURES: [&str; 6] = [
-    "failed",
-    "crashed",
-    "timeout",
-    "unknown-handler",
-    "bad-request",
-    "expired",
-];
-
-/// Jobs of `counts` that ended ok, and that failed.
-pub(crate) fn ok_and_failed(counts: &QueueCounts) -> (u64, u64) {
-    let ok = counts.finished.get("ok").copied().unwrap_or(0);
-    let failed = FAILURES.iter().filter_map(|o| counts.finished.get(*o)).sum();
-    (ok, failed)
-}
-
 struct Sample {
     /// Seconds since the Unix epoch.
     unix_s: f64,
-    /// Per queue: (ended ok, failed) since the router started.
+    /// Per queue: jobs ended ok and failed ([`emq_proto::Outcome::is_failure`])
+    /// since the router started.
     totals: BTreeMap<String, (u64, u64)>,
 }
 
@@ -65,7 +49,7 @@ impl History {
         let totals = status
             .queues
             .iter()
-            .map(|(name, q)| (name.clone(), ok_and_failed(&q.counts)))
+            .map(|(name, q)| (name.clone(), (q.counts.ok(), q.counts.failed())))
             .collect();
         if self.samples.len() == SAMPLES {
             self.samples.pop_front();

@@ -9,7 +9,6 @@ use emq_proto::graph::{GraphList, GraphView};
 use emq_proto::views::{DeadList, JobDetail, JobPage, RouterStatus, ScheduleList};
 use emq_proto::{JobState, ResultFrames};
 
-use super::history::ok_and_failed;
 use super::html::Html;
 use super::svg;
 
@@ -169,20 +168,11 @@ pub(crate) fn duration(s: u64) -> String {
     }
 }
 
-/// Workers busy and in all, over the jobmanagers that report them.
-pub(crate) fn workers(status: &RouterStatus) -> (u64, u64) {
-    status
-        .jobmanagers
-        .values()
-        .filter_map(|jm| jm.workers)
-        .fold((0, 0), |(b, t), w| (b + u64::from(w.busy), t + u64::from(w.workers)))
-}
-
 /// The overview: figures, the chart (drawn by app.js), queues, jobmanagers.
 pub(crate) fn overview(viewer: &Viewer, status: &RouterStatus, resident: u64) -> String {
     layout("Overview", Section::Overview, viewer, |h| {
         let running: u64 = status.queues.values().map(|q| q.running).sum();
-        let (busy, total) = workers(status);
+        let workers = status.workers();
         h.raw("<div class=\"cards\" id=\"cards\">");
         let cards: [(&str, &str, String); 8] = [
             ("uptime", "Uptime", duration(status.uptime_s)),
@@ -196,7 +186,11 @@ pub(crate) fn overview(viewer: &Viewer, status: &RouterStatus, resident: u64) ->
                 status.queues.values().map(|q| q.processed).sum::<u64>().to_string(),
             ),
             ("jobmanagers", "Jobmanagers", status.jobmanagers.len().to_string()),
-            ("workers", "Workers busy", format!("{busy} / {total}")),
+            (
+                "workers",
+                "Workers busy",
+                format!("{} / {}", workers.busy, workers.workers),
+            ),
         ];
         for (key, label, value) in cards {
             h.raw("<div class=\"card\"><div class=\"label\">")
@@ -228,7 +222,7 @@ pub(crate) fn queue_table(h: &mut Html, viewer: &Viewer, status: &RouterStatus, 
     }
     h.raw("</tr></thead><tbody>");
     for (name, q) in &status.queues {
-        let (ok, failed) = ok_and_failed(&q.counts);
+        let (ok, failed) = (q.counts.ok(), q.counts.failed());
         h.raw("<tr data-queue=\"").text(name).raw("\"><td>");
         h.link("/queue", "name", name, name);
         h.raw("</td>")
