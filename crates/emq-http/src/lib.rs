@@ -14,7 +14,7 @@
 //! so a slow client holds up only its own connection. Idle threads block:
 //! an idle server costs no CPU.
 
-use std::io::{ErrorKind, Read as _, Write as _};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -484,11 +484,11 @@ fn connection(mut stream: TcpStream, requests: &Sender<Exchange>) -> std::io::Re
 
 /// What [`read_request`] read: the request (or the page refusing it), the
 /// bytes it took from the buffer, keep-alive, HEAD.
-type Read = (Result<Request, Page>, usize, bool, bool);
+type ReadRequest = (Result<Request, Page>, usize, bool, bool);
 
 /// Read one request from `stream` (bytes already read first); `None`: the
 /// client closed the connection between requests.
-fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Read>> {
+fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<ReadRequest>> {
     let mut chunk = [0u8; 4096];
     let (head_len, mut request, keep_alive, head_only, body_len) = loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];

@@ -304,10 +304,10 @@ fn markup_in_handler_names_queue_names_and_results_renders_inert() {
     let pages = [
         "/".to_string(),
         "/queues".to_string(),
-        format!("/queue?name={}", emq_http_encode(&odd_queue)),
+        format!("/queue?name={}", emq_http::percent_encode(&odd_queue)),
         format!("/job?id={waiting}"),
         format!("/job?id={echoed}"),
-        format!("/job?id={}", emq_http_encode(EVIL)),
+        format!("/job?id={}", emq_http::percent_encode(EVIL)),
     ];
     for page in &pages {
         b.goto(&url(&r, page));
@@ -341,19 +341,6 @@ fn markup_in_handler_names_queue_names_and_results_renders_inert() {
     b.wait_for(T, "the odd queue listed as text", |b| {
         b.text("#queues").contains(&odd_queue)
     });
-}
-
-/// Percent-encoding for a query parameter.
-fn emq_http_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[test]
