@@ -301,9 +301,9 @@ impl Client {
     /// again, with the same id, when no ACK has come within
     /// [`RESEND_AFTER`]: a router that died took the submissions it had not
     /// journaled with it, and a submission is idempotent by id. Once the
-    /// connection is made again, or a resent one is acknowledged (the
-    /// router is back), every acknowledged job still waiting for its result
-    /// is sent again once too: the router
+    /// connection is made again (the router may have restarted), every
+    /// acknowledged job still waiting for its result is sent again once
+    /// too: the router
     /// answers a finished one with its result (which a crash between its
     /// journal commit and its sending would otherwise hold back until the
     /// idle timeout) and a waiting or running one with another ACK.
@@ -320,7 +320,6 @@ impl Client {
         // Acknowledged kinds of job in flight, kept to send again: the job
         // and when it was last sent while unacknowledged (`None`: acked).
         let mut resendable: HashMap<JobId, (Job, Option<Instant>)> = HashMap::default();
-        let mut resent_since_ack = false;
         // Jobs sent more than once: a second answer for one is dropped.
         let mut resent: HashSet<JobId> = HashSet::default();
         let mut exhausted = false;
@@ -371,7 +370,7 @@ impl Client {
             }
             self.arrivals = Some(arrived);
             let reconnected = self.handshakes.take_reconnected();
-            self.resend_unacknowledged(&mut resendable, &mut resent_since_ack, &mut resent, reconnected)?;
+            self.resend_unacknowledged(&mut resendable, &mut resent, reconnected)?;
             if reconnected {
                 // The router may have restarted: an ordinary job it no
                 // longer knows will never end; say so now, not at the idle
@@ -402,21 +401,18 @@ impl Client {
     }
 
     /// [`Client::submit_many`]'s resending: jobs unacknowledged for
-    /// [`RESEND_AFTER`] again; and every acknowledged job still in flight
-    /// once, when the connection was made again (`reconnected`) or one
-    /// resent is acknowledged (the router is back).
+    /// [`RESEND_AFTER`] again; and, when the connection was made again
+    /// (`reconnected`: the router may have restarted), every acknowledged
+    /// job still in flight once.
     fn resend_unacknowledged(
         &mut self,
         resendable: &mut HashMap<JobId, (Job, Option<Instant>)>,
-        resent_since_ack: &mut bool,
         resent: &mut HashSet<JobId>,
         reconnected: bool,
     ) -> Result<(), ClientError> {
-        let mut router_back = reconnected;
         for (id, (_, unacked_since)) in resendable.iter_mut() {
             if unacked_since.is_some() && self.acked.contains_key(id) {
                 *unacked_since = None;
-                router_back |= *resent_since_ack;
             }
         }
         let due: Vec<JobId> = resendable
@@ -429,7 +425,6 @@ impl Client {
                 "{} submissions not acknowledged within {RESEND_AFTER:?}: sending them again",
                 due.len()
             );
-            *resent_since_ack = true;
         }
         for id in due {
             if let Some((job, since)) = resendable.get_mut(&id) {
@@ -438,26 +433,19 @@ impl Client {
                 resent.insert(id);
             }
         }
-        if router_back {
-            // The router is back and lost what it had not journaled; what it
-            // had journaled but not answered is asked for again.
-            *resent_since_ack = false;
-            let acked: Vec<JobId> = resendable
-                .iter()
-                .filter(|(_, (_, since))| since.is_none())
-                .map(|(id, _)| id.clone())
-                .collect();
-            log::info!(
-                "router back: asking again for {} acknowledged jobs in flight",
-                acked.len()
-            );
-            for id in acked {
-                if let Some((job, _)) = resendable.get(&id) {
-                    let job = job.clone();
-                    self.send_job(&job)?;
-                    resent.insert(id);
+        if reconnected {
+            // A restarted router lost what it had not journaled (sent again
+            // above, as it comes due); what it had journaled but not
+            // answered is asked for again.
+            let mut asked = 0;
+            for (id, (job, since)) in resendable.iter() {
+                if since.is_none() {
+                    self.send_job(job)?;
+                    resent.insert(id.clone());
+                    asked += 1;
                 }
             }
+            log::info!("connected again: asked again for {asked} acknowledged jobs in flight");
         }
         Ok(())
     }
