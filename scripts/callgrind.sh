@@ -3,11 +3,14 @@
 # jobs, counted by valgrind's callgrind (every thread of each process): a
 # cost measure that a busy machine does not blur. Release binaries in
 # target/release; extra router flags in EMQ_ROUTER_ARGS (e.g. "--http
-# 127.0.0.1:47599 --dashboard"). Usage: scripts/callgrind.sh OUT_PREFIX
+# 127.0.0.1:47599 --dashboard"), the jobmanager's in EMQ_JM_ARGS (default
+# "--prefetch 200"); EMQ_BIN=DIR takes the binaries from DIR (to compare
+# builds). Workers are counted too (their own files, OUT_PREFIX.jm.cg.PID).
+# Usage: scripts/callgrind.sh OUT_PREFIX
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: scripts/callgrind.sh OUT_PREFIX}
-bin=target/release
+bin=${EMQ_BIN:-target/release}
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 ports=(47591 47590 47593)
@@ -18,8 +21,9 @@ valgrind --tool=callgrind --callgrind-out-file="$out.router.cg" "$bin/emq-router
   >"$tmp/router.out" 2>"$tmp/router.err" &
 router=$!
 for _ in $(seq 200); do grep -q ready "$tmp/router.out" 2>/dev/null && break; sleep 0.2; done
-valgrind --tool=callgrind --callgrind-out-file="$out.jm.cg" "$bin/emq-jobmanager" \
-  -R "tcp://127.0.0.1:${ports[1]}" -J 2 --prefetch 200 --pipeline 16 2>"$tmp/jm.err" &
+# shellcheck disable=SC2086
+valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$out.jm.cg.%p" "$bin/emq-jobmanager" \
+  -R "tcp://127.0.0.1:${ports[1]}" -J 2 ${EMQ_JM_ARGS:---prefetch 200} 2>"$tmp/jm.err" &
 jm=$!
 export EMQ_ROUTER="tcp://127.0.0.1:${ports[0]}" EMQ_ADMIN="tcp://127.0.0.1:${ports[2]}"
 for _ in $(seq 200); do "$bin/emq-cli" workers 2>/dev/null | grep -q IDLE && break; sleep 0.2; done
@@ -28,4 +32,6 @@ seq 1 20000 | sed 's/.*/{"handler":"emq.noop"}/' >"$tmp/jobs"
 kill -TERM "$jm"; wait "$jm" || true
 kill -TERM "$router"; wait "$router" || true
 echo "router:     $(callgrind_annotate "$out.router.cg" 2>/dev/null | grep 'PROGRAM TOTALS')"
-echo "jobmanager: $(callgrind_annotate "$out.jm.cg" 2>/dev/null | grep 'PROGRAM TOTALS')"
+for f in "$out".jm.cg.*; do
+  echo "${f#"$out".}: $(callgrind_annotate "$f" 2>/dev/null | grep 'PROGRAM TOTALS')"
+done

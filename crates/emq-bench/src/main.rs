@@ -40,12 +40,14 @@ pub(crate) struct Args {
     /// Worker processes in the jobmanager.
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    /// Slots the jobmanager announces beyond its workers.
-    #[arg(long, default_value_t = 0)]
-    prefetch: usize,
-    /// Jobs queued in each worker's pipe (the jobmanager's --pipeline).
-    #[arg(long, default_value_t = 1)]
-    pipeline: usize,
+    /// Slots the jobmanager announces beyond its workers (its --prefetch)
+    /// [default: the jobmanager's default, sized to the round trip].
+    #[arg(long)]
+    prefetch: Option<usize>,
+    /// The configuration the README recommends for short jobs
+    /// (`--prefetch 200` unless --prefetch is given).
+    #[arg(long)]
+    tuned: bool,
     /// Message (job body) size in bytes.
     #[arg(long, default_value_t = 200)]
     size: usize,
@@ -94,6 +96,26 @@ enum Role {
     /// profile a subscriber on its own).
     #[command(hide = true)]
     Subscribe { events: String, seconds: u64 },
+}
+
+/// The prefetch `--tuned` stands for: what the README recommends for short
+/// jobs.
+const TUNED_PREFETCH: usize = 200;
+
+impl Args {
+    /// The jobmanager's --prefetch, if the bench sets one.
+    fn prefetch(&self) -> Option<usize> {
+        self.prefetch.or(self.tuned.then_some(TUNED_PREFETCH))
+    }
+
+    /// The benchmarked jobmanager's flags.
+    fn jobmanager_flags(&self) -> Vec<String> {
+        let mut flags = vec!["-J".to_string(), self.workers.to_string()];
+        if let Some(p) = self.prefetch() {
+            flags.extend(["--prefetch".to_string(), p.to_string()]);
+        }
+        flags
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -343,13 +365,7 @@ fn measure_emq(args: &Args, r: &mut Results, with_memory: bool) -> anyhow::Resul
         "--result-capacity",
         "10000",
     ])?;
-    let workers = args.workers.to_string();
-    let prefetch = args.prefetch.to_string();
-    let pipeline = args.pipeline.to_string();
-    let jm = Spawned::jobmanager(
-        &router.backend,
-        &["-J", &workers, "--prefetch", &prefetch, "--pipeline", &pipeline],
-    )?;
+    let jm = Spawned::jobmanager(&router.backend, &args.jobmanager_flags())?;
     let mut client = Client::connect(&[&router.frontend])?;
     let job = noop_job(args.size);
     // Warm up: every worker started and connected.
@@ -513,8 +529,14 @@ fn park_jobs(router: &Spawned, n: usize, size: usize) -> anyhow::Result<usize> {
 fn report(args: &Args, r: &Results, memory: Option<Memory>) {
     let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
     println!(
-        "\nemq-bench: {} run(s), {} workers, prefetch {}, pipeline {}, {}-byte bodies, {} jobs per throughput run, window {}, {} latency samples",
-        args.runs, args.workers, args.prefetch, args.pipeline, args.size, args.jobs, args.window, args.latency_samples
+        "\nemq-bench: {} run(s), {} workers, prefetch {}, {}-byte bodies, {} jobs per throughput run, window {}, {} latency samples",
+        args.runs,
+        args.workers,
+        args.prefetch().map_or("sized to the round trip (default)".to_string(), |p| p.to_string()),
+        args.size,
+        args.jobs,
+        args.window,
+        args.latency_samples
     );
     println!("median [min..max] over runs; ratio = emq / floor measured in the same runs\n");
     println!("| measure | emq | floor (raw ZeroMQ, same hops) | ratio |");

@@ -109,15 +109,7 @@ fn measure(args: &Args, kind: Watched, row: &mut Row) -> anyhow::Result<()> {
         Watched::Dashboard => &["--http", "127.0.0.1:0", "--dashboard"],
     };
     let router = Spawned::router(extra)?;
-    let (workers, prefetch, pipeline) = (
-        args.workers.to_string(),
-        args.prefetch.to_string(),
-        args.pipeline.to_string(),
-    );
-    let jm = Spawned::jobmanager(
-        &router.backend,
-        &["-J", &workers, "--prefetch", &prefetch, "--pipeline", &pipeline],
-    )?;
+    let jm = Spawned::jobmanager(&router.backend, &args.jobmanager_flags())?;
     let stop = Arc::new(AtomicBool::new(false));
     let (seen, lost) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let browser = match kind {

@@ -99,7 +99,7 @@ impl Spawned {
         Ok(s)
     }
 
-    pub(crate) fn jobmanager(backend: &str, extra: &[&str]) -> anyhow::Result<Spawned> {
+    pub(crate) fn jobmanager<S: AsRef<std::ffi::OsStr>>(backend: &str, extra: &[S]) -> anyhow::Result<Spawned> {
         let mut cmd = Command::new(sibling("emq-jobmanager")?);
         cmd.args(["--router", backend]).args(extra);
         Spawned::spawn(cmd)

@@ -17,7 +17,7 @@ use crate::{Config, ConfigError};
 /// Every flag can also be set in a TOML file given with --config, under the
 /// flag's long name (`jobs = 8`, `queue = ["10:default", "5:images"]`,
 /// `max-rss-mb = 512`); a flag or environment variable wins over the file.
-/// SIGHUP re-reads the file: queues, jobs, prefetch, pipeline, max-jobs,
+/// SIGHUP re-reads the file: queues, jobs, prefetch, max-jobs,
 /// max-rss-mb, timeout-s, grace-s and the routers take effect at once.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
@@ -42,14 +42,15 @@ struct Args {
     /// Worker processes [default: one per core].
     #[arg(short = 'J', long = "jobs")]
     jobs: Option<usize>,
-    /// Slots announced beyond the worker count (hides the router round trip).
-    #[arg(long, default_value_t = 0)]
-    prefetch: usize,
-    /// Jobs queued in one worker's pipe at once (more than 1 suits many short
-    /// jobs: workers never wait for the jobmanager, but a job can wait
-    /// behind a slow one).
-    #[arg(long, default_value_t = 1)]
-    pipeline: usize,
+    /// Jobs asked for beyond the worker count, held for the next idle worker
+    /// (hides the router round trip) [default: as many as cover the measured
+    /// round trip at the rate jobs end].
+    #[arg(long)]
+    prefetch: Option<usize>,
+    /// Accepted for old command lines and ignored: workers take jobs from
+    /// one shared queue, so there is no per-worker pipeline.
+    #[arg(long, hide = true)]
+    pipeline: Option<usize>,
     /// Recycle a worker after this many jobs (0 = never).
     #[arg(long, default_value_t = 0)]
     max_jobs: u64,
@@ -100,12 +101,14 @@ impl Args {
         let secs = |s: f64, what: &str| {
             Duration::try_from_secs_f64(s).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))
         };
+        if self.pipeline.is_some() {
+            log::warn!("--pipeline is ignored: workers take jobs from one shared queue (see --prefetch)");
+        }
         let config = Config {
             routers: self.routers,
             queues: self.queues,
             concurrency: self.jobs.unwrap_or(Config::default().concurrency),
             prefetch: self.prefetch,
-            pipeline: self.pipeline,
             max_jobs: self.max_jobs,
             max_rss_bytes: self.max_rss_mb.saturating_mul(1024 * 1024),
             default_timeout: secs(self.timeout_s, "--timeout-s")?,
@@ -174,7 +177,7 @@ mod tests {
         assert_eq!(c.queues, vec![(10, "cfg".to_string()), (2, "low".to_string())]);
         assert_eq!(c.max_rss_bytes, 512 << 20);
         assert_eq!(c.default_timeout, Duration::from_millis(1500));
-        assert_eq!(c.prefetch, 4);
+        assert_eq!(c.prefetch, Some(4));
         assert_eq!(c.reload_from.as_deref(), Some(&argv[..]));
     }
 }

@@ -13,13 +13,12 @@ pub struct Config {
     pub queues: Vec<(i64, String)>,
     /// Worker processes, each one job at a time.
     pub concurrency: usize,
-    /// Jobs handed to one worker at once: 1 gives a job only to an idle
-    /// worker; more queues short jobs in its pipe so that it never waits for
-    /// the jobmanager (a job may then wait behind a slow one).
-    pub pipeline: usize,
     /// Slots announced beyond the worker count, so that a worker finds its
-    /// next job already here instead of waiting a round trip to the router.
-    pub prefetch: usize,
+    /// next job already here instead of waiting a round trip to the router
+    /// (`None`: as many as cover the measured round trip at the rate jobs
+    /// end; see `core/slots.rs`). Workers take jobs from one shared queue,
+    /// so a job held here never waits behind another while a worker is idle.
+    pub prefetch: Option<usize>,
     /// Recycle a worker after this many jobs (0 = never).
     pub max_jobs: u64,
     /// Recycle a worker whose resident memory passes this many bytes after a
@@ -56,8 +55,7 @@ impl Default for Config {
             routers: vec![format!("tcp://127.0.0.1:{}", emq_proto::DEFAULT_BACKEND_PORT)],
             queues: vec![(emq_proto::DEFAULT_WEIGHT, emq_proto::DEFAULT_QUEUE.to_string())],
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            pipeline: 1,
-            prefetch: 0,
+            prefetch: None,
             max_jobs: 0,
             max_rss_bytes: 0,
             default_timeout: Duration::ZERO,
@@ -95,8 +93,8 @@ impl Config {
         if self.concurrency == 0 || self.concurrency > 4096 {
             return bad("concurrency must be between 1 and 4096");
         }
-        if self.pipeline == 0 || self.pipeline > 1024 {
-            return bad("pipeline must be between 1 and 1024");
+        if self.prefetch.is_some_and(|p| p > 100_000) {
+            return bad("prefetch must be at most 100000");
         }
         if self.heartbeat.is_zero() || self.liveness <= self.heartbeat {
             return bad("liveness must be longer than the (non-zero) heartbeat interval");

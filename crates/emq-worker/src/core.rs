@@ -20,6 +20,9 @@ use log::{debug, info, warn};
 
 use crate::Config;
 
+mod slots;
+use slots::Slots;
+
 /// The jobmanager's state, as decisionengine's task manager names them (the
 /// names travel in HEARTBEAT).
 pub use emq_proto::JobManagerState as State;
@@ -56,7 +59,7 @@ pub enum Action {
         /// The message.
         message: Message,
     },
-    /// Run a job on an idle worker.
+    /// Queue a job for the next idle worker.
     Start {
         /// The job.
         msgid: String,
@@ -72,6 +75,9 @@ pub enum Action {
     },
     /// Kill every worker now (grace period over, or second signal).
     KillAll,
+    /// Take back the jobs no worker has taken yet (they come back as
+    /// [`JobManager::on_job_returned`]).
+    Withdraw,
     /// Resize the pool to this many workers.
     Resize {
         /// Workers wanted.
@@ -109,11 +115,11 @@ struct Job {
 /// Where a job handed to the pool is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Queued in its worker's pipe behind another job: its timeout has not
-    /// started.
+    /// In the queue the workers take from: its timeout has not started.
     Queued,
-    /// Running on its worker; killed at `deadline` (none: no timeout).
-    Started { deadline: Option<Instant> },
+    /// Running on a worker since `since`; killed at `deadline` (none: no
+    /// timeout).
+    Started { since: Instant, deadline: Option<Instant> },
     /// Past its timeout: its worker was killed, its end is on the way.
     Killed,
 }
@@ -136,7 +142,9 @@ pub struct JobManager {
     state: State,
     link: Link,
     ever_connected: bool,
-    running: HashMap<String, Running>,
+    /// Jobs handed to the pool, by msgid (a seeded fast hasher: at most
+    /// its slots, so no flooding to fear).
+    running: HashMap<String, Running, foldhash::fast::FixedState>,
     /// Jobs received beyond the running workers (prefetched), oldest first.
     backlog: VecDeque<Job>,
     /// Results finished while no router was connected.
@@ -144,6 +152,10 @@ pub struct JobManager {
     /// Guaranteed jobs that ended ok here, with their results, for a while.
     delivered: Delivered,
     announced: usize,
+    /// Sizes the slots beyond the workers (without a fixed `--prefetch`).
+    slots: Slots,
+    /// The monotonic time of the latest event.
+    mono: Instant,
     out: Vec<Action>,
     next_heartbeat: Instant,
     /// Msgids of the messages it sends, from the seed.
@@ -188,11 +200,13 @@ impl JobManager {
             lifecycle: Lifecycle::Serving,
             state: State::Boot,
             ever_connected: false,
-            running: HashMap::new(),
+            running: HashMap::with_hasher(foldhash::fast::FixedState::with_seed((seed >> 64) as u64)),
             backlog: VecDeque::new(),
             delivered: Delivered::new(seed as u64),
             unsent: Vec::new(),
             announced: 0,
+            slots: Slots::new(),
+            mono: now.mono,
             out: Vec::new(),
             ids: MsgIds::from_seed(seed),
             wall_ms: now.unix_ms,
@@ -234,7 +248,7 @@ impl JobManager {
         self.out.drain(..)
     }
 
-    /// Jobs handed to the pool (running, or queued in a worker's pipe).
+    /// Jobs handed to the pool (running, or queued for a worker).
     pub fn running(&self) -> usize {
         self.running.len()
     }
@@ -244,9 +258,12 @@ impl JobManager {
         self.running.len() + self.backlog.len()
     }
 
-    /// Most jobs it may hold: what it may announce to the router.
+    /// Most jobs it may hold: what it may announce to the router. Workers
+    /// plus `--prefetch`, or plus what covers the round trip at the rate
+    /// jobs end (`core/slots.rs`).
     pub fn capacity(&self) -> usize {
-        self.pool_slots() + self.config.prefetch
+        let workers = self.config.concurrency;
+        workers + self.config.prefetch.unwrap_or_else(|| self.slots.extra(workers))
     }
 
     /// When `tick` next has work to do.
@@ -257,7 +274,7 @@ impl JobManager {
             Link::Connected { window, last_heard, .. } => next = next.min(*last_heard + *window),
         }
         for r in self.running.values() {
-            if let Phase::Started { deadline: Some(d) } = r.phase {
+            if let Phase::Started { deadline: Some(d), .. } = r.phase {
                 next = next.min(d);
             }
         }
@@ -265,11 +282,6 @@ impl JobManager {
             next = next.min(deadline);
         }
         next
-    }
-
-    /// Jobs the pool may hold: running plus queued in workers' pipes.
-    fn pool_slots(&self) -> usize {
-        self.config.concurrency * self.config.pipeline
     }
 
     fn free(&self) -> usize {
@@ -362,6 +374,7 @@ impl JobManager {
         }
         let deficit = self.free() - self.announced;
         self.announced += deficit;
+        self.slots.announced(self.mono, deficit as u32);
         if counted_ready {
             self.send(Message::Ready { count: deficit as u32 });
         } else {
@@ -396,23 +409,30 @@ impl JobManager {
         );
     }
 
-    /// The job began running on its worker: its timeout counts from now.
+    /// A worker took the job: its timeout counts from now.
     pub fn on_job_started(&mut self, now: Now, msgid: &str) {
+        self.mono = now.mono;
         if let Some(r) = self.running.get_mut(msgid) {
             self.started += u64::from(r.phase == Phase::Queued);
             r.phase = Phase::Started {
+                since: now.mono,
                 deadline: (!r.timeout.is_zero()).then(|| now.mono + r.timeout),
             };
         }
     }
 
-    /// The job was queued on a worker that died before starting it: it was
-    /// never attempted, so it goes back to the front of the backlog.
+    /// The job was taken back from the workers' queue before any worker
+    /// took it: never attempted, it goes back to the front of the backlog
+    /// (jobs taken back together come newest first, so they keep their
+    /// order).
     pub fn on_job_returned(&mut self, msgid: &str) {
         if let Some(r) = self.running.remove(msgid) {
-            debug!("job {msgid} handed back by a lost worker before it started");
+            debug!("job {msgid} taken back before any worker took it");
             self.backlog.push_front(r.job);
             self.start_backlog_now();
+            if self.draining() && self.running.is_empty() {
+                self.finish();
+            }
         }
     }
 
@@ -421,7 +441,7 @@ impl JobManager {
         if self.lifecycle != Lifecycle::Serving {
             return;
         }
-        while self.running.len() < self.pool_slots() {
+        while self.running.len() < self.capacity() {
             let Some(job) = self.backlog.pop_front() else { break };
             self.start(job, 1);
         }
@@ -432,12 +452,13 @@ impl JobManager {
     pub fn on_router(&mut self, now: Now, msgid: &str, message: Message) {
         self.wall_ms = now.unix_ms;
         let now = now.mono;
+        self.mono = now;
         if let Link::Connected { last_heard, .. } = &mut self.link {
             *last_heard = now;
         }
         match message {
             Message::Ack { of, timing, .. } => self.on_ack(now, &of, timing),
-            Message::Request(req) => self.on_request(msgid, req),
+            Message::Request(req) => self.on_request(now, msgid, req),
             Message::Heartbeat { .. } => {}
             Message::Kbye => {
                 let router = self.router_index();
@@ -469,13 +490,19 @@ impl JobManager {
     }
 
     fn on_ack(&mut self, now: Instant, of: &str, timing: Option<Timing>) {
-        let Link::Informing { router, inform_id, .. } = &self.link else {
+        let Link::Informing {
+            router,
+            inform_id,
+            since,
+        } = &self.link
+        else {
             return;
         };
         if of != inform_id {
             return;
         }
         let router = *router;
+        self.slots.reconnected(now.saturating_duration_since(*since));
         // The router's announced heartbeat can only lengthen our patience.
         let router_hb = timing.map_or(Duration::from_secs(3), |t| Duration::from_millis(t.heartbeat_ms));
         let window = self.config.liveness.max(router_hb * 3);
@@ -533,8 +560,9 @@ impl JobManager {
         }
     }
 
-    fn on_request(&mut self, msgid: &str, req: Request) {
+    fn on_request(&mut self, now: Instant, msgid: &str, req: Request) {
         self.announced = self.announced.saturating_sub(1);
+        self.slots.filled(now, req.body.len());
         if self.running.contains_key(msgid) || self.backlog.iter().any(|j| j.msgid == msgid) {
             debug!("job {msgid} already here: duplicate REQUEST ignored");
             return;
@@ -552,10 +580,10 @@ impl JobManager {
             headers: req.headers,
             body: req.body,
         };
-        if self.lifecycle == Lifecycle::Serving && self.running.len() < self.pool_slots() {
+        if self.lifecycle == Lifecycle::Serving && self.running.len() < self.capacity() {
             self.start(job, 1);
         } else {
-            if self.backlog.len() >= self.config.prefetch {
+            if self.lifecycle == Lifecycle::Serving {
                 warn!("job {msgid} arrived with no free slot: keeping it until one frees");
             }
             self.backlog.push_back(job);
@@ -564,11 +592,15 @@ impl JobManager {
     }
 
     /// A worker finished (or lost) a job.
-    pub fn on_job_done(&mut self, msgid: &str, outcome: Outcome, content_type: ContentType, body: Vec<u8>) {
+    pub fn on_job_done(&mut self, now: Now, msgid: &str, outcome: Outcome, content_type: ContentType, body: Vec<u8>) {
+        self.mono = now.mono;
         let Some(run) = self.running.remove(msgid) else {
             debug!("completion for unknown job {msgid} ignored");
             return;
         };
+        if let Phase::Started { since, .. } = run.phase {
+            self.slots.ran(now.mono.saturating_duration_since(since));
+        }
         let (outcome, body) = if run.phase == Phase::Killed {
             let msg = format!("job ran past its timeout ({:?}) and was killed", run.timeout);
             (
@@ -619,6 +651,7 @@ impl JobManager {
     pub fn tick(&mut self, now: Now) {
         self.wall_ms = now.unix_ms;
         let now = now.mono;
+        self.mono = now;
         if now >= self.next_heartbeat {
             if matches!(self.link, Link::Connected { .. }) {
                 self.heartbeat(now);
@@ -645,7 +678,7 @@ impl JobManager {
         let mut expired: Vec<String> = self
             .running
             .iter()
-            .filter(|(_, r)| matches!(r.phase, Phase::Started { deadline: Some(d) } if now >= d))
+            .filter(|(_, r)| matches!(r.phase, Phase::Started { deadline: Some(d), .. } if now >= d))
             .map(|(id, _)| id.clone())
             .collect();
         expired.sort_unstable();
@@ -685,6 +718,9 @@ impl JobManager {
         self.update_state();
         if self.running.is_empty() {
             self.finish();
+        } else {
+            // Jobs no worker took yet go back to the router with KBYE.
+            self.out.push(Action::Withdraw);
         }
     }
 

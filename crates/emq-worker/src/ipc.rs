@@ -1,10 +1,17 @@
-//! The pipe format between the jobmanager and its workers (internal to one
-//! host and one binary, so not part of the wire protocol): length-prefixed
-//! records.
+//! The formats between the jobmanager and its workers (internal to one host
+//! and one binary, so not part of the wire protocol).
+//!
+//! Jobs go into the queue all workers share, a `SOCK_SEQPACKET` socket (one
+//! message per job, so no length); a job too large for one message goes as
+//! a ticket, and its body follows on the worker's own pipe once it says it
+//! took it. Workers answer on their own pipe with length-prefixed records:
 //!
 //! ```text
-//! request:  u32 len | u16 id_len | msgid | u8 content_type | body
-//! response: u32 len | u16 id_len | msgid | u8 outcome_len | outcome | u8 content_type | body
+//! job (queue):     b'J' | u16 id_len | msgid | u8 content_type | body
+//! ticket (queue):  b'T' | u16 id_len | msgid | u8 content_type
+//! body (pipe):     u32 len | body
+//! started (pipe):  u32 len | b'S' | u16 id_len | msgid
+//! result (pipe):   u32 len | b'R' | u16 id_len | msgid | u8 outcome_len | outcome | u8 content_type | body
 //! ```
 //!
 //! Bodies pass through undecoded: the worker decodes the call and encodes the
@@ -40,15 +47,78 @@ fn record(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-pub(crate) fn encode_request(msgid: &str, ct: ContentType, body: &[u8]) -> Vec<u8> {
+/// Largest job message put in the shared queue whole; a larger one goes as
+/// a ticket (the socket's send buffer bounds a message, and small messages
+/// let many jobs wait in it).
+pub(crate) const MAX_INLINE: usize = 16 * 1024;
+
+/// A job message for the shared queue: the job itself, or its ticket when
+/// the body is larger than [`MAX_INLINE`].
+pub(crate) fn encode_job(msgid: &str, ct: ContentType, body: &[u8]) -> Vec<u8> {
     let id_len = (msgid.len() as u16).to_le_bytes();
-    record(&[&id_len, msgid.as_bytes(), &[ct_byte(ct)], body])
+    let inline = 1 + 2 + msgid.len() + 1 + body.len() <= MAX_INLINE;
+    let mut out = Vec::with_capacity(4 + msgid.len() + if inline { body.len() } else { 0 });
+    out.push(if inline { b'J' } else { b'T' });
+    out.extend_from_slice(&id_len);
+    out.extend_from_slice(msgid.as_bytes());
+    out.push(ct_byte(ct));
+    if inline {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// A job taken from the shared queue: `Some(body)` inline, `None` for a
+/// ticket (the body follows on the worker's pipe).
+pub(crate) struct Taken {
+    pub msgid: String,
+    pub content_type: ContentType,
+    pub body: Option<Vec<u8>>,
+}
+
+pub(crate) fn decode_job(msg: &[u8]) -> Option<Taken> {
+    let (&kind, rest) = msg.split_first()?;
+    let mut c = Cursor(rest);
+    let msgid = c.id()?;
+    let content_type = ct_from(c.take(1)?[0])?;
+    let body = match kind {
+        b'J' => Some(c.0.to_vec()),
+        b'T' if c.0.is_empty() => None,
+        _ => return None,
+    };
+    Some(Taken {
+        msgid,
+        content_type,
+        body,
+    })
+}
+
+/// A ticket's body, on the worker's pipe.
+pub(crate) fn encode_body(body: &[u8]) -> Vec<u8> {
+    record(&[body])
+}
+
+/// The worker took `msgid` from the queue: it runs from now.
+pub(crate) fn encode_started(msgid: &str, out: &mut Vec<u8>) {
+    let len = 1 + 2 + msgid.len();
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.push(b'S');
+    out.extend_from_slice(&(msgid.len() as u16).to_le_bytes());
+    out.extend_from_slice(msgid.as_bytes());
 }
 
 pub(crate) fn encode_response(msgid: &str, outcome: Outcome, ct: ContentType, body: &[u8]) -> Vec<u8> {
     let id_len = (msgid.len() as u16).to_le_bytes();
     let o = outcome.as_str().as_bytes();
-    record(&[&id_len, msgid.as_bytes(), &[o.len() as u8], o, &[ct_byte(ct)], body])
+    record(&[
+        b"R",
+        &id_len,
+        msgid.as_bytes(),
+        &[o.len() as u8],
+        o,
+        &[ct_byte(ct)],
+        body,
+    ])
 }
 
 struct Cursor<'a>(&'a [u8]);
@@ -68,22 +138,39 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// `(msgid, content_type, body)` of a request record (without its length).
-pub(crate) fn decode_request(rec: &[u8]) -> Option<(String, ContentType, Vec<u8>)> {
-    let mut c = Cursor(rec);
-    let id = c.id()?;
-    let ct = ct_from(c.take(1)?[0])?;
-    Some((id, ct, c.0.to_vec()))
+/// A record a worker wrote on its pipe.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Report {
+    /// It took this job from the queue.
+    Started(String),
+    /// A job's end.
+    Result {
+        msgid: String,
+        outcome: Outcome,
+        content_type: ContentType,
+        body: Vec<u8>,
+    },
 }
 
-/// `(msgid, outcome, content_type, body)` of a response record.
-pub(crate) fn decode_response(rec: &[u8]) -> Option<(String, Outcome, ContentType, Vec<u8>)> {
-    let mut c = Cursor(rec);
-    let id = c.id()?;
-    let n = c.take(1)?[0] as usize;
-    let outcome = Outcome::parse(std::str::from_utf8(c.take(n)?).ok()?)?;
-    let ct = ct_from(c.take(1)?[0])?;
-    Some((id, outcome, ct, c.0.to_vec()))
+pub(crate) fn decode_report(rec: &[u8]) -> Option<Report> {
+    let (&kind, rest) = rec.split_first()?;
+    let mut c = Cursor(rest);
+    let msgid = c.id()?;
+    match kind {
+        b'S' if c.0.is_empty() => Some(Report::Started(msgid)),
+        b'R' => {
+            let n = c.take(1)?[0] as usize;
+            let outcome = Outcome::parse(std::str::from_utf8(c.take(n)?).ok()?)?;
+            let content_type = ct_from(c.take(1)?[0])?;
+            Some(Report::Result {
+                msgid,
+                outcome,
+                content_type,
+                body: c.0.to_vec(),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Splits a byte stream into records.
@@ -120,10 +207,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_round_trip_across_split_reads() {
-        let a = encode_request("id-1", ContentType::MsgPack, b"\x00\x01");
+    fn reports_round_trip_across_split_reads() {
+        let mut a = Vec::new();
+        encode_started("id-1", &mut a);
         let b = encode_response("id-2", Outcome::TimedOut, ContentType::Json, b"{}");
-        let stream: Vec<u8> = [a.clone(), b.clone()].concat();
+        let stream: Vec<u8> = [a, b].concat();
         let mut r = RecordReader::default();
         let mut got = Vec::new();
         for chunk in stream.chunks(3) {
@@ -132,14 +220,33 @@ mod tests {
                 got.push(rec);
             }
         }
+        assert_eq!(decode_report(&got[0]), Some(Report::Started("id-1".into())));
         assert_eq!(
-            decode_request(&got[0]),
-            Some(("id-1".into(), ContentType::MsgPack, b"\x00\x01".to_vec()))
+            decode_report(&got[1]),
+            Some(Report::Result {
+                msgid: "id-2".into(),
+                outcome: Outcome::TimedOut,
+                content_type: ContentType::Json,
+                body: b"{}".to_vec()
+            })
         );
+        assert_eq!(decode_report(b"\x05"), None);
+        assert_eq!(decode_report(b"S\x01\x00ax"), None);
+    }
+
+    #[test]
+    fn large_jobs_go_as_tickets() {
+        let small = encode_job("j1", ContentType::MsgPack, b"\x01\x02");
+        let t = decode_job(&small).unwrap();
+        assert_eq!((t.msgid.as_str(), t.body.as_deref()), ("j1", Some(&b"\x01\x02"[..])));
+        let big = vec![7u8; MAX_INLINE];
+        let ticket = encode_job("j2", ContentType::Json, &big);
+        assert!(ticket.len() < 16);
+        let t = decode_job(&ticket).unwrap();
         assert_eq!(
-            decode_response(&got[1]),
-            Some(("id-2".into(), Outcome::TimedOut, ContentType::Json, b"{}".to_vec()))
+            (t.msgid.as_str(), t.content_type, t.body),
+            ("j2", ContentType::Json, None)
         );
-        assert_eq!(decode_request(b"\x05"), None);
+        assert!(decode_job(b"X\x01\x00a\x00").is_none());
     }
 }

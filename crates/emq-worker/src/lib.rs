@@ -30,6 +30,7 @@ pub mod core;
 mod ipc;
 mod metrics;
 mod pool;
+mod queue;
 mod registry;
 pub mod transport;
 mod worker;

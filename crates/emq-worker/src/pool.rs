@@ -1,11 +1,14 @@
 //! The worker processes: spawn (re-executing this binary in worker mode),
-//! hand a job to an idle one, read results, notice deaths the moment a pipe
-//! closes, kill on timeout, recycle after N jobs or above a memory limit.
+//! queue jobs where every idle worker takes from, read what they report,
+//! notice deaths the moment a pipe closes, kill on timeout, recycle after N
+//! jobs or above a memory limit.
 //!
-//! Each worker's stdout is a non-blocking pipe polled by the transport; EOF on
-//! it means the worker is gone, whatever killed it.
+//! Jobs go into the shared queue (`queue.rs`) in order; a worker says which
+//! job it took (that is when the job starts) and later its result, on its
+//! stdout, a non-blocking pipe polled by the transport. EOF on it means the
+//! worker is gone, whatever killed it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -15,17 +18,18 @@ use std::time::{Duration, Instant};
 use emq_proto::{ContentType, JobResult, Outcome};
 use log::{debug, info, warn};
 
-use crate::ipc::{self, RecordReader};
-use crate::worker::{PARENT_ENV, WORKER_ENV};
+use crate::ipc::{self, RecordReader, Report};
+use crate::queue::{SharedQueue, QUEUE_FD_ENV};
+use crate::worker::{MAX_JOBS_ENV, PARENT_ENV, WORKER_ENV};
 
 /// What the pool reports back to the core.
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A job finished, failed, or was lost with its worker.
     Done(Completion),
-    /// A job reached the head of its worker's queue: it runs from now.
+    /// A worker took the job from the queue: it runs from now.
     Started { msgid: String },
-    /// A job queued behind another on a worker that died: never attempted.
+    /// A job taken back from the queue before any worker took it.
     Returned { msgid: String },
 }
 
@@ -39,19 +43,16 @@ pub(crate) struct Completion {
 
 struct Worker {
     child: Child,
+    /// Closed to retire it: it exits before taking another job.
     stdin: Option<ChildStdin>,
     stdout: ChildStdout,
     reader: RecordReader,
-    /// Jobs given to this worker, in order; the first one is running.
-    /// `(msgid, content type, record length)`.
-    queue: VecDeque<(String, ContentType, usize)>,
-    /// Bytes of the records queued behind the running job, still in the pipe
-    /// (kept under the pipe's capacity so a write never blocks).
-    queued_bytes: usize,
-    /// Records not yet written: one write per worker per loop turn.
-    outbuf: Vec<u8>,
+    /// The job it took and has not answered.
+    running: Option<(String, ContentType)>,
     jobs_done: u64,
-    /// Takes no more jobs; retired once its queue is empty.
+    /// The job limit it was started with (it exits by itself there).
+    max_jobs: u64,
+    /// Its stdin is closed: it ends after its current job.
     retiring: bool,
     started: Instant,
 }
@@ -61,9 +62,17 @@ impl Worker {
         self.child.id()
     }
 
-    fn idle(&self) -> bool {
-        self.queue.is_empty()
+    /// Whether ending now, with no job, is the end it was asked for.
+    fn expected_to_end(&self) -> bool {
+        self.running.is_none() && (self.retiring || (self.max_jobs > 0 && self.jobs_done >= self.max_jobs))
     }
+}
+
+/// A job in the queue that no worker has said it took.
+struct Queued {
+    content_type: ContentType,
+    /// A ticket's body, written to the worker that takes it.
+    ticket_body: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +88,6 @@ pub(crate) struct Pool {
     /// Retired or killed workers not yet reaped.
     dying: Vec<Child>,
     target: usize,
-    /// Most jobs given to one worker at once (1 = only when it is idle).
-    pub depth: usize,
     pub max_jobs: u64,
     pub max_rss_bytes: u64,
     /// Workers that died young without finishing a job, in a row.
@@ -88,6 +95,14 @@ pub(crate) struct Pool {
     /// Where worker pipes are read into; kept, because a fresh 64 KiB
     /// buffer per read (zeroed) was half of the jobmanager's instructions.
     read_buf: Box<[u8]>,
+    queue: SharedQueue,
+    /// Job messages the queue had no room for yet, oldest first.
+    overflow: VecDeque<(String, Vec<u8>)>,
+    /// Jobs queued (in the socket or `overflow`) and not yet taken.
+    waiting: HashMap<String, Queued, foldhash::fast::RandomState>,
+    /// Jobs that left the queue when a worker died without saying it took
+    /// one: the dead worker's, unless a live worker reports it by then.
+    suspects: Vec<(String, Instant, String)>,
     /// Workers started, died, and recycled, since the start.
     pub(crate) counts: PoolCounts,
 }
@@ -105,13 +120,18 @@ pub(crate) struct PoolCounts {
 
 /// After this many workers in a row die before finishing a job, give up.
 const MAX_EARLY_DEATHS: u32 = 50;
-/// Bytes that may wait in a busy worker's pipe (Linux pipes hold 64 KiB).
-const MAX_QUEUED_BYTES: usize = 48 * 1024;
+/// How long a live worker has to report a job it took, after another
+/// worker died, before the job is counted as the dead one's.
+const SUSPECT_GRACE: Duration = Duration::from_secs(1);
 
 impl Pool {
-    pub(crate) fn new(depth: usize, max_jobs: u64, max_rss_bytes: u64) -> Result<Pool, SpawnError> {
+    pub(crate) fn new(max_jobs: u64, max_rss_bytes: u64) -> Result<Pool, SpawnError> {
         let exe = std::env::current_exe().map_err(|source| SpawnError {
             exe: "current executable".into(),
+            source,
+        })?;
+        let queue = SharedQueue::new().map_err(|source| SpawnError {
+            exe: "the workers' job queue".into(),
             source,
         })?;
         Ok(Pool {
@@ -119,11 +139,14 @@ impl Pool {
             workers: Vec::new(),
             dying: Vec::new(),
             target: 0,
-            depth: depth.max(1),
             max_jobs,
             max_rss_bytes,
             early_deaths: 0,
             read_buf: vec![0; 64 * 1024].into_boxed_slice(),
+            queue,
+            overflow: VecDeque::new(),
+            waiting: HashMap::default(),
+            suspects: Vec::new(),
             counts: PoolCounts::default(),
         })
     }
@@ -136,6 +159,8 @@ impl Pool {
         let mut child = Command::new(&self.exe)
             .env(WORKER_ENV, "1")
             .env(PARENT_ENV, std::process::id().to_string())
+            .env(QUEUE_FD_ENV, self.queue.take_fd().to_string())
+            .env(MAX_JOBS_ENV, self.max_jobs.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -153,30 +178,39 @@ impl Pool {
             stdin,
             stdout,
             reader: RecordReader::default(),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-            outbuf: Vec::new(),
+            running: None,
             jobs_done: 0,
+            max_jobs: self.max_jobs,
             retiring: false,
             started: Instant::now(),
         })
     }
 
-    /// Keep `n` workers: start missing ones, retire idle extras.
+    fn serving(&self) -> usize {
+        self.workers.iter().filter(|w| !w.retiring).count()
+    }
+
+    /// Keep `n` workers: start missing ones, retire extras (idle ones first;
+    /// a busy one finishes its job).
     pub(crate) fn resize(&mut self, n: usize) -> Result<(), SpawnError> {
         self.target = n;
         self.fill()?;
-        while self.workers.len() > self.target {
-            match self.workers.iter().position(Worker::idle) {
+        while self.serving() > self.target {
+            let pick = |idle: bool| {
+                self.workers
+                    .iter()
+                    .position(|w| !w.retiring && w.running.is_none() == idle)
+            };
+            match pick(true).or_else(|| pick(false)) {
                 Some(i) => self.retire(i),
-                None => break, // Busy ones retire when their queue empties.
+                None => break,
             }
         }
         Ok(())
     }
 
     fn fill(&mut self) -> Result<(), SpawnError> {
-        while self.workers.len() < self.target {
+        while self.serving() < self.target {
             let w = self.spawn()?;
             self.counts.spawned += 1;
             self.workers.push(w);
@@ -184,64 +218,66 @@ impl Pool {
         Ok(())
     }
 
-    fn accepts(&self, w: &Worker, rec_len: usize) -> bool {
-        if w.stdin.is_none() || w.retiring {
-            return false;
-        }
-        if self.max_jobs > 0 && w.jobs_done + w.queue.len() as u64 >= self.max_jobs {
-            return false;
-        }
-        w.idle() || (w.queue.len() < self.depth && w.queued_bytes + rec_len <= MAX_QUEUED_BYTES)
+    /// Queue a job for the next idle worker.
+    pub(crate) fn start(&mut self, msgid: &str, ct: ContentType, body: &[u8]) {
+        let msg = ipc::encode_job(msgid, ct, body);
+        let ticket_body = (msg[0] == b'T').then(|| body.to_vec());
+        self.waiting.insert(
+            msgid.to_string(),
+            Queued {
+                content_type: ct,
+                ticket_body,
+            },
+        );
+        self.overflow.push_back((msgid.to_string(), msg));
     }
 
-    /// Give a job to an idle worker, or queue it behind the shortest queue
-    /// when pipelining is on. A job no worker can take comes back as a
-    /// completion (a crash) for the core to decide on.
-    pub(crate) fn start(&mut self, msgid: &str, ct: ContentType, body: &[u8], out: &mut Vec<Event>) {
-        let rec = ipc::encode_request(msgid, ct, body);
-        let choice = self
-            .workers
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| self.accepts(w, rec.len()))
-            .min_by_key(|(_, w)| w.queue.len())
-            .map(|(i, _)| i);
-        let Some(i) = choice else {
-            warn!("no worker can take job {msgid}");
-            return out.push(Event::Done(lost(msgid, ct, "no worker available")));
-        };
-        let w = &mut self.workers[i];
-        if w.idle() {
-            out.push(Event::Started {
-                msgid: msgid.to_string(),
-            });
-        } else {
-            w.queued_bytes += rec.len();
-        }
-        debug!("job {msgid} on worker {} (queue {})", w.pid(), w.queue.len());
-        w.outbuf.extend_from_slice(&rec);
-        w.queue.push_back((msgid.to_string(), ct, rec.len()));
-    }
-
-    /// Write what `start` queued, one write per worker.
-    pub(crate) fn flush_writes(&mut self, out: &mut Vec<Event>) -> Result<(), SpawnError> {
-        let mut dead = Vec::new();
-        for (i, w) in self.workers.iter_mut().enumerate() {
-            if w.outbuf.is_empty() {
-                continue;
+    /// Move queued job messages into the shared queue while it has room, and
+    /// keep the worker count.
+    pub(crate) fn flush_writes(&mut self) -> Result<(), SpawnError> {
+        while let Some((_, msg)) = self.overflow.front() {
+            match self.queue.send(msg) {
+                Ok(true) => {
+                    self.overflow.pop_front();
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    // Not expected on a socket pair we hold both ends of.
+                    warn!("cannot queue a job for the workers: {e}");
+                    break;
+                }
             }
-            let ok = w.stdin.as_mut().is_some_and(|s| s.write_all(&w.outbuf).is_ok());
-            w.outbuf.clear();
-            if !ok {
-                warn!("worker {} did not take its jobs: its pipe is closed", w.pid());
-                w.stdin = None;
-                dead.push(i);
-            }
-        }
-        for i in dead.into_iter().rev() {
-            self.on_death(i, out);
         }
         self.fill()
+    }
+
+    /// The queue's descriptor, when jobs wait for room in it and the workers
+    /// may run out of jobs before another event wakes the jobmanager (poll
+    /// POLLOUT). While the queue holds a job per worker, every job taken is
+    /// reported, and that wakes it to top the queue up: waking for every
+    /// message's worth of room too made a deep prefetch slower.
+    pub(crate) fn wants_room(&self) -> Option<RawFd> {
+        let in_queue = self.waiting.len() - self.overflow.len();
+        (!self.overflow.is_empty() && in_queue < self.workers.len()).then(|| self.queue.send_fd())
+    }
+
+    /// Take back every job no worker has taken, as `Returned` events, newest
+    /// first (the core puts each at the front of its backlog).
+    pub(crate) fn withdraw(&mut self, out: &mut Vec<Event>) {
+        let mut ids: Vec<String> = self.take_back().into_iter().map(|(id, _)| id).collect();
+        ids.extend(self.overflow.drain(..).map(|(id, _)| id));
+        for msgid in &ids {
+            self.waiting.remove(msgid);
+        }
+        out.extend(ids.into_iter().rev().map(|msgid| Event::Returned { msgid }));
+    }
+
+    /// Empty the socket; the jobs it held (msgid, message), oldest first.
+    fn take_back(&mut self) -> Vec<(String, Vec<u8>)> {
+        let msgs = self.queue.take_back(&mut self.read_buf);
+        msgs.into_iter()
+            .filter_map(|msg| Some((ipc::decode_job(&msg)?.msgid, msg)))
+            .collect()
     }
 
     /// The pipes the transport polls, with their worker pids.
@@ -249,7 +285,7 @@ impl Pool {
         self.workers.iter().map(|w| (w.pid(), w.stdout.as_raw_fd())).collect()
     }
 
-    /// Read what worker `pid` wrote; a closed pipe means it died.
+    /// Read what worker `pid` wrote; a closed pipe means it ended.
     pub(crate) fn on_readable(&mut self, pid: u32, out: &mut Vec<Event>) -> Result<(), SpawnError> {
         let Some(i) = self.workers.iter().position(|w| w.pid() == pid) else {
             return Ok(());
@@ -278,54 +314,99 @@ impl Pool {
             }
         }
         loop {
-            match self.workers[i].reader.next_record() {
-                Ok(Some(rec)) => {
-                    let Some((msgid, outcome, content_type, body)) = ipc::decode_response(&rec) else {
-                        closed = true;
-                        break;
-                    };
-                    let w = &mut self.workers[i];
-                    if w.queue.front().is_none_or(|(id, _, _)| *id != msgid) {
-                        warn!("worker {} answered {msgid} out of turn: stopping it", w.pid());
-                        kill_group(w.pid());
-                        closed = true;
-                        break;
-                    }
-                    w.queue.pop_front();
-                    w.jobs_done += 1;
-                    self.early_deaths = 0;
-                    out.push(Event::Done(Completion {
-                        msgid,
-                        outcome,
-                        content_type,
-                        body,
-                    }));
-                    if let Some((next, _, len)) = w.queue.front() {
-                        w.queued_bytes = w.queued_bytes.saturating_sub(*len);
-                        out.push(Event::Started { msgid: next.clone() });
-                    }
-                }
+            let report = match self.workers[i].reader.next_record() {
+                Ok(Some(rec)) => ipc::decode_report(&rec),
                 Ok(None) => break,
-                Err(()) => {
-                    closed = true;
-                    break;
-                }
+                Err(()) => None,
+            };
+            let ok = match report {
+                Some(Report::Started(msgid)) => self.on_started(i, msgid, out),
+                Some(Report::Result {
+                    msgid,
+                    outcome,
+                    content_type,
+                    body,
+                }) => self.on_result(i, msgid, outcome, content_type, body, out),
+                None => false,
+            };
+            if !ok {
+                warn!("worker {} broke the pipe protocol: stopping it", self.workers[i].pid());
+                kill_group(self.workers[i].pid());
+                closed = true;
+                break;
             }
         }
         if closed {
-            self.on_death(i, out);
+            if self.workers[i].expected_to_end() {
+                let w = self.workers.swap_remove(i);
+                debug!("worker {} ended after {} jobs", w.pid(), w.jobs_done);
+                self.dying.push(w.child);
+            } else {
+                self.on_death(i, out);
+            }
+            // Its SIGCHLD may have come before it was counted as dying.
+            self.reap();
             return self.fill();
         }
         if !self.workers[i].retiring && self.should_recycle(i) {
-            self.workers[i].retiring = true;
             self.counts.recycled += 1;
-        }
-        let w = &self.workers[i];
-        if w.idle() && (w.retiring || self.workers.len() > self.target) {
             self.retire(i);
             return self.fill();
         }
         Ok(())
+    }
+
+    fn on_started(&mut self, i: usize, msgid: String, out: &mut Vec<Event>) -> bool {
+        let w = &mut self.workers[i];
+        if w.running.is_some() {
+            return false;
+        }
+        let Some(q) = self.waiting.remove(&msgid) else {
+            return false;
+        };
+        self.suspects.retain(|(id, _, _)| *id != msgid);
+        if let Some(body) = q.ticket_body {
+            let ok = w
+                .stdin
+                .as_mut()
+                .is_some_and(|s| s.write_all(&ipc::encode_body(&body)).is_ok());
+            if !ok {
+                // Retired (or dying) just as it took the ticket: it ends
+                // without the body, and the job never started.
+                debug!("worker {} took job {msgid} as it was leaving: taken back", w.pid());
+                out.push(Event::Returned { msgid });
+                return true;
+            }
+        }
+        debug!("job {msgid} started on worker {}", w.pid());
+        w.running = Some((msgid.clone(), q.content_type));
+        out.push(Event::Started { msgid });
+        true
+    }
+
+    fn on_result(
+        &mut self,
+        i: usize,
+        msgid: String,
+        outcome: Outcome,
+        content_type: ContentType,
+        body: Vec<u8>,
+        out: &mut Vec<Event>,
+    ) -> bool {
+        let w = &mut self.workers[i];
+        if w.running.as_ref().is_none_or(|(id, _)| *id != msgid) {
+            return false;
+        }
+        w.running = None;
+        w.jobs_done += 1;
+        self.early_deaths = 0;
+        out.push(Event::Done(Completion {
+            msgid,
+            outcome,
+            content_type,
+            body,
+        }));
+        true
     }
 
     fn should_recycle(&self, i: usize) -> bool {
@@ -334,7 +415,7 @@ impl Pool {
             info!("worker {} recycled after {} jobs", w.pid(), w.jobs_done);
             return true;
         }
-        if self.max_rss_bytes > 0 {
+        if self.max_rss_bytes > 0 && w.running.is_none() {
             if let Some(rss) = emq_net::resident_bytes(w.pid()) {
                 if rss > self.max_rss_bytes {
                     info!(
@@ -350,11 +431,13 @@ impl Pool {
         false
     }
 
-    /// Close the worker's input: it exits after its current read.
+    /// Close the worker's stdin: it exits instead of taking another job (it
+    /// stays in the pool until its pipe closes, to report its last job).
     fn retire(&mut self, i: usize) {
-        let w = self.workers.swap_remove(i);
-        debug!("worker {} retired", w.pid());
-        self.dying.push(w.child);
+        let w = &mut self.workers[i];
+        debug!("worker {} retiring", w.pid());
+        w.stdin = None;
+        w.retiring = true;
     }
 
     fn on_death(&mut self, i: usize, out: &mut Vec<Event>) {
@@ -362,15 +445,15 @@ impl Pool {
         let mut w = self.workers.swap_remove(i);
         let status = w.child.try_wait().ok().flatten();
         let how = status.map_or_else(|| "pipe closed".to_string(), |s| s.to_string());
-        match w.queue.pop_front() {
-            Some((msgid, ct, _)) => {
+        match w.running.take() {
+            Some((msgid, ct)) => {
                 warn!("worker {} died ({how}) running job {msgid}: replacing it", w.pid());
                 out.push(Event::Done(lost(&msgid, ct, &format!("worker process died ({how})"))));
             }
-            None => warn!("worker {} died ({how}) while idle: replacing it", w.pid()),
-        }
-        for (msgid, _, _) in w.queue.drain(..) {
-            out.push(Event::Returned { msgid });
+            None => {
+                warn!("worker {} died ({how}) between jobs: replacing it", w.pid());
+                self.find_taken(&format!("worker process died ({how})"));
+            }
         }
         if w.jobs_done == 0 && w.started.elapsed() < Duration::from_secs(5) {
             self.early_deaths += 1;
@@ -380,12 +463,54 @@ impl Pool {
         }
     }
 
+    /// A worker died between jobs, perhaps just after taking one (before it
+    /// could say so). Take the queue back and queue it again in order: a
+    /// queued job no longer in it was taken, by a live worker (which reports
+    /// it within moments) or by the dead one.
+    fn find_taken(&mut self, why: &str) {
+        let back = self.take_back();
+        let unsent: std::collections::HashSet<&str> = back
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .chain(self.overflow.iter().map(|(id, _)| id.as_str()))
+            .collect();
+        let until = Instant::now() + SUSPECT_GRACE;
+        for id in self.waiting.keys() {
+            if !unsent.contains(id.as_str()) && !self.suspects.iter().any(|(s, _, _)| s == id) {
+                self.suspects.push((id.clone(), until, why.to_string()));
+            }
+        }
+        for job in back.into_iter().rev() {
+            self.overflow.push_front(job);
+        }
+    }
+
+    /// When `tick` next has something to do.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.suspects.iter().map(|(_, t, _)| *t).min()
+    }
+
+    /// Jobs taken by a worker that died, as no live worker reported them.
+    pub(crate) fn tick(&mut self, out: &mut Vec<Event>) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.suspects)
+            .into_iter()
+            .partition(|(_, t, _)| *t <= now);
+        self.suspects = later;
+        for (msgid, _, why) in due {
+            if let Some(q) = self.waiting.remove(&msgid) {
+                warn!("job {msgid} was taken by a worker that died before starting it");
+                out.push(Event::Done(lost(&msgid, q.content_type, &why)));
+            }
+        }
+    }
+
     /// Kill the worker running `msgid` (and its process group).
     pub(crate) fn kill_job(&mut self, msgid: &str) {
         if let Some(w) = self
             .workers
             .iter()
-            .find(|w| w.queue.front().is_some_and(|(id, _, _)| id == msgid))
+            .find(|w| w.running.as_ref().is_some_and(|(id, _)| id == msgid))
         {
             kill_group(w.pid());
         }
@@ -414,6 +539,8 @@ impl Pool {
 
     /// Stop every worker and wait for them, killing stragglers after `within`.
     pub(crate) fn shutdown(&mut self, within: Duration) {
+        self.take_back();
+        self.overflow.clear();
         for w in self.workers.drain(..) {
             drop(w.stdin);
             self.dying.push(w.child);

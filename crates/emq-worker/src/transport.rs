@@ -128,7 +128,7 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
     let hup = SignalPipe::new(&[signal_hook::consts::SIGHUP])?;
     let chld = SignalPipe::new(&[signal_hook::consts::SIGCHLD])?;
     let ctx = zmq::Context::new();
-    let mut pool = Pool::new(config.pipeline, config.max_jobs, config.max_rss_bytes)?;
+    let mut pool = Pool::new(config.max_jobs, config.max_rss_bytes)?;
     let mut clock = emq_net::Clock::new();
     let mut core = JobManager::new(config.clone(), clock.now(), emq_net::random_seed());
     let mut routers = config.routers.clone();
@@ -173,8 +173,9 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
                         content_type,
                         body,
                     } => {
-                        pool.start(&msgid, content_type, &body, &mut events);
+                        pool.start(&msgid, content_type, &body);
                     }
+                    Action::Withdraw => pool.withdraw(&mut events),
                     Action::Kill { msgid } => pool.kill_job(&msgid),
                     Action::KillAll => pool.kill_all(),
                     Action::Resize { workers } => pool.resize(workers)?,
@@ -185,9 +186,11 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
                     }
                 }
             }
-            pool.flush_writes(&mut events)?;
+            pool.flush_writes()?;
             feed(&mut core, clock.now(), &mut events);
         }
+        // Jobs that waited for room in the workers' queue (POLLOUT woke us).
+        pool.flush_writes()?;
         if pool.is_failing() {
             core.fail("workers keep dying before finishing a job");
             pool.kill_all();
@@ -195,6 +198,9 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
         }
 
         let mut deadline = core.next_deadline();
+        if let Some(d) = pool.next_deadline() {
+            deadline = deadline.min(d);
+        }
         if let Some(s) = snapshots.as_mut() {
             if s.due(Instant::now()) {
                 s.send(Instant::now(), snapshot(&core, &pool));
@@ -204,10 +210,13 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
         let wait = deadline.saturating_duration_since(Instant::now());
         let timeout_ms = wait.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
         let worker_fds = pool.fds();
-        let mut items: Vec<zmq::PollItem<'_>> = Vec::with_capacity(4 + worker_fds.len());
+        let mut items: Vec<zmq::PollItem<'_>> = Vec::with_capacity(6 + worker_fds.len());
         items.push(zmq::PollItem::from_fd(stop.read.as_raw_fd(), zmq::POLLIN));
         items.push(zmq::PollItem::from_fd(hup.read.as_raw_fd(), zmq::POLLIN));
         items.push(zmq::PollItem::from_fd(chld.read.as_raw_fd(), zmq::POLLIN));
+        // Room in the workers' queue for jobs waiting for it (else an fd
+        // that is never ready: -1 is ignored by poll).
+        items.push(zmq::PollItem::from_fd(pool.wants_room().unwrap_or(-1), zmq::POLLOUT));
         for (_, fd) in &worker_fds {
             items.push(zmq::PollItem::from_fd(*fd, zmq::POLLIN));
         }
@@ -224,7 +233,10 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
                 })
             }
         }
-        let readable: Vec<bool> = items.iter().map(|i| i.is_readable() || i.is_error()).collect();
+        let readable: Vec<bool> = items
+            .iter()
+            .map(|i| i.is_readable() || i.is_writable() || i.is_error())
+            .collect();
         drop(items);
         let now = clock.now();
 
@@ -233,15 +245,18 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
             pool.reap();
         }
         for (k, (pid, _)) in worker_fds.iter().enumerate() {
-            if readable[3 + k] {
+            if readable[4 + k] {
                 pool.on_readable(*pid, &mut events)?;
             }
         }
+        if pool.next_deadline().is_some_and(|d| now.mono >= d) {
+            pool.tick(&mut events);
+        }
         feed(&mut core, now, &mut events);
-        if let Some(l) = link.as_ref().filter(|_| readable[3 + worker_fds.len()]) {
+        if let Some(l) = link.as_ref().filter(|_| readable[4 + worker_fds.len()]) {
             receive(l, &mut core, now);
         }
-        if let Some(l) = link.as_ref().filter(|_| readable[4 + worker_fds.len()]) {
+        if let Some(l) = link.as_ref().filter(|_| readable[5 + worker_fds.len()]) {
             report_refusals(&mut refusals, now.mono, l.handshakes.failures());
         }
         if readable[0] && stop.drain() > 0 {
@@ -258,7 +273,6 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
             match reloaded {
                 Ok(new) => {
                     pool.max_jobs = new.max_jobs;
-                    pool.depth = new.pipeline.max(1);
                     pool.max_rss_bytes = new.max_rss_bytes;
                     routers = new.routers.clone();
                     core.reconfigure(now, new);
@@ -287,7 +301,7 @@ fn report_refusals(log: &mut Throttle, now: Instant, failures: Vec<HandshakeFail
 fn feed(core: &mut JobManager, now: emq_proto::Now, events: &mut Vec<Event>) {
     for event in events.drain(..) {
         match event {
-            Event::Done(c) => core.on_job_done(&c.msgid, c.outcome, c.content_type, c.body),
+            Event::Done(c) => core.on_job_done(now, &c.msgid, c.outcome, c.content_type, c.body),
             Event::Started { msgid } => core.on_job_started(now, &msgid),
             Event::Returned { msgid } => core.on_job_returned(&msgid),
         }

@@ -1,7 +1,8 @@
-//! The worker side: this binary re-executed with `EMQ_WORKER_MODE=1`. It reads
-//! job records from the jobmanager on the original stdin, runs handlers, and
-//! writes results on the original stdout, one job at a time, until the pipe
-//! closes.
+//! The worker side: this binary re-executed with `EMQ_WORKER_MODE=1`. It
+//! takes jobs from the queue all workers share (`queue.rs`), runs handlers,
+//! and reports on its original stdout (that it took a job, then its result),
+//! one job at a time, until the jobmanager closes its stdin, or after
+//! `--max-jobs` jobs.
 //!
 //! Before running any handler it moves the protocol pipes out of the way
 //! (handler prints go to stderr, stdin reads /dev/null), joins a process group
@@ -10,16 +11,19 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use emq_proto::{JobCall, JobResult, Outcome};
 
 use crate::ipc;
+use crate::queue::{self, QUEUE_FD_ENV};
 use crate::Registry;
 
 pub(crate) const WORKER_ENV: &str = "EMQ_WORKER_MODE";
 pub(crate) const PARENT_ENV: &str = "EMQ_WORKER_PARENT";
+/// Jobs after which a worker exits by itself (absent or 0: no limit).
+pub(crate) const MAX_JOBS_ENV: &str = "EMQ_WORKER_MAX_JOBS";
 
 pub(crate) fn is_worker_process() -> bool {
     std::env::var_os(WORKER_ENV).is_some_and(|v| v == "1")
@@ -28,6 +32,51 @@ pub(crate) fn is_worker_process() -> bool {
 fn die(why: &str) -> ! {
     eprintln!("emq worker {}: {why}", std::process::id());
     std::process::exit(70)
+}
+
+/// What waiting for the next job found.
+enum Next {
+    /// A message is (probably: another worker may take it first) in the queue.
+    Job,
+    /// Nothing yet, and the wait was not to block.
+    Empty,
+    /// The jobmanager closed our stdin: stop.
+    Stop,
+}
+
+/// Wait for the queue or our stdin; `block: false` only looks.
+fn wait_next(stdin: RawFd, queue: RawFd, block: bool) -> Next {
+    let mut fds = [
+        libc::pollfd {
+            fd: stdin,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: queue,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: poll on a valid array of two pollfds.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, if block { -1 } else { 0 }) };
+        if r < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            die("cannot poll")
+        }
+        // Anything on stdin between jobs is its end: the jobmanager writes
+        // there only a ticket's body, and only after we took the ticket.
+        if fds[0].revents != 0 {
+            return Next::Stop;
+        }
+        if fds[1].revents & (libc::POLLHUP | libc::POLLERR) != 0 && fds[1].revents & libc::POLLIN == 0 {
+            return Next::Stop;
+        }
+        return if fds[1].revents != 0 { Next::Job } else { Next::Empty };
+    }
 }
 
 /// Never returns: exits 0 when the jobmanager closes the pipe.
@@ -41,37 +90,82 @@ pub(crate) fn run(registry: Registry) -> ! {
     if parent.is_some_and(|p| p != nix::unistd::getppid().as_raw()) {
         die("jobmanager already gone");
     }
-    let (input, mut output) = match take_protocol_pipes() {
+    let max_jobs: u64 = std::env::var(MAX_JOBS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let (input, mut output, queue) = match take_protocol_fds() {
         Ok(p) => p,
         Err(e) => die(&format!("cannot set up pipes: {e}")),
     };
-    // One read usually brings a whole record (length and body together).
-    let mut input = std::io::BufReader::with_capacity(64 * 1024, input);
-    let mut len = [0u8; 4];
+    let mut input = input;
+    let mut msg = vec![0u8; ipc::MAX_INLINE];
+    // The last result, held until we know whether a next job is there: its
+    // start then goes in the same write.
+    let mut out: Vec<u8> = Vec::new();
+    let mut done: u64 = 0;
+    let stdin_fd = input.as_raw_fd();
     loop {
-        match input.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(_) => std::process::exit(0),
-        }
-        let n = u32::from_le_bytes(len) as usize;
-        if n > ipc::MAX_RECORD {
-            die("oversized record from jobmanager");
-        }
-        let mut rec = vec![0u8; n];
-        if input.read_exact(&mut rec).is_err() {
+        let taken = match wait_next(stdin_fd, queue.as_raw_fd(), out.is_empty()) {
+            Next::Stop => {
+                let _ = output.write_all(&out);
+                std::process::exit(0)
+            }
+            Next::Empty => {
+                // Nothing queued: the result goes now, then we block.
+                if output.write_all(&out).is_err() {
+                    std::process::exit(0);
+                }
+                out.clear();
+                continue;
+            }
+            Next::Job => match queue::take(queue.as_raw_fd(), &mut msg) {
+                Ok(Some(n)) => match ipc::decode_job(&msg[..n]) {
+                    Some(t) => t,
+                    None => die("corrupt job message from jobmanager"),
+                },
+                // Another worker was quicker.
+                Ok(None) => continue,
+                Err(e) => die(&format!("cannot take a job: {e}")),
+            },
+        };
+        // One write per job: the previous result and this start together.
+        ipc::encode_started(&taken.msgid, &mut out);
+        if output.write_all(&out).is_err() {
             std::process::exit(0);
         }
-        let Some((msgid, ct, body)) = ipc::decode_request(&rec) else {
-            die("corrupt record from jobmanager")
+        out.clear();
+        let body = match taken.body {
+            Some(b) => b,
+            None => read_body(&mut input),
         };
-        let (outcome, result) = run_one(&registry, &msgid, ct, &body);
-        let response = ipc::encode_response(&msgid, outcome, ct, &result.encode_body(ct));
-        // One write per job: holding a result back while the next job runs
-        // could delay it by that job's whole duration.
-        if output.write_all(&response).is_err() {
+        let ct = taken.content_type;
+        let (outcome, result) = run_one(&registry, &taken.msgid, ct, &body);
+        out = ipc::encode_response(&taken.msgid, outcome, ct, &result.encode_body(ct));
+        done += 1;
+        if max_jobs > 0 && done >= max_jobs {
+            let _ = output.write_all(&out);
             std::process::exit(0);
         }
     }
+}
+
+/// A ticket's body, which the jobmanager writes on our stdin once it has
+/// read that we took the ticket.
+fn read_body(input: &mut impl Read) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    if input.read_exact(&mut len).is_err() {
+        std::process::exit(0);
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    if n > ipc::MAX_RECORD {
+        die("oversized record from jobmanager");
+    }
+    let mut body = vec![0u8; n];
+    if input.read_exact(&mut body).is_err() {
+        std::process::exit(0);
+    }
+    body
 }
 
 fn run_one(registry: &Registry, id: &str, ct: emq_proto::ContentType, body: &[u8]) -> (Outcome, JobResult) {
@@ -121,9 +215,11 @@ fn run_one(registry: &Registry, id: &str, ct: emq_proto::ContentType, body: &[u8
     }
 }
 
-/// Keep the pipes from the jobmanager on fresh descriptors, then point fd 0
-/// at /dev/null and fd 1 at stderr so handlers cannot corrupt the protocol.
-fn take_protocol_pipes() -> std::io::Result<(File, File)> {
+/// Keep the pipes and the queue from the jobmanager on fresh close-on-exec
+/// descriptors (programs a handler starts inherit none of them), then point
+/// fd 0 at /dev/null and fd 1 at stderr so handlers cannot corrupt the
+/// protocol.
+fn take_protocol_fds() -> std::io::Result<(File, File, OwnedFd)> {
     let dup = |fd: i32| -> std::io::Result<OwnedFd> {
         // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we own.
         let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
@@ -135,6 +231,13 @@ fn take_protocol_pipes() -> std::io::Result<(File, File)> {
     };
     let input = dup(0)?;
     let output = dup(1)?;
+    let inherited: i32 = std::env::var(QUEUE_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("{QUEUE_FD_ENV} is not set")))?;
+    let queue = dup(inherited)?;
+    // SAFETY: closing the inherited descriptor, which nothing else uses.
+    unsafe { libc::close(inherited) };
     let devnull = File::open("/dev/null")?;
     // SAFETY: dup2 onto the standard descriptors of our own process.
     unsafe {
@@ -142,5 +245,5 @@ fn take_protocol_pipes() -> std::io::Result<(File, File)> {
             return Err(std::io::Error::last_os_error());
         }
     }
-    Ok((File::from(input), File::from(output)))
+    Ok((File::from(input), File::from(output), queue))
 }

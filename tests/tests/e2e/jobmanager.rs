@@ -259,7 +259,8 @@ fn killing_the_jobmanager_leaves_no_workers_behind() {
 #[test]
 fn jobmanager_state_is_visible_in_router_status() {
     let r = router();
-    let _jm = JobManagerProc::start(&r, &["-J", "1", "-Q", "7:images"]);
+    // Slots are the workers with no prefetch (the default adds some).
+    let _jm = JobManagerProc::start(&r, &["-J", "1", "-Q", "7:images", "--prefetch", "0"]);
     let ctx = zmq::Context::new();
     let admin = Dealer::connect(&ctx, &r.admin, None);
     assert!(wait_until(T, || {
@@ -303,7 +304,7 @@ fn sighup_reloads_the_configuration_file() {
     let r = router();
     let dir = Scratch::new();
     let file = dir.path("jm.toml");
-    std::fs::write(&file, "queue = [\"10:default\"]\njobs = 1\n").unwrap();
+    std::fs::write(&file, "queue = [\"10:default\"]\njobs = 1\nprefetch = 0\n").unwrap();
     let jm = JobManagerProc::start(&r, &["--config", file.to_str().unwrap()]);
     let ctx = zmq::Context::new();
     let admin = Dealer::connect(&ctx, &r.admin, None);
@@ -321,7 +322,7 @@ fn sighup_reloads_the_configuration_file() {
             .map(|j| json!([j["queues"].clone(), j["slots"].clone()]))
     };
     assert!(wait_until(T, || queues_of_jm(&admin) == Some(json!([[[10, "default"]], 1]))));
-    std::fs::write(&file, "queue = [\"5:reloaded\"]\njobs = 2\n").unwrap();
+    std::fs::write(&file, "queue = [\"5:reloaded\"]\njobs = 2\nprefetch = 0\n").unwrap();
     jm.proc.signal(Signal::SIGHUP);
     assert!(
         wait_until(T, || queues_of_jm(&admin) == Some(json!([[[5, "reloaded"]], 2]))),
@@ -353,19 +354,19 @@ fn sighup_reloads_the_configuration_file() {
         queues_of_jm(&admin)
     );
     // ...and the jobmanager still reloads a good one.
-    std::fs::write(&file, "queue = [\"7:third\"]\njobs = 2\n").unwrap();
+    std::fs::write(&file, "queue = [\"7:third\"]\njobs = 2\nprefetch = 0\n").unwrap();
     jm.proc.signal(Signal::SIGHUP);
     assert!(wait_until(T, || queues_of_jm(&admin) == Some(json!([[[7, "third"]], 2]))));
 }
 
 #[test]
-fn pipelined_jobs_queued_on_a_killed_worker_run_elsewhere() {
+fn queued_jobs_outlive_a_killed_worker() {
     let r = router();
-    let jm = JobManagerProc::start(&r, &["-J", "2", "--pipeline", "4"]);
+    let jm = JobManagerProc::start(&r, &["-J", "2", "--prefetch", "6"]);
     let pids = workers(&jm, 2);
     let ctx = zmq::Context::new();
     let client = Dealer::connect(&ctx, &r.frontend, None);
-    // 8 jobs: each worker gets one running and three queued in its pipe.
+    // 8 jobs: two running, six in the workers' queue.
     for i in 0..8 {
         submit(
             &client,
@@ -394,8 +395,8 @@ fn pipelined_jobs_queued_on_a_killed_worker_run_elsewhere() {
             frames.of
         );
     }
-    // Only the job that was running on the killed worker failed; the ones
-    // queued behind it had not started and ran on another worker.
+    // Only the job that was running on the killed worker failed; the queued
+    // ones had not started and ran on the other worker and its replacement.
     let crashed: Vec<_> = outcomes.iter().filter(|(_, o)| **o == Outcome::Crashed).collect();
     assert_eq!(crashed.len(), 1, "{outcomes:?}");
     assert_eq!(
@@ -403,4 +404,70 @@ fn pipelined_jobs_queued_on_a_killed_worker_run_elsewhere() {
         7,
         "{outcomes:?}"
     );
+}
+
+/// Celery's prefetch problem: with one long job running, short jobs must not
+/// wait behind it while the other worker is free; with the defaults and with
+/// a deep prefetch alike.
+#[test]
+fn a_long_job_holds_up_no_short_job() {
+    for flags in [&["-J", "2"][..], &["-J", "2", "--prefetch", "200"][..]] {
+        let r = router();
+        let jm = JobManagerProc::start(&r, flags);
+        workers(&jm, 2);
+        let ctx = zmq::Context::new();
+        let client = Dealer::connect(&ctx, &r.frontend, None);
+        // Warm up, so the jobmanager has measured short jobs.
+        for i in 0..50 {
+            submit(&client, &format!("w{i}"), "emq.noop", json!([]), "");
+        }
+        for _ in 0..50 {
+            result(&client, T).expect("warm-up result");
+        }
+        submit(&client, "long", "emq.sleep", json!([4.0]), "");
+        let submitted = Instant::now();
+        for i in 0..30 {
+            submit(&client, &format!("s{i}"), "emq.noop", json!([]), "");
+        }
+        let mut slowest = Duration::ZERO;
+        for _ in 0..30 {
+            let (frames, _) = result(&client, T).expect("a short job's result");
+            assert!(frames.of.starts_with('s'), "{} ended before the short jobs", frames.of);
+            assert_eq!(frames.outcome, Outcome::Ok);
+            slowest = slowest.max(submitted.elapsed());
+        }
+        assert!(
+            slowest < Duration::from_secs(1),
+            "with {flags:?} a short job took {slowest:?} beside a 4 s job"
+        );
+        let (frames, _) = result(&client, T).expect("the long job's result");
+        assert_eq!((frames.of.as_str(), frames.outcome), ("long", Outcome::Ok));
+    }
+}
+
+/// Jobs too large for one message in the workers' queue go as tickets, their
+/// bodies on the worker's own pipe; small ones beside them are unaffected.
+#[test]
+fn large_jobs_reach_their_worker_whole() {
+    let r = router();
+    let jm = JobManagerProc::start(&r, &["-J", "2"]);
+    workers(&jm, 2);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    let sizes = [10, 300_000, 16_000, 2_000_000, 40];
+    for (i, n) in sizes.iter().enumerate() {
+        let text: String = (0..*n).map(|k| char::from(b'a' + ((k * 7 + i) % 26) as u8)).collect();
+        submit(&client, &format!("big{i}"), "emq.echo", json!([text]), "");
+    }
+    let mut seen = 0;
+    while seen < sizes.len() {
+        let (frames, res) = result(&client, T).expect("a result");
+        let i: usize = frames.of.trim_start_matches("big").parse().unwrap();
+        let want: String = (0..sizes[i])
+            .map(|k| char::from(b'a' + ((k * 7 + i) % 26) as u8))
+            .collect();
+        assert_eq!(frames.outcome, Outcome::Ok);
+        assert_eq!(res.value.as_str(), Some(want.as_str()), "job {i} came back whole");
+        seen += 1;
+    }
 }

@@ -305,9 +305,11 @@ fn ten_thousand_jobs_tell_their_stories_in_order_and_every_count_agrees() {
 #[test]
 fn a_stalled_subscriber_loses_events_and_sees_the_gap_while_routing_goes_on() {
     // Small queues on both sides, and bodies in events so that the kernel's
-    // socket buffers fill quickly too.
-    let r = observed_router(&["--events-hwm", "100", "--events-bodies"]);
-    let (mut sub, _jm, seen) = subscribe_then_start_jobmanager(&r, 100, || JobManagerProc::start(&r, &["-J", "4"]));
+    // socket buffers fill quickly too. High-water marks count messages, and
+    // a message carries a burst (up to 1 MiB): at a few tens of thousands of
+    // jobs/s, 100 of them held all 36 MB of events.
+    let r = observed_router(&["--events-hwm", "4", "--events-bodies"]);
+    let (mut sub, _jm, seen) = subscribe_then_start_jobmanager(&r, 4, || JobManagerProc::start(&r, &["-J", "4"]));
     // The subscriber reads nothing while 3,000 jobs with 4 KB bodies run:
     // the router must not wait for it.
     let mut c = Client::connect(&[&r.frontend]).unwrap();

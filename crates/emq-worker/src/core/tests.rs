@@ -25,7 +25,14 @@ impl Sim {
     fn new(config: Config, prefetch: usize) -> Sim {
         let now = Now::new(Instant::now(), 1_700_000_000_000);
         Sim {
-            jm: JobManager::new(Config { prefetch, ..config }, now, SEED),
+            jm: JobManager::new(
+                Config {
+                    prefetch: Some(prefetch),
+                    ..config
+                },
+                now,
+                SEED,
+            ),
             now,
         }
     }
@@ -85,7 +92,8 @@ impl Sim {
     }
 
     fn done(&mut self, id: &str, outcome: Outcome) {
-        self.jm.on_job_done(id, outcome, ContentType::Json, b"{}".to_vec());
+        self.jm
+            .on_job_done(self.now, id, outcome, ContentType::Json, b"{}".to_vec());
     }
 
     fn advance(&mut self, d: Duration) {
@@ -300,17 +308,22 @@ fn unknown_handler_is_not_retried() {
 }
 
 #[test]
-fn prefetch_announces_extra_slots_and_backlog_runs_in_order() {
+fn prefetch_announces_extra_slots_and_queues_jobs_in_order() {
     let (mut s, a) = Sim::connected(config(), 2);
     assert_eq!(readies(&a), 4);
     for id in ["a", "b", "c", "d"] {
         s.request(id, "");
     }
-    assert_eq!(starts(&s.actions()), vec!["a", "b"]);
+    // All four go to the workers' shared queue, in order.
+    assert_eq!(starts(&s.actions()), vec!["a", "b", "c", "d"]);
+    s.request("e", "");
+    assert!(starts(&s.actions()).is_empty(), "a fifth waits here");
     s.done("a", Outcome::Ok);
     let a = s.actions();
-    assert_eq!(starts(&a), vec!["c"]);
-    assert_eq!(readies(&a), 1);
+    assert_eq!(starts(&a), vec!["e"]);
+    assert_eq!(readies(&a), 0, "the slot went to the job that waited");
+    s.done("b", Outcome::Ok);
+    assert_eq!(readies(&s.actions()), 1);
 }
 
 #[test]
@@ -403,14 +416,8 @@ fn emq_router_gets_one_counted_ready_per_batch() {
 }
 
 #[test]
-fn pipelined_jobs_time_out_from_when_they_start_and_lost_ones_come_back() {
-    let (mut s, _) = Sim::connected(
-        Config {
-            pipeline: 2,
-            ..config()
-        },
-        0,
-    );
+fn queued_jobs_time_out_from_when_they_start_and_taken_back_ones_run_again() {
+    let (mut s, _) = Sim::connected(config(), 2);
     assert_eq!(
         readies(&s.jm.take_actions().collect::<Vec<_>>()),
         0,
@@ -419,7 +426,7 @@ fn pipelined_jobs_time_out_from_when_they_start_and_lost_ones_come_back() {
     for id in ["a", "b", "c"] {
         s.request(id, "timeout:5");
     }
-    // All three go to the pool, but only `a` starts now (the others queue).
+    // All three go to the pool's queue; `a` is taken first.
     let started: Vec<String> =
         s.jm.take_actions()
             .filter_map(|a| match a {
@@ -430,7 +437,7 @@ fn pipelined_jobs_time_out_from_when_they_start_and_lost_ones_come_back() {
     assert_eq!(started, vec!["a", "b", "c"]);
     s.jm.on_job_started(s.now, "a");
     s.now = s.now.after(Duration::from_secs(4));
-    s.jm.on_job_done("a", Outcome::Ok, ContentType::Json, b"{}".to_vec());
+    s.jm.on_job_done(s.now, "a", Outcome::Ok, ContentType::Json, b"{}".to_vec());
     s.jm.on_job_started(s.now, "b");
     s.router(Message::Heartbeat {
         unix_time: "0".into(),
@@ -442,7 +449,7 @@ fn pipelined_jobs_time_out_from_when_they_start_and_lost_ones_come_back() {
         !s.jm.take_actions().any(|a| matches!(a, Action::Kill { .. })),
         "b has run 4 s of its 5"
     );
-    // `c` was queued on a worker that died: back to the backlog, started again.
+    // `c` was taken back from the queue: back to the backlog, queued again.
     s.jm.on_job_returned("c");
     let again: Vec<Action> = s.jm.take_actions().collect();
     assert!(
@@ -484,4 +491,81 @@ fn a_guaranteed_job_sent_again_after_it_ran_gets_its_result_not_a_second_run() {
     s.actions();
     s.request("g2", "guarantee");
     assert_eq!(starts(&s.actions()), 1, "a failed attempt is retried");
+}
+
+#[test]
+fn without_a_fixed_prefetch_slots_follow_the_round_trip_and_job_durations() {
+    let mut s = Sim::new(config(), 0);
+    s.jm.config.prefetch = None;
+    let a = s.actions();
+    let inform = Sim::inform_id(&a);
+    // INFORM answered 10 ms later; no job timed yet: no extra slot.
+    s.now = s.now.after(Duration::from_millis(10));
+    s.router(Message::Ack {
+        of: inform,
+        timing: Some(Timing {
+            heartbeat_ms: 1000,
+            liveness_ms: 3000,
+        }),
+        admission: None,
+    });
+    assert_eq!(s.jm.capacity(), 2);
+    let mut n = 0;
+    let mut run = |s: &mut Sim, took: Duration| {
+        n += 1;
+        let id = format!("j{n}");
+        s.request(&id, "");
+        s.actions();
+        s.now = s.now.after(took);
+        s.done(&id, Outcome::Ok);
+    };
+    // 1 ms jobs behind a 10 ms round trip: 2 * 2 * 10 = 40 extra.
+    for _ in 0..40 {
+        run(&mut s, Duration::from_millis(1));
+    }
+    assert_eq!(s.jm.capacity(), 2 + 40);
+    // Long jobs: none, so that jobs wait in the router (where other
+    // jobmanagers, coalescing and expiry reach them).
+    for _ in 0..10 {
+        run(&mut s, Duration::from_secs(4));
+    }
+    assert_eq!(s.jm.capacity(), 2);
+    // Slots already announced are not taken back, and no more are sent.
+    let a = s.actions();
+    assert_eq!(readies(&a), 0, "{a:?}");
+}
+
+#[test]
+fn stopping_takes_back_queued_jobs_and_leaves_once_they_are_back() {
+    let (mut s, _) = Sim::connected(config(), 4);
+    for id in ["a", "b", "c", "d"] {
+        s.request(id, "");
+    }
+    assert_eq!(starts(&s.jm.take_actions().collect::<Vec<_>>()), ["a", "b", "c", "d"]);
+    s.jm.on_job_started(s.now, "a");
+    s.jm.shutdown(s.now);
+    let a: Vec<Action> = s.jm.take_actions().collect();
+    assert!(a.contains(&Action::Withdraw), "{a:?}");
+    // The pool hands back what no worker took, newest first.
+    for id in ["d", "c", "b"] {
+        s.jm.on_job_returned(id);
+    }
+    assert!(
+        starts(&s.jm.take_actions().collect::<Vec<_>>()).is_empty(),
+        "none queued again"
+    );
+    assert_eq!(
+        s.jm.backlog.iter().map(|j| j.msgid.as_str()).collect::<Vec<_>>(),
+        ["b", "c", "d"]
+    );
+    s.done("a", Outcome::Ok);
+    let a: Vec<Action> = s.jm.take_actions().collect();
+    assert!(a.contains(&Action::Exit), "{a:?}");
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::Send {
+            message: Message::Kbye,
+            ..
+        }
+    )));
 }

@@ -37,6 +37,10 @@ struct Pair {
     in_flight_to_jm: VecDeque<(Instant, Vec<Vec<u8>>)>,
     /// Jobs running in the simulated pool, with their end time.
     pool: Vec<(Instant, String)>,
+    /// Jobs in the pool's shared queue, taken by the next free worker.
+    queued: VecDeque<String>,
+    /// The pool's workers.
+    workers: usize,
     job_time: Duration,
     /// Results the client received, by job id.
     results: Vec<String>,
@@ -52,7 +56,7 @@ impl Pair {
         let mut pair = Pair {
             now,
             router: Router::new(router_config, now, SEED),
-            jm: JobManager::new(jm_config, now, 7),
+            jm: JobManager::new(jm_config.clone(), now, 7),
             jm_peer: peer("jm-0"),
             connections: 0,
             latency: Duration::from_millis(1),
@@ -61,6 +65,8 @@ impl Pair {
             in_flight_to_router: VecDeque::new(),
             in_flight_to_jm: VecDeque::new(),
             pool: Vec::new(),
+            queued: VecDeque::new(),
+            workers: jm_config.concurrency,
             job_time: Duration::from_millis(5),
             results: Vec::new(),
             received: Vec::new(),
@@ -73,7 +79,7 @@ impl Pair {
         emq_worker::Config {
             routers: vec!["r".into()],
             concurrency,
-            prefetch,
+            prefetch: Some(prefetch),
             heartbeat: Duration::from_secs(1),
             liveness: Duration::from_secs(3),
             ..emq_worker::Config::default()
@@ -83,6 +89,12 @@ impl Pair {
     /// Move what both cores produced onto the links and into the pool.
     fn exchange(&mut self) {
         loop {
+            // Free workers take queued jobs.
+            while self.pool.len() < self.workers {
+                let Some(msgid) = self.queued.pop_front() else { break };
+                self.jm.on_job_started(self.now, &msgid);
+                self.pool.push((self.now.mono + self.job_time, msgid));
+            }
             let actions: Vec<Action> = self.jm.take_actions().collect();
             let outgoing: Vec<Outgoing> = self.router.take_outgoing().collect();
             if actions.is_empty() && outgoing.is_empty() {
@@ -103,11 +115,13 @@ impl Pair {
                             self.in_flight_to_router.push_back((at, message.into_frames(&msgid)));
                         }
                     }
-                    Action::Start { msgid, .. } => {
-                        self.jm.on_job_started(self.now, &msgid);
-                        self.pool.push((self.now.mono + self.job_time, msgid));
-                    }
+                    Action::Start { msgid, .. } => self.queued.push_back(msgid),
                     Action::Kill { msgid } => self.pool.retain(|(_, id)| *id != msgid),
+                    Action::Withdraw => {
+                        for msgid in std::mem::take(&mut self.queued).into_iter().rev() {
+                            self.jm.on_job_returned(&msgid);
+                        }
+                    }
                     Action::KillAll | Action::Resize { .. } | Action::Exit => {}
                 }
             }
@@ -167,7 +181,7 @@ impl Pair {
         self.pool = running;
         for (_, id) in done {
             self.jm
-                .on_job_done(&id, Outcome::Ok, ContentType::Json, br#"{"value":null}"#.to_vec());
+                .on_job_done(now, &id, Outcome::Ok, ContentType::Json, br#"{"value":null}"#.to_vec());
         }
         if now.mono >= self.router.next_deadline() {
             self.router.tick(now);
