@@ -296,8 +296,28 @@ impl JobManager {
     }
 
     fn connect(&mut self, now: Instant, router: usize) {
+        self.abandon_unstarted();
         self.out.push(Action::Connect { router });
         self.inform(now, router);
+    }
+
+    /// The router we had is gone (or forgot us): the jobs it gave us that no
+    /// worker has started are its to give again, so none of them starts here
+    /// now (that would run them twice). Running jobs finish; their results
+    /// wait for the next router.
+    fn abandon_unstarted(&mut self) {
+        let queued = self.running.values().filter(|r| r.phase == Phase::Queued).count();
+        if self.backlog.is_empty() && queued == 0 {
+            return;
+        }
+        info!(
+            "leaving {} job(s) no worker started to the router",
+            self.backlog.len() + queued
+        );
+        self.backlog.clear();
+        if queued > 0 {
+            self.out.push(Action::Withdraw);
+        }
     }
 
     fn inform(&mut self, now: Instant, router: usize) {
@@ -422,17 +442,21 @@ impl JobManager {
     }
 
     /// The job was taken back from the workers' queue before any worker
-    /// took it: never attempted, it goes back to the front of the backlog
-    /// (jobs taken back together come newest first, so they keep their
-    /// order).
+    /// took it: never attempted. While serving a connected router it goes
+    /// back to the front of the backlog (jobs taken back together come
+    /// newest first, so they keep their order); otherwise it is the
+    /// router's to give again (after KBYE, or to another jobmanager).
     pub fn on_job_returned(&mut self, msgid: &str) {
-        if let Some(r) = self.running.remove(msgid) {
+        let Some(r) = self.running.remove(msgid) else { return };
+        if self.lifecycle == Lifecycle::Serving && matches!(self.link, Link::Connected { .. }) {
             debug!("job {msgid} taken back before any worker took it");
             self.backlog.push_front(r.job);
             self.start_backlog_now();
-            if self.draining() && self.running.is_empty() {
-                self.finish();
-            }
+        } else {
+            debug!("job {msgid} taken back before any worker took it: left to the router");
+        }
+        if self.draining() && self.running.is_empty() {
+            self.finish();
         }
     }
 
@@ -471,6 +495,7 @@ impl JobManager {
             } => {
                 if let Link::Connected { router, .. } = self.link {
                     warn!("router {router} does not know us (restarted?): informing again");
+                    self.abandon_unstarted();
                     self.inform(now, router);
                 }
             }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use emq_proto::{ContentType, Headers, JobCall, JobResult, Message, Outcome, Reply, ResultFrames};
-use emq_tests::{alive, wait_until, Dealer, JobManagerProc, RouterProc, Scratch};
+use emq_tests::{alive, http_get, wait_until, Dealer, JobManagerProc, RouterProc, Scratch};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -470,4 +470,68 @@ fn large_jobs_reach_their_worker_whole() {
         assert_eq!(res.value.as_str(), Some(want.as_str()), "job {i} came back whole");
         seen += 1;
     }
+}
+
+/// A frozen router (SIGSTOP) is a partition from the jobmanager's side: once
+/// it presumes the router gone it starts none of the jobs it holds, which
+/// the router gives out again; only the jobs running at the cut may run
+/// twice (their late results and the second runs both happen).
+#[test]
+fn a_jobmanager_cut_off_starts_none_of_the_jobs_it_holds() {
+    let r = router();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let jm = JobManagerProc::start(&r, &["-J", "2", "--prefetch", "50", "--http", &port.to_string()]);
+    let pids = workers(&jm, 2);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    let dir = Scratch::new();
+    let n = 40;
+    for i in 0..n {
+        let file = dir.path(&format!("j{i}"));
+        let script = format!("echo run >> {}; sleep 0.2", file.display());
+        submit(&client, &format!("j{i}"), "emq.exec", json!(["sh", "-c", script]), "");
+    }
+    let connected = || {
+        let (_, body) = http_get(&addr, "/healthz", T).expect("/healthz answers");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("/healthz is JSON");
+        v["connected"].as_bool().expect("/healthz says whether it is connected")
+    };
+    assert!(wait_until(T, connected), "the jobmanager never said it was connected");
+    running_programs(&pids, 2);
+    let ran = || {
+        (0..n)
+            .map(|i| std::fs::read_to_string(dir.path(&format!("j{i}"))).map_or(0, |s| s.lines().count()))
+            .collect::<Vec<_>>()
+    };
+    r.proc.signal(Signal::SIGSTOP);
+    let cut = Instant::now();
+    assert!(wait_until(T, || !connected()), "the jobmanager never noticed");
+    let noticed = cut.elapsed();
+    let started_then: usize = ran().iter().sum();
+    // Long enough for its workers to have run ten held jobs.
+    assert!(wait_until(T, || cut.elapsed() > noticed + Duration::from_secs(1)));
+    let started_later: usize = ran().iter().sum();
+    r.proc.signal(Signal::SIGCONT);
+    assert!(
+        started_later <= started_then + 2,
+        "jobs started while cut off: {started_then} before, {started_later} after"
+    );
+    let mut ended = std::collections::HashSet::new();
+    while ended.len() < n {
+        let (frames, _) = result(&client, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{} of {n} results; runs {:?}", ended.len(), ran()));
+        ended.insert(frames.of);
+    }
+    let twice = ran().iter().filter(|c| **c > 1).count();
+    assert!(
+        twice <= 2,
+        "{twice} jobs ran twice (2 were running at the cut): {:?}",
+        ran()
+    );
+    assert!(ran().iter().all(|c| *c >= 1));
 }

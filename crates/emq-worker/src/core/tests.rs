@@ -439,12 +439,15 @@ fn queued_jobs_time_out_from_when_they_start_and_taken_back_ones_run_again() {
     s.now = s.now.after(Duration::from_secs(4));
     s.jm.on_job_done(s.now, "a", Outcome::Ok, ContentType::Json, b"{}".to_vec());
     s.jm.on_job_started(s.now, "b");
-    s.router(Message::Heartbeat {
-        unix_time: "0".into(),
-        state: None,
-        workers: None,
-    });
-    s.advance(Duration::from_secs(4));
+    // The router keeps talking (3 s of silence would be a lost router).
+    for _ in 0..2 {
+        s.router(Message::Heartbeat {
+            unix_time: "0".into(),
+            state: None,
+            workers: None,
+        });
+        s.advance(Duration::from_secs(2));
+    }
     assert!(
         !s.jm.take_actions().any(|a| matches!(a, Action::Kill { .. })),
         "b has run 4 s of its 5"
@@ -554,10 +557,7 @@ fn stopping_takes_back_queued_jobs_and_leaves_once_they_are_back() {
         starts(&s.jm.take_actions().collect::<Vec<_>>()).is_empty(),
         "none queued again"
     );
-    assert_eq!(
-        s.jm.backlog.iter().map(|j| j.msgid.as_str()).collect::<Vec<_>>(),
-        ["b", "c", "d"]
-    );
+    assert!(s.jm.backlog.is_empty(), "the router gets them back with KBYE");
     s.done("a", Outcome::Ok);
     let a: Vec<Action> = s.jm.take_actions().collect();
     assert!(a.contains(&Action::Exit), "{a:?}");
@@ -568,4 +568,51 @@ fn stopping_takes_back_queued_jobs_and_leaves_once_they_are_back() {
             ..
         }
     )));
+}
+
+#[test]
+fn a_router_presumed_gone_gets_back_every_job_no_worker_started() {
+    let (mut s, _) = Sim::connected(config(), 4);
+    for id in ["a", "b", "c", "d", "e", "f", "g"] {
+        s.request(id, "");
+    }
+    // Six go to the workers' queue (2 workers + 4), the seventh waits here.
+    assert_eq!(starts(&s.jm.take_actions().collect::<Vec<_>>()).len(), 6);
+    s.jm.on_job_started(s.now, "a");
+    s.jm.on_job_started(s.now, "b");
+    // Silence past the liveness window (3 s): reconnect, and take back what
+    // no worker started, dropping the backlog.
+    s.advance(Duration::from_secs(4));
+    let a: Vec<Action> = s.jm.take_actions().collect();
+    assert!(a.iter().any(|a| matches!(a, Action::Connect { .. })), "{a:?}");
+    assert!(a.contains(&Action::Withdraw), "{a:?}");
+    assert!(s.jm.backlog.is_empty());
+    for id in ["f", "e", "d", "c"] {
+        s.jm.on_job_returned(id);
+    }
+    // A running job finishes during the partition: kept for the next router.
+    s.done("a", Outcome::Ok);
+    let a: Vec<Action> = s.jm.take_actions().collect();
+    assert!(starts(&a).is_empty(), "nothing starts while no router has us: {a:?}");
+    assert!(replies(&a).is_empty());
+    let Link::Informing { inform_id, .. } = &s.jm.link else {
+        panic!("not informing: {:?}", s.jm.link)
+    };
+    let inform = inform_id.clone();
+    s.router(Message::Ack {
+        of: inform,
+        timing: Some(Timing {
+            heartbeat_ms: 1000,
+            liveness_ms: 3000,
+        }),
+        admission: None,
+    });
+    let a = s.actions();
+    assert_eq!(
+        replies(&a),
+        [("a".to_string(), Outcome::Ok)],
+        "the late result is delivered"
+    );
+    assert!(starts(&a).is_empty(), "no job the old router gave starts: {a:?}");
+    assert_eq!(s.jm.running(), 1, "only b, still running");
 }
