@@ -359,17 +359,14 @@ pub struct JobManagerProc {
 }
 
 impl JobManagerProc {
-    /// Start with fast heartbeats; `extra` adds flags (`-J`, `-Q`, ...).
+    /// Start with fast heartbeats (unless `extra` sets `--liveness-ms`);
+    /// `extra` adds flags (`-J`, `-Q`, ...).
     pub fn start(router: &RouterProc, extra: &[&str]) -> JobManagerProc {
         let mut cmd = Command::new(bin("emq-jobmanager"));
-        cmd.args([
-            "--router",
-            &router.backend,
-            "--heartbeat-ms",
-            "100",
-            "--liveness-ms",
-            "1000",
-        ]);
+        cmd.args(["--router", &router.backend]);
+        if !extra.contains(&"--liveness-ms") {
+            cmd.args(["--heartbeat-ms", "100", "--liveness-ms", "1000"]);
+        }
         cmd.args(extra);
         JobManagerProc {
             proc: Proc::spawn(cmd, "emq-jobmanager"),
@@ -438,6 +435,13 @@ pub struct Output {
     pub stderr: String,
     /// How long it ran.
     pub took: Duration,
+}
+
+/// The router's STATUS, as `emq-cli --json status` prints it.
+pub fn router_status(router: &RouterProc) -> serde_json::Value {
+    let out = emq_cli(router, &["--json", "status"], None, Duration::from_secs(10));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    serde_json::from_str(out.stdout.trim()).expect("emq-cli --json status prints JSON")
 }
 
 /// Run `emq-cli` against `router` and wait for it, killing it after `within`.

@@ -415,6 +415,17 @@ impl Router {
         self.after_event(now.mono);
     }
 
+    /// The connection `peer` sent its messages on closed (the transport
+    /// saw it go): a jobmanager there is dead now, its jobs go back to their
+    /// queues without waiting out its liveness window.
+    pub fn connection_closed(&mut self, now: Now, peer: &PeerId) {
+        self.set_now(now);
+        if self.fleet.contains_key(peer) {
+            warn!("jobmanager {peer} closed its connection: declaring it dead");
+            self.remove_jobmanager(now.mono, peer, "its connection closed");
+        }
+    }
+
     /// Handle one message received on `endpoint` from `peer`.
     pub fn handle(&mut self, now: Now, endpoint: Endpoint, peer: PeerId, frames: &[impl emq_proto::Frame]) {
         self.set_now(now);

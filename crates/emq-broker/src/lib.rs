@@ -5,6 +5,7 @@
 //! no I/O and reads no clock; [`transport`] owns the sockets and the poll loop.
 
 pub mod config;
+mod conns;
 pub mod core;
 mod dashboard;
 mod gate;

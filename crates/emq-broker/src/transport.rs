@@ -5,6 +5,12 @@
 //! at once (EHOSTUNREACH) instead of being dropped silently; such messages go
 //! back to the core through [`Router::undeliverable`].
 //!
+//! A jobmanager whose connection closes (its process died) is dead at once
+//! ([`Router::connection_closed`]): each backend message's connection
+//! descriptor is noted (`conns.rs`), and the backend's socket monitor, read
+//! on the admission thread, passes closed descriptors back on a datagram
+//! socket. The liveness window remains for silent failures.
+//!
 //! With `--events` a PUB socket publishes the core's events once the
 //! journal commit they follow is done, never waiting: a subscriber that
 //! falls behind loses events (libzmq drops them at its high-water mark) and
@@ -24,7 +30,7 @@
 
 use std::io::Read;
 use std::os::unix::io::AsRawFd;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::time::Instant;
 
 use log::{error, info, warn};
@@ -33,6 +39,7 @@ use emq_net::curve::{CurveError, WatchedAllowlist};
 use emq_net::handshake::{monitor_event, MECHANISM_MISMATCH};
 
 use crate::config::ConfigError;
+use crate::conns::Connections;
 use crate::core::{Endpoint, EventBurst, Outgoing, PeerId, Router};
 use crate::gate::{self, Gate, Verdict};
 use crate::metrics::LoopStats;
@@ -362,6 +369,12 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         ),
         None => info!("security off (plain ZeroMQ): keep the endpoints on loopback or a trusted network"),
     }
+    // Backend connections that closed, from the admission thread, one
+    // descriptor per datagram (a plain socket: cheap in the routing loop's
+    // poll set, unlike a ZeroMQ socket).
+    let (closed_read, closed_write) = UnixDatagram::pair()?;
+    closed_read.set_nonblocking(true)?;
+    closed_write.set_nonblocking(true)?;
     let stop_admission = ctx.socket(zmq::PAIR).map_err(zerr("create a PAIR socket"))?;
     stop_admission
         .bind("inproc://emq-admission-stop")
@@ -372,7 +385,8 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         .map_err(zerr("connect inproc://emq-admission-stop"))?;
     let admission = std::thread::Builder::new()
         .name("emq-admission".into())
-        .spawn(move || admit(zap, monitors, stopped, gate, allowlists))?;
+        .spawn(move || admit(zap, monitors, stopped, gate, allowlists, closed_write))?;
+    let mut conns = Connections::default();
     let mut sockets = Sockets {
         frontend,
         backend,
@@ -424,6 +438,7 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
             sockets.backend.as_poll_item(zmq::POLLIN),
             sockets.admin.as_poll_item(zmq::POLLIN),
             zmq::PollItem::from_fd(sig_read.as_raw_fd(), zmq::POLLIN),
+            zmq::PollItem::from_fd(closed_read.as_raw_fd(), zmq::POLLIN),
         ];
         let woke = match zmq::poll(&mut items, timeout_ms) {
             Ok(n) => n,
@@ -451,6 +466,7 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
             items[1].is_readable(),
             items[2].is_readable(),
             items[3].is_readable(),
+            items[4].is_readable(),
         ];
         if readable[3] {
             let mut buf = [0u8; 64];
@@ -464,9 +480,17 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
             p.read_subscriptions(&mut core);
         }
         let now = clock.now();
+        if readable[4] {
+            for fd in read_closed(&closed_read) {
+                for identity in conns.closed(fd) {
+                    core.connection_closed(now, &PeerId(identity));
+                }
+            }
+        }
         for (i, ep) in ENDPOINTS.into_iter().enumerate() {
             if readable[i] {
-                stats.received[i] += receive_batch(sockets.get(ep), ep, now, &mut core);
+                let conns = (ep == Endpoint::Backend).then_some(&mut conns);
+                stats.received[i] += receive_batch(sockets.get(ep), ep, now, &mut core, conns);
             }
         }
         // One flush (and so one journal commit) for everything just read.
@@ -493,6 +517,7 @@ fn admit(
     stop: zmq::Socket,
     mut gate: Gate,
     mut allowlists: Option<[WatchedAllowlist; 3]>,
+    closed: UnixDatagram,
 ) {
     if let Some(lists) = allowlists.as_mut() {
         for (list, ep) in lists.iter_mut().zip(ENDPOINTS) {
@@ -512,7 +537,7 @@ fn admit(
         // Connection events first: the connection a ZAP request is about was
         // reported before libzmq sent the request.
         for (monitor, ep) in &monitors {
-            drain_monitor(monitor, *ep, &mut gate, Instant::now());
+            drain_monitor(monitor, *ep, &mut gate, Instant::now(), &closed);
         }
         serve_zap(&zap, &mut gate, allowlists.as_mut(), Instant::now());
     }
@@ -573,7 +598,9 @@ fn monitor(ctx: &zmq::Context, socket: &zmq::Socket, ep: Endpoint) -> Result<zmq
     Ok(pair)
 }
 
-fn drain_monitor(monitor: &zmq::Socket, ep: Endpoint, gate: &mut Gate, now: Instant) {
+/// Feed `gate` the connection events; tell the routing loop (on `closed`)
+/// about backend connections that closed.
+fn drain_monitor(monitor: &zmq::Socket, ep: Endpoint, gate: &mut Gate, now: Instant, closed: &UnixDatagram) {
     use zmq::SocketEvent as E;
     while let Ok(frames) = monitor.recv_multipart(zmq::DONTWAIT) {
         // For ACCEPTED and DISCONNECTED the value is the connection's fd;
@@ -585,6 +612,11 @@ fn drain_monitor(monitor: &zmq::Socket, ep: Endpoint, gate: &mut Gate, now: Inst
             gate.connection_opened(ep, value as i32);
         } else if event == E::DISCONNECTED.to_raw() {
             gate.connection_closed(ep, value as i32);
+            if ep == Endpoint::Backend {
+                // A full queue (hundreds unread) loses the news; the
+                // liveness window still catches those jobmanagers.
+                let _ = closed.send(&(value as i32).to_le_bytes());
+            }
         } else if event == E::HANDSHAKE_FAILED_PROTOCOL.to_raw() && value == MECHANISM_MISMATCH {
             gate.handshake_failed(now, ep, true);
         } else if event == E::HANDSHAKE_FAILED_NO_DETAIL.to_raw() || event == E::HANDSHAKE_FAILED_PROTOCOL.to_raw() {
@@ -640,15 +672,40 @@ fn release_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_free_memory() {}
 
+/// The descriptors of backend connections the admission thread saw close.
+fn read_closed(socket: &UnixDatagram) -> Vec<i32> {
+    let mut fds = Vec::new();
+    let mut buf = [0u8; 4];
+    while let Ok(4) = socket.recv(&mut buf) {
+        fds.push(i32::from_le_bytes(buf));
+    }
+    fds
+}
+
 /// Hand the core what `socket` has (at most [`BATCH`] messages); returns
-/// how many.
-fn receive_batch(socket: &zmq::Socket, ep: Endpoint, now: emq_proto::Now, core: &mut Router) -> u64 {
+/// how many. With `conns`, note which connection each sender is on.
+fn receive_batch(
+    socket: &zmq::Socket,
+    ep: Endpoint,
+    now: emq_proto::Now,
+    core: &mut Router,
+    mut conns: Option<&mut Connections>,
+) -> u64 {
     for n in 0..BATCH {
         match emq_net::recv_frames(socket, zmq::DONTWAIT) {
-            Ok(frames) => emq_net::with_slices(&frames, |frames| {
-                let peer = PeerId(frames[0].to_vec());
-                core.handle(now, ep, peer, &frames[1..]);
-            }),
+            Ok(mut frames) => {
+                if let (Some(conns), [identity, first, ..]) = (conns.as_deref_mut(), &mut frames[..]) {
+                    if conns.wants(identity) {
+                        if let Some(fd) = first.gets("__fd").and_then(|v| v.parse().ok()) {
+                            conns.seen(fd, identity);
+                        }
+                    }
+                }
+                emq_net::with_slices(&frames, |frames| {
+                    let peer = PeerId(frames[0].to_vec());
+                    core.handle(now, ep, peer, &frames[1..]);
+                })
+            }
             Err(zmq::Error::EAGAIN) => return n as u64,
             Err(e) => {
                 error!("receive on {ep:?}: {e}");

@@ -16,6 +16,8 @@ pub struct HandshakeMonitor {
     lost: std::cell::Cell<bool>,
     /// A handshake succeeded after a connection was lost, not yet taken.
     reconnected: std::cell::Cell<bool>,
+    /// A connection closed since the last `take_disconnected`.
+    disconnected: std::cell::Cell<bool>,
 }
 
 /// `ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH` (zmq.h): the monitor value
@@ -41,6 +43,7 @@ impl HandshakeMonitor {
             succeeded: std::cell::Cell::new(false),
             lost: std::cell::Cell::new(false),
             reconnected: std::cell::Cell::new(false),
+            disconnected: std::cell::Cell::new(false),
         })
     }
 
@@ -65,6 +68,7 @@ impl HandshakeMonitor {
             }
             if event == zmq::SocketEvent::DISCONNECTED.to_raw() {
                 self.lost.set(true);
+                self.disconnected.set(true);
                 continue;
             }
             out.push(HandshakeFailure {
@@ -85,6 +89,13 @@ impl HandshakeMonitor {
         // the events' order does.
         let _ = self.failures();
         self.reconnected.replace(false)
+    }
+
+    /// Whether an established connection closed since the last call (the
+    /// peer's process died, or it closed the connection), read from the
+    /// events `failures` has taken in.
+    pub fn take_disconnected(&self) -> bool {
+        self.disconnected.replace(false)
     }
 
     /// Wait until a handshake with one of the `endpoints` succeeds, for up

@@ -672,6 +672,18 @@ impl JobManager {
         }
     }
 
+    /// The connection to the router closed (its process died, or it closed
+    /// it): no need to wait out the liveness window for that. Silence stays
+    /// the test for a router that is frozen or cut off.
+    pub fn on_router_disconnected(&mut self, now: Now) {
+        self.wall_ms = now.unix_ms;
+        self.mono = now.mono;
+        if let Link::Connected { router, .. } = self.link {
+            warn!("connection to router {router} closed: presumed gone, reconnecting");
+            self.connect(now.mono, self.next_router(router));
+        }
+    }
+
     /// Time passes: heartbeats, router liveness, job timeouts, drain deadline.
     pub fn tick(&mut self, now: Now) {
         self.wall_ms = now.unix_ms;

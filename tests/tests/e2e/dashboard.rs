@@ -63,12 +63,6 @@ fn dead_ids(r: &RouterProc) -> Vec<String> {
         .collect()
 }
 
-fn status_json(r: &RouterProc) -> Json {
-    let out = emq_cli(r, &["--json", "status"], None, T);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    serde_json::from_str(out.stdout.trim()).unwrap()
-}
-
 /// A guaranteed job that fails until `flag` exists, then touches
 /// `marker`: dead-lettered at once on a router with no retries.
 fn submit_failing_until(c: &mut Client, flag: &std::path::Path, marker: &std::path::Path) -> JobId {
@@ -177,7 +171,7 @@ fn pause_in_the_dashboard_shows_in_the_cli_and_stops_dispatch() {
         .find(|l| l.starts_with("default"))
         .unwrap_or_default();
     assert!(row.contains("PAUSED"), "emq-cli status:\n{}", out.stdout);
-    assert_eq!(status_json(&r)["queues"]["default"]["paused"], json!(true));
+    assert_eq!(emq_tests::router_status(&r)["queues"]["default"]["paused"], json!(true));
 
     // Taken, not dispatched, for as long as we look.
     let mut c = client(&r);
@@ -267,7 +261,7 @@ fn a_read_only_session_gets_403_on_every_change() {
         }
     }
     // Nothing changed.
-    let status = status_json(&r);
+    let status = emq_tests::router_status(&r);
     assert_eq!(status["queues"]["default"]["paused"], json!(false));
     assert_eq!(dead_ids(&r), [dead.to_string()]);
     let out = emq_cli(&r, &["--json", "schedule", "list"], None, T);

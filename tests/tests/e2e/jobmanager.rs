@@ -43,6 +43,14 @@ fn running_programs(workers: &[i32], n: usize) {
     );
 }
 
+/// Whether the jobmanager serving `/healthz` on `addr` says it is connected
+/// (`None` while its HTTP server is not up yet).
+fn jm_connected(addr: &str) -> Option<bool> {
+    let (_, body) = http_get(addr, "/healthz", T).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("/healthz is JSON");
+    Some(v["connected"].as_bool().expect("/healthz says whether it is connected"))
+}
+
 /// Wait until the jobmanager has `n` workers and return their pids.
 fn workers(jm: &JobManagerProc, n: usize) -> Vec<i32> {
     let mut pids = Vec::new();
@@ -496,12 +504,11 @@ fn a_jobmanager_cut_off_starts_none_of_the_jobs_it_holds() {
         let script = format!("echo run >> {}; sleep 0.2", file.display());
         submit(&client, &format!("j{i}"), "emq.exec", json!(["sh", "-c", script]), "");
     }
-    let connected = || {
-        let (_, body) = http_get(&addr, "/healthz", T).expect("/healthz answers");
-        let v: serde_json::Value = serde_json::from_str(&body).expect("/healthz is JSON");
-        v["connected"].as_bool().expect("/healthz says whether it is connected")
-    };
-    assert!(wait_until(T, connected), "the jobmanager never said it was connected");
+    let connected = || jm_connected(&addr);
+    assert!(
+        wait_until(T, || connected() == Some(true)),
+        "the jobmanager never said it was connected"
+    );
     running_programs(&pids, 2);
     let ran = || {
         (0..n)
@@ -510,7 +517,10 @@ fn a_jobmanager_cut_off_starts_none_of_the_jobs_it_holds() {
     };
     r.proc.signal(Signal::SIGSTOP);
     let cut = Instant::now();
-    assert!(wait_until(T, || !connected()), "the jobmanager never noticed");
+    assert!(
+        wait_until(T, || connected() == Some(false)),
+        "the jobmanager never noticed"
+    );
     let noticed = cut.elapsed();
     let started_then: usize = ran().iter().sum();
     // Long enough for its workers to have run ten held jobs.
@@ -534,4 +544,88 @@ fn a_jobmanager_cut_off_starts_none_of_the_jobs_it_holds() {
         ran()
     );
     assert!(ran().iter().all(|c| *c >= 1));
+}
+
+/// A router that dies closes its connections: the jobmanager notices that at
+/// once instead of waiting out its liveness window (10 s here).
+#[test]
+fn a_killed_router_is_noticed_when_its_connection_closes() {
+    let mut r = router();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let port = port.to_string();
+    let flags = [
+        "-J",
+        "1",
+        "--heartbeat-ms",
+        "1000",
+        "--liveness-ms",
+        "10000",
+        "--http",
+        &port,
+    ];
+    let _jm = JobManagerProc::start(&r, &flags);
+    let connected = || jm_connected(&addr);
+    assert!(
+        wait_until(T, || connected() == Some(true)),
+        "the jobmanager never connected"
+    );
+    let killed = Instant::now();
+    r.proc.kill9();
+    assert!(
+        wait_until(T, || connected() == Some(false)),
+        "the jobmanager never noticed"
+    );
+    // Its /healthz snapshot is at most a second old.
+    assert!(
+        killed.elapsed() < Duration::from_millis(2500),
+        "noticed after {:?}",
+        killed.elapsed()
+    );
+}
+
+/// kill -9 of a jobmanager closes its connection: the router hands its
+/// running job to another jobmanager at once, not after the liveness window
+/// (5 s here).
+#[test]
+fn a_killed_jobmanagers_job_goes_elsewhere_at_once() {
+    let r = RouterProc::start(&[]);
+    let slow = ["-J", "1", "--heartbeat-ms", "1000", "--liveness-ms", "5000"];
+    let mut doomed = JobManagerProc::start(&r, &slow);
+    workers(&doomed, 1);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    let dir = Scratch::new();
+    let marker = dir.path("slept");
+    // Sleeps the first time it runs, returns at once the second.
+    let mut call = JobCall::new("emq.sleep");
+    call.args = vec![json!(30.0)];
+    call.kwargs
+        .insert("once_marker".into(), json!(marker.to_str().unwrap()));
+    let mut h = Headers::parse("");
+    h.reply_requested = true;
+    client.request("slow", "default", &call, h);
+    assert!(wait_until(T, || marker.exists()), "the job never started");
+    let survivor = JobManagerProc::start(&r, &slow);
+    workers(&survivor, 1);
+    assert!(
+        wait_until(T, || emq_tests::router_status(&r)["jobmanagers"]
+            .as_object()
+            .is_some_and(|m| m.len() == 2)),
+        "the second jobmanager never joined"
+    );
+    let killed = Instant::now();
+    doomed.proc.kill9();
+    let (frames, res) = result(&client, T).expect("the job's result");
+    assert_eq!((frames.of.as_str(), frames.outcome), ("slow", Outcome::Ok));
+    assert_eq!(res.value, json!("woke at once"), "it ran again on the survivor");
+    assert!(
+        killed.elapsed() < Duration::from_secs(1),
+        "ran again after {:?}",
+        killed.elapsed()
+    );
 }

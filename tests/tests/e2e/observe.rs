@@ -59,12 +59,6 @@ fn subscribe_then_start_jobmanager(
     }
 }
 
-fn status_json(r: &RouterProc) -> Json {
-    let out = emq_cli(r, &["--json", "status"], None, T);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    serde_json::from_str(out.stdout.trim()).unwrap()
-}
-
 /// Every sample of `/metrics`, as Python's OpenMetrics parser reads it:
 /// `(name, labels, value)`. The parser is strict: a malformed exposition
 /// fails the test.
@@ -226,7 +220,7 @@ fn ten_thousand_jobs_tell_their_stories_in_order_and_every_count_agrees() {
     );
 
     // STATUS counts the same.
-    let status = status_json(&r);
+    let status = emq_tests::router_status(&r);
     let counts = &status["queues"]["default"]["counts"];
     assert_eq!(counts["submitted"], 10_000, "{counts}");
     for outcome in ["ok", "failed", "cancelled"] {
@@ -253,7 +247,7 @@ fn ten_thousand_jobs_tell_their_stories_in_order_and_every_count_agrees() {
         }),
         "/metrics never showed the totals: {samples:?}"
     );
-    let status = status_json(&r);
+    let status = emq_tests::router_status(&r);
     let counts = &status["queues"]["default"]["counts"];
     let num = |v: &Json| v.as_u64().map(|n| n as f64);
     assert_eq!(
@@ -369,7 +363,7 @@ fn a_stalled_subscriber_loses_events_and_sees_the_gap_while_routing_goes_on() {
 fn emq_cli_watch_prints_each_event_and_filters_by_kind_and_queue() {
     let r = observed_router(&[]);
     let _jm = JobManagerProc::start(&r, &["-Q", "alpha", "-Q", "beta", "-J", "2"]);
-    assert!(wait_until(T, || status_json(&r)["jobmanagers"]
+    assert!(wait_until(T, || emq_tests::router_status(&r)["jobmanagers"]
         .as_object()
         .is_some_and(|m| !m.is_empty())));
     let r_watch = &r;

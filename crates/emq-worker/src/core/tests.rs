@@ -616,3 +616,20 @@ fn a_router_presumed_gone_gets_back_every_job_no_worker_started() {
     assert!(starts(&a).is_empty(), "no job the old router gave starts: {a:?}");
     assert_eq!(s.jm.running(), 1, "only b, still running");
 }
+
+#[test]
+fn a_closed_router_connection_is_a_lost_router_at_once() {
+    let (mut s, _) = Sim::connected(config(), 2);
+    s.request("a", "");
+    s.request("b", "");
+    s.request("c", "");
+    s.actions();
+    s.jm.on_router_disconnected(s.now);
+    let a: Vec<Action> = s.jm.take_actions().collect();
+    assert!(a.contains(&Action::Connect { router: 1 }), "{a:?}");
+    // The jobs were all started by the Sim's pool; none is queued.
+    assert!(!a.contains(&Action::Withdraw));
+    // While informing, a second close changes nothing.
+    s.jm.on_router_disconnected(s.now);
+    assert!(s.jm.take_actions().next().is_none());
+}
