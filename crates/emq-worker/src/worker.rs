@@ -44,38 +44,75 @@ enum Next {
     Stop,
 }
 
-/// Wait for the queue or our stdin; `block: false` only looks.
-fn wait_next(stdin: RawFd, queue: RawFd, block: bool) -> Next {
-    let mut fds = [
-        libc::pollfd {
-            fd: stdin,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: queue,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    loop {
-        // SAFETY: poll on a valid array of two pollfds.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, if block { -1 } else { 0 }) };
-        if r < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
+/// What a worker waits on: its stdin (its end) and the shared queue, in an
+/// epoll set where the queue is `EPOLLEXCLUSIVE`, so that a job wakes one
+/// idle worker, not all of them (with poll(), every idle worker woke for
+/// every job, and all but one found nothing: on a small machine that
+/// crowded the one that had work).
+struct Waiter {
+    epoll: OwnedFd,
+}
+
+const STDIN_TOKEN: u64 = 0;
+const QUEUE_TOKEN: u64 = 1;
+
+impl Waiter {
+    fn new(stdin: RawFd, queue: RawFd) -> std::io::Result<Waiter> {
+        // SAFETY: epoll_create1 returns a new descriptor we own.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is fresh and ours.
+        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        let add = |target: RawFd, events: u32, token: u64| {
+            let mut ev = libc::epoll_event { events, u64: token };
+            // SAFETY: epoll_ctl with a valid event on descriptors we hold.
+            if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, target, &mut ev) } < 0 {
+                return Err(std::io::Error::last_os_error());
             }
-            die("cannot poll")
+            Ok(())
+        };
+        add(stdin, libc::EPOLLIN as u32, STDIN_TOKEN)?;
+        add(queue, (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32, QUEUE_TOKEN)?;
+        Ok(Waiter { epoll })
+    }
+
+    /// Wait for the queue or our stdin; `block: false` only looks.
+    fn next(&self, block: bool) -> Next {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
+        loop {
+            // SAFETY: epoll_wait into a valid array of two events.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    2,
+                    if block { -1 } else { 0 },
+                )
+            };
+            if n < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                die("cannot wait for jobs")
+            }
+            let mut job = false;
+            for ev in &events[..n as usize] {
+                let (token, flags) = (ev.u64, ev.events);
+                // Anything on stdin between jobs is its end: the jobmanager
+                // writes there only a ticket's body, and only after we took
+                // the ticket.
+                if token == STDIN_TOKEN {
+                    return Next::Stop;
+                }
+                if flags & libc::EPOLLIN as u32 == 0 {
+                    return Next::Stop;
+                }
+                job = true;
+            }
+            return if job { Next::Job } else { Next::Empty };
         }
-        // Anything on stdin between jobs is its end: the jobmanager writes
-        // there only a ticket's body, and only after we took the ticket.
-        if fds[0].revents != 0 {
-            return Next::Stop;
-        }
-        if fds[1].revents & (libc::POLLHUP | libc::POLLERR) != 0 && fds[1].revents & libc::POLLIN == 0 {
-            return Next::Stop;
-        }
-        return if fds[1].revents != 0 { Next::Job } else { Next::Empty };
     }
 }
 
@@ -104,9 +141,12 @@ pub(crate) fn run(registry: Registry) -> ! {
     // start then goes in the same write.
     let mut out: Vec<u8> = Vec::new();
     let mut done: u64 = 0;
-    let stdin_fd = input.as_raw_fd();
+    let waiter = match Waiter::new(input.as_raw_fd(), queue.as_raw_fd()) {
+        Ok(w) => w,
+        Err(e) => die(&format!("cannot wait on the job queue: {e}")),
+    };
     loop {
-        let taken = match wait_next(stdin_fd, queue.as_raw_fd(), out.is_empty()) {
+        let taken = match waiter.next(out.is_empty()) {
             Next::Stop => {
                 let _ = output.write_all(&out);
                 std::process::exit(0)
