@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use emq_proto::{decode, Envelope, Message};
 
 pub mod browser;
+pub mod netem;
 
 /// Path of a workspace binary next to this test executable's `deps/` folder.
 pub fn bin(name: &str) -> PathBuf {
@@ -362,8 +363,14 @@ impl JobManagerProc {
     /// Start with fast heartbeats (unless `extra` sets `--liveness-ms`);
     /// `extra` adds flags (`-J`, `-Q`, ...).
     pub fn start(router: &RouterProc, extra: &[&str]) -> JobManagerProc {
+        Self::start_at(&router.backend, extra)
+    }
+
+    /// As [`JobManagerProc::start`], connecting to `backend` (a proxy in
+    /// front of the router's backend, say).
+    pub fn start_at(backend: &str, extra: &[&str]) -> JobManagerProc {
         let mut cmd = Command::new(bin("emq-jobmanager"));
-        cmd.args(["--router", &router.backend]);
+        cmd.args(["--router", backend]);
         if !extra.contains(&"--liveness-ms") {
             cmd.args(["--heartbeat-ms", "100", "--liveness-ms", "1000"]);
         }

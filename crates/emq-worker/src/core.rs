@@ -102,6 +102,12 @@ enum Link {
         /// The router is emq's (it announced timing), so one READY may carry
         /// a count instead of one message per slot.
         counted_ready: bool,
+        /// Silent for `quiet_after`: no job starts until it speaks again
+        /// (the jobs no worker took are taken back, kept for then), so that
+        /// fewer of the jobs it may soon give to another jobmanager run here.
+        quiet: bool,
+        /// Three of the router's heartbeats, at most half the window.
+        quiet_after: Duration,
     },
 }
 
@@ -271,7 +277,16 @@ impl JobManager {
         let mut next = self.next_heartbeat;
         match &self.link {
             Link::Informing { since, .. } => next = next.min(*since + self.config.liveness),
-            Link::Connected { window, last_heard, .. } => next = next.min(*last_heard + *window),
+            Link::Connected {
+                window,
+                last_heard,
+                quiet,
+                quiet_after,
+                ..
+            } => {
+                let at = if *quiet { *window } else { *quiet_after };
+                next = next.min(*last_heard + at);
+            }
         }
         for r in self.running.values() {
             if let Phase::Started { deadline: Some(d), .. } = r.phase {
@@ -462,7 +477,7 @@ impl JobManager {
 
     /// Start backlog jobs while the pool has room.
     fn start_backlog_now(&mut self) {
-        if self.lifecycle != Lifecycle::Serving {
+        if self.lifecycle != Lifecycle::Serving || matches!(self.link, Link::Connected { quiet: true, .. }) {
             return;
         }
         while self.running.len() < self.capacity() {
@@ -477,8 +492,12 @@ impl JobManager {
         self.wall_ms = now.unix_ms;
         let now = now.mono;
         self.mono = now;
-        if let Link::Connected { last_heard, .. } = &mut self.link {
+        if let Link::Connected { last_heard, quiet, .. } = &mut self.link {
             *last_heard = now;
+            if std::mem::take(quiet) {
+                info!("router speaks again: starting jobs");
+                self.start_backlog_now();
+            }
         }
         match message {
             Message::Ack { of, timing, .. } => self.on_ack(now, &of, timing),
@@ -540,6 +559,8 @@ impl JobManager {
             window,
             last_heard: now,
             counted_ready: timing.is_some(),
+            quiet: false,
+            quiet_after: (router_hb * 3).min(window / 2),
         };
         self.ever_connected = true;
         self.announced = 0;
@@ -605,7 +626,8 @@ impl JobManager {
             headers: req.headers,
             body: req.body,
         };
-        if self.lifecycle == Lifecycle::Serving && self.running.len() < self.capacity() {
+        let quiet = matches!(self.link, Link::Connected { quiet: true, .. });
+        if self.lifecycle == Lifecycle::Serving && !quiet && self.running.len() < self.capacity() {
             self.start(job, 1);
         } else {
             if self.lifecycle == Lifecycle::Serving {
@@ -705,6 +727,21 @@ impl JobManager {
             } if now >= last_heard + window => {
                 warn!("router {router} silent for {window:?}: presumed gone, reconnecting");
                 self.connect(now, self.next_router(router));
+            }
+            Link::Connected {
+                router,
+                last_heard,
+                quiet: false,
+                quiet_after,
+                ..
+            } if now >= last_heard + quiet_after => {
+                warn!("router {router} silent for {quiet_after:?}: starting no job until it speaks");
+                if let Link::Connected { quiet, .. } = &mut self.link {
+                    *quiet = true;
+                }
+                if self.running.values().any(|r| r.phase == Phase::Queued) {
+                    self.out.push(Action::Withdraw);
+                }
             }
             Link::Informing { router, since, .. } if now >= since + self.config.liveness => {
                 debug!("no ACK from router {router}: trying again");

@@ -10,6 +10,7 @@ mod flow;
 mod graphs;
 mod guaranteed;
 mod jobmanager;
+mod network;
 mod observe;
 mod router;
 mod schedules;

@@ -439,14 +439,15 @@ fn queued_jobs_time_out_from_when_they_start_and_taken_back_ones_run_again() {
     s.now = s.now.after(Duration::from_secs(4));
     s.jm.on_job_done(s.now, "a", Outcome::Ok, ContentType::Json, b"{}".to_vec());
     s.jm.on_job_started(s.now, "b");
-    // The router keeps talking (3 s of silence would be a lost router).
-    for _ in 0..2 {
+    // The router keeps talking (1.5 s of silence, half its window, and no
+    // job would start until it spoke again).
+    for _ in 0..4 {
         s.router(Message::Heartbeat {
             unix_time: "0".into(),
             state: None,
             workers: None,
         });
-        s.advance(Duration::from_secs(2));
+        s.advance(Duration::from_secs(1));
     }
     assert!(
         !s.jm.take_actions().any(|a| matches!(a, Action::Kill { .. })),
@@ -632,4 +633,37 @@ fn a_closed_router_connection_is_a_lost_router_at_once() {
     // While informing, a second close changes nothing.
     s.jm.on_router_disconnected(s.now);
     assert!(s.jm.take_actions().next().is_none());
+}
+
+#[test]
+fn a_quiet_router_holds_job_starts_until_it_speaks() {
+    let (mut s, _) = Sim::connected(config(), 4);
+    for id in ["a", "b", "c", "d"] {
+        s.request(id, "");
+    }
+    assert_eq!(starts(&s.jm.take_actions().collect::<Vec<_>>()).len(), 4);
+    s.jm.on_job_started(s.now, "a");
+    s.jm.on_job_started(s.now, "b");
+    // Three of the router's 1 s heartbeats would be 3 s: half the 3 s
+    // window comes first. The queue is taken back, kept.
+    s.advance(Duration::from_millis(1400));
+    assert!(!s.jm.take_actions().any(|a| a == Action::Withdraw), "not yet");
+    s.advance(Duration::from_millis(200));
+    let a: Vec<Action> = s.jm.take_actions().collect();
+    assert!(a.contains(&Action::Withdraw), "{a:?}");
+    s.jm.on_job_returned("d");
+    s.jm.on_job_returned("c");
+    s.done("a", Outcome::Ok);
+    assert!(
+        starts(&s.actions()).is_empty(),
+        "nothing starts while the router is quiet"
+    );
+    assert_eq!(s.jm.backlog.len(), 2);
+    // It speaks: the held jobs start, in order.
+    s.router(Message::Heartbeat {
+        unix_time: "0".into(),
+        state: None,
+        workers: None,
+    });
+    assert_eq!(starts(&s.actions()), ["c", "d"]);
 }

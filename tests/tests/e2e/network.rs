@@ -1,0 +1,102 @@
+//! emq across a network: jobmanagers behind a link with a real round trip
+//! (`emq_tests::netem::DelayProxy`, 10 ms each way).
+
+use std::time::{Duration, Instant};
+
+use emq_client::{Client, Job};
+use emq_tests::netem::DelayProxy;
+use emq_tests::{wait_until, JobManagerProc, RouterProc};
+
+const T: Duration = Duration::from_secs(30);
+
+/// With the shipped defaults, 2 jobmanagers of 2 workers each, 20 ms away
+/// from the router, run no-op jobs far faster than one job per slot per
+/// round trip (4 slots / 21 ms = 190 jobs/s, what they did when slots were
+/// the workers): the jobmanagers ask for enough jobs to cover the round trip.
+#[test]
+fn remote_jobmanagers_are_not_bound_by_the_round_trip() {
+    let r = RouterProc::start(&[]);
+    let links: Vec<DelayProxy> = (0..2)
+        .map(|_| DelayProxy::start(&r.backend, Duration::from_millis(10)))
+        .collect();
+    let jms: Vec<JobManagerProc> = links
+        .iter()
+        .map(|l| JobManagerProc::start_at(&l.endpoint, &["-J", "2"]))
+        .collect();
+    assert!(
+        wait_until(T, || emq_tests::router_status(&r)["jobmanagers"]
+            .as_object()
+            .is_some_and(|m| m.len() == 2)),
+        "the jobmanagers never joined through their links"
+    );
+    let mut c = Client::connect(&[&r.frontend]).unwrap();
+    // Warm-up: the jobmanagers time jobs and round trips.
+    let mut run = |n: usize| {
+        let started = Instant::now();
+        let mut done = 0;
+        c.submit_many((0..n).map(|_| Job::new("emq.noop")), 4000, T, |_, res| {
+            res.expect("a no-op job succeeds");
+            done += 1;
+        })
+        .unwrap();
+        assert_eq!(done, n);
+        n as f64 / started.elapsed().as_secs_f64()
+    };
+    run(2_000);
+    let rate = run(20_000);
+    println!("{rate:.0} jobs/s through a 20 ms round trip");
+    assert!(rate >= 5_000.0, "{rate:.0} jobs/s through a 20 ms round trip");
+    drop(jms);
+}
+
+/// A jobmanager with a deep prefetch cut off from its router for 2 s (both
+/// sides' liveness window is 1 s, the router's heartbeat 100 ms): after 300 ms
+/// of silence it starts none of the jobs it holds, the router gives them to
+/// the other jobmanager after its window, and after the link heals every job
+/// has ended. Jobs run twice are the 2 running at the cut, those its 2
+/// workers started in those 300 ms (jobs of 250 ms: at most 2 each), and
+/// those whose result was on the wire at the cut (at most one per worker).
+/// Before it held its jobs back, 40 of 300 jobs of 50 ms ran twice.
+#[test]
+fn a_partitioned_jobmanager_runs_nothing_twice_but_what_was_running() {
+    let r = RouterProc::start(&["--heartbeat-ms", "100", "--liveness-ms", "1000"]);
+    let link = DelayProxy::start(&r.backend, Duration::from_millis(10));
+    let cut_off = JobManagerProc::start_at(&link.endpoint, &["-J", "2", "--prefetch", "200"]);
+    let mut c = Client::connect(&[&r.frontend]).unwrap();
+    let dir = emq_tests::Scratch::new();
+    let runs = dir.path("runs");
+    let n = 100;
+    let job = |i: usize| {
+        let script = format!("echo j{i} >> {}; sleep 0.25", runs.display());
+        Job::new("emq.exec").arg("sh").arg("-c").arg(script)
+    };
+    let lines = || std::fs::read_to_string(&runs).map_or(0, |t| t.lines().count());
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(c.submit(&job(i)).unwrap());
+    }
+    assert!(wait_until(T, || lines() >= 4), "the jobs never started");
+    link.cut();
+    // The other jobmanager, on a direct link, takes over what comes back.
+    let _other = JobManagerProc::start(&r, &["-J", "2"]);
+    assert!(wait_until(T, || lines() >= 20), "the other jobmanager ran nothing");
+    let started = Instant::now();
+    assert!(wait_until(T, || started.elapsed() >= Duration::from_secs(2)));
+    link.heal();
+    for id in &ids {
+        c.wait(id, T).expect("every job ends");
+    }
+    let text = std::fs::read_to_string(&runs).unwrap();
+    let mut counts = std::collections::HashMap::new();
+    for line in text.lines() {
+        *counts.entry(line).or_insert(0) += 1;
+    }
+    assert_eq!(counts.len(), n, "every job ran");
+    let twice = counts.values().filter(|c| **c > 1).count();
+    println!("{twice} of {n} jobs ran twice across the partition");
+    assert!(
+        twice <= 8,
+        "{twice} jobs ran twice, more than the 8 the cut can explain"
+    );
+    drop(cut_off);
+}
