@@ -444,6 +444,15 @@ pub struct Output {
     pub took: Duration,
 }
 
+/// A loopback TCP port that was free a moment ago, for a process that
+/// prints no ready line to learn its port from.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("an ephemeral port")
+        .port()
+}
+
 /// The router's STATUS, as `emq-cli --json status` prints it.
 pub fn router_status(router: &RouterProc) -> serde_json::Value {
     let out = emq_cli(router, &["--json", "status"], None, Duration::from_secs(10));

@@ -487,11 +487,7 @@ fn large_jobs_reach_their_worker_whole() {
 #[test]
 fn a_jobmanager_cut_off_starts_none_of_the_jobs_it_holds() {
     let r = router();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = emq_tests::free_port();
     let addr = format!("127.0.0.1:{port}");
     let jm = JobManagerProc::start(&r, &["-J", "2", "--prefetch", "50", "--http", &port.to_string()]);
     let pids = workers(&jm, 2);
@@ -551,11 +547,7 @@ fn a_jobmanager_cut_off_starts_none_of_the_jobs_it_holds() {
 #[test]
 fn a_killed_router_is_noticed_when_its_connection_closes() {
     let mut r = router();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = emq_tests::free_port();
     let addr = format!("127.0.0.1:{port}");
     let port = port.to_string();
     let flags = [

@@ -418,12 +418,7 @@ fn emq_cli_watch_prints_each_event_and_filters_by_kind_and_queue() {
 #[test]
 fn a_jobmanager_serves_its_own_metrics() {
     let r = observed_router(&[]);
-    // A port free a moment ago (the jobmanager prints no ready line).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = emq_tests::free_port();
     let addr = format!("127.0.0.1:{port}");
     let _jm = JobManagerProc::start(&r, &["-J", "2", "--max-jobs", "5", "--http", &port.to_string()]);
     let mut c = Client::connect(&[&r.frontend]).unwrap();

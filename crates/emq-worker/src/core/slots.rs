@@ -118,6 +118,13 @@ impl Slots {
 mod tests {
     use super::*;
 
+    /// `n` jobs that each took `took`.
+    fn ran(s: &mut Slots, n: usize, took: Duration) {
+        for _ in 0..n {
+            s.ran(took);
+        }
+    }
+
     #[test]
     fn extra_slots_cover_the_round_trip_at_the_job_rate() {
         let t0 = Instant::now();
@@ -125,24 +132,16 @@ mod tests {
         s.reconnected(Duration::from_millis(10));
         // Before any job was timed: none.
         assert_eq!(s.extra(2), 0);
-        for _ in 0..50 {
-            s.ran(Duration::from_millis(1));
-        }
+        ran(&mut s, 50, Duration::from_millis(1));
         assert_eq!(s.extra(2), 40);
         // Jobs as long as the round trip: two per worker.
-        for _ in 0..50 {
-            s.ran(Duration::from_millis(10));
-        }
+        ran(&mut s, 50, Duration::from_millis(10));
         assert_eq!(s.extra(2), 4);
         // Long jobs: none.
-        for _ in 0..50 {
-            s.ran(Duration::from_secs(4));
-        }
+        ran(&mut s, 50, Duration::from_secs(4));
         assert_eq!(s.extra(2), 0);
         // Tiny jobs far away: bounded.
-        for _ in 0..100 {
-            s.ran(Duration::from_micros(1));
-        }
+        ran(&mut s, 100, Duration::from_micros(1));
         assert_eq!(s.extra(4), MAX_EXTRA);
         // Large bodies: bounded by bytes (32 MiB / 1 MiB).
         for _ in 0..100 {
@@ -157,9 +156,7 @@ mod tests {
         let ms = Duration::from_millis;
         let mut s = Slots::new();
         s.reconnected(ms(10));
-        for _ in 0..20 {
-            s.ran(ms(1));
-        }
+        ran(&mut s, 20, ms(1));
         s.announced(t0, 2);
         s.filled(t0 + ms(30), 100); // starts a window
         s.filled(t0 + ms(31), 100);

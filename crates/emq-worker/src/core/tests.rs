@@ -66,7 +66,14 @@ impl Sim {
     fn connected(config: Config, prefetch: usize) -> (Sim, Vec<Action>) {
         let mut s = Sim::new(config, prefetch);
         let id = Self::inform_id(&s.actions());
-        s.router(Message::Ack {
+        s.emq_router_acks(id);
+        let a = s.actions();
+        (s, a)
+    }
+
+    /// An emq router (1 s heartbeats, 3 s window) answers INFORM `id`.
+    fn emq_router_acks(&mut self, id: String) {
+        self.router(Message::Ack {
             of: id,
             timing: Some(Timing {
                 heartbeat_ms: 1000,
@@ -74,12 +81,19 @@ impl Sim {
             }),
             admission: None,
         });
-        let a = s.actions();
-        (s, a)
     }
 
     fn router(&mut self, m: Message) {
         self.jm.on_router(self.now, "m", m);
+    }
+
+    /// A HEARTBEAT from the router: it is alive.
+    fn router_beat(&mut self) {
+        self.router(Message::Heartbeat {
+            unix_time: "0".into(),
+            state: None,
+            workers: None,
+        });
     }
 
     fn request(&mut self, id: &str, headers: &str) {
@@ -231,11 +245,7 @@ fn heartbeats_carry_state_and_keep_time() {
     ));
     // Router keeps talking: no reconnect however long.
     for _ in 0..10 {
-        s.router(Message::Heartbeat {
-            unix_time: "0".into(),
-            state: None,
-            workers: None,
-        });
+        s.router_beat();
         s.advance(Duration::from_secs(1));
     }
     assert!(!s.actions().iter().any(|a| matches!(a, Action::Connect { .. })));
@@ -251,17 +261,9 @@ fn timeout_kills_and_reports_timed_out() {
         s.now.mono + Duration::from_secs(1),
         "heartbeat first"
     );
-    s.router(Message::Heartbeat {
-        unix_time: "0".into(),
-        state: None,
-        workers: None,
-    });
+    s.router_beat();
     s.advance(Duration::from_secs(1));
-    s.router(Message::Heartbeat {
-        unix_time: "0".into(),
-        state: None,
-        workers: None,
-    });
+    s.router_beat();
     s.advance(Duration::from_millis(1000));
     let a = s.actions();
     assert!(a.contains(&Action::Kill { msgid: "slow".into() }), "{a:?}");
@@ -442,11 +444,7 @@ fn queued_jobs_time_out_from_when_they_start_and_taken_back_ones_run_again() {
     // The router keeps talking (1.5 s of silence, half its window, and no
     // job would start until it spoke again).
     for _ in 0..4 {
-        s.router(Message::Heartbeat {
-            unix_time: "0".into(),
-            state: None,
-            workers: None,
-        });
+        s.router_beat();
         s.advance(Duration::from_secs(1));
     }
     assert!(
@@ -463,11 +461,7 @@ fn queued_jobs_time_out_from_when_they_start_and_taken_back_ones_run_again() {
         "{again:?}"
     );
     assert!(replies(&again).is_empty(), "a job that never ran is not reported");
-    s.router(Message::Heartbeat {
-        unix_time: "0".into(),
-        state: None,
-        workers: None,
-    });
+    s.router_beat();
     s.advance(Duration::from_millis(1000));
     assert!(s.jm.take_actions().any(|a| a == Action::Kill { msgid: "b".into() }));
 }
@@ -505,14 +499,7 @@ fn without_a_fixed_prefetch_slots_follow_the_round_trip_and_job_durations() {
     let inform = Sim::inform_id(&a);
     // INFORM answered 10 ms later; no job timed yet: no extra slot.
     s.now = s.now.after(Duration::from_millis(10));
-    s.router(Message::Ack {
-        of: inform,
-        timing: Some(Timing {
-            heartbeat_ms: 1000,
-            liveness_ms: 3000,
-        }),
-        admission: None,
-    });
+    s.emq_router_acks(inform);
     assert_eq!(s.jm.capacity(), 2);
     let mut n = 0;
     let mut run = |s: &mut Sim, took: Duration| {
@@ -600,14 +587,7 @@ fn a_router_presumed_gone_gets_back_every_job_no_worker_started() {
         panic!("not informing: {:?}", s.jm.link)
     };
     let inform = inform_id.clone();
-    s.router(Message::Ack {
-        of: inform,
-        timing: Some(Timing {
-            heartbeat_ms: 1000,
-            liveness_ms: 3000,
-        }),
-        admission: None,
-    });
+    s.emq_router_acks(inform);
     let a = s.actions();
     assert_eq!(
         replies(&a),
@@ -660,10 +640,6 @@ fn a_quiet_router_holds_job_starts_until_it_speaks() {
     );
     assert_eq!(s.jm.backlog.len(), 2);
     // It speaks: the held jobs start, in order.
-    s.router(Message::Heartbeat {
-        unix_time: "0".into(),
-        state: None,
-        workers: None,
-    });
+    s.router_beat();
     assert_eq!(starts(&s.actions()), ["c", "d"]);
 }
