@@ -369,12 +369,18 @@ impl JobManagerProc {
     /// As [`JobManagerProc::start`], connecting to `backend` (a proxy in
     /// front of the router's backend, say).
     pub fn start_at(backend: &str, extra: &[&str]) -> JobManagerProc {
+        Self::start_with_env(backend, extra, &[])
+    }
+
+    /// As [`JobManagerProc::start_at`], with environment variables (for it
+    /// and its workers).
+    pub fn start_with_env(backend: &str, extra: &[&str], env: &[(&str, &str)]) -> JobManagerProc {
         let mut cmd = Command::new(bin("emq-jobmanager"));
         cmd.args(["--router", backend]);
         if !extra.contains(&"--liveness-ms") {
             cmd.args(["--heartbeat-ms", "100", "--liveness-ms", "1000"]);
         }
-        cmd.args(extra);
+        cmd.args(extra).envs(env.iter().copied());
         JobManagerProc {
             proc: Proc::spawn(cmd, "emq-jobmanager"),
         }

@@ -24,6 +24,10 @@ pub(crate) const WORKER_ENV: &str = "EMQ_WORKER_MODE";
 pub(crate) const PARENT_ENV: &str = "EMQ_WORKER_PARENT";
 /// Jobs after which a worker exits by itself (absent or 0: no limit).
 pub(crate) const MAX_JOBS_ENV: &str = "EMQ_WORKER_MAX_JOBS";
+/// Fault injection for the tests: `1` makes a worker die right after taking
+/// a job, before it can say so (the moment a `kill -9` can hit but a test
+/// cannot aim at).
+const DIE_AFTER_TAKE_ENV: &str = "EMQ_TEST_WORKER_DIES_AFTER_TAKING";
 
 pub(crate) fn is_worker_process() -> bool {
     std::env::var_os(WORKER_ENV).is_some_and(|v| v == "1")
@@ -127,6 +131,7 @@ pub(crate) fn run(registry: Registry) -> ! {
     if parent.is_some_and(|p| p != nix::unistd::getppid().as_raw()) {
         die("jobmanager already gone");
     }
+    let die_after_take = std::env::var_os(DIE_AFTER_TAKE_ENV).is_some_and(|v| v == "1");
     let max_jobs: u64 = std::env::var(MAX_JOBS_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -169,6 +174,10 @@ pub(crate) fn run(registry: Registry) -> ! {
                 Err(e) => die(&format!("cannot take a job: {e}")),
             },
         };
+        if die_after_take {
+            // SAFETY: signalling our own process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
         // One write per job: the previous result and this start together.
         ipc::encode_started(&taken.msgid, &mut out);
         if output.write_all(&out).is_err() {

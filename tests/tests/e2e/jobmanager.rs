@@ -621,3 +621,30 @@ fn a_killed_jobmanagers_job_goes_elsewhere_at_once() {
         killed.elapsed()
     );
 }
+
+/// A worker killed after taking a job from the shared queue but before
+/// saying so (the jobmanager cannot know which job it took): the jobmanager
+/// takes the queue back, finds the job missing, and a second later, with no
+/// live worker reporting it, ends it as crashed with the worker, instead of
+/// leaving it running forever. Jobs still in the queue run.
+#[test]
+fn a_job_taken_by_a_worker_that_died_at_once_ends_crashed() {
+    let r = router();
+    let jm = JobManagerProc::start_with_env(&r.backend, &["-J", "1"], &[("EMQ_TEST_WORKER_DIES_AFTER_TAKING", "1")]);
+    workers(&jm, 1);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    let submitted = Instant::now();
+    submit(&client, "doomed", "emq.echo", json!([1]), "");
+    let (frames, res) = result(&client, T).expect("the job ends");
+    assert_eq!((frames.of.as_str(), frames.outcome), ("doomed", Outcome::Crashed));
+    assert!(
+        res.error.as_deref().unwrap_or_default().contains("worker process died"),
+        "{res:?}"
+    );
+    assert!(
+        submitted.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        submitted.elapsed()
+    );
+}
