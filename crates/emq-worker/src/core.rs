@@ -626,8 +626,8 @@ impl JobManager {
             headers: req.headers,
             body: req.body,
         };
-        let quiet = matches!(self.link, Link::Connected { quiet: true, .. });
-        if self.lifecycle == Lifecycle::Serving && !quiet && self.running.len() < self.capacity() {
+        // (A REQUEST is the router speaking: the link is not quiet here.)
+        if self.lifecycle == Lifecycle::Serving && self.running.len() < self.capacity() {
             self.start(job, 1);
         } else {
             if self.lifecycle == Lifecycle::Serving {
