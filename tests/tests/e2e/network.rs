@@ -49,19 +49,15 @@ fn remote_jobmanagers_are_not_bound_by_the_round_trip() {
     drop(jms);
 }
 
-/// A jobmanager with a deep prefetch cut off from its router for 2 s (both
-/// sides' liveness window is 1 s, the router's heartbeat 100 ms): after 300 ms
-/// of silence it starts none of the jobs it holds, the router gives them to
-/// the other jobmanager after its window, and after the link heals every job
-/// has ended. Jobs run twice are the 2 running at the cut, those its 2
-/// workers started in those 300 ms (jobs of 250 ms: at most 2 each), and
-/// those whose result was on the wire at the cut (at most one per worker).
-/// Before it held its jobs back, 40 of 300 jobs of 50 ms ran twice.
-#[test]
-fn a_partitioned_jobmanager_runs_nothing_twice_but_what_was_running() {
+/// A jobmanager cut off from its router for 2 s (both sides' liveness window
+/// is 1 s, the router's heartbeat 100 ms) while running 100 jobs of 250 ms:
+/// after 300 ms of silence it starts none of the jobs it holds, the router
+/// gives them to another jobmanager after its window, and after the link
+/// heals every job has ended. Returns how many ran twice.
+fn jobs_run_twice_across_a_partition(flags: &[&str]) -> usize {
     let r = RouterProc::start(&["--heartbeat-ms", "100", "--liveness-ms", "1000"]);
     let link = DelayProxy::start(&r.backend, Duration::from_millis(10));
-    let cut_off = JobManagerProc::start_at(&link.endpoint, &["-J", "2", "--prefetch", "200"]);
+    let _cut_off = JobManagerProc::start_at(&link.endpoint, flags);
     let mut c = Client::connect(&[&r.frontend]).unwrap();
     let dir = emq_tests::Scratch::new();
     let runs = dir.path("runs");
@@ -71,10 +67,7 @@ fn a_partitioned_jobmanager_runs_nothing_twice_but_what_was_running() {
         Job::new("emq.exec").arg("sh").arg("-c").arg(script)
     };
     let lines = || std::fs::read_to_string(&runs).map_or(0, |t| t.lines().count());
-    let mut ids = Vec::new();
-    for i in 0..n {
-        ids.push(c.submit(&job(i)).unwrap());
-    }
+    let ids: Vec<_> = (0..n).map(|i| c.submit(&job(i)).unwrap()).collect();
     assert!(wait_until(T, || lines() >= 4), "the jobs never started");
     link.cut();
     // The other jobmanager, on a direct link, takes over what comes back.
@@ -93,10 +86,75 @@ fn a_partitioned_jobmanager_runs_nothing_twice_but_what_was_running() {
     }
     assert_eq!(counts.len(), n, "every job ran");
     let twice = counts.values().filter(|c| **c > 1).count();
-    println!("{twice} of {n} jobs ran twice across the partition");
+    println!("{flags:?}: {twice} of {n} jobs ran twice across the partition");
+    twice
+}
+
+/// With a deep prefetch: jobs run twice are the 2 running at the cut, those
+/// its 2 workers started in the 300 ms before it held back (at most 2 each),
+/// and those whose result was on the wire at the cut (at most one per
+/// worker). Before it held its jobs back, 40 of 300 jobs of 50 ms ran twice.
+#[test]
+fn a_partitioned_jobmanager_runs_nothing_twice_but_what_was_running() {
+    let twice = jobs_run_twice_across_a_partition(&["-J", "2", "--prefetch", "200"]);
     assert!(
         twice <= 8,
         "{twice} jobs ran twice, more than the 8 the cut can explain"
     );
-    drop(cut_off);
+}
+
+/// With the defaults, jobs four times the round trip get no slot beyond the
+/// workers, so the jobmanager holds only what runs: jobs run twice are those
+/// running at the cut and those whose result was on the wire (one per
+/// worker each).
+#[test]
+fn with_the_defaults_a_partition_reruns_at_most_what_its_workers_had() {
+    let twice = jobs_run_twice_across_a_partition(&["-J", "2"]);
+    assert!(
+        twice <= 4,
+        "{twice} jobs ran twice, more than its 2 workers had in hand"
+    );
+}
+
+/// kill -9 of a jobmanager 20 ms away: its connection closes, the router
+/// gives its running job to another jobmanager within a second (its liveness
+/// window is 5 s).
+#[test]
+fn a_remote_jobmanager_killed_has_its_job_run_elsewhere_within_a_second() {
+    let r = RouterProc::start(&[]);
+    let link = DelayProxy::start(&r.backend, Duration::from_millis(10));
+    let slow = ["-J", "1", "--heartbeat-ms", "1000", "--liveness-ms", "5000"];
+    let mut doomed = JobManagerProc::start_at(&link.endpoint, &slow);
+    let mut c = Client::connect(&[&r.frontend]).unwrap();
+    let dir = emq_tests::Scratch::new();
+    let marker = dir.path("slept");
+    // Sleeps the first time it runs, returns at once the second.
+    let id = c
+        .submit(
+            &Job::new("emq.sleep")
+                .arg(30.0)
+                .kwarg("once_marker", marker.to_str().unwrap()),
+        )
+        .unwrap();
+    assert!(wait_until(T, || marker.exists()), "the job never started");
+    let _survivor = JobManagerProc::start(&r, &slow);
+    assert!(
+        wait_until(T, || emq_tests::router_status(&r)["jobmanagers"]
+            .as_object()
+            .is_some_and(|m| m.len() == 2)),
+        "the second jobmanager never joined"
+    );
+    let killed = Instant::now();
+    doomed.proc.kill9();
+    let result = c.wait(&id, T).expect("the job's result");
+    assert_eq!(
+        result.value,
+        serde_json::json!("woke at once"),
+        "it ran again on the survivor"
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(1),
+        "ran again after {:?}",
+        killed.elapsed()
+    );
 }
