@@ -459,6 +459,11 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// How many jobmanagers the router's STATUS lists.
+pub fn jobmanager_count(router: &RouterProc) -> usize {
+    router_status(router)["jobmanagers"].as_object().map_or(0, |m| m.len())
+}
+
 /// The router's STATUS, as `emq-cli --json status` prints it.
 pub fn router_status(router: &RouterProc) -> serde_json::Value {
     let out = emq_cli(router, &["--json", "status"], None, Duration::from_secs(10));

@@ -580,48 +580,6 @@ fn a_killed_router_is_noticed_when_its_connection_closes() {
     );
 }
 
-/// kill -9 of a jobmanager closes its connection: the router hands its
-/// running job to another jobmanager at once, not after the liveness window
-/// (5 s here).
-#[test]
-fn a_killed_jobmanagers_job_goes_elsewhere_at_once() {
-    let r = RouterProc::start(&[]);
-    let slow = ["-J", "1", "--heartbeat-ms", "1000", "--liveness-ms", "5000"];
-    let mut doomed = JobManagerProc::start(&r, &slow);
-    workers(&doomed, 1);
-    let ctx = zmq::Context::new();
-    let client = Dealer::connect(&ctx, &r.frontend, None);
-    let dir = Scratch::new();
-    let marker = dir.path("slept");
-    // Sleeps the first time it runs, returns at once the second.
-    let mut call = JobCall::new("emq.sleep");
-    call.args = vec![json!(30.0)];
-    call.kwargs
-        .insert("once_marker".into(), json!(marker.to_str().unwrap()));
-    let mut h = Headers::parse("");
-    h.reply_requested = true;
-    client.request("slow", "default", &call, h);
-    assert!(wait_until(T, || marker.exists()), "the job never started");
-    let survivor = JobManagerProc::start(&r, &slow);
-    workers(&survivor, 1);
-    assert!(
-        wait_until(T, || emq_tests::router_status(&r)["jobmanagers"]
-            .as_object()
-            .is_some_and(|m| m.len() == 2)),
-        "the second jobmanager never joined"
-    );
-    let killed = Instant::now();
-    doomed.proc.kill9();
-    let (frames, res) = result(&client, T).expect("the job's result");
-    assert_eq!((frames.of.as_str(), frames.outcome), ("slow", Outcome::Ok));
-    assert_eq!(res.value, json!("woke at once"), "it ran again on the survivor");
-    assert!(
-        killed.elapsed() < Duration::from_secs(1),
-        "ran again after {:?}",
-        killed.elapsed()
-    );
-}
-
 /// A worker killed after taking a job from the shared queue but before
 /// saying so (the jobmanager cannot know which job it took): the jobmanager
 /// takes the queue back, finds the job missing, and a second later, with no

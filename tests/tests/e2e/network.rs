@@ -1,5 +1,6 @@
 //! emq across a network: jobmanagers behind a link with a real round trip
-//! (`emq_tests::netem::DelayProxy`, 10 ms each way).
+//! (`emq_tests::netem::DelayProxy`, 10 ms each way), or on loopback to
+//! compare.
 
 use std::time::{Duration, Instant};
 
@@ -24,9 +25,7 @@ fn remote_jobmanagers_are_not_bound_by_the_round_trip() {
         .map(|l| JobManagerProc::start_at(&l.endpoint, &["-J", "2"]))
         .collect();
     assert!(
-        wait_until(T, || emq_tests::router_status(&r)["jobmanagers"]
-            .as_object()
-            .is_some_and(|m| m.len() == 2)),
+        wait_until(T, || emq_tests::jobmanager_count(&r) == 2),
         "the jobmanagers never joined through their links"
     );
     let mut c = Client::connect(&[&r.frontend]).unwrap();
@@ -116,15 +115,15 @@ fn with_the_defaults_a_partition_reruns_at_most_what_its_workers_had() {
     );
 }
 
-/// kill -9 of a jobmanager 20 ms away: its connection closes, the router
-/// gives its running job to another jobmanager within a second (its liveness
-/// window is 5 s).
-#[test]
-fn a_remote_jobmanager_killed_has_its_job_run_elsewhere_within_a_second() {
+/// kill -9 of a jobmanager (`one_way` away, or on loopback) closes its
+/// connection: the router gives its running job to another jobmanager within
+/// a second, not after its liveness window (5 s here).
+fn killed_jobmanagers_job_runs_elsewhere_within_a_second(one_way: Option<Duration>) {
     let r = RouterProc::start(&[]);
-    let link = DelayProxy::start(&r.backend, Duration::from_millis(10));
+    let link = one_way.map(|d| DelayProxy::start(&r.backend, d));
+    let backend = link.as_ref().map_or(&r.backend, |l| &l.endpoint);
     let slow = ["-J", "1", "--heartbeat-ms", "1000", "--liveness-ms", "5000"];
-    let mut doomed = JobManagerProc::start_at(&link.endpoint, &slow);
+    let mut doomed = JobManagerProc::start_at(backend, &slow);
     let mut c = Client::connect(&[&r.frontend]).unwrap();
     let dir = emq_tests::Scratch::new();
     let marker = dir.path("slept");
@@ -139,9 +138,7 @@ fn a_remote_jobmanager_killed_has_its_job_run_elsewhere_within_a_second() {
     assert!(wait_until(T, || marker.exists()), "the job never started");
     let _survivor = JobManagerProc::start(&r, &slow);
     assert!(
-        wait_until(T, || emq_tests::router_status(&r)["jobmanagers"]
-            .as_object()
-            .is_some_and(|m| m.len() == 2)),
+        wait_until(T, || emq_tests::jobmanager_count(&r) == 2),
         "the second jobmanager never joined"
     );
     let killed = Instant::now();
@@ -157,4 +154,14 @@ fn a_remote_jobmanager_killed_has_its_job_run_elsewhere_within_a_second() {
         "ran again after {:?}",
         killed.elapsed()
     );
+}
+
+#[test]
+fn a_killed_jobmanagers_job_goes_elsewhere_at_once() {
+    killed_jobmanagers_job_runs_elsewhere_within_a_second(None);
+}
+
+#[test]
+fn a_remote_jobmanager_killed_has_its_job_run_elsewhere_within_a_second() {
+    killed_jobmanagers_job_runs_elsewhere_within_a_second(Some(Duration::from_millis(10)));
 }
