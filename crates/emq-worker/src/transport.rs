@@ -186,10 +186,10 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
                     }
                 }
             }
-            pool.flush_writes()?;
             feed(&mut core, clock.now(), &mut events);
         }
-        // Jobs that waited for room in the workers' queue (POLLOUT woke us).
+        // Into the workers' queue, once a turn: the jobs just started, and
+        // those that waited for room in it (POLLOUT woke us).
         pool.flush_writes()?;
         if pool.is_failing() {
             core.fail("workers keep dying before finishing a job");
