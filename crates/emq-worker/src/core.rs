@@ -607,6 +607,7 @@ impl JobManager {
     }
 
     fn on_request(&mut self, now: Instant, msgid: &str, req: Request) {
+        let announced = self.announced > 0;
         self.announced = self.announced.saturating_sub(1);
         self.slots.filled(now, req.body.len());
         if self.running.contains_key(msgid) || self.backlog.iter().any(|j| j.msgid == msgid) {
@@ -630,8 +631,12 @@ impl JobManager {
         if self.lifecycle == Lifecycle::Serving && self.running.len() < self.capacity() {
             self.start(job, 1);
         } else {
-            if self.lifecycle == Lifecycle::Serving {
+            if self.lifecycle == Lifecycle::Serving && !announced {
                 warn!("job {msgid} arrived with no free slot: keeping it until one frees");
+            } else {
+                // Announced while jobs looked shorter: slots sized to the
+                // round trip shrink, and slots already announced stay.
+                debug!("job {msgid} waits for a free slot");
             }
             self.backlog.push_back(job);
         }
