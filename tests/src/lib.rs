@@ -459,6 +459,10 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Router flags for tests: heartbeats every 100 ms, a jobmanager silent for
+/// 600 ms is dead.
+pub const FAST_TIMING: &[&str] = &["--heartbeat-ms", "100", "--liveness-ms", "600"];
+
 /// How many jobmanagers the router's STATUS lists.
 pub fn jobmanager_count(router: &RouterProc) -> usize {
     router_status(router)["jobmanagers"].as_object().map_or(0, |m| m.len())

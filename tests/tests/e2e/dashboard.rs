@@ -19,11 +19,7 @@ fn router(scratch: &Scratch, extra: &[&str]) -> RouterProc {
     let token_file = scratch.path("dashboard.token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let token_arg = token_file.to_str().unwrap().to_string();
-    let mut args = vec![
-        "--heartbeat-ms",
-        "100",
-        "--liveness-ms",
-        "600",
+    let own = [
         "--retry-backoff-ms",
         "10",
         "--http",
@@ -32,8 +28,7 @@ fn router(scratch: &Scratch, extra: &[&str]) -> RouterProc {
         "--dashboard-token-file",
         &token_arg,
     ];
-    args.extend_from_slice(extra);
-    RouterProc::start(&args)
+    RouterProc::start(&[emq_tests::FAST_TIMING, &own, extra].concat())
 }
 
 fn url(r: &RouterProc, path: &str) -> String {

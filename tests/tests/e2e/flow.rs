@@ -11,7 +11,7 @@ use serde_json::json;
 
 const T: Duration = Duration::from_secs(30);
 
-const ROUTER_ARGS: &[&str] = &["--heartbeat-ms", "100", "--liveness-ms", "600"];
+const ROUTER_ARGS: &[&str] = emq_tests::FAST_TIMING;
 
 fn client(r: &RouterProc) -> Client {
     Client::connect(&[&r.frontend]).unwrap()

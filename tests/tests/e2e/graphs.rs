@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(30);
 
-const ROUTER_ARGS: &[&str] = &["--heartbeat-ms", "100", "--liveness-ms", "600"];
+const ROUTER_ARGS: &[&str] = emq_tests::FAST_TIMING;
 
 fn json_out(out: &emq_tests::Output) -> Value {
     assert_eq!(out.code, Some(0), "stdout: {} stderr: {}", out.stdout, out.stderr);

@@ -16,11 +16,7 @@ use serde_json::Value as Json;
 const T: Duration = Duration::from_secs(60);
 
 fn observed_router(extra: &[&str]) -> RouterProc {
-    let mut args = vec![
-        "--heartbeat-ms",
-        "100",
-        "--liveness-ms",
-        "600",
+    let own = [
         "--retry-backoff-ms",
         "10",
         "--events",
@@ -28,8 +24,7 @@ fn observed_router(extra: &[&str]) -> RouterProc {
         "--http",
         "127.0.0.1:0",
     ];
-    args.extend_from_slice(extra);
-    RouterProc::start(&args)
+    RouterProc::start(&[emq_tests::FAST_TIMING, &own, extra].concat())
 }
 
 /// Subscribe to every event, and make sure the subscription is live (a

@@ -10,9 +10,7 @@ use emq_tests::{Dealer, RouterProc};
 const T: Duration = Duration::from_secs(5);
 
 fn fast_router(extra: &[&str]) -> RouterProc {
-    let mut args = vec!["--heartbeat-ms", "100", "--liveness-ms", "600"];
-    args.extend_from_slice(extra);
-    RouterProc::start(&args)
+    RouterProc::start(&[emq_tests::FAST_TIMING, extra].concat())
 }
 
 fn jobmanager(ctx: &zmq::Context, r: &RouterProc, id: &str, queue: &str) -> Dealer {

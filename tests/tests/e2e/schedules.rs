@@ -9,7 +9,7 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
 
-const ROUTER_ARGS: &[&str] = &["--heartbeat-ms", "100", "--liveness-ms", "600"];
+const ROUTER_ARGS: &[&str] = emq_tests::FAST_TIMING;
 
 fn unix_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
