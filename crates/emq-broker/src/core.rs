@@ -307,11 +307,7 @@ impl Router {
         self.fire_due_schedules(now);
         let now = now.mono;
         if now >= self.next_heartbeat {
-            let hb = Message::Heartbeat {
-                unix_time: Now::new(now, self.wall_ms).unix_secs_text(),
-                state: None,
-                workers: None,
-            };
+            let hb = self.heartbeat_message();
             let mut all: Vec<PeerId> = self.fleet.keys().cloned().collect();
             all.sort_unstable();
             self.broadcast(Endpoint::Backend, all, &hb);
@@ -375,6 +371,15 @@ impl Router {
     }
 
     /// The same message to each of `peers`.
+    /// A HEARTBEAT of the router's, stamped with the latest event's time.
+    fn heartbeat_message(&self) -> Message {
+        Message::Heartbeat {
+            unix_time: self.now().unix_secs_text(),
+            state: None,
+            workers: None,
+        }
+    }
+
     fn broadcast(&mut self, endpoint: Endpoint, peers: impl IntoIterator<Item = PeerId>, msg: &Message) {
         let frames = msg.encode_with_id(&self.ids.next());
         for peer in peers {

@@ -23,6 +23,10 @@ use crate::Config;
 mod slots;
 use slots::Slots;
 
+/// How long before the router last spoke results may still have been lost
+/// with its link (in flight, or not yet journaled by it).
+const RESEND_MARGIN: Duration = Duration::from_secs(1);
+
 /// The jobmanager's state, as decisionengine's task manager names them (the
 /// names travel in HEARTBEAT).
 pub use emq_proto::JobManagerState as State;
@@ -108,6 +112,9 @@ enum Link {
         quiet: bool,
         /// Three of the router's heartbeats, at most half the window.
         quiet_after: Duration,
+        /// A HEARTBEAT sent to see whether an emq router is still there
+        /// (it answers at once), unanswered so far: see [`JobManager::probe_after`].
+        probed: bool,
     },
 }
 
@@ -160,6 +167,16 @@ pub struct JobManager {
     announced: usize,
     /// Sizes the slots beyond the workers (without a fixed `--prefetch`).
     slots: Slots,
+    /// When the HEARTBEAT after an emq router's ACK went out: its answer
+    /// times the link's round trip (INFORM to ACK also counts the TCP and
+    /// ZMTP handshakes of a new connection).
+    echo_since: Option<Instant>,
+    /// Guaranteed jobs' results kept since then go to the next router
+    /// after its ACK (see [`JobManager::connect`]).
+    resend_from: Option<Instant>,
+    /// Jobs the router withdrew (CANCEL: they ended elsewhere) while in the
+    /// workers' queue: dropped when they come back from it.
+    withdrawn: Vec<String>,
     /// The monotonic time of the latest event.
     mono: Instant,
     out: Vec<Action>,
@@ -209,6 +226,9 @@ impl JobManager {
             running: HashMap::with_hasher(foldhash::fast::FixedState::with_seed((seed >> 64) as u64)),
             backlog: VecDeque::new(),
             delivered: Delivered::new(seed as u64),
+            echo_since: None,
+            resend_from: None,
+            withdrawn: Vec::new(),
             unsent: Vec::new(),
             announced: 0,
             slots: Slots::new(),
@@ -275,22 +295,32 @@ impl JobManager {
     /// When `tick` next has work to do.
     pub fn next_deadline(&self) -> Instant {
         let mut next = self.next_heartbeat;
+        let mut queued = false;
+        for r in self.running.values() {
+            match r.phase {
+                Phase::Started { deadline: Some(d), .. } => next = next.min(d),
+                Phase::Queued => queued = true,
+                _ => {}
+            }
+        }
         match &self.link {
             Link::Informing { since, .. } => next = next.min(*since + self.config.liveness),
             Link::Connected {
                 window,
                 last_heard,
                 quiet,
-                quiet_after,
                 ..
             } => {
-                let at = if *quiet { *window } else { *quiet_after };
+                let at = if *quiet {
+                    *window
+                } else {
+                    match self.probe_after(queued || !self.backlog.is_empty()) {
+                        Some(p) if matches!(self.link, Link::Connected { probed: false, .. }) => p,
+                        Some(p) => p * 2,
+                        None => self.quiet_after(),
+                    }
+                };
                 next = next.min(*last_heard + at);
-            }
-        }
-        for r in self.running.values() {
-            if let Phase::Started { deadline: Some(d), .. } = r.phase {
-                next = next.min(d);
             }
         }
         if let Lifecycle::Draining { deadline } = self.lifecycle {
@@ -311,6 +341,13 @@ impl JobManager {
     }
 
     fn connect(&mut self, now: Instant, router: usize) {
+        if let Link::Connected { last_heard, .. } = self.link {
+            // Results sent since shortly before the router last spoke may
+            // be lost with the link (on the wire, or not yet journaled):
+            // the guaranteed ones kept here go again after the next ACK.
+            let from = last_heard.checked_sub(RESEND_MARGIN).unwrap_or(last_heard);
+            self.resend_from = Some(self.resend_from.map_or(from, |t| t.min(from)));
+        }
         self.abandon_unstarted();
         self.out.push(Action::Connect { router });
         self.inform(now, router);
@@ -447,6 +484,10 @@ impl JobManager {
     /// A worker took the job: its timeout counts from now.
     pub fn on_job_started(&mut self, now: Now, msgid: &str) {
         self.mono = now.mono;
+        if !self.withdrawn.is_empty() {
+            // Taken by a worker before it could be withdrawn: it runs.
+            self.withdrawn.retain(|w| w != msgid);
+        }
         if let Some(r) = self.running.get_mut(msgid) {
             self.started += u64::from(r.phase == Phase::Queued);
             r.phase = Phase::Started {
@@ -463,7 +504,11 @@ impl JobManager {
     /// router's to give again (after KBYE, or to another jobmanager).
     pub fn on_job_returned(&mut self, msgid: &str) {
         let Some(r) = self.running.remove(msgid) else { return };
-        if self.lifecycle == Lifecycle::Serving && matches!(self.link, Link::Connected { .. }) {
+        if let Some(i) = self.withdrawn.iter().position(|w| w == msgid) {
+            self.withdrawn.swap_remove(i);
+            info!("job {msgid} ended elsewhere: dropped before any worker took it");
+            self.start_backlog_now();
+        } else if self.lifecycle == Lifecycle::Serving && matches!(self.link, Link::Connected { .. }) {
             debug!("job {msgid} taken back before any worker took it");
             self.backlog.push_front(r.job);
             self.start_backlog_now();
@@ -487,13 +532,50 @@ impl JobManager {
         self.update_state();
     }
 
+    /// How long an emq router may be silent, while this jobmanager holds
+    /// jobs no worker has started (`holding`), before it is probed with a
+    /// HEARTBEAT; unanswered for as long again, the link is quiet. Four
+    /// round trips, at least 50 ms, at most half of `quiet_after`: a cut link
+    /// is noticed within a few round trips, so few held jobs start on a
+    /// jobmanager the router may soon declare dead. None: not holding, or
+    /// a router that does not answer probes (EventMQ's).
+    fn probe_after(&self, holding: bool) -> Option<Duration> {
+        match self.link {
+            Link::Connected {
+                counted_ready: true,
+                quiet_after,
+                ..
+            } if holding => Some((self.slots.round_trip() * 4).clamp(Duration::from_millis(50), quiet_after / 2)),
+            _ => None,
+        }
+    }
+
+    fn quiet_after(&self) -> Duration {
+        match self.link {
+            Link::Connected { quiet_after, .. } => quiet_after,
+            Link::Informing { .. } => self.config.liveness,
+        }
+    }
+
+    /// Whether it holds jobs no worker has started.
+    fn holding(&self) -> bool {
+        !self.backlog.is_empty() || self.running.values().any(|r| r.phase == Phase::Queued)
+    }
+
     /// A message from the router.
     pub fn on_router(&mut self, now: Now, msgid: &str, message: Message) {
         self.wall_ms = now.unix_ms;
         let now = now.mono;
         self.mono = now;
-        if let Link::Connected { last_heard, quiet, .. } = &mut self.link {
+        if let Link::Connected {
+            last_heard,
+            quiet,
+            probed,
+            ..
+        } = &mut self.link
+        {
             *last_heard = now;
+            *probed = false;
             if std::mem::take(quiet) {
                 info!("router speaks again: starting jobs");
                 self.start_backlog_now();
@@ -502,7 +584,11 @@ impl JobManager {
         match message {
             Message::Ack { of, timing, .. } => self.on_ack(now, &of, timing),
             Message::Request(req) => self.on_request(now, msgid, req),
-            Message::Heartbeat { .. } => {}
+            Message::Heartbeat { .. } => {
+                if let Some(sent) = self.echo_since.take() {
+                    self.slots.link_measured(now.saturating_duration_since(sent));
+                }
+            }
             Message::Kbye => {
                 let router = self.router_index();
                 warn!("router {router} said KBYE: reconnecting");
@@ -519,8 +605,24 @@ impl JobManager {
                 }
             }
             Message::Error { of, code, reason } => warn!("router refused {of}: {code}: {reason}"),
+            Message::Cancel { of } => self.withdraw_copy(&of),
             other => debug!("ignoring {} from router", other.command().as_str()),
         }
+    }
+
+    /// The router has another jobmanager's (late) result for job `of`:
+    /// this copy is dropped unless a worker has started it.
+    fn withdraw_copy(&mut self, of: &str) {
+        if let Some(i) = self.backlog.iter().position(|j| j.msgid == of) {
+            self.backlog.remove(i);
+            info!("job {of} ended elsewhere: dropped before it started");
+        } else if self.running.get(of).is_some_and(|r| r.phase == Phase::Queued) {
+            self.withdrawn.push(of.to_string());
+            self.out.push(Action::Withdraw);
+        } else {
+            debug!("job {of} ended elsewhere but runs here (or ran): its result will be ignored");
+        }
+        self.update_state();
     }
 
     fn router_index(&self) -> usize {
@@ -561,15 +663,34 @@ impl JobManager {
             counted_ready: timing.is_some(),
             quiet: false,
             quiet_after: (router_hb * 3).min(window / 2),
+            probed: false,
         };
         self.ever_connected = true;
         self.announced = 0;
-        for result in std::mem::take(&mut self.unsent) {
+        let unsent = std::mem::take(&mut self.unsent);
+        if let Some(from) = self.resend_from.take() {
+            let again: Vec<ResultFrames> = self
+                .delivered
+                .kept_since(from)
+                .filter(|r| !unsent.iter().any(|u| u.of == r.of))
+                .collect();
+            if !again.is_empty() {
+                info!(
+                    "sending again {} guaranteed result(s) the last router may not have kept",
+                    again.len()
+                );
+            }
+            for result in again {
+                self.send(Message::Reply(Reply::Result(result)));
+            }
+        }
+        for result in unsent {
             self.send(Message::Reply(Reply::Result(result)));
         }
         self.update_state();
         // Let the router show our state now rather than at the next beat.
         self.heartbeat(now);
+        self.echo_since = timing.is_some().then_some(now);
     }
 
     fn heartbeat(&mut self, now: Instant) {
@@ -685,7 +806,7 @@ impl JobManager {
             body,
         };
         if outcome.is_ok() && run.job.headers.guarantee {
-            self.delivered.keep(&result);
+            self.delivered.keep(&result, now.mono);
         }
         if matches!(self.link, Link::Connected { .. }) {
             self.send(Message::Reply(Reply::Result(result)));
@@ -738,14 +859,29 @@ impl JobManager {
                 last_heard,
                 quiet: false,
                 quiet_after,
+                probed,
                 ..
-            } if now >= last_heard + quiet_after => {
-                warn!("router {router} silent for {quiet_after:?}: starting no job until it speaks");
-                if let Link::Connected { quiet, .. } = &mut self.link {
-                    *quiet = true;
-                }
-                if self.running.values().any(|r| r.phase == Phase::Queued) {
-                    self.out.push(Action::Withdraw);
+            } => {
+                let silent = now.saturating_duration_since(last_heard);
+                match self.probe_after(self.holding()) {
+                    Some(p) if silent >= p * 2 && probed => {
+                        info!(
+                            "router {router} silent for {silent:?}, probe unanswered: starting no job until it speaks"
+                        );
+                        self.go_quiet();
+                    }
+                    Some(p) if silent >= p && !probed => {
+                        debug!("router {router} silent for {silent:?} while jobs wait here: probing it");
+                        if let Link::Connected { probed, .. } = &mut self.link {
+                            *probed = true;
+                        }
+                        self.heartbeat(now);
+                    }
+                    _ if silent >= quiet_after => {
+                        warn!("router {router} silent for {quiet_after:?}: starting no job until it speaks");
+                        self.go_quiet();
+                    }
+                    _ => {}
                 }
             }
             Link::Informing { router, since, .. } if now >= since + self.config.liveness => {
@@ -775,6 +911,16 @@ impl JobManager {
             );
             self.out.push(Action::KillAll);
             self.finish();
+        }
+    }
+
+    /// Start no job until the router speaks; take back those no worker took.
+    fn go_quiet(&mut self) {
+        if let Link::Connected { quiet, .. } = &mut self.link {
+            *quiet = true;
+        }
+        if self.running.values().any(|r| r.phase == Phase::Queued) {
+            self.out.push(Action::Withdraw);
         }
     }
 
@@ -872,6 +1018,7 @@ struct Delivered {
 }
 
 struct DeliveredSlot {
+    kept_at: Instant,
     id: String,
     hash: u64,
     content_type: ContentType,
@@ -907,7 +1054,21 @@ impl Delivered {
         })
     }
 
-    fn keep(&mut self, result: &ResultFrames) {
+    /// The results kept at or after `from`, newest first.
+    fn kept_since(&self, from: Instant) -> impl Iterator<Item = ResultFrames> + '_ {
+        let len = self.slots.len();
+        (0..len)
+            .map(move |k| &self.slots[(self.next + 2 * len - 1 - k) % len])
+            .take_while(move |slot| slot.kept_at >= from)
+            .map(|slot| ResultFrames {
+                of: slot.id.clone(),
+                outcome: Outcome::Ok,
+                content_type: slot.content_type,
+                body: slot.body.clone(),
+            })
+    }
+
+    fn keep(&mut self, result: &ResultFrames, now: Instant) {
         if result.body.len() > Self::MAX_BODY {
             return;
         }
@@ -916,6 +1077,7 @@ impl Delivered {
         self.next = (i + 1) % Self::SLOTS;
         if i == self.slots.len() {
             self.slots.push(DeliveredSlot {
+                kept_at: now,
                 id: result.of.clone(),
                 hash,
                 content_type: result.content_type,
@@ -926,6 +1088,7 @@ impl Delivered {
             if self.by_hash.get(&slot.hash) == Some(&(i as u32)) {
                 self.by_hash.remove(&slot.hash);
             }
+            slot.kept_at = now;
             slot.id.clear();
             slot.id.push_str(&result.of);
             slot.hash = hash;

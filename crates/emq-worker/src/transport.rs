@@ -285,6 +285,11 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
         }
         let now = clock.now();
         if now.mono >= core.next_deadline() {
+            // What the router sent while this loop was held up counts
+            // before its silence is judged.
+            if let Some(l) = &link {
+                receive(l, &mut core, now);
+            }
             core.tick(now);
         }
     }

@@ -73,11 +73,17 @@ impl Router {
                 ..
             } => {
                 jm.workers = workers.or(jm.workers);
+                let echo = jm.timing.is_some();
                 if jm.state != Some(state) {
                     info!("jobmanager {peer} is {state}");
                     jm.state = Some(state);
                     let queues = jm.queues.clone();
                     self.note_jobmanager(EventKind::JobManagerState, &peer, &queues, Some(state), None);
+                }
+                // An emq jobmanager holding jobs it has not started probes a
+                // silent link with a HEARTBEAT: answer at once.
+                if echo {
+                    self.send(Endpoint::Backend, &peer, self.heartbeat_message());
                 }
             }
             Message::Heartbeat { state: None, .. } | Message::Ack { .. } => {}
@@ -232,6 +238,7 @@ impl Router {
             );
             return;
         };
+        let mut withdraw_from = None;
         match &job.place {
             Place::Blocked => {
                 debug!(
@@ -246,6 +253,12 @@ impl Router {
                     "REPLY for {} from {peer}, but the job now runs on {jobmanager}: first result wins",
                     result.of
                 );
+                // A late result (from a jobmanager cut off, or one that
+                // reconnected): the second copy is withdrawn if no worker
+                // of an emq jobmanager has started it yet.
+                if self.fleet.get(&**jobmanager).is_some_and(|jm| !jm.is_eventmq()) {
+                    withdraw_from = Some(jobmanager.clone());
+                }
             }
             Place::Waiting | Place::Delayed { .. } => {
                 debug!(
@@ -255,6 +268,10 @@ impl Router {
             }
         }
         let running = matches!(job.place, Place::Running { .. });
+        if let Some(second) = withdraw_from {
+            let of = result.of.clone();
+            self.send(Endpoint::Backend, &second, Message::Cancel { of });
+        }
         let (key, mut job) = self.jobs.remove_entry(result.of.as_str()).expect("checked above");
         if !running {
             // A result for a job waiting again: it came from an attempt made

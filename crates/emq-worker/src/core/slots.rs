@@ -18,7 +18,11 @@
 //! When the router has had nothing waiting for a whole second every delay
 //! is long, and counting them would ask for more slots, which makes the
 //! delays longer still: so the round trip is held under four times INFORM to
-//! ACK plus 10 ms (the router's own queueing under load). The job duration
+//! ACK plus 10 ms (the router's own queueing under load). With an emq
+//! router, the answer to the HEARTBEAT sent after its ACK times the link
+//! instead of INFORM to ACK, which also counts the handshakes of a new
+//! connection (three round trips): that overestimate asked for extra slots
+//! that jobs of twelve round trips did not need. The job duration
 //! is a moving average of how long jobs ran. Both are measured with the
 //! `Now` the core is given.
 
@@ -45,6 +49,9 @@ pub(crate) struct Slots {
     link_round_trip: Duration,
     window_min: Option<Duration>,
     window_end: Option<Instant>,
+    /// `round_trip` comes from fill delays (a window has closed since the
+    /// link was made), not from the link's own measure.
+    from_fills: bool,
     /// Mean job duration, seconds (none measured yet).
     duration: Option<f64>,
     /// Mean body size, bytes.
@@ -59,6 +66,7 @@ impl Slots {
             link_round_trip: Duration::from_millis(1),
             window_min: None,
             window_end: None,
+            from_fills: false,
             duration: None,
             body: 0.0,
         }
@@ -71,6 +79,19 @@ impl Slots {
         self.round_trip = self.link_round_trip;
         self.window_min = None;
         self.window_end = None;
+        self.from_fills = false;
+    }
+
+    /// A better measure of the link's round trip than INFORM to ACK: a
+    /// HEARTBEAT answered on the established connection.
+    pub(crate) fn link_measured(&mut self, round_trip: Duration) {
+        self.link_round_trip = round_trip.max(Duration::from_micros(20));
+        let most = self.link_round_trip * 4 + Duration::from_millis(10);
+        self.round_trip = if self.from_fills {
+            self.round_trip.min(most)
+        } else {
+            self.link_round_trip
+        };
     }
 
     pub(crate) fn announced(&mut self, now: Instant, count: u32) {
@@ -92,10 +113,16 @@ impl Slots {
             Some(_) => {
                 let most = self.link_round_trip * 4 + Duration::from_millis(10);
                 self.round_trip = self.window_min.take().unwrap_or(self.round_trip).min(most);
+                self.from_fills = true;
                 self.window_end = Some(now + WINDOW);
             }
             None => self.window_end = Some(now + WINDOW),
         }
+    }
+
+    /// The round trip to the router, as measured.
+    pub(crate) fn round_trip(&self) -> Duration {
+        self.round_trip
     }
 
     /// A job ran for `took`.

@@ -491,6 +491,59 @@ fn a_guaranteed_job_sent_again_after_it_ran_gets_its_result_not_a_second_run() {
     assert_eq!(starts(&s.actions()), 1, "a failed attempt is retried");
 }
 
+/// A router connection that closes may take results with it (on the wire,
+/// or not yet journaled): the guaranteed ones that ended ok since a second
+/// before the router last spoke go to the next router after its ACK, so it
+/// does not give those jobs to another jobmanager to run again.
+#[test]
+fn guaranteed_results_the_lost_router_may_not_have_kept_are_sent_again() {
+    let (mut s, _) = Sim::connected(config(), 0);
+    s.request("old", "guarantee");
+    s.actions();
+    s.done("old", Outcome::Ok);
+    for _ in 0..3 {
+        s.advance(Duration::from_secs(1));
+        s.router_beat();
+    }
+    s.request("g1", "guarantee");
+    s.request("plain", "");
+    s.actions();
+    s.done("g1", Outcome::Ok);
+    s.done("plain", Outcome::Ok);
+    assert_eq!(replies(&s.actions()).len(), 2);
+    s.jm.on_router_disconnected(s.now);
+    let id = Sim::inform_id(&s.actions());
+    s.emq_router_acks(id);
+    assert_eq!(
+        replies(&s.actions()),
+        [("g1".to_string(), Outcome::Ok)],
+        "g1 again; not the plain job (the router does not keep those), nor one 3 s older"
+    );
+}
+
+/// CANCEL from the router (it has another jobmanager's late result for the
+/// job): a copy no worker has taken is dropped, one that runs goes on.
+#[test]
+fn a_copy_the_router_withdraws_is_dropped_unless_it_started() {
+    let (mut s, _) = Sim::connected(config(), 4);
+    for id in ["a", "b", "c", "d"] {
+        s.request(id, "");
+    }
+    assert_eq!(starts(&s.jm.take_actions().collect::<Vec<_>>()).len(), 4);
+    s.jm.on_job_started(s.now, "a");
+    s.jm.on_job_started(s.now, "b");
+    s.router(Message::Cancel { of: "c".into() });
+    assert!(s.jm.take_actions().any(|a| a == Action::Withdraw));
+    s.jm.on_job_returned("d");
+    s.jm.on_job_returned("c");
+    let a: Vec<Action> = s.jm.take_actions().collect();
+    assert_eq!(starts(&a), ["d"], "c is dropped, d queued again");
+    assert_eq!(readies(&a), 1, "c's slot is free again");
+    s.router(Message::Cancel { of: "a".into() });
+    assert!(s.jm.take_actions().next().is_none(), "a runs: nothing to do");
+    assert_eq!(s.jm.held(), 3);
+}
+
 #[test]
 fn without_a_fixed_prefetch_slots_follow_the_round_trip_and_job_durations() {
     let mut s = Sim::new(config(), 0);
@@ -615,18 +668,27 @@ fn a_closed_router_connection_is_a_lost_router_at_once() {
     assert!(s.jm.take_actions().next().is_none());
 }
 
+/// An EventMQ router (it answers no probe, announces no timing) silent for
+/// half the window: the queued jobs are taken back and kept until it speaks.
 #[test]
 fn a_quiet_router_holds_job_starts_until_it_speaks() {
-    let (mut s, _) = Sim::connected(config(), 4);
+    let mut s = Sim::new(config(), 4);
+    let id = Sim::inform_id(&s.actions());
+    s.router(Message::Ack {
+        of: id,
+        timing: None,
+        admission: None,
+    });
+    s.actions();
     for id in ["a", "b", "c", "d"] {
         s.request(id, "");
     }
     assert_eq!(starts(&s.jm.take_actions().collect::<Vec<_>>()).len(), 4);
     s.jm.on_job_started(s.now, "a");
     s.jm.on_job_started(s.now, "b");
-    // Three of the router's 1 s heartbeats would be 3 s: half the 3 s
-    // window comes first. The queue is taken back, kept.
-    s.advance(Duration::from_millis(1400));
+    // Its assumed 3 s heartbeats make the window 9 s; three of them
+    // would be 9 s too: half the window, 4.5 s, comes first.
+    s.advance(Duration::from_millis(4400));
     assert!(!s.jm.take_actions().any(|a| a == Action::Withdraw), "not yet");
     s.advance(Duration::from_millis(200));
     let a: Vec<Action> = s.jm.take_actions().collect();
@@ -640,6 +702,66 @@ fn a_quiet_router_holds_job_starts_until_it_speaks() {
     );
     assert_eq!(s.jm.backlog.len(), 2);
     // It speaks: the held jobs start, in order.
+    s.router_beat();
+    assert_eq!(starts(&s.actions()), ["c", "d"]);
+}
+
+fn probes(a: &[Action]) -> usize {
+    a.iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    message: Message::Heartbeat { .. },
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+/// Holding jobs no worker started, a jobmanager probes an emq router silent
+/// for four round trips (80 ms here) and holds those jobs back once the
+/// probe has gone unanswered as long: a cut link stops job starts within
+/// 160 ms here, not after half the liveness window. Holding none, it
+/// neither probes nor holds back before then.
+#[test]
+fn a_silent_emq_router_is_probed_and_held_jobs_wait_for_its_answer() {
+    let (mut s, _) = Sim::connected(config(), 4);
+    // The answer to the HEARTBEAT after the ACK times the link: 20 ms.
+    s.advance(Duration::from_millis(20));
+    s.router_beat();
+    assert_eq!(s.jm.slots.round_trip(), Duration::from_millis(20));
+    s.advance(Duration::from_millis(500));
+    assert_eq!(probes(&s.actions()), 0, "nothing held: no probe");
+    s.router_beat();
+    for id in ["a", "b", "c", "d"] {
+        s.request(id, "");
+    }
+    assert_eq!(starts(&s.jm.take_actions().collect::<Vec<_>>()).len(), 4);
+    s.jm.on_job_started(s.now, "a");
+    s.jm.on_job_started(s.now, "b");
+    assert_eq!(s.jm.next_deadline(), s.now.mono + Duration::from_millis(80));
+    s.advance(Duration::from_millis(80));
+    assert_eq!(probes(&s.actions()), 1, "probed");
+    // Answered: nothing is held back, and the next probe is due 80 ms later.
+    s.advance(Duration::from_millis(20));
+    s.router_beat();
+    s.advance(Duration::from_millis(79));
+    let a = s.actions();
+    assert_eq!(probes(&a), 0);
+    assert!(!a.contains(&Action::Withdraw), "{a:?}");
+    s.advance(Duration::from_millis(1));
+    assert_eq!(probes(&s.actions()), 1);
+    // Unanswered: held back at 160 ms of silence.
+    s.advance(Duration::from_millis(79));
+    assert!(!s.actions().contains(&Action::Withdraw));
+    s.advance(Duration::from_millis(1));
+    assert!(s.actions().contains(&Action::Withdraw));
+    s.jm.on_job_returned("d");
+    s.jm.on_job_returned("c");
+    s.done("a", Outcome::Ok);
+    assert!(starts(&s.actions()).is_empty(), "nothing starts while it is silent");
     s.router_beat();
     assert_eq!(starts(&s.actions()), ["c", "d"]);
 }

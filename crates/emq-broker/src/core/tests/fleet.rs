@@ -137,3 +137,69 @@ fn kbye_and_unreachable_hand_jobs_back() {
     s.ready("c2", 1);
     assert_eq!(s.dispatched(), d(&[("c2", "j1")]));
 }
+
+/// An emq jobmanager's HEARTBEAT (it reports a state) is answered at once,
+/// so that it can probe a silent link; an EventMQ one's is not.
+#[test]
+fn an_emq_jobmanagers_heartbeat_is_answered_at_once() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(10, "default")]);
+    s.drain();
+    let beat = |state| Message::Heartbeat {
+        unix_time: "0".into(),
+        state,
+        workers: None,
+    };
+    s.send(Endpoint::Backend, "jm", "hb", beat(Some(JobManagerState::Idle)));
+    let out = s.drain();
+    assert!(
+        matches!(out.as_slice(), [(Endpoint::Backend, p, Envelope { message: Message::Heartbeat { .. }, .. })] if p == "jm"),
+        "{out:?}"
+    );
+    s.send(
+        Endpoint::Backend,
+        "old",
+        "i",
+        Message::Inform(Inform {
+            queues: vec![],
+            peer_type: PeerType::Worker,
+            timing: None,
+            capabilities: Default::default(),
+        }),
+    );
+    s.drain();
+    s.send(Endpoint::Backend, "old", "hb", beat(None));
+    assert!(s.drain().is_empty(), "EventMQ jobmanagers keep the router's schedule");
+}
+
+/// A late result, from a jobmanager that was declared dead and came back,
+/// for a job given since to another emq jobmanager: the first result wins
+/// and that jobmanager is told to withdraw its copy (it drops it if no
+/// worker started it).
+#[test]
+fn a_late_result_withdraws_the_second_copy() {
+    let mut s = Sim::default();
+    s.inform("jm1", &[(10, "default")]);
+    s.ready("jm1", 1);
+    s.request("c", "j1", "default", "");
+    assert_eq!(s.dispatched(), d(&[("jm1", "j1")]));
+    s.inform("jm2", &[(10, "default")]);
+    s.ready("jm2", 1);
+    s.r.connection_closed(s.now, &peer("jm1"));
+    assert_eq!(s.dispatched(), d(&[("jm2", "j1")]));
+    // jm1 comes back with a fresh identity and its result.
+    s.inform("jm1b", &[(10, "default")]);
+    s.drain();
+    s.reply("jm1b", "j1");
+    let out = s.drain();
+    assert!(
+        out.iter().any(|(ep, p, e)| *ep == Endpoint::Backend
+            && p == "jm2"
+            && matches!(&e.message, Message::Cancel { of } if of == "j1")),
+        "{out:?}"
+    );
+    assert!(!s.r.jobs.contains_key("j1"), "the first result ended it");
+    // jm2's result, if its copy had started, is ignored.
+    s.reply("jm2", "j1");
+    assert!(s.drain().iter().all(|(ep, _, _)| *ep == Endpoint::Backend));
+}
