@@ -2,13 +2,17 @@
 # Debian packages the tests use, installed when missing (as root, or with
 # sudo): tzdata for cron schedules in named time zones, graphviz to check
 # `emq-cli graph dot`, chromium and chromium-driver for the dashboard's
-# browser tests (headless, driven over WebDriver; no browser download).
+# browser tests (headless, driven over WebDriver; no browser download),
+# iproute2 and iptables for the multi-host test bed (network namespaces,
+# loss and partitions; tests/src/netbed.rs).
 set -euo pipefail
 missing=()
 [ -e /usr/share/zoneinfo/Europe/Berlin ] || missing+=(tzdata)
 [ -x /usr/bin/dot ] || missing+=(graphviz)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || missing+=(iptables)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

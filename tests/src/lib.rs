@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use emq_proto::{decode, Envelope, Message};
 
 pub mod browser;
+pub mod netbed;
 pub mod netem;
 
 /// Path of a workspace binary next to this test executable's `deps/` folder.
@@ -242,7 +243,26 @@ impl RouterProc {
 
     /// Start on given endpoints and journal (to restart a router where it was).
     pub fn start_on(endpoints: [&str; 3], journal: &std::path::Path, extra: &[&str]) -> RouterProc {
-        let mut cmd = Command::new(bin("emq-router"));
+        Self::start_cmd(Command::new(bin("emq-router")), endpoints, journal, extra)
+    }
+
+    /// Start inside `host` of a test bed, on ephemeral ports of its
+    /// loopback (put a [`netem::DelayProxy`] in the host to reach it).
+    pub fn start_in(host: &netbed::Host, extra: &[&str]) -> RouterProc {
+        let scratch = Scratch::new();
+        let cmd = host.command(bin("emq-router"));
+        let mut r = Self::start_cmd(cmd, ["tcp://127.0.0.1:*"; 3], &scratch.path("router.redb"), extra);
+        r._scratch = Some(scratch);
+        r
+    }
+
+    /// Start again inside `host`, on the ports and journal of `killed`.
+    pub fn restart_in(host: &netbed::Host, killed: &RouterProc, extra: &[&str]) -> RouterProc {
+        let endpoints = [&*killed.frontend, &*killed.backend, &*killed.admin];
+        Self::start_cmd(host.command(bin("emq-router")), endpoints, &killed.journal, extra)
+    }
+
+    fn start_cmd(mut cmd: Command, endpoints: [&str; 3], journal: &std::path::Path, extra: &[&str]) -> RouterProc {
         cmd.args([
             "--frontend",
             endpoints[0],
@@ -375,7 +395,15 @@ impl JobManagerProc {
     /// As [`JobManagerProc::start_at`], with environment variables (for it
     /// and its workers).
     pub fn start_with_env(backend: &str, extra: &[&str], env: &[(&str, &str)]) -> JobManagerProc {
-        let mut cmd = Command::new(bin("emq-jobmanager"));
+        Self::start_cmd(Command::new(bin("emq-jobmanager")), backend, extra, env)
+    }
+
+    /// As [`JobManagerProc::start_with_env`], inside `host` of a test bed.
+    pub fn start_in(host: &netbed::Host, backend: &str, extra: &[&str], env: &[(&str, &str)]) -> JobManagerProc {
+        Self::start_cmd(host.command(bin("emq-jobmanager")), backend, extra, env)
+    }
+
+    fn start_cmd(mut cmd: Command, backend: &str, extra: &[&str], env: &[(&str, &str)]) -> JobManagerProc {
         cmd.args(["--router", backend]);
         if !extra.contains(&"--liveness-ms") {
             cmd.args(["--heartbeat-ms", "100", "--liveness-ms", "1000"]);

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::netbed::Host;
+
 /// A delaying proxy in front of one TCP endpoint.
 pub struct DelayProxy {
     /// `tcp://127.0.0.1:PORT`: connect here instead of the target.
@@ -25,13 +27,21 @@ pub struct DelayProxy {
 impl DelayProxy {
     /// Proxy `target` (`tcp://HOST:PORT`) with `one_way` delay each way.
     pub fn start(target: &str, one_way: Duration) -> DelayProxy {
+        Self::start_in(None, target, one_way)
+    }
+
+    /// As [`DelayProxy::start`], run inside `host` of a test bed: it listens
+    /// on the host's address and reaches `target` from there.
+    pub fn start_in(host: Option<&Host>, target: &str, one_way: Duration) -> DelayProxy {
         let target = target.trim_start_matches("tcp://").to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        let endpoint = format!("tcp://{}", listener.local_addr().expect("proxy address"));
+        let bind = host.map_or("127.0.0.1:0".to_string(), |h| format!("{}:0", h.addr));
         let cut = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let (c, s) = (cut.clone(), stop.clone());
-        std::thread::spawn(move || {
+        let (bound_tx, bound_rx) = crossbeam_channel::bounded(1);
+        let serve = move || {
+            let listener = TcpListener::bind(&bind).expect("bind the proxy");
+            let _ = bound_tx.send(listener.local_addr().expect("proxy address"));
             for client in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
                     return;
@@ -47,8 +57,20 @@ impl DelayProxy {
                     pump(from, to, one_way, c.clone(), s.clone());
                 }
             }
-        });
-        DelayProxy { endpoint, cut, stop }
+        };
+        match host {
+            Some(h) => {
+                let h = h.clone();
+                std::thread::spawn(move || h.within(serve))
+            }
+            None => std::thread::spawn(serve),
+        };
+        let addr = bound_rx.recv().expect("the proxy listens");
+        DelayProxy {
+            endpoint: format!("tcp://{addr}"),
+            cut,
+            stop,
+        }
     }
 
     /// Stop forwarding (both ways) until [`DelayProxy::heal`].
