@@ -196,12 +196,16 @@ fn describe_failure(event: u16, value: u32, curve: bool) -> String {
             "security mismatch: one side uses CURVE and the other does not (set or unset --server-key and --key)".into()
         }
         e if e == E::HANDSHAKE_FAILED_PROTOCOL.to_raw() => format!("handshake protocol error {value:#x}"),
-        // The router hangs up during the handshake. With our keys set: its
-        // security is off, or we have the wrong router public key; without
-        // keys: it requires CURVE.
-        _ if curve => "the router ended the handshake: either its security is off (then drop \
-                       --server-key and --key) or --server-key is not its public key"
+        // The connection closes during the handshake. With our keys set:
+        // the router's security is off, or we have the wrong router public
+        // key; without keys: it requires CURVE. Or a proxy in between
+        // accepted the connection while the router itself is down.
+        _ if curve => "the connection closed during the handshake: the router's security is off (then \
+                       drop --server-key and --key), --server-key is not its public key, or a proxy \
+                       in front of it cannot reach it (restarting?)"
             .into(),
-        _ => "the router ended the handshake: it probably requires CURVE (give --server-key and --key)".into(),
+        _ => "the connection closed during the handshake: the router requires CURVE (give --server-key \
+              and --key), or a proxy in front of it cannot reach it (restarting?)"
+            .into(),
     }
 }
