@@ -607,6 +607,85 @@ fn unchunk(mut rest: &[u8]) -> Vec<u8> {
     out
 }
 
+/// What `emq-cli bulk` did across a router crash ([`bulk_across_a_router_crash`]).
+pub struct Crashed {
+    /// How `bulk` exited.
+    pub status: ExitStatus,
+    /// What it printed.
+    pub stdout: String,
+    /// What it logged.
+    pub stderr: String,
+    /// From the crash to the end of `bulk`.
+    pub after_kill: Duration,
+    /// The jobs' runs: one job id per line.
+    pub runs: String,
+}
+
+impl Crashed {
+    /// Check that `bulk` of `n` jobs ended with all of them ok, without a
+    /// stall (within 45 s of the crash), each having run; returns how many
+    /// ran more than once.
+    pub fn assert_all_ok(&self, n: usize) -> usize {
+        assert!(self.status.success(), "{}{}", self.stdout, self.stderr);
+        assert!(
+            self.stdout.contains(&format!("{n} jobs: {n} ok, 0 failed")),
+            "{}",
+            self.stdout
+        );
+        assert!(
+            self.after_kill < Duration::from_secs(45),
+            "no stall: {:?}",
+            self.after_kill
+        );
+        let counts = self.run_counts();
+        assert_eq!(counts.len(), n, "every job ran");
+        counts.values().filter(|c| **c > 1).count()
+    }
+
+    /// How many times each job ran.
+    pub fn run_counts(&self) -> std::collections::HashMap<&str, usize> {
+        let mut counts = std::collections::HashMap::new();
+        for id in self.runs.lines() {
+            *counts.entry(id).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// Start `bulk` (an `emq-cli bulk` command, its output read here), whose
+/// jobs append their id to `runs` each time they run; once `ran` have run,
+/// `crash` kills the router and starts it again (what it returns, the new
+/// router, lives until `bulk` ends); wait up to `within` for `bulk` to end.
+pub fn bulk_across_a_router_crash<R>(
+    mut bulk: Command,
+    runs: &std::path::Path,
+    ran: usize,
+    within: Duration,
+    crash: impl FnOnce() -> R,
+) -> Crashed {
+    bulk.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut bulk = Proc::spawn(bulk, "emq-cli bulk");
+    let lines = || std::fs::read_to_string(runs).map_or(0, |t| t.lines().count());
+    assert!(
+        wait_until(Duration::from_secs(60), || lines() >= ran),
+        "jobs ran before the crash"
+    );
+    let killed_at = Instant::now();
+    let _restarted = crash();
+    let status = bulk.wait_exit(within).expect("bulk ends well before its idle timeout");
+    let after_kill = killed_at.elapsed();
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    std::io::Read::read_to_string(&mut bulk.child_mut().stdout.take().unwrap(), &mut stdout).unwrap();
+    std::io::Read::read_to_string(&mut bulk.child_mut().stderr.take().unwrap(), &mut stderr).unwrap();
+    Crashed {
+        status,
+        stdout,
+        stderr,
+        after_kill,
+        runs: std::fs::read_to_string(runs).unwrap_or_default(),
+    }
+}
+
 /// Run a command with piped output, killing it (by pid) after `within`.
 pub fn run_with_deadline(mut cmd: Command, args: &[&str], stdin: Option<&str>, within: Duration) -> Output {
     use std::io::Write;

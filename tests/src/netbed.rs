@@ -118,25 +118,24 @@ impl NetBed {
     /// Cut `host` off from every other host (nothing passes either way;
     /// connections stay open, as when a cable is pulled) until [`NetBed::heal`].
     pub fn cut(&self, host: &str) {
-        let h = self.host(host);
-        h.iptables(&["-I", "INPUT", "-i", "eth0", "-j", "DROP"])
-            .expect("cut the host off");
-        for other in self.hosts.iter().filter(|o| o.name != host) {
-            other
-                .iptables(&["-I", "INPUT", "-i", "eth0", "-s", &h.addr, "-j", "DROP"])
-                .expect("cut the host off");
-        }
+        self.partition(host, "-I");
     }
 
     /// Undo [`NetBed::cut`].
     pub fn heal(&self, host: &str) {
+        self.partition(host, "-D");
+    }
+
+    /// Insert (`-I`) or delete (`-D`) the rules that drop what `host`
+    /// receives, and what the others receive from it.
+    fn partition(&self, host: &str, op: &str) {
         let h = self.host(host);
-        h.iptables(&["-D", "INPUT", "-i", "eth0", "-j", "DROP"])
-            .expect("heal the host");
+        h.iptables(&[op, "INPUT", "-i", "eth0", "-j", "DROP"])
+            .expect("change the host's partition rule");
         for other in self.hosts.iter().filter(|o| o.name != host) {
             other
-                .iptables(&["-D", "INPUT", "-i", "eth0", "-s", &h.addr, "-j", "DROP"])
-                .expect("heal the host");
+                .iptables(&[op, "INPUT", "-i", "eth0", "-s", &h.addr, "-j", "DROP"])
+                .expect("change the host's partition rule");
         }
     }
 }

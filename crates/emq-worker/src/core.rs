@@ -303,24 +303,10 @@ impl JobManager {
                 _ => {}
             }
         }
-        match &self.link {
-            Link::Informing { since, .. } => next = next.min(*since + self.config.liveness),
-            Link::Connected {
-                window,
-                last_heard,
-                quiet,
-                ..
-            } => {
-                let at = if *quiet {
-                    *window
-                } else {
-                    match self.probe_after(queued || !self.backlog.is_empty()) {
-                        Some(p) if matches!(self.link, Link::Connected { probed: false, .. }) => p,
-                        Some(p) => p * 2,
-                        None => self.quiet_after(),
-                    }
-                };
-                next = next.min(*last_heard + at);
+        match self.link {
+            Link::Informing { since, .. } => next = next.min(since + self.config.liveness),
+            Link::Connected { last_heard, .. } => {
+                next = next.min(last_heard + self.silence_allowed(queued || !self.backlog.is_empty()));
             }
         }
         if let Lifecycle::Draining { deadline } = self.lifecycle {
@@ -550,16 +536,34 @@ impl JobManager {
         }
     }
 
-    fn quiet_after(&self) -> Duration {
+    /// How long a connected router may be silent before the link's next
+    /// step: when quiet, its window (then it is presumed gone); holding jobs
+    /// no worker started (`holding`), with an emq router, until the probe,
+    /// then as long again (then quiet); otherwise `quiet_after`.
+    fn silence_allowed(&self, holding: bool) -> Duration {
         match self.link {
-            Link::Connected { quiet_after, .. } => quiet_after,
+            Link::Connected {
+                window, quiet: true, ..
+            } => window,
+            Link::Connected {
+                probed, quiet_after, ..
+            } => match self.probe_after(holding) {
+                Some(p) if probed => p * 2,
+                Some(p) => p,
+                None => quiet_after,
+            },
             Link::Informing { .. } => self.config.liveness,
         }
     }
 
     /// Whether it holds jobs no worker has started.
     fn holding(&self) -> bool {
-        !self.backlog.is_empty() || self.running.values().any(|r| r.phase == Phase::Queued)
+        !self.backlog.is_empty() || self.any_queued()
+    }
+
+    /// Whether the workers' queue holds jobs of ours no worker took yet.
+    fn any_queued(&self) -> bool {
+        self.running.values().any(|r| r.phase == Phase::Queued)
     }
 
     /// A message from the router.
@@ -858,30 +862,29 @@ impl JobManager {
                 router,
                 last_heard,
                 quiet: false,
-                quiet_after,
                 probed,
                 ..
             } => {
                 let silent = now.saturating_duration_since(last_heard);
-                match self.probe_after(self.holding()) {
-                    Some(p) if silent >= p * 2 && probed => {
-                        info!(
-                            "router {router} silent for {silent:?}, probe unanswered: starting no job until it speaks"
-                        );
-                        self.go_quiet();
-                    }
-                    Some(p) if silent >= p && !probed => {
-                        debug!("router {router} silent for {silent:?} while jobs wait here: probing it");
-                        if let Link::Connected { probed, .. } = &mut self.link {
-                            *probed = true;
+                let holding = self.holding();
+                if silent >= self.silence_allowed(holding) {
+                    match self.probe_after(holding) {
+                        Some(_) if !probed => {
+                            debug!("router {router} silent for {silent:?} while jobs wait here: probing it");
+                            if let Link::Connected { probed, .. } = &mut self.link {
+                                *probed = true;
+                            }
+                            self.heartbeat(now);
                         }
-                        self.heartbeat(now);
+                        Some(_) => {
+                            info!("router {router} silent for {silent:?}, probe unanswered: starting no job until it speaks");
+                            self.go_quiet();
+                        }
+                        None => {
+                            warn!("router {router} silent for {silent:?}: starting no job until it speaks");
+                            self.go_quiet();
+                        }
                     }
-                    _ if silent >= quiet_after => {
-                        warn!("router {router} silent for {quiet_after:?}: starting no job until it speaks");
-                        self.go_quiet();
-                    }
-                    _ => {}
                 }
             }
             Link::Informing { router, since, .. } if now >= since + self.config.liveness => {
@@ -919,7 +922,7 @@ impl JobManager {
         if let Link::Connected { quiet, .. } = &mut self.link {
             *quiet = true;
         }
-        if self.running.values().any(|r| r.phase == Phase::Queued) {
+        if self.any_queued() {
             self.out.push(Action::Withdraw);
         }
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use emq_client::{Client, Job};
 use emq_tests::netbed::NetBed;
 use emq_tests::netem::DelayProxy;
-use emq_tests::{bin, wait_until, JobManagerProc, Proc, RouterProc, Scratch};
+use emq_tests::{bin, wait_until, JobManagerProc, RouterProc, Scratch};
 
 const T: Duration = Duration::from_secs(60);
 const ONE_WAY: Duration = Duration::from_millis(10);
@@ -78,7 +78,23 @@ impl Site {
     }
 
     fn jobmanagers(&self) -> usize {
-        self.status()["jobmanagers"].as_object().map_or(0, |m| m.len())
+        self.bed
+            .host("router")
+            .within(|| emq_tests::jobmanager_count(&self.router))
+    }
+
+    /// Jobmanagers of 2 workers with the default settings on `jm1` and
+    /// `jm2`, once the router has both.
+    fn two_jobmanagers(&self) -> [JobManagerProc; 2] {
+        let jms = [
+            self.jobmanager("jm1", &["-J", "2"]),
+            self.jobmanager("jm2", &["-J", "2"]),
+        ];
+        assert!(
+            wait_until(T, || self.jobmanagers() == 2),
+            "the jobmanagers never joined"
+        );
+        jms
     }
 
     /// Jobs of queue `default` that ended ok, as the router counts them.
@@ -111,14 +127,7 @@ fn logged_job(runs: &std::path::Path, i: usize, secs: f64) -> Job {
 #[test]
 fn remote_jobmanagers_are_not_bound_by_the_round_trip() {
     let Some(site) = Site::new(&[]) else { return };
-    let _jms = [
-        site.jobmanager("jm1", &["-J", "2"]),
-        site.jobmanager("jm2", &["-J", "2"]),
-    ];
-    assert!(
-        wait_until(T, || site.jobmanagers() == 2),
-        "the jobmanagers never joined"
-    );
+    let _jms = site.two_jobmanagers();
     let mut c = site.client();
     // Warm-up: the jobmanagers time jobs and round trips.
     let mut run = |n: usize| {
@@ -143,14 +152,7 @@ fn remote_jobmanagers_are_not_bound_by_the_round_trip() {
 #[test]
 fn with_two_percent_loss_on_every_link_every_job_returns() {
     let Some(site) = Site::new(&[]) else { return };
-    let _jms = [
-        site.jobmanager("jm1", &["-J", "2"]),
-        site.jobmanager("jm2", &["-J", "2"]),
-    ];
-    assert!(
-        wait_until(T, || site.jobmanagers() == 2),
-        "the jobmanagers never joined"
-    );
+    let _jms = site.two_jobmanagers();
     site.bed.lose(2.0);
     let mut c = site.client();
     let n = 5_000;
@@ -237,7 +239,7 @@ struct Partition {
 /// cut off for 15 s; jm2 then joins and runs what the router hands back
 /// after jm1's liveness window; after the heal every job has ended once.
 fn partition(site: Site, flags: &[&str]) -> Partition {
-    let flags: Vec<&str> = flags.iter().chain(DEFAULT_TIMING.iter()).copied().collect();
+    let flags = [flags, &DEFAULT_TIMING].concat();
     let _cut_off = site.jobmanager("jm1", &flags);
     let mut c = site.client();
     let dir = Scratch::new();
@@ -251,14 +253,7 @@ fn partition(site: Site, flags: &[&str]) -> Partition {
     // Nothing reaches the router from jm1 any more: what it has counted is
     // what it will have of jm1's work until the heal.
     let ok_at_cut = site.ok() as usize;
-    let _other = site.jobmanager(
-        "jm2",
-        &["-J", "2"]
-            .iter()
-            .chain(DEFAULT_TIMING.iter())
-            .copied()
-            .collect::<Vec<_>>(),
-    );
+    let _other = site.jobmanager("jm2", &[&["-J", "2"], &DEFAULT_TIMING[..]].concat());
     assert!(
         wait_until(T, || runs(&log).iter().filter(|l| l.starts_with("jm2")).count() >= 20),
         "the other jobmanager ran nothing"
@@ -330,10 +325,7 @@ fn with_the_defaults_a_partition_reruns_at_most_what_its_workers_had() {
 #[test]
 fn bulk_guarantee_across_a_remote_router_crash_loses_nothing() {
     let Some(site) = Site::new(&[]) else { return };
-    let _jms = [
-        site.jobmanager("jm1", &["-J", "2"]),
-        site.jobmanager("jm2", &["-J", "2"]),
-    ];
+    let _jms = site.two_jobmanagers();
     let dir = Scratch::new();
     let log = dir.path("runs");
     let n = 1000;
@@ -343,32 +335,16 @@ fn bulk_guarantee_across_a_remote_router_crash_loses_nothing() {
     let mut cmd = site.bed.host("client").command(bin("emq-cli"));
     cmd.env("EMQ_ROUTER", &site.frontend.endpoint)
         .args(["bulk", "--guarantee", "--window", "200", "--idle-timeout", "120"])
-        .arg(&jobs)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut bulk = Proc::spawn(cmd, "emq-cli bulk");
-    assert!(wait_until(T, || runs(&log).len() >= 150), "jobs ran before the crash");
+        .arg(&jobs);
     let mut site = site;
-    site.router.proc.kill9();
-    let killed_at = Instant::now();
-    let _restarted = RouterProc::restart_in(site.bed.host("router"), &site.router, &[]);
-    let status = bulk
-        .wait_exit(Duration::from_secs(90))
-        .expect("bulk ends well before its idle timeout");
-    let after_kill = killed_at.elapsed();
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    std::io::Read::read_to_string(&mut bulk.child_mut().stdout.take().unwrap(), &mut stdout).unwrap();
-    std::io::Read::read_to_string(&mut bulk.child_mut().stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains(&format!("{n} jobs: {n} ok, 0 failed")), "{stdout}");
-    assert!(after_kill < Duration::from_secs(45), "no stall: {after_kill:?}");
-    let lines = runs(&log);
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for id in &lines {
-        *counts.entry(id).or_default() += 1;
-    }
-    assert_eq!(counts.len(), n, "every job ran");
-    let twice = counts.values().filter(|c| **c > 1).count();
-    println!("{twice} of {n} jobs ran twice across the crash; done {after_kill:?} after it");
+    let c = emq_tests::bulk_across_a_router_crash(cmd, &log, 150, Duration::from_secs(90), || {
+        site.router.proc.kill9();
+        RouterProc::restart_in(site.bed.host("router"), &site.router, &[])
+    });
+    let twice = c.assert_all_ok(n);
+    println!(
+        "{twice} of {n} jobs ran twice across the crash; done {:?} after it",
+        c.after_kill
+    );
     assert!(twice <= 20, "{twice} jobs ran more than once");
 }

@@ -75,11 +75,10 @@ impl Slots {
     /// A new router link: READYs sent on the old one will not be filled.
     pub(crate) fn reconnected(&mut self, inform_to_ack: Duration) {
         self.pending.clear();
-        self.link_round_trip = inform_to_ack.max(Duration::from_micros(20));
-        self.round_trip = self.link_round_trip;
         self.window_min = None;
         self.window_end = None;
         self.from_fills = false;
+        self.link_measured(inform_to_ack);
     }
 
     /// A better measure of the link's round trip than INFORM to ACK: a

@@ -156,17 +156,7 @@ fn an_emq_jobmanagers_heartbeat_is_answered_at_once() {
         matches!(out.as_slice(), [(Endpoint::Backend, p, Envelope { message: Message::Heartbeat { .. }, .. })] if p == "jm"),
         "{out:?}"
     );
-    s.send(
-        Endpoint::Backend,
-        "old",
-        "i",
-        Message::Inform(Inform {
-            queues: vec![],
-            peer_type: PeerType::Worker,
-            timing: None,
-            capabilities: Default::default(),
-        }),
-    );
+    s.inform_eventmq("old");
     s.drain();
     s.send(Endpoint::Backend, "old", "hb", beat(None));
     assert!(s.drain().is_empty(), "EventMQ jobmanagers keep the router's schedule");

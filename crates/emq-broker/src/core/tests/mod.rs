@@ -140,6 +140,21 @@ impl Sim {
         );
     }
 
+    /// An EventMQ jobmanager (no timing) INFORMs, for the router's default queues.
+    pub(super) fn inform_eventmq(&mut self, jm: &str) {
+        self.send(
+            Endpoint::Backend,
+            jm,
+            "i",
+            Message::Inform(Inform {
+                queues: vec![],
+                peer_type: PeerType::Worker,
+                timing: None,
+                capabilities: Default::default(),
+            }),
+        );
+    }
+
     pub(super) fn ready(&mut self, jm: &str, n: usize) {
         for _ in 0..n {
             self.send(Endpoint::Backend, jm, "r", Message::Ready { count: 1 });

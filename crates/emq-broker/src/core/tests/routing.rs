@@ -166,17 +166,7 @@ fn unknown_queue_waits_or_reroutes() {
 #[test]
 fn eventmq_jobmanagers_are_asked_for_every_reply() {
     let mut s = Sim::default();
-    s.send(
-        Endpoint::Backend,
-        "py",
-        "i",
-        Message::Inform(Inform {
-            queues: vec![],
-            peer_type: PeerType::Worker,
-            timing: None,
-            capabilities: Default::default(),
-        }),
-    );
+    s.inform_eventmq("py");
     s.ready("py", 1);
     s.request("c", "j1", "default", "timeout:5");
     let out = s.drain();
