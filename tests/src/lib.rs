@@ -19,6 +19,7 @@ use emq_proto::{decode, Envelope, Message};
 pub mod browser;
 pub mod netbed;
 pub mod netem;
+pub mod postgres;
 
 /// Path of a workspace binary next to this test executable's `deps/` folder.
 pub fn bin(name: &str) -> PathBuf {

@@ -26,8 +26,9 @@ pub struct ClientConn {
 /// The router's admin endpoint.
 #[derive(Args, Debug, Clone, Default)]
 pub struct AdminConn {
-    /// Router admin endpoint [default: tcp://127.0.0.1:47293].
-    #[arg(long, value_parser = emq_cmd::endpoint, help_heading = "Connection")]
+    /// Router admin endpoint(s), comma-separated: the active router of several
+    /// answers [default: tcp://127.0.0.1:47293].
+    #[arg(long, value_parser = emq_cmd::endpoints, help_heading = "Connection")]
     pub admin: Option<String>,
 }
 
@@ -54,8 +55,9 @@ pub struct Conn {
     /// [default: tcp://127.0.0.1:47291].
     #[arg(long = "router", env = "EMQ_ROUTER", value_delimiter = ',', value_parser = emq_cmd::endpoint, help_heading = "Connection")]
     pub routers: Option<Vec<String>>,
-    /// Router admin endpoint [default: tcp://127.0.0.1:47293].
-    #[arg(long, env = "EMQ_ADMIN", value_parser = emq_cmd::endpoint, help_heading = "Connection")]
+    /// Router admin endpoint(s), comma-separated: the active router of several
+    /// answers [default: tcp://127.0.0.1:47293].
+    #[arg(long, env = "EMQ_ADMIN", value_parser = emq_cmd::endpoints, help_heading = "Connection")]
     pub admin: Option<String>,
     /// Seconds to wait for a connection to the router [default: 5].
     #[arg(long, help_heading = "Connection")]

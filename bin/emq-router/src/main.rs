@@ -1,7 +1,10 @@
 //! `emq-router`: flags (and a TOML config file under them) to a validated
 //! `emq_broker::Config`, logging, then `emq_broker::run`. Prints one
 //! `emq-router ready ...` line on stdout once everything is open (journal,
-//! endpoints); tests and scripts read the resolved ports from it. Exit codes:
+//! endpoints); tests and scripts read the resolved ports from it. With a
+//! Postgres journal that is when it becomes the active router (the line
+//! ends `epoch=N`), and `emq-router stepped-down` when it loses the lease;
+//! it may become active again later. Exit codes:
 //! 0 stopped cleanly, 1 failed (the reason on stderr), 64 bad usage.
 
 use std::collections::BTreeMap;
@@ -13,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
-use emq_broker::{Config, DashboardConfig, Security, UnknownQueuePolicy};
+use emq_broker::{Config, DashboardConfig, Journal, Role, Security, UnknownQueuePolicy};
 use emq_net::curve::load_key_pair;
 use emq_proto::views::{QueueChange, Rate};
 
@@ -97,9 +100,20 @@ struct Args {
     /// Largest message (all frames together) accepted, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     max_message: usize,
-    /// Journal file for guaranteed jobs (created if missing).
+    /// Journal for guaranteed jobs: a redb file (created if missing), or a
+    /// Postgres URL (`postgres://user@host/db`) shared by an active router
+    /// and its standbys.
     #[arg(long, env = "EMQ_JOURNAL", default_value = "emq-router.redb")]
-    journal: PathBuf,
+    journal: String,
+    /// With a Postgres journal: how long the active router's lease lasts
+    /// without renewal, in milliseconds (a standby takes over at most this
+    /// long after the active router dies).
+    #[arg(long, default_value_t = 2000)]
+    lease_ms: u64,
+    /// With a Postgres journal: this router's name among those sharing it
+    /// (default: host name and process id).
+    #[arg(long, env = "EMQ_ROUTER_NAME")]
+    name: Option<String>,
     /// Keep guaranteed jobs in memory only (lost if the router dies).
     #[arg(long, conflicts_with = "journal")]
     no_journal: bool,
@@ -249,7 +263,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         result_capacity: args.result_capacity,
         max_frame: args.max_frame,
         max_message: args.max_message,
-        journal: (!args.no_journal).then_some(args.journal),
+        journal: (!args.no_journal).then(|| match Journal::parse(&args.journal) {
+            Journal::Postgres(mut pg) => {
+                pg.lease = Duration::from_millis(args.lease_ms);
+                if let Some(name) = args.name {
+                    pg.name = name;
+                }
+                Journal::Postgres(pg)
+            }
+            file => file,
+        }),
         default_retries: args.default_retries,
         retry_backoff: Duration::from_millis(args.retry_backoff_ms),
         retry_backoff_max: Duration::from_millis(args.retry_backoff_max_ms),
@@ -262,18 +285,27 @@ fn run(args: Args) -> anyhow::Result<()> {
         dashboard,
         ..Config::default()
     };
-    emq_broker::run(config, |b| {
+    emq_broker::run(config, |role| {
         let mut out = std::io::stdout().lock();
-        let mut line = format!(
-            "emq-router ready frontend={} backend={} admin={}",
-            b.frontend, b.backend, b.admin
-        );
-        if let Some(events) = &b.events {
-            line.push_str(&format!(" events={events}"));
-        }
-        if let Some(http) = &b.http {
-            line.push_str(&format!(" http={http}"));
-        }
+        let line = match role {
+            Role::Active(b) => {
+                let mut line = format!(
+                    "emq-router ready frontend={} backend={} admin={}",
+                    b.frontend, b.backend, b.admin
+                );
+                if let Some(events) = &b.events {
+                    line.push_str(&format!(" events={events}"));
+                }
+                if let Some(http) = &b.http {
+                    line.push_str(&format!(" http={http}"));
+                }
+                if let Some(epoch) = b.epoch {
+                    line.push_str(&format!(" epoch={epoch}"));
+                }
+                line
+            }
+            Role::SteppedDown { .. } => "emq-router stepped-down".to_string(),
+        };
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     })?;

@@ -14,6 +14,52 @@ pub enum UnknownQueuePolicy {
     Reroute,
 }
 
+/// Where the router journals.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Journal {
+    /// A redb file of this router's own.
+    File(PathBuf),
+    /// A Postgres database, shared by an active router and its standbys.
+    Postgres(PostgresJournal),
+}
+
+impl Journal {
+    /// `postgres://...` or `postgresql://...` is a database; anything else a
+    /// file path.
+    pub fn parse(text: &str) -> Journal {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Journal::Postgres(PostgresJournal::new(text))
+        } else {
+            Journal::File(PathBuf::from(text))
+        }
+    }
+}
+
+/// A journal in Postgres, with the lease that makes one router active.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresJournal {
+    /// libpq-style URL (`postgres://user@host/db`, `?host=/run/dir` for a
+    /// unix socket).
+    pub url: String,
+    /// How long a lease lasts without renewal: a dead active router's
+    /// standby takes over this long after its last renewal at most.
+    pub lease: Duration,
+    /// This router's name among those sharing the database (status, logs).
+    pub name: String,
+}
+
+impl PostgresJournal {
+    /// The defaults for `url`: a 2 s lease, named after the host and pid.
+    pub fn new(url: &str) -> PostgresJournal {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        PostgresJournal {
+            url: url.to_string(),
+            lease: Duration::from_secs(2),
+            name: format!("{}:{}", host.trim(), std::process::id()),
+        }
+    }
+}
+
 /// The router's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -58,9 +104,10 @@ pub struct Config {
     pub max_frame: usize,
     /// Largest message (all its frames together) accepted from any peer.
     pub max_message: usize,
-    /// Where guaranteed jobs are journaled (a redb file). `None` keeps them in
-    /// memory only: still retried and tracked, but lost with the router.
-    pub journal: Option<PathBuf>,
+    /// Where guaranteed jobs (and everything else durable) are journaled.
+    /// `None` keeps them in memory only: still retried and tracked, but lost
+    /// with the router.
+    pub journal: Option<Journal>,
     /// Retries for jobs whose headers give no `retry-count` (guaranteed jobs
     /// retry failed attempts; every job is redelivered after its jobmanager
     /// dies at most this many times).
@@ -163,6 +210,14 @@ impl Config {
         }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
+        }
+        if let Some(Journal::Postgres(pg)) = &self.journal {
+            if pg.lease < Duration::from_millis(300) {
+                return bad("the lease must be at least 300 ms");
+            }
+            if pg.name.is_empty() {
+                return bad("the router name must not be empty");
+            }
         }
         if let Some(d) = &self.dashboard {
             if self.http.is_none() {

@@ -199,6 +199,9 @@ pub struct Router {
     offenders: HashSet<PeerId>,
     /// Refused submissions (queue full) are logged at most once a second.
     refusals: emq_net::Throttle,
+    /// With a shared journal: the lease and the standbys, as the transport
+    /// last read them (shown by STATUS).
+    ha: Option<emq_proto::views::HaStatus>,
 }
 
 impl Router {
@@ -243,6 +246,7 @@ impl Router {
             seq: 0,
             offenders: HashSet::with_hasher(hasher.clone()),
             refusals: emq_net::Throttle::new(Duration::from_secs(1)),
+            ha: None,
             hasher,
             config,
         }
@@ -350,6 +354,12 @@ impl Router {
         self.restore_guaranteed(now, records, bodies)?;
         self.restore_graph_progress(now);
         self.restore_schedules(now, schedules, states)
+    }
+
+    /// What STATUS says about the shared journal's routers (the transport
+    /// reads it from the journal).
+    pub fn set_ha(&mut self, ha: Option<emq_proto::views::HaStatus>) {
+        self.ha = ha;
     }
 
     /// Stop taking work and say KBYE to every jobmanager and client.

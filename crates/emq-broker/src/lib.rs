@@ -17,7 +17,7 @@ pub mod store;
 pub mod tracking;
 pub mod transport;
 
-pub use config::{Config, DashboardConfig, Security, UnknownQueuePolicy};
+pub use config::{Config, DashboardConfig, Journal, PostgresJournal, Security, UnknownQueuePolicy};
 
 /// The hasher of every map in the router: fast, and seeded from the seed the
 /// core is given (random in a running router, so that crafted ids cannot
@@ -26,4 +26,4 @@ pub(crate) type Hasher = foldhash::fast::FixedState;
 /// Maps keyed by ids that peers choose.
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, Hasher>;
 pub(crate) type HashSet<K> = std::collections::HashSet<K, Hasher>;
-pub use transport::{run, RunError};
+pub use transport::{run, Role, RunError};

@@ -1,32 +1,64 @@
-//! Durable storage behind a small trait, so the backend can change; the one
-//! here is redb (an embedded, pure-Rust, crash-safe B-tree), with one redb
-//! table per [`Table`]. One transaction per batch of operations: that is the
-//! group commit that keeps durability from costing an fsync per job.
+//! Durable storage behind a small trait, so the backend can change: redb
+//! here (an embedded, pure-Rust, crash-safe B-tree, one redb table per
+//! [`Table`]), the default for one router; Postgres in [`postgres`], shared
+//! by an active router and its standbys. One transaction per batch of
+//! operations: that is the group commit that keeps durability from costing
+//! an fsync per job.
+
+pub mod postgres;
 
 use std::path::Path;
+use std::time::Instant;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use strum::IntoEnumIterator;
 
 use crate::journal::{Row, StoreOp, Table};
 
-/// The journal failed: the router stops rather than promise what it
-/// cannot keep.
+/// The journal failed.
 #[derive(Debug, thiserror::Error)]
-#[error("job store: {0}")]
-pub struct StoreError(String);
+pub enum StoreError {
+    /// It cannot be used: the router stops rather than promise what it
+    /// cannot keep.
+    #[error("job store: {0}")]
+    Failed(String),
+    /// This router may no longer act on a shared journal: another took
+    /// over, or its lease ran out before it could renew it. It steps down.
+    #[error("stepping down: {0}")]
+    Deposed(String),
+}
 
 fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+    StoreError::Failed(e.to_string())
 }
 
 /// Where the router's durable state is journaled. One `commit` per batch of
 /// the router's loop: the group commit.
 pub trait JobStore {
     /// Every stored row, in no particular order.
-    fn load(&self) -> Result<Vec<Row>, StoreError>;
+    fn load(&mut self) -> Result<Vec<Row>, StoreError>;
     /// Apply all operations atomically and durably.
     fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
+    /// Until when this router may act (send anything) without renewing its
+    /// hold on a shared journal; `None`: a journal of its own, always.
+    fn tenure(&self) -> Option<Instant> {
+        None
+    }
+    /// Renew the hold on a shared journal if it is due (`Deposed` once it
+    /// is lost); nothing for a journal of its own.
+    fn keep(&mut self, _now: Instant) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// When [`JobStore::keep`] next has something to do.
+    fn next_keep(&self) -> Option<Instant> {
+        None
+    }
+    /// A clean stop: let a standby take over at once.
+    fn release(&mut self) {}
+    /// Who shares the journal, for the status view.
+    fn peers(&self) -> Option<emq_proto::views::HaStatus> {
+        None
+    }
 }
 
 /// The embedded journal: a redb file.
@@ -43,7 +75,7 @@ impl RedbStore {
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
         let db = Database::create(path).map_err(|e| {
             let shown = path.display();
-            StoreError(match e {
+            StoreError::Failed(match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => format!(
                     "journal {shown} is in use by another process (another emq-router?): \
                      give each router its own --journal, or stop the other one"
@@ -69,7 +101,7 @@ impl RedbStore {
 }
 
 impl JobStore for RedbStore {
-    fn load(&self) -> Result<Vec<Row>, StoreError> {
+    fn load(&mut self) -> Result<Vec<Row>, StoreError> {
         let txn = self.db.begin_read().map_err(err)?;
         let mut out = Vec::new();
         for table in Table::iter() {
@@ -122,7 +154,7 @@ mod tests {
     use crate::tracking::JobRecord;
     use emq_proto::JobState as Status;
 
-    fn rows(store: &RedbStore) -> Vec<(Table, String, Vec<u8>)> {
+    fn rows(store: &mut RedbStore) -> Vec<(Table, String, Vec<u8>)> {
         let mut rows: Vec<_> = store
             .load()
             .unwrap()
@@ -158,9 +190,9 @@ mod tests {
             ])
             .unwrap();
         }
-        let s = RedbStore::open(&path).unwrap();
+        let mut s = RedbStore::open(&path).unwrap();
         assert_eq!(
-            rows(&s),
+            rows(&mut s),
             vec![
                 (Table::Records, "a".into(), b"r2".to_vec()),
                 (Table::Bodies, "a".into(), b"b1".to_vec()),

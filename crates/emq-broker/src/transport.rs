@@ -39,10 +39,12 @@ use emq_net::curve::{CurveError, WatchedAllowlist};
 use emq_net::handshake::{monitor_event, MECHANISM_MISMATCH};
 
 use crate::config::ConfigError;
+use crate::config::{Journal, PostgresJournal};
 use crate::conns::Connections;
 use crate::core::{Endpoint, EventBurst, Outgoing, PeerId, Router};
 use crate::gate::{self, Gate, Verdict};
 use crate::metrics::LoopStats;
+use crate::store::postgres::{Attempt, PgStore};
 use crate::store::{JobStore, RedbStore, StoreError};
 use crate::Config;
 
@@ -97,6 +99,8 @@ pub struct Bound {
     pub events: Option<String>,
     /// Where `/metrics` is served (`--http`), `host:port`.
     pub http: Option<String>,
+    /// The lease's fencing epoch, with a shared (Postgres) journal.
+    pub epoch: Option<u64>,
 }
 
 /// Most messages read from one socket before the others get a turn.
@@ -272,9 +276,24 @@ fn bind_events(
     Ok((s, bound, monitor))
 }
 
-/// Bind the endpoints, call `on_bound` with what was bound, and route until
-/// SIGTERM/SIGINT or an admin DISCONNECT. Returns Ok on a clean stop.
-pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError> {
+/// What [`run`] tells its caller as it goes.
+#[derive(Debug)]
+pub enum Role<'a> {
+    /// Serving: everything is open, on these endpoints.
+    Active(&'a Bound),
+    /// Lost the lease on a shared journal: endpoints closed, standing by.
+    SteppedDown {
+        /// Why.
+        reason: &'a str,
+    },
+}
+
+/// Bind the endpoints, call `on_role` with what was bound, and route until
+/// SIGTERM/SIGINT or an admin DISCONNECT. Returns Ok on a clean stop. With a
+/// Postgres journal the router first stands by (endpoints unbound) until it
+/// holds the lease, and stands by again whenever it loses it (`on_role`
+/// hears of both).
+pub fn run(config: Config, mut on_role: impl FnMut(Role<'_>)) -> Result<(), RunError> {
     config.validate()?;
     let (sig_read, sig_write) = UnixStream::pair()?;
     sig_read.set_nonblocking(true)?;
@@ -282,6 +301,119 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         signal_hook::low_level::pipe::register(sig, sig_write.try_clone()?)?;
     }
     raise_fd_limit(&config);
+    loop {
+        // The journal first: a router that cannot keep its promises must
+        // not open its doors, nor say it is ready.
+        let store: Option<Box<dyn JobStore>> = match &config.journal {
+            Some(Journal::File(path)) => Some(Box::new(RedbStore::open(path)?)),
+            Some(Journal::Postgres(pg)) => match stand_by(&config, pg, &sig_read)? {
+                Some(store) => Some(Box::new(store)),
+                None => {
+                    info!("signal received: stopping");
+                    return Ok(());
+                }
+            },
+            None => {
+                warn!("no journal: guaranteed jobs are kept in memory only and lost if the router dies");
+                None
+            }
+        };
+        match serve(&config, store, &sig_read, &mut |b| on_role(Role::Active(b))) {
+            Err(RunError::Store(StoreError::Deposed(why))) => {
+                warn!("{why}: standing by");
+                on_role(Role::SteppedDown { reason: &why });
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Wait, endpoints unbound, until this router holds the lease on the
+/// Postgres journal; `None` if a signal came first.
+fn stand_by(config: &Config, pg: &PostgresJournal, sig_read: &UnixStream) -> Result<Option<PgStore>, RunError> {
+    let endpoints = format!(
+        "frontend={} backend={} admin={}",
+        config.frontend, config.backend, config.admin
+    );
+    let poll = (pg.lease / 10).min(std::time::Duration::from_millis(250));
+    let mut complaints = emq_net::Throttle::new(std::time::Duration::from_secs(10));
+    let mut store = loop {
+        match PgStore::open(&pg.url, &pg.name, &endpoints, pg.lease) {
+            Ok(store) => break store,
+            Err(e) => {
+                if let Some(note) = complaints.report(Instant::now()) {
+                    warn!("{e}: trying again{note}");
+                }
+            }
+        }
+        if signalled(sig_read, std::time::Duration::from_secs(1))? {
+            return Ok(None);
+        }
+    };
+    let mut holder = String::new();
+    loop {
+        match store.attempt() {
+            Ok(Attempt::Active(epoch)) => {
+                info!("{}: active on {} at epoch {epoch}", pg.name, store.shown());
+                return Ok(Some(store));
+            }
+            Ok(Attempt::Held {
+                holder: h,
+                endpoints,
+                expires_in_ms,
+            }) => {
+                if h != holder {
+                    info!(
+                        "{}: standing by on {}; {h} ({endpoints}) is active, its lease runs out in \
+                         {expires_in_ms} ms unless renewed",
+                        pg.name,
+                        store.shown()
+                    );
+                    holder = h;
+                }
+            }
+            Err(e) => {
+                if let Some(note) = complaints.report(Instant::now()) {
+                    warn!("{e}: trying again{note}");
+                }
+            }
+        }
+        if signalled(sig_read, poll)? {
+            return Ok(None);
+        }
+    }
+}
+
+/// Wait up to `wait` for SIGTERM/SIGINT.
+fn signalled(sig_read: &UnixStream, wait: std::time::Duration) -> Result<bool, RunError> {
+    let mut items = [zmq::PollItem::from_fd(sig_read.as_raw_fd(), zmq::POLLIN)];
+    match zmq::poll(&mut items, wait.as_millis() as i64) {
+        Ok(_) | Err(zmq::Error::EINTR) => {}
+        Err(e) => {
+            return Err(RunError::Zmq {
+                what: "poll".into(),
+                source: e,
+            })
+        }
+    }
+    if items[0].is_readable() {
+        let mut buf = [0u8; 64];
+        let mut sig = sig_read;
+        while matches!(sig.read(&mut buf), Ok(n) if n > 0) {}
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Bind, restore what the journal holds, and route until a signal, an
+/// admin DISCONNECT, or (shared journal) the lease is lost.
+fn serve(
+    config: &Config,
+    mut store: Option<Box<dyn JobStore>>,
+    sig_read: &UnixStream,
+    on_bound: &mut dyn FnMut(&Bound),
+) -> Result<(), RunError> {
+    let config = config.clone();
     let ctx = zmq::Context::new();
     // The ZAP handler must exist before the first connection arrives.
     let zap = ctx.socket(zmq::REP).map_err(zerr("create the ZAP socket"))?;
@@ -292,22 +424,14 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         .security
         .as_ref()
         .map(|s| [&s.clients, &s.jobmanagers, &s.admins].map(|path| WatchedAllowlist::new(path.clone())));
-    // The journal first: a router that cannot keep its promises must not
-    // open its doors, nor say it is ready.
-    let mut store: Option<Box<dyn JobStore>> = match &config.journal {
-        Some(path) => Some(Box::new(RedbStore::open(path)?)),
-        None => {
-            warn!("no journal: guaranteed jobs are kept in memory only and lost if the router dies");
-            None
-        }
-    };
-    let rows = match &store {
+    let rows = match &mut store {
         Some(s) => s.load()?,
         None => Vec::new(),
     };
     let mut clock = emq_net::Clock::new();
     let mut core = Router::new(config.clone(), clock.now(), emq_net::random_seed());
     core.restore(clock.now(), rows)?;
+    core.set_ha(store.as_ref().and_then(|s| s.peers()));
     let (frontend, f, frontend_monitor) = bind(&ctx, Endpoint::Frontend, &config.frontend, &config)?;
     let (backend, b, backend_monitor) = bind(&ctx, Endpoint::Backend, &config.backend, &config)?;
     let (admin, a, admin_monitor) = bind(&ctx, Endpoint::Admin, &config.admin, &config)?;
@@ -351,6 +475,7 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
         admin: a,
         events: events.as_ref().map(|(_, b)| b.clone()),
         http: http.as_ref().map(|(h, _)| h.bound.clone()),
+        epoch: store.as_ref().and_then(|s| s.peers()).map(|h| h.epoch),
     };
     info!(
         "listening: clients on {}, jobmanagers on {}, admin on {}",
@@ -411,100 +536,122 @@ pub fn run(config: Config, on_bound: impl FnOnce(&Bound)) -> Result<(), RunError
     on_bound(&bound);
     let mut busy_since_trim = false;
 
-    loop {
-        let now = clock.now();
-        if now.mono >= core.next_deadline() {
-            core.tick(now);
-        }
-        flush(&mut sockets, &mut core, &mut store, &mut clock, &mut stats)?;
-        if let Some(s) = snapshots.as_mut().filter(|s| s.due(now.mono)) {
-            s.send(now.mono, core.metrics_snapshot(now, stats.clone()));
-        }
-        if core.stop_requested() {
-            break;
-        }
-        let mut deadline = core.next_deadline();
-        if let Some(s) = &snapshots {
-            deadline = deadline.min(s.next_due());
-        }
-        if let Some(at) = sockets.events.as_ref().and_then(Publisher::deadline) {
-            deadline = deadline.min(at);
-        }
-        let wait = deadline.saturating_duration_since(Instant::now());
-        // Round up so that we never wake a hair before the deadline and spin.
-        let timeout_ms = wait.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
-        let mut items = [
-            sockets.frontend.as_poll_item(zmq::POLLIN),
-            sockets.backend.as_poll_item(zmq::POLLIN),
-            sockets.admin.as_poll_item(zmq::POLLIN),
-            zmq::PollItem::from_fd(sig_read.as_raw_fd(), zmq::POLLIN),
-            zmq::PollItem::from_fd(closed_read.as_raw_fd(), zmq::POLLIN),
-        ];
-        let woke = match zmq::poll(&mut items, timeout_ms) {
-            Ok(n) => n,
-            Err(zmq::Error::EINTR) => 1,
-            Err(e) => {
-                return Err(RunError::Zmq {
-                    what: "poll".into(),
-                    source: e,
-                })
+    // Whatever ends the routing, the admission thread is stopped below.
+    let routed = (|| -> Result<(), RunError> {
+        loop {
+            let now = clock.now();
+            if now.mono >= core.next_deadline() {
+                core.tick(now);
             }
-        };
-        // Only a real lull counts, not a short wait for the next event burst.
-        if woke == 0 && busy_since_trim && timeout_ms >= 100 {
-            // Quiet for a whole wait after activity: hand memory freed by a
-            // burst back to the system. (ZeroMQ's I/O thread allocates in
-            // its own malloc arena and we free there, so freed memory would
-            // otherwise stay resident.)
-            release_free_memory();
-            busy_since_trim = false;
-        } else if woke > 0 {
-            busy_since_trim = true;
-        }
-        let readable = [
-            items[0].is_readable(),
-            items[1].is_readable(),
-            items[2].is_readable(),
-            items[3].is_readable(),
-            items[4].is_readable(),
-        ];
-        if readable[3] {
-            let mut buf = [0u8; 64];
-            while matches!((&sig_read).read(&mut buf), Ok(n) if n > 0) {}
-            info!("signal received: stopping");
-            break;
-        }
-        // Subscriptions first: a subscriber that came before the message
-        // that woke us sees that message's events.
-        if let Some(p) = sockets.events.as_mut() {
-            p.read_subscriptions(&mut core);
-        }
-        let now = clock.now();
-        if readable[4] {
-            for fd in read_closed(&closed_read) {
-                for identity in conns.closed(fd) {
-                    core.connection_closed(now, &PeerId(identity));
+            if let Some(s) = store
+                .as_mut()
+                .filter(|s| s.next_keep().is_some_and(|at| now.mono >= at))
+            {
+                s.keep(now.mono)?;
+                core.set_ha(s.peers());
+            }
+            flush(&mut sockets, &mut core, &mut store, &mut clock, &mut stats)?;
+            if let Some(s) = snapshots.as_mut().filter(|s| s.due(now.mono)) {
+                s.send(now.mono, core.metrics_snapshot(now, stats.clone()));
+            }
+            if core.stop_requested() {
+                return Ok(());
+            }
+            let mut deadline = core.next_deadline();
+            if let Some(s) = &snapshots {
+                deadline = deadline.min(s.next_due());
+            }
+            if let Some(at) = sockets.events.as_ref().and_then(Publisher::deadline) {
+                deadline = deadline.min(at);
+            }
+            if let Some(at) = store.as_ref().and_then(|s| s.next_keep()) {
+                deadline = deadline.min(at);
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            // Round up so that we never wake a hair before the deadline and spin.
+            let timeout_ms = wait.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
+            let mut items = [
+                sockets.frontend.as_poll_item(zmq::POLLIN),
+                sockets.backend.as_poll_item(zmq::POLLIN),
+                sockets.admin.as_poll_item(zmq::POLLIN),
+                zmq::PollItem::from_fd(sig_read.as_raw_fd(), zmq::POLLIN),
+                zmq::PollItem::from_fd(closed_read.as_raw_fd(), zmq::POLLIN),
+            ];
+            let woke = match zmq::poll(&mut items, timeout_ms) {
+                Ok(n) => n,
+                Err(zmq::Error::EINTR) => 1,
+                Err(e) => {
+                    return Err(RunError::Zmq {
+                        what: "poll".into(),
+                        source: e,
+                    })
+                }
+            };
+            // Only a real lull counts, not a short wait for the next event burst.
+            if woke == 0 && busy_since_trim && timeout_ms >= 100 {
+                // Quiet for a whole wait after activity: hand memory freed by a
+                // burst back to the system. (ZeroMQ's I/O thread allocates in
+                // its own malloc arena and we free there, so freed memory would
+                // otherwise stay resident.)
+                release_free_memory();
+                busy_since_trim = false;
+            } else if woke > 0 {
+                busy_since_trim = true;
+            }
+            let readable = [
+                items[0].is_readable(),
+                items[1].is_readable(),
+                items[2].is_readable(),
+                items[3].is_readable(),
+                items[4].is_readable(),
+            ];
+            if readable[3] {
+                let mut buf = [0u8; 64];
+                let mut sig = sig_read;
+                while matches!(sig.read(&mut buf), Ok(n) if n > 0) {}
+                info!("signal received: stopping");
+                return Ok(());
+            }
+            // Subscriptions first: a subscriber that came before the message
+            // that woke us sees that message's events.
+            if let Some(p) = sockets.events.as_mut() {
+                p.read_subscriptions(&mut core);
+            }
+            let now = clock.now();
+            if readable[4] {
+                for fd in read_closed(&closed_read) {
+                    for identity in conns.closed(fd) {
+                        core.connection_closed(now, &PeerId(identity));
+                    }
                 }
             }
-        }
-        for (i, ep) in ENDPOINTS.into_iter().enumerate() {
-            if readable[i] {
-                let conns = (ep == Endpoint::Backend).then_some(&mut conns);
-                stats.received[i] += receive_batch(sockets.get(ep), ep, now, &mut core, conns);
+            for (i, ep) in ENDPOINTS.into_iter().enumerate() {
+                if readable[i] {
+                    let conns = (ep == Endpoint::Backend).then_some(&mut conns);
+                    stats.received[i] += receive_batch(sockets.get(ep), ep, now, &mut core, conns);
+                }
             }
+            // One flush (and so one journal commit) for everything just read.
+            flush(&mut sockets, &mut core, &mut store, &mut clock, &mut stats)?;
         }
-        // One flush (and so one journal commit) for everything just read.
+    })();
+    let stopped = routed.and_then(|()| {
+        core.shutdown();
         flush(&mut sockets, &mut core, &mut store, &mut clock, &mut stats)?;
-    }
-    core.shutdown();
-    flush(&mut sockets, &mut core, &mut store, &mut clock, &mut stats)?;
-    if let Some(p) = sockets.events.as_mut() {
-        p.after_commit(&mut core, Instant::now(), true);
-    }
+        if let Some(p) = sockets.events.as_mut() {
+            p.after_commit(&mut core, Instant::now(), true);
+        }
+        if let Some(s) = store.as_mut() {
+            s.release();
+        }
+        Ok(())
+    });
     let _ = stop_admission.send("", 0);
     let _ = admission.join();
-    info!("stopped");
-    Ok(())
+    if stopped.is_ok() {
+        info!("stopped");
+    }
+    stopped
 }
 
 /// The admission thread: answer ZAP requests and keep the connection counts,
@@ -754,6 +901,13 @@ fn send_and_commit(
     stats: &mut LoopStats,
 ) -> Result<(), RunError> {
     loop {
+        // A shared journal's lease must be ours before anything goes out.
+        if let Some(s) = store
+            .as_mut()
+            .filter(|s| s.tenure().is_some_and(|t| Instant::now() >= t))
+        {
+            s.keep(Instant::now())?;
+        }
         let ops = core.take_store_ops();
         let outgoing: Vec<Outgoing> = core.take_outgoing().collect();
         if outgoing.is_empty() && ops.is_empty() {

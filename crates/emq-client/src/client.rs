@@ -720,6 +720,9 @@ pub mod admin {
     /// One request on a fresh connection to the admin endpoint; `options`
     /// gives the timeout (for the connection and for the answer) and, with
     /// CURVE, the keys (an admin key: the router allows only those here).
+    /// `endpoint` may list several, comma-separated (an active router and
+    /// its standbys, which stay unbound): the request goes to the first that
+    /// answers.
     fn ask(endpoint: &str, msg: Message, options: &ClientOptions) -> Result<emq_proto::Envelope, ClientError> {
         let timeout = options.connect_timeout;
         let ctx = zmq::Context::new();
@@ -733,9 +736,19 @@ pub mod admin {
         // connection at once (DISCONNECT) could take its answer with it
         // before it is read. Instead, wait for the handshake, then send.
         let handshakes = HandshakeMonitor::watch(&ctx, &s, options.curve.is_some())?;
-        s.connect(endpoint)?;
-        match handshakes.await_handshake(1, timeout) {
-            Ok(true) => {}
+        let endpoints: Vec<&str> = endpoint.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+        for e in &endpoints {
+            s.connect(e)?;
+        }
+        match handshakes.await_handshake(endpoints.len(), timeout) {
+            Ok(true) => {
+                // Only the one that answered keeps a pipe, so the request
+                // cannot wait in one to a router that is not there.
+                let answered = handshakes.first_answered();
+                for e in endpoints.iter().filter(|e| answered.as_deref() != Some(**e)) {
+                    let _ = s.disconnect(e);
+                }
+            }
             Ok(false) => {
                 return Err(ClientError::Unreachable {
                     endpoint: endpoint.to_string(),

@@ -180,6 +180,13 @@ fn scalar(v: &toml::Value) -> Option<String> {
     }
 }
 
+/// Several endpoints, comma-separated, each checked as [`endpoint`] checks
+/// one; kept as one string (an active router and its standbys).
+pub fn endpoints(s: &str) -> Result<String, String> {
+    let parts: Vec<String> = s.split(',').map(|p| endpoint(p.trim())).collect::<Result<_, _>>()?;
+    Ok(parts.join(","))
+}
+
 /// A ZeroMQ endpoint as emq takes it: `tcp://HOST:PORT` (PORT may be `*`
 /// to bind any free port), `ipc://PATH` or `inproc://NAME`. For clap's
 /// `value_parser`; the error says the form expected.

@@ -18,6 +18,11 @@ pub struct HandshakeMonitor {
     reconnected: std::cell::Cell<bool>,
     /// A connection closed since the last `take_disconnected`.
     disconnected: std::cell::Cell<bool>,
+    /// The endpoint of the first handshake that succeeded.
+    first_answered: std::cell::RefCell<Option<String>>,
+    /// A connection attempt failed (nothing listening) since the last
+    /// `take_refused`.
+    refused: std::cell::Cell<bool>,
 }
 
 /// `ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH` (zmq.h): the monitor value
@@ -33,7 +38,8 @@ impl HandshakeMonitor {
             | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
             | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32
             | zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32
-            | zmq::SocketEvent::DISCONNECTED as i32;
+            | zmq::SocketEvent::DISCONNECTED as i32
+            | zmq::SocketEvent::CONNECT_RETRIED as i32;
         socket.monitor(&addr, events)?;
         let pair = ctx.socket(zmq::PAIR)?;
         pair.connect(&addr)?;
@@ -44,6 +50,8 @@ impl HandshakeMonitor {
             lost: std::cell::Cell::new(false),
             reconnected: std::cell::Cell::new(false),
             disconnected: std::cell::Cell::new(false),
+            first_answered: std::cell::RefCell::new(None),
+            refused: std::cell::Cell::new(false),
         })
     }
 
@@ -61,9 +69,17 @@ impl HandshakeMonitor {
             };
             if event == zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw() {
                 self.succeeded.set(true);
+                let mut first = self.first_answered.borrow_mut();
+                if first.is_none() {
+                    *first = frames.get(1).map(|f| String::from_utf8_lossy(f).into_owned());
+                }
                 if self.lost.replace(false) {
                     self.reconnected.set(true);
                 }
+                continue;
+            }
+            if event == zmq::SocketEvent::CONNECT_RETRIED.to_raw() {
+                self.refused.set(true);
                 continue;
             }
             if event == zmq::SocketEvent::DISCONNECTED.to_raw() {
@@ -82,6 +98,12 @@ impl HandshakeMonitor {
         out
     }
 
+    /// The endpoint whose handshake succeeded first (of several connected:
+    /// the one that answers, e.g. the active one of several routers).
+    pub fn first_answered(&self) -> Option<String> {
+        self.first_answered.borrow().clone()
+    }
+
     /// Whether the socket connected again after losing its connection since
     /// the last call (its peer may have restarted and forgotten it).
     pub fn take_reconnected(&self) -> bool {
@@ -89,6 +111,13 @@ impl HandshakeMonitor {
         // the events' order does.
         let _ = self.failures();
         self.reconnected.replace(false)
+    }
+
+    /// Whether a connection attempt failed since the last call (nothing
+    /// listens at the endpoint), read from the events `failures` has taken
+    /// in.
+    pub fn take_refused(&self) -> bool {
+        self.refused.replace(false)
     }
 
     /// Whether an established connection closed since the last call (the

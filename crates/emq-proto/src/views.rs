@@ -331,6 +331,34 @@ pub struct RouterStatus {
     pub blocked: u64,
     /// Seconds since the router started.
     pub uptime_s: u64,
+    /// With a shared (Postgres) journal: this router's lease and the other
+    /// routers sharing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaStatus>,
+}
+
+/// The active router of a shared journal and the routers standing by.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HaStatus {
+    /// The active router's name (the one answering).
+    pub active: String,
+    /// Its fencing epoch: one more at every takeover.
+    pub epoch: u64,
+    /// How long its lease lasts without renewal, in ms.
+    pub lease_ms: u64,
+    /// The other routers that checked in recently (standbys).
+    pub standbys: Vec<StandbyRouter>,
+}
+
+/// A router standing by on the shared journal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandbyRouter {
+    /// Its name.
+    pub name: String,
+    /// Its endpoints (bound once it takes over).
+    pub endpoints: String,
+    /// Since it last checked in, in ms.
+    pub seen_ms_ago: u64,
 }
 
 impl RouterStatus {

@@ -836,6 +836,21 @@ impl JobManager {
         }
     }
 
+    /// The router we are informing refused the TCP connection (nothing
+    /// listens there: it is down, or a standby that has not taken over):
+    /// with several routers configured, try the next at once rather than
+    /// after a whole liveness window.
+    pub fn on_router_refused(&mut self, now: Now) {
+        self.wall_ms = now.unix_ms;
+        self.mono = now.mono;
+        if let Link::Informing { router, .. } = self.link {
+            if self.config.routers.len() > 1 {
+                debug!("router {router} refused the connection: trying the next");
+                self.connect(now.mono, self.next_router(router));
+            }
+        }
+    }
+
     /// Time passes: heartbeats, router liveness, job timeouts, drain deadline.
     pub fn tick(&mut self, now: Now) {
         self.wall_ms = now.unix_ms;

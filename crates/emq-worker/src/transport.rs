@@ -258,6 +258,9 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
         }
         if let Some(l) = link.as_ref().filter(|_| readable[5 + worker_fds.len()]) {
             report_refusals(&mut refusals, now.mono, l.handshakes.failures());
+            if l.handshakes.take_refused() {
+                core.on_router_refused(now);
+            }
             if l.handshakes.take_disconnected() {
                 core.on_router_disconnected(now);
             }

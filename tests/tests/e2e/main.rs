@@ -9,6 +9,7 @@ mod eventmq;
 mod flow;
 mod graphs;
 mod guaranteed;
+mod ha;
 mod jobmanager;
 mod network;
 mod observe;

@@ -85,4 +85,23 @@ fn print_router(v: &RouterStatus) {
         "waiting in all: {}   delayed: {}   schedules: {}   results kept: {}   uptime: {}s",
         v.waiting_total, v.delayed, v.schedules, v.results_kept, v.uptime_s
     );
+    if let Some(ha) = &v.ha {
+        println!(
+            "active router: {} (epoch {}, lease {} ms)",
+            shown(&ha.active),
+            ha.epoch,
+            ha.lease_ms
+        );
+        if ha.standbys.is_empty() {
+            println!("standby routers: none checked in");
+        }
+        for s in &ha.standbys {
+            println!(
+                "standby router: {} ({}), checked in {} ms ago",
+                shown(&s.name),
+                shown(&s.endpoints),
+                s.seen_ms_ago
+            );
+        }
+    }
 }

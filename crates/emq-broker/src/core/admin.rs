@@ -181,6 +181,7 @@ impl Router {
             graphs: self.graphs.len() as u64,
             blocked: self.graphs.blocked() as u64,
             uptime_s: self.uptime(now).as_secs(),
+            ha: self.ha.clone(),
             ..RouterStatus::default()
         };
         for (q, (n, sum, max)) in &running {

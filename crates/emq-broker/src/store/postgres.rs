@@ -1,0 +1,564 @@
+//! The journal in Postgres, shared by an active router and its standbys.
+//!
+//! One router is active at a time: the one holding the lease, a single row
+//! (`emq_lease`) with a fencing epoch and an expiry on the database's clock.
+//! A standby takes the lease once it has expired, adding one to the epoch.
+//! Every commit of the active router is one statement that first renews the
+//! lease *if the epoch is still its own* and only then writes its rows, so a
+//! deposed router's writes change nothing: its commit reports
+//! [`StoreError::Deposed`].
+//!
+//! The active router acts (sends anything) only while its lease is surely
+//! its own: until the local instant it sent its last successful renewal
+//! plus the lease, less a tenth for clock-rate differences. The database
+//! stamped that renewal no earlier than it was sent, so no standby can take
+//! over before that instant: a router cut off from the database goes quiet
+//! before anyone else goes active.
+//!
+//! Schema: versioned in `emq_schema`, created and migrated by the router
+//! (under an advisory lock, so routers starting together do it once); a
+//! newer version than this router knows is refused.
+
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use postgres::{Client, NoTls};
+
+use super::{JobStore, StoreError};
+use crate::journal::{Row, StoreOp, Table};
+use emq_proto::views::{HaStatus, StandbyRouter};
+use strum::IntoEnumIterator;
+
+/// The schema version this router writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Migrations, in order: `MIGRATIONS[n]` takes version `n` to `n + 1`.
+const MIGRATIONS: [&str; 1] = ["
+    CREATE TABLE emq_journal (
+        tbl text NOT NULL,
+        key text NOT NULL,
+        value bytea NOT NULL,
+        PRIMARY KEY (tbl, key)
+    );
+    CREATE TABLE emq_lease (
+        id int PRIMARY KEY CHECK (id = 1),
+        epoch bigint NOT NULL,
+        holder text,
+        endpoints text,
+        expires_at timestamptz NOT NULL
+    );
+    INSERT INTO emq_lease VALUES (1, 0, NULL, NULL, '-infinity');
+    CREATE TABLE emq_routers (
+        name text PRIMARY KEY,
+        endpoints text NOT NULL,
+        seen_at timestamptz NOT NULL
+    );
+"];
+
+/// The advisory lock key routers take while migrating ("emq").
+const MIGRATION_LOCK: i64 = 0x0065_6d71;
+
+/// One statement, so one transaction and one round trip: renew the lease if
+/// the epoch is ours, then (only then) write. Returns 1 row if it was ours.
+const COMMIT: &str = "
+    WITH lease AS (
+        UPDATE emq_lease SET expires_at = now() + make_interval(secs => $2)
+        WHERE id = 1 AND epoch = $1 RETURNING epoch
+    ), puts AS (
+        INSERT INTO emq_journal (tbl, key, value)
+        SELECT p.tbl, p.key, p.value FROM unnest($3::text[], $4::text[], $5::bytea[]) AS p(tbl, key, value)
+        WHERE EXISTS (SELECT 1 FROM lease)
+        ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value
+    ), deletes AS (
+        DELETE FROM emq_journal j USING unnest($6::text[], $7::text[]) AS d(tbl, key)
+        WHERE j.tbl = d.tbl AND j.key = d.key AND EXISTS (SELECT 1 FROM lease)
+    )
+    SELECT epoch FROM lease";
+
+/// Take the lease if it has expired (or was never held).
+const ACQUIRE: &str = "
+    UPDATE emq_lease SET epoch = epoch + 1, holder = $1, endpoints = $2,
+        expires_at = now() + make_interval(secs => $3)
+    WHERE id = 1 AND expires_at < now()
+    RETURNING epoch";
+
+/// A router's check-in, which `emq-cli status` shows.
+const CHECK_IN: &str = "
+    INSERT INTO emq_routers (name, endpoints, seen_at) VALUES ($1, $2, now())
+    ON CONFLICT (name) DO UPDATE SET endpoints = EXCLUDED.endpoints, seen_at = now()";
+
+/// What a standby learns from one attempt at the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The lease is ours, at this epoch.
+    Active(u64),
+    /// Another router holds it.
+    Held {
+        /// Its name.
+        holder: String,
+        /// Its endpoints.
+        endpoints: String,
+        /// Until its lease expires unless renewed, in ms.
+        expires_in_ms: u64,
+    },
+}
+
+/// The Postgres journal of one router.
+pub struct PgStore {
+    config: postgres::Config,
+    /// The URL without its password, for messages.
+    shown: String,
+    client: Option<Client>,
+    name: String,
+    endpoints: String,
+    lease: Duration,
+    /// Ours once active.
+    epoch: Option<u64>,
+    /// We may act until then (see the module header).
+    valid_until: Instant,
+    /// When the lease was last renewed (by a commit or a keep).
+    renewed_at: Instant,
+    /// When the standbys were last read.
+    peers_read_at: Option<Instant>,
+    standbys: Vec<StandbyRouter>,
+}
+
+fn failed(what: &str, e: postgres::Error) -> StoreError {
+    StoreError::Failed(format!("{what}: {}", describe(&e)))
+}
+
+impl PgStore {
+    /// Connect and bring the schema to this router's version. `endpoints`:
+    /// what other routers and `emq-cli status` are told about this one.
+    pub fn open(url: &str, name: &str, endpoints: &str, lease: Duration) -> Result<PgStore, StoreError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| failed("the journal URL is not a Postgres URL", e))?;
+        // A dead network must not hold the loop past the lease: connects and
+        // unacknowledged writes give up within a quarter of it.
+        config
+            .application_name(&format!("emq-router {name}"))
+            .connect_timeout(lease / 4)
+            .tcp_user_timeout(lease / 4)
+            .keepalives(true)
+            .keepalives_idle(lease / 4)
+            .notice_callback(|notice| log::debug!("postgres: {}", notice.message()));
+        let now = Instant::now();
+        let mut store = PgStore {
+            config,
+            shown: redact(url),
+            client: None,
+            name: name.to_string(),
+            endpoints: endpoints.to_string(),
+            lease,
+            epoch: None,
+            valid_until: now,
+            renewed_at: now,
+            peers_read_at: None,
+            standbys: Vec::new(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The database as shown in messages (no password).
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// The connection, made again if it was lost.
+    fn client(&mut self) -> Result<&mut Client, postgres::Error> {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.client = Some(self.config.connect(NoTls)?);
+        }
+        Ok(self.client.as_mut().expect("just connected"))
+    }
+
+    /// Run `f` on the connection; an error drops the connection, so the
+    /// next call connects afresh.
+    fn with_client<T>(
+        &mut self,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, postgres::Error> {
+        let result = self.client().and_then(f);
+        if result.is_err() {
+            self.client = None;
+        }
+        result
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let shown = self.shown.clone();
+        let name = self.name.clone();
+        let client = self
+            .client()
+            .map_err(|e| failed(&format!("cannot connect to the journal {shown}"), e))?;
+        let mut txn = client.transaction().map_err(|e| failed("begin", e))?;
+        txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(|e| failed("lock the schema", e))?;
+        txn.batch_execute("CREATE TABLE IF NOT EXISTS emq_schema (version int NOT NULL)")
+            .map_err(|e| failed("create emq_schema", e))?;
+        let found: Option<i32> = txn
+            .query_opt("SELECT version FROM emq_schema", &[])
+            .map_err(|e| failed("read the schema version", e))?
+            .map(|r| r.get(0));
+        let version = found.unwrap_or(0);
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Failed(format!(
+                "the journal {shown} has schema version {version}, newer than this router's \
+                 {SCHEMA_VERSION}: upgrade this router"
+            )));
+        }
+        for (from, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            txn.batch_execute(migration)
+                .map_err(|e| failed(&format!("migrate the schema from version {from}"), e))?;
+        }
+        if found.is_none() {
+            txn.execute("INSERT INTO emq_schema VALUES ($1)", &[&SCHEMA_VERSION])
+        } else {
+            txn.execute("UPDATE emq_schema SET version = $1", &[&SCHEMA_VERSION])
+        }
+        .map_err(|e| failed("record the schema version", e))?;
+        txn.commit().map_err(|e| failed("commit the schema", e))?;
+        if version < SCHEMA_VERSION {
+            info!("journal {shown}: schema version {version} -> {SCHEMA_VERSION} (by {name})");
+        }
+        Ok(())
+    }
+
+    fn lease_secs(&self) -> f64 {
+        self.lease.as_secs_f64()
+    }
+
+    /// How long before the database's expiry we stop acting: a tenth for
+    /// clocks that run at slightly different rates.
+    fn usable(&self) -> Duration {
+        self.lease - self.lease / 10
+    }
+
+    /// Try to become the active router: check in as a standby, then take
+    /// the lease if it has expired.
+    pub fn attempt(&mut self) -> Result<Attempt, StoreError> {
+        let (name, endpoints, secs) = (self.name.clone(), self.endpoints.clone(), self.lease_secs());
+        let sent = Instant::now();
+        let shown = self.shown.clone();
+        let got = self
+            .with_client(|c| {
+                c.execute(CHECK_IN, &[&name, &endpoints])?;
+                let taken = c.query_opt(ACQUIRE, &[&name, &endpoints, &secs])?;
+                if let Some(row) = taken {
+                    return Ok(Attempt::Active(row.get::<_, i64>(0) as u64));
+                }
+                let row = c.query_one(
+                    "SELECT coalesce(holder, ''), coalesce(endpoints, ''), \
+                     greatest(0, extract(epoch FROM expires_at - now()) * 1000)::bigint FROM emq_lease",
+                    &[],
+                )?;
+                Ok(Attempt::Held {
+                    holder: row.get(0),
+                    endpoints: row.get(1),
+                    expires_in_ms: row.get::<_, i64>(2) as u64,
+                })
+            })
+            .map_err(|e| failed(&format!("journal {shown}"), e))?;
+        if let Attempt::Active(epoch) = got {
+            self.epoch = Some(epoch);
+            self.renewed_at = sent;
+            self.valid_until = sent + self.usable();
+        }
+        Ok(got)
+    }
+
+    /// Renew the lease now; `Deposed` if it is no longer ours.
+    fn renew(&mut self) -> Result<(), StoreError> {
+        self.commit_now(&[])
+    }
+
+    /// Renew and write, in one statement; retried on any error while the
+    /// lease lasts (a lost connection, a restarting server, a refused login:
+    /// stepping down is always safe, exiting would throw away the retry). Tried once even past it: if the epoch is still ours,
+    /// nobody took over and we carry on.
+    fn commit_now(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let Some(epoch) = self.epoch else {
+            return Err(StoreError::Deposed("this router does not hold the lease".into()));
+        };
+        let batch = Batch::of(ops);
+        let secs = self.lease_secs();
+        let mut warned = false;
+        loop {
+            let sent = Instant::now();
+            let epoch_param = epoch as i64;
+            let result = self.with_client(|c| {
+                c.query(
+                    COMMIT,
+                    &[
+                        &epoch_param,
+                        &secs,
+                        &batch.put_tables,
+                        &batch.put_keys,
+                        &batch.put_values,
+                        &batch.delete_tables,
+                        &batch.delete_keys,
+                    ],
+                )
+            });
+            match result {
+                Ok(rows) if rows.is_empty() => {
+                    self.epoch = None;
+                    return Err(StoreError::Deposed(format!(
+                        "another router took the lease on {} (our epoch was {epoch})",
+                        self.shown
+                    )));
+                }
+                Ok(_) => {
+                    if warned {
+                        info!("journal {} reachable again", self.shown);
+                    }
+                    self.renewed_at = sent;
+                    self.valid_until = sent + self.usable();
+                    return Ok(());
+                }
+                Err(e) => {
+                    let e = describe(&e);
+                    // Tried at least once: past the lease, a standby may
+                    // have taken over, and we may not act any more.
+                    if Instant::now() >= self.valid_until {
+                        self.epoch = None;
+                        return Err(StoreError::Deposed(format!(
+                            "the lease on {} (epoch {epoch}) ran out before it could be renewed ({e})",
+                            self.shown
+                        )));
+                    }
+                    if !warned {
+                        warn!(
+                            "journal {} unreachable ({e}): holding acknowledgements, retrying until the lease \
+                             runs out in {:?}",
+                            self.shown,
+                            self.valid_until.saturating_duration_since(sent)
+                        );
+                        warned = true;
+                    }
+                    // Not a fixed pace: a connect attempt itself waits up to
+                    // a quarter of the lease.
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    /// Read the routers that checked in recently, other than us.
+    fn read_peers(&mut self) -> Result<(), StoreError> {
+        let (name, endpoints, window) = (self.name.clone(), self.endpoints.clone(), 3.0 * self.lease_secs());
+        let rows = self
+            .with_client(|c| {
+                c.execute(CHECK_IN, &[&name, &endpoints])?;
+                c.query(
+                    "SELECT name, endpoints, \
+                     greatest(0, extract(epoch FROM now() - seen_at) * 1000)::bigint FROM emq_routers \
+                     WHERE name <> $1 AND seen_at > now() - make_interval(secs => $2) ORDER BY name",
+                    &[&name, &window],
+                )
+            })
+            .map_err(|e| failed("read the standbys", e))?;
+        self.standbys = rows
+            .iter()
+            .map(|r| StandbyRouter {
+                name: r.get(0),
+                endpoints: r.get(1),
+                seen_ms_ago: r.get::<_, i64>(2) as u64,
+            })
+            .collect();
+        Ok(())
+    }
+}
+
+impl JobStore for PgStore {
+    fn load(&mut self) -> Result<Vec<Row>, StoreError> {
+        let shown = self.shown.clone();
+        let rows = self
+            .with_client(|c| c.query("SELECT tbl, key, value FROM emq_journal", &[]))
+            .map_err(|e| failed(&format!("load the journal {shown}"), e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let tbl: &str = r.get(0);
+            let table = Table::iter().find(|t| t.name() == tbl).ok_or_else(|| {
+                StoreError::Failed(format!("journal {shown} has a table {tbl:?} this router does not know"))
+            })?;
+            out.push(Row {
+                table,
+                key: r.get(1),
+                value: r.get(2),
+            });
+        }
+        Ok(out)
+    }
+
+    fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        self.commit_now(ops)
+    }
+
+    fn tenure(&self) -> Option<Instant> {
+        Some(self.valid_until)
+    }
+
+    fn keep(&mut self, now: Instant) -> Result<(), StoreError> {
+        if now >= self.renewed_at + self.lease / 3 {
+            self.renew()?;
+        }
+        if self.peers_read_at.is_none_or(|at| now >= at + Duration::from_secs(1)) {
+            self.peers_read_at = Some(now);
+            if let Err(e) = self.read_peers() {
+                warn!("{e}");
+            }
+        }
+        Ok(())
+    }
+
+    fn next_keep(&self) -> Option<Instant> {
+        let peers = self
+            .peers_read_at
+            .map_or(self.renewed_at, |at| at + Duration::from_secs(1));
+        Some((self.renewed_at + self.lease / 3).min(peers))
+    }
+
+    fn release(&mut self) {
+        let Some(epoch) = self.epoch.take() else {
+            return;
+        };
+        let epoch = epoch as i64;
+        match self.with_client(|c| {
+            c.execute(
+                "UPDATE emq_lease SET expires_at = '-infinity' WHERE id = 1 AND epoch = $1",
+                &[&epoch],
+            )
+        }) {
+            Ok(_) => info!("lease on {} released (epoch {epoch})", self.shown),
+            Err(e) => warn!(
+                "cannot release the lease on {}: {e} (a standby takes over when it runs out)",
+                self.shown
+            ),
+        }
+    }
+
+    fn peers(&self) -> Option<HaStatus> {
+        Some(HaStatus {
+            active: self.name.clone(),
+            epoch: self.epoch.unwrap_or(0),
+            lease_ms: self.lease.as_millis() as u64,
+            standbys: self.standbys.clone(),
+        })
+    }
+}
+
+/// A batch as its final state per key (the last operation on a key wins),
+/// in the columns the commit statement takes.
+#[derive(Default)]
+struct Batch<'a> {
+    put_tables: Vec<&'static str>,
+    put_keys: Vec<&'a str>,
+    put_values: Vec<&'a [u8]>,
+    delete_tables: Vec<&'static str>,
+    delete_keys: Vec<&'a str>,
+}
+
+impl<'a> Batch<'a> {
+    fn of(ops: &'a [StoreOp]) -> Batch<'a> {
+        let mut last: crate::HashMap<(Table, &str), usize> = crate::HashMap::default();
+        for (i, op) in ops.iter().enumerate() {
+            let (StoreOp::Put { table, key, .. } | StoreOp::Delete { table, key }) = op;
+            last.insert((*table, key.as_str()), i);
+        }
+        let mut batch = Batch::default();
+        for (i, op) in ops.iter().enumerate() {
+            let (StoreOp::Put { table, key, .. } | StoreOp::Delete { table, key }) = op;
+            if last.get(&(*table, key.as_str())) != Some(&i) {
+                continue;
+            }
+            match op {
+                StoreOp::Put { value, .. } => {
+                    batch.put_tables.push(table.name());
+                    batch.put_keys.push(key);
+                    batch.put_values.push(value);
+                }
+                StoreOp::Delete { .. } => {
+                    batch.delete_tables.push(table.name());
+                    batch.delete_keys.push(key);
+                }
+            }
+        }
+        batch
+    }
+}
+
+/// A Postgres error with what the server said (`db error` alone says
+/// nothing).
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// `postgres://user:secret@host/db` shown as `postgres://user:***@host/db`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_keeps_the_last_operation_on_each_key() {
+        let ops = [
+            StoreOp::Put {
+                table: Table::Records,
+                key: "a".into(),
+                value: b"1".to_vec(),
+            },
+            StoreOp::delete(Table::Records, "a"),
+            StoreOp::Put {
+                table: Table::Bodies,
+                key: "a".into(),
+                value: b"b".to_vec(),
+            },
+            StoreOp::delete(Table::Records, "b"),
+            StoreOp::Put {
+                table: Table::Records,
+                key: "b".into(),
+                value: b"2".to_vec(),
+            },
+        ];
+        let b = Batch::of(&ops);
+        assert_eq!(b.put_tables, ["bodies", "records"]);
+        assert_eq!(b.put_keys, ["a", "b"]);
+        assert_eq!(b.put_values, [b"b".as_slice(), b"2".as_slice()]);
+        assert_eq!(b.delete_tables, ["records"]);
+        assert_eq!(b.delete_keys, ["a"]);
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redact("postgres://emq:s3cret@db:5432/emq"),
+            "postgres://emq:***@db:5432/emq"
+        );
+        assert_eq!(redact("postgres://emq@db/emq"), "postgres://emq@db/emq");
+        assert_eq!(
+            redact("postgresql:///emq?host=/run/pg"),
+            "postgresql:///emq?host=/run/pg"
+        );
+    }
+}
