@@ -66,6 +66,11 @@ pub(crate) struct Args {
     /// Submissions for the coalescing memory row (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     coalesce: usize,
+    /// Also measure guaranteed jobs on a Postgres journal at this URL (its
+    /// emq tables are used as they are; a router of an earlier run's lease
+    /// is waited out).
+    #[arg(long)]
+    postgres: Option<String>,
     /// Nodes of the largest graphs in the graphs row (1,000 is measured
     /// too; 0 skips the row).
     #[arg(long, default_value_t = 10_000)]
@@ -211,6 +216,8 @@ struct Results {
     p999: Series,
     g_tput: Series,
     g_p50: Series,
+    pg_tput: Series,
+    pg_p50: Series,
     /// Throughput with a concurrency limit that never binds.
     limited_tput: Series,
 }
@@ -410,6 +417,21 @@ fn measure_emq(args: &Args, r: &mut Results, with_memory: bool) -> anyhow::Resul
     r.g_tput.push(gtput);
     let mut glat = latencies(&mut client, &gjob, args.latency_samples.min(500))?;
     r.g_p50.push(glat.quantile(0.5));
+    drop(client);
+    drop(jm);
+    if let Some(url) = &args.postgres {
+        // The same jobs on a router whose journal is Postgres.
+        let pg_router = Spawned::router_on(Some(url), &["--result-capacity", "10000"])?;
+        let pg_jm = Spawned::jobmanager(&pg_router.backend, &args.jobmanager_flags())?;
+        let mut pg_client = Client::connect(&[&pg_router.frontend])?;
+        for _ in 0..200 {
+            pg_client.call(&gjob, Duration::from_secs(30)).context("warm-up job")?;
+        }
+        let (t, _) = throughput(&mut pg_client, &gjob, args, &pg_router, &pg_jm)?;
+        r.pg_tput.push(t);
+        let mut lat = latencies(&mut pg_client, &gjob, args.latency_samples.min(500))?;
+        r.pg_p50.push(lat.quantile(0.5));
+    }
 
     let memory = if with_memory {
         // In a router of its own, so that what the runs above left behind
@@ -581,6 +603,21 @@ fn report(args: &Args, r: &Results, memory: Option<Memory>) {
         fmt_us(&r.floor_p50),
         ratio(r.g_p50.median(), r.floor_p50.median())
     );
+    if !r.pg_tput.is_empty() {
+        println!(
+            "| guaranteed throughput, Postgres journal | {} | {} | {} (vs redb: {}) |",
+            fmt_rate(&r.pg_tput),
+            fmt_rate(&r.floor_tput),
+            ratio(r.pg_tput.median(), r.floor_tput.median()),
+            ratio(r.pg_tput.median(), r.g_tput.median())
+        );
+        println!(
+            "| guaranteed latency p50, Postgres journal | {} | {} | {} |",
+            fmt_us(&r.pg_p50),
+            fmt_us(&r.floor_p50),
+            ratio(r.pg_p50.median(), r.floor_p50.median())
+        );
+    }
     println!(
         "| worker hand-off (pipe round trip, p50) | | {} | |",
         fmt_us(&r.handoff)

@@ -67,6 +67,11 @@ impl Spawned {
     }
 
     pub(crate) fn router(extra: &[&str]) -> anyhow::Result<Spawned> {
+        Spawned::router_on(None, extra)
+    }
+
+    /// A router on a journal of its own, or on the Postgres journal `url`.
+    pub(crate) fn router_on(url: Option<&str>, extra: &[&str]) -> anyhow::Result<Spawned> {
         let mut cmd = Command::new(sibling("emq-router")?);
         cmd.args([
             "--frontend",
@@ -78,11 +83,18 @@ impl Spawned {
         ]);
         // A fresh journal per router, on the same disk a deployment would use.
         let journal = std::env::temp_dir().join(format!("emq-bench-{}-{}.redb", std::process::id(), next_id()));
-        let _ = std::fs::remove_file(&journal);
-        cmd.arg("--journal").arg(&journal);
+        match url {
+            Some(url) => {
+                cmd.args(["--journal", url]);
+            }
+            None => {
+                let _ = std::fs::remove_file(&journal);
+                cmd.arg("--journal").arg(&journal);
+            }
+        }
         cmd.args(extra).stdout(Stdio::piped());
         let mut s = Spawned::spawn(cmd)?;
-        s.journal = Some(journal);
+        s.journal = url.is_none().then_some(journal);
         let mut line = String::new();
         BufReader::new(s.child.stdout.take().context("stdout")?).read_line(&mut line)?;
         let field = |k: &str| {

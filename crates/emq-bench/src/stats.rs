@@ -18,6 +18,10 @@ impl Series {
         self.0.len()
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub(crate) fn push(&mut self, v: f64) {
         self.0.push(v);
     }
