@@ -149,8 +149,11 @@ fn ten_kills_of_the_active_router_lose_nothing() {
         let took = at - killed_at;
         assert!(
             took < Duration::from_secs(5),
-            "failover {kill} took {took:?}; the standby's log:\n{}",
-            standby.log_text()
+            "failover {kill} took {took:?} (router {which} of standby, restarted); the standby's log:\n{}\nthe \
+             restarted one's:\n{}\nsessions:\n{}",
+            standby.log_text(),
+            restarted.log_text(),
+            pg.activity()
         );
         assert_eq!(new_epoch, epoch + 1, "one takeover, one epoch");
         failovers.push(took);

@@ -109,6 +109,9 @@ pub struct PgStore {
     /// The URL without its password, for messages.
     shown: String,
     client: Option<Client>,
+    /// The commit statement, prepared once per connection (a statement
+    /// given as text is parsed again at every call: one more round trip).
+    commit_statement: Option<postgres::Statement>,
     name: String,
     endpoints: String,
     lease: Duration,
@@ -148,6 +151,7 @@ impl PgStore {
             config,
             shown: redact(url),
             client: None,
+            commit_statement: None,
             name: name.to_string(),
             endpoints: endpoints.to_string(),
             lease,
@@ -169,6 +173,7 @@ impl PgStore {
     /// The connection, made again if it was lost.
     fn client(&mut self) -> Result<&mut Client, postgres::Error> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.commit_statement = None;
             self.client = Some(self.config.connect(NoTls)?);
         }
         Ok(self.client.as_mut().expect("just connected"))
@@ -183,6 +188,7 @@ impl PgStore {
         let result = self.client().and_then(f);
         if result.is_err() {
             self.client = None;
+            self.commit_statement = None;
         }
         result
     }
@@ -288,9 +294,15 @@ impl PgStore {
         loop {
             let sent = Instant::now();
             let epoch_param = epoch as i64;
+            let mut prepared = self.commit_statement.take();
             let result = self.with_client(|c| {
+                let statement = match prepared.take() {
+                    Some(s) => s,
+                    None => c.prepare(COMMIT)?,
+                };
+                prepared = Some(statement.clone());
                 c.query(
-                    COMMIT,
+                    &statement,
                     &[
                         &epoch_param,
                         &secs,
@@ -302,6 +314,9 @@ impl PgStore {
                     ],
                 )
             });
+            if result.is_ok() {
+                self.commit_statement = prepared;
+            }
             match result {
                 Ok(rows) if rows.is_empty() => {
                     self.epoch = None;
