@@ -195,6 +195,21 @@ impl Scratch {
         )
     }
 
+    /// A scratch directory in memory (`/dev/shm`, else the temp dir): for
+    /// what must not wait on the shared disk's flushes.
+    pub fn in_memory() -> Scratch {
+        let shm = std::path::Path::new("/dev/shm");
+        let mut b = tempfile::Builder::new();
+        b.prefix("emq-test-");
+        Scratch(
+            match shm.is_dir() {
+                true => b.tempdir_in(shm),
+                false => b.tempdir(),
+            }
+            .expect("a scratch directory"),
+        )
+    }
+
     /// A path inside it.
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.path().join(name)

@@ -4,6 +4,12 @@
 //! made by `initdb` in a scratch directory and listening only on a unix
 //! socket there; as root it runs as `nobody` (Postgres refuses root). No
 //! Postgres installed is a failure that says how to get it, never a skip.
+//!
+//! Its data lives in memory (`/dev/shm`): the shared disk of a CI machine
+//! has held a WAL flush for five seconds, and these tests are about routers
+//! failing over, not about that disk. Every fault they make is a process
+//! fault (kill -9, a restart, a cut session), which memory survives like a
+//! disk; `emq-bench --postgres` measures a cluster on a real disk.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -55,7 +61,7 @@ impl PgCluster {
     /// Make and start a cluster.
     pub fn start() -> PgCluster {
         let bin = pg_bin();
-        let dir = Scratch::new();
+        let dir = Scratch::in_memory();
         let home = dir.path("pg");
         std::fs::create_dir(&home).unwrap();
         if nix::unistd::geteuid().is_root() {

@@ -94,6 +94,11 @@ struct Args {
     /// Most results kept at once.
     #[arg(long, default_value_t = 100_000)]
     result_capacity: usize,
+    /// After a restart or a takeover, how long a guaranteed job that had
+    /// been dispatched waits before it is queued again, in milliseconds:
+    /// the jobmanager that ran it may reconnect and send its result first.
+    #[arg(long, default_value_t = 1000)]
+    restore_grace_ms: u64,
     /// Largest frame accepted, in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     max_frame: usize,
@@ -261,6 +266,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         },
         result_retention: Duration::from_secs(args.result_retention_s),
         result_capacity: args.result_capacity,
+        restore_grace: Duration::from_millis(args.restore_grace_ms),
         max_frame: args.max_frame,
         max_message: args.max_message,
         journal: (!args.no_journal).then(|| match Journal::parse(&args.journal) {

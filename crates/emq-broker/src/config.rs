@@ -100,6 +100,11 @@ pub struct Config {
     pub result_retention: Duration,
     /// Most results kept at once; the oldest go first.
     pub result_capacity: usize,
+    /// After a restart (or a takeover), how long a journaled job that had
+    /// been dispatched waits before it is queued again: the jobmanager that
+    /// ran it may reconnect and send its result first, so that it does not
+    /// run twice.
+    pub restore_grace: Duration,
     /// Largest frame accepted from any peer.
     pub max_frame: usize,
     /// Largest message (all its frames together) accepted from any peer.
@@ -157,6 +162,7 @@ impl Default for Config {
             default_queues: vec![(emq_proto::DEFAULT_WEIGHT, emq_proto::DEFAULT_QUEUE.to_string())],
             result_retention: Duration::from_secs(600),
             result_capacity: 100_000,
+            restore_grace: Duration::from_secs(1),
             max_frame: emq_proto::DEFAULT_MAX_FRAME,
             max_message: 4 * emq_proto::DEFAULT_MAX_FRAME,
             journal: None,

@@ -27,6 +27,10 @@ use slots::Slots;
 /// with its link (in flight, or not yet journaled by it).
 const RESEND_MARGIN: Duration = Duration::from_secs(1);
 
+/// Shortest stay on a router that refuses connections before trying the
+/// next (see `on_router_refused`).
+const REFUSED_PAUSE: Duration = Duration::from_millis(200);
+
 /// The jobmanager's state, as decisionengine's task manager names them (the
 /// names travel in HEARTBEAT).
 pub use emq_proto::JobManagerState as State;
@@ -838,13 +842,16 @@ impl JobManager {
 
     /// The router we are informing refused the TCP connection (nothing
     /// listens there: it is down, or a standby that has not taken over):
-    /// with several routers configured, try the next at once rather than
-    /// after a whole liveness window.
+    /// with several routers configured, try the next rather than wait a
+    /// whole liveness window; but not sooner than `REFUSED_PAUSE` after the
+    /// last try, or routers that all refuse would be cycled through as fast
+    /// as sockets can be made (ZeroMQ reports the refusal again at each of
+    /// its own retries, so the move comes at one of those).
     pub fn on_router_refused(&mut self, now: Now) {
         self.wall_ms = now.unix_ms;
         self.mono = now.mono;
-        if let Link::Informing { router, .. } = self.link {
-            if self.config.routers.len() > 1 {
+        if let Link::Informing { router, since, .. } = self.link {
+            if self.config.routers.len() > 1 && now.mono >= since + REFUSED_PAUSE {
                 debug!("router {router} refused the connection: trying the next");
                 self.connect(now.mono, self.next_router(router));
             }

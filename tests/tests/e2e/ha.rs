@@ -79,7 +79,7 @@ fn check_runs(results: &Results, runs_file: &Path, n: usize) -> usize {
         let late: Vec<_> = starts.iter().filter(|s| *s > delivered).collect();
         assert!(
             late.is_empty(),
-            "job {id} ran again after its result reached the client"
+            "job {id} ran again after its result reached the client: runs started at {starts:?}, result at {delivered}"
         );
     }
     twice

@@ -267,6 +267,12 @@ impl PgStore {
                 })
             })
             .map_err(|e| failed(&format!("journal {shown}"), e))?;
+        if sent.elapsed() > self.lease / 4 {
+            info!(
+                "an attempt at the lease took {:?} (the database is slow)",
+                sent.elapsed()
+            );
+        }
         if let Attempt::Active(epoch) = got {
             self.epoch = Some(epoch);
             self.renewed_at = sent;

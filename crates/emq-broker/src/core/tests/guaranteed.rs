@@ -227,12 +227,9 @@ fn jobmanager_death_counts_as_an_attempt() {
     assert!(s.dispatched().is_empty());
 }
 
-#[test]
-fn restore_requeues_unfinished_and_keeps_finished() {
-    use crate::journal::Row;
-    use crate::tracking::{JobBody, JobRecord};
-    use emq_proto::JobState as Status;
-    let rec = |seq: u64, status: Status| JobRecord {
+/// A journaled record of a job of `default` accepted `seq`-th.
+fn stored_record(seq: u64, status: emq_proto::JobState) -> crate::tracking::JobRecord {
+    crate::tracking::JobRecord {
         queue: "default".into(),
         client: b"c".to_vec(),
         accepted_seq: seq,
@@ -244,14 +241,23 @@ fn restore_requeues_unfinished_and_keeps_finished() {
         finished_unix_ms: Some(1_700_000_000_000),
         not_before_unix_ms: None,
         flow: None,
+    }
+}
+
+/// A journaled body for job `id`.
+fn stored_body(id: &str) -> crate::journal::Row {
+    let body = crate::tracking::JobBody {
+        headers: "guarantee,reply-requested".into(),
+        body: b"[]".to_vec(),
     };
-    let body = |id: &str| {
-        let body = JobBody {
-            headers: "guarantee,reply-requested".into(),
-            body: b"[]".to_vec(),
-        };
-        Row::new(Table::Bodies, id, &body)
-    };
+    crate::journal::Row::new(Table::Bodies, id, &body)
+}
+
+#[test]
+fn restore_requeues_unfinished_and_keeps_finished() {
+    use crate::journal::Row;
+    use emq_proto::JobState as Status;
+    let (rec, body) = (stored_record, stored_body);
     let mut s = guaranteed_sim();
     s.r.restore(
         s.now,
@@ -477,4 +483,39 @@ fn a_result_from_before_a_restart_counts_its_attempt() {
     assert_eq!(detail.attempts, Some(1));
     let last = detail.log.last().unwrap();
     assert_eq!(last.message, "finished after 1 attempt(s)");
+}
+
+/// After a restart, a journaled job that may have been running waits for
+/// its jobmanager's result for `restore_grace` before it is queued again:
+/// a result that comes in that time finishes it, and it never runs twice.
+#[test]
+fn a_restored_job_waits_for_its_jobmanagers_result_before_running_again() {
+    use emq_proto::JobState as Status;
+    let grace = Duration::from_millis(800);
+    let mut s = Sim::with_restore_grace(
+        Config {
+            restore_grace: grace,
+            ..Config::default()
+        },
+        1_700_000_000_000,
+    );
+    s.r.restore(
+        s.now,
+        vec![
+            Row::new(Table::Records, "ran", &stored_record(1, Status::Running)),
+            stored_body("ran"),
+            Row::new(Table::Records, "waited", &stored_record(2, Status::Queued)),
+            stored_body("waited"),
+        ],
+    )
+    .unwrap();
+    s.inform("jm2", &[(10, "default")]);
+    s.ready("jm2", 5);
+    assert!(s.dispatched().is_empty(), "nothing runs again within the grace");
+    // The jobmanager that ran it reconnects and sends its result.
+    s.inform("jm1", &[(10, "default")]);
+    s.reply("jm1", "ran");
+    s.advance(grace);
+    let got: Vec<String> = s.dispatched().into_iter().map(|(_, id)| id).collect();
+    assert_eq!(got, vec!["waited"], "only the job without a result runs again");
 }

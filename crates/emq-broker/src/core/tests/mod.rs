@@ -79,8 +79,21 @@ impl Sim {
         Sim::at(config, 1_700_000_000_000)
     }
 
-    /// A router whose wall clock starts at `unix_ms`.
+    /// A router whose wall clock starts at `unix_ms`. Restored jobs are
+    /// queued at once (no `restore_grace`): the tests of what a restart
+    /// keeps check that; `with_restore_grace` tests the grace.
     pub(super) fn at(config: Config, unix_ms: i64) -> Sim {
+        Sim::with_restore_grace(
+            Config {
+                restore_grace: Duration::ZERO,
+                ..config
+            },
+            unix_ms,
+        )
+    }
+
+    /// A router with `config` as given, its restore grace included.
+    pub(super) fn with_restore_grace(config: Config, unix_ms: i64) -> Sim {
         let now = Now::new(Instant::now(), unix_ms);
         Sim {
             r: Router::new(config.clone(), now, SEED),
