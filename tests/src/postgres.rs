@@ -41,10 +41,22 @@ fn pg_bin() -> PathBuf {
         .expect("PostgreSQL is not installed: run scripts/test-deps.sh (Debian package postgresql)")
 }
 
-/// Run as `nobody` when we are root (Postgres will not run as root).
+/// Run as `nobody` when we are root (Postgres will not run as root). Done
+/// in `pre_exec`, after the closures registered before it (entering a test
+/// bed host's namespace needs root still).
 fn unprivileged(cmd: &mut Command) {
     if nix::unistd::geteuid().is_root() {
-        cmd.uid(65534).gid(65534);
+        // SAFETY: between fork and exec the child only calls setgroups(2),
+        // setgid(2) and setuid(2), which are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                let nobody = 65534;
+                nix::unistd::setgroups(&[]).map_err(std::io::Error::from)?;
+                nix::unistd::setgid(nobody.into()).map_err(std::io::Error::from)?;
+                nix::unistd::setuid(nobody.into()).map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
     }
 }
 
@@ -52,14 +64,28 @@ fn unprivileged(cmd: &mut Command) {
 pub struct PgCluster {
     dir: Scratch,
     bin: PathBuf,
-    /// The port its socket is named after (`.s.PGSQL.PORT`).
+    /// The port its socket is named after (`.s.PGSQL.PORT`), and its TCP
+    /// port in a test bed host.
     pub port: u16,
     server: Option<Proc>,
+    /// The test bed host it runs in (listening on its address too).
+    host: Option<crate::netbed::Host>,
 }
 
 impl PgCluster {
     /// Make and start a cluster.
     pub fn start() -> PgCluster {
+        Self::start_on(None)
+    }
+
+    /// Make and start a cluster inside `host` of a test bed, taking TCP
+    /// connections on its address from the bed (and its unix socket, for
+    /// the test itself).
+    pub fn start_in(host: &crate::netbed::Host) -> PgCluster {
+        Self::start_on(Some(host.clone()))
+    }
+
+    fn start_on(host: Option<crate::netbed::Host>) -> PgCluster {
         let bin = pg_bin();
         let dir = Scratch::in_memory();
         let home = dir.path("pg");
@@ -88,11 +114,20 @@ impl PgCluster {
         unprivileged(&mut initdb);
         let out = initdb.output().expect("run initdb");
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        if host.is_some() {
+            use std::io::Write;
+            let mut hba = std::fs::OpenOptions::new()
+                .append(true)
+                .open(home.join("data/pg_hba.conf"))
+                .unwrap();
+            writeln!(hba, "host all all 10.199.0.0/24 trust").unwrap();
+        }
         let mut pg = PgCluster {
             dir,
             bin,
             port: free_port(),
             server: None,
+            host,
         };
         pg.start_again();
         pg
@@ -111,19 +146,16 @@ impl PgCluster {
             .append(true)
             .open(home.join("log"))
             .unwrap();
-        let mut cmd = Command::new(self.bin.join("postgres"));
+        let program = self.bin.join("postgres");
+        let (mut cmd, listen) = match &self.host {
+            Some(h) => (h.command(program), format!("listen_addresses={}", h.addr)),
+            None => (Command::new(program), "listen_addresses=".to_string()),
+        };
         cmd.arg("-D")
             .arg(home.join("data"))
             .arg("-k")
             .arg(&home)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-c",
-                "listen_addresses=",
-                "-c",
-                "max_connections=50",
-            ])
+            .args(["-p", &self.port.to_string(), "-c", &listen, "-c", "max_connections=50"])
             .stdout(Stdio::null())
             .stderr(log);
         unprivileged(&mut cmd);
@@ -142,6 +174,13 @@ impl PgCluster {
             p.signal(nix::sys::signal::Signal::SIGINT);
             p.wait_exit(Duration::from_secs(30)).expect("postgres stops");
         }
+    }
+
+    /// The journal URL for routers connecting as `user` over the bed's
+    /// network (a cluster started with [`PgCluster::start_in`]).
+    pub fn tcp_url(&self, user: &str) -> String {
+        let host = self.host.as_ref().expect("a cluster in a bed host");
+        format!("postgres://{user}@{}:{}/postgres", host.addr, self.port)
     }
 
     /// The journal URL for routers connecting as `user`.
@@ -166,6 +205,11 @@ impl PgCluster {
         self.client(SUPERUSER)
             .and_then(|mut c| c.batch_execute(sql))
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The server's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home().join("log")).unwrap_or_default()
     }
 
     /// The server's sessions, for failure messages.
@@ -248,23 +292,41 @@ pub struct HaRouter {
     lines: mpsc::Receiver<RoleLine>,
     /// Its stderr (at info level).
     pub log: crate::StderrLog,
+    /// The test bed host it runs in.
+    pub host: Option<crate::netbed::Host>,
 }
 
 impl HaRouter {
     /// Start router `name` on `url` with its own fresh ports.
     pub fn start(name: &str, url: &str, extra: &[&str]) -> HaRouter {
         let ports = [free_port(), free_port(), free_port()].map(|p| format!("tcp://127.0.0.1:{p}"));
-        Self::start_on(name, url, ports, extra)
+        Self::start_on(name, url, ports, extra, None)
     }
 
-    /// Start it again where `old` was (same name and ports).
+    /// Start router `name` inside `host` of a test bed, on its address.
+    pub fn start_in(host: &crate::netbed::Host, name: &str, url: &str, extra: &[&str]) -> HaRouter {
+        let ports = [free_port(), free_port(), free_port()].map(|p| format!("tcp://{}:{p}", host.addr));
+        Self::start_on(name, url, ports, extra, Some(host.clone()))
+    }
+
+    /// Start it again where `old` was (same name, ports and bed host).
     pub fn restart(old: &HaRouter, url: &str, extra: &[&str]) -> HaRouter {
         let ports = [old.frontend.clone(), old.backend.clone(), old.admin.clone()];
-        Self::start_on(&old.name, url, ports, extra)
+        Self::start_on(&old.name, url, ports, extra, old.host.clone())
     }
 
-    fn start_on(name: &str, url: &str, ports: [String; 3], extra: &[&str]) -> HaRouter {
-        let mut cmd = Command::new(bin("emq-router"));
+    fn start_on(
+        name: &str,
+        url: &str,
+        ports: [String; 3],
+        extra: &[&str],
+        host: Option<crate::netbed::Host>,
+    ) -> HaRouter {
+        let program = bin("emq-router");
+        let mut cmd = match &host {
+            Some(h) => h.command(program),
+            None => Command::new(program),
+        };
         cmd.args(["--frontend", &ports[0], "--backend", &ports[1], "--admin", &ports[2]])
             .args(["--journal", url, "--name", name])
             .args(extra)
@@ -305,6 +367,7 @@ impl HaRouter {
             admin,
             lines,
             log,
+            host,
         }
     }
 

@@ -94,9 +94,9 @@ struct Args {
     /// Most results kept at once.
     #[arg(long, default_value_t = 100_000)]
     result_capacity: usize,
-    /// After a restart or a takeover, how long a guaranteed job that had
-    /// been dispatched waits before it is queued again, in milliseconds:
-    /// the jobmanager that ran it may reconnect and send its result first.
+    /// After a restart or a takeover on a journal with state, how long
+    /// nothing is dispatched, in milliseconds: jobmanagers reconnecting with
+    /// results of runs the last router started are heard first.
     #[arg(long, default_value_t = 1000)]
     restore_grace_ms: u64,
     /// Largest frame accepted, in bytes.

@@ -100,10 +100,11 @@ pub struct Config {
     pub result_retention: Duration,
     /// Most results kept at once; the oldest go first.
     pub result_capacity: usize,
-    /// After a restart (or a takeover), how long a journaled job that had
-    /// been dispatched waits before it is queued again: the jobmanager that
-    /// ran it may reconnect and send its result first, so that it does not
-    /// run twice.
+    /// After a restart (or a takeover) on a journal with state, how long
+    /// nothing is dispatched: jobmanagers reconnecting with results of runs
+    /// the last incarnation started (dispatches are not journaled), and
+    /// clients sending again what it had not journaled, are heard first, so
+    /// that those jobs do not run twice.
     pub restore_grace: Duration,
     /// Largest frame accepted from any peer.
     pub max_frame: usize,

@@ -202,6 +202,11 @@ pub struct Router {
     /// With a shared journal: the lease and the standbys, as the transport
     /// last read them (shown by STATUS).
     ha: Option<emq_proto::views::HaStatus>,
+    /// After a restart on a journal with state: no job is dispatched until
+    /// then (`Config::restore_grace`), so that jobmanagers reconnecting
+    /// with results of runs the last incarnation started (dispatches are
+    /// not journaled) are heard before anything runs again.
+    dispatch_hold: Option<Instant>,
 }
 
 impl Router {
@@ -247,6 +252,7 @@ impl Router {
             offenders: HashSet::with_hasher(hasher.clone()),
             refusals: emq_net::Throttle::new(Duration::from_secs(1)),
             ha: None,
+            dispatch_hold: None,
             hasher,
             config,
         }
@@ -284,6 +290,7 @@ impl Router {
         for at in [
             self.results.next_expiry(),
             self.timers.next(),
+            self.dispatch_hold,
             self.guaranteed.next_purge(),
             self.flow.next_rate_wakeup(),
             self.graphs.next_purge(),
@@ -327,12 +334,28 @@ impl Router {
         self.expire_due(now);
         self.purge_expired(now);
         self.purge_graphs(now);
+        if self.dispatch_hold.is_some_and(|until| now >= until) {
+            self.dispatch_hold = None;
+            let mut queues: Vec<String> = self.queues.iter().map(|(name, _)| name.clone()).collect();
+            queues.sort_unstable();
+            for queue in queues {
+                self.dispatch_queue(now, &queue);
+            }
+        }
         self.after_event(now);
     }
 
     /// After a restart: hand each module the journal rows it owns.
     pub fn restore(&mut self, now: Now, rows: Vec<Row>) -> Result<(), CorruptRow> {
         self.set_now(now);
+        if !rows.is_empty() && !self.config.restore_grace.is_zero() {
+            // Dispatches are not journaled: a job may be running, or done,
+            // on a jobmanager about to reconnect with its result; and a job
+            // whose submission the last incarnation dispatched but had not
+            // journaled may come again from its client. Nothing is
+            // dispatched until they have had the time to be heard.
+            self.dispatch_hold = Some(now.mono + self.config.restore_grace);
+        }
         let (mut records, mut bodies, mut schedules, mut states, mut queues, mut graphs) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for row in rows {

@@ -33,13 +33,35 @@ impl HandshakeMonitor {
     /// Watch `socket` (before it connects) for failed handshakes; `curve`:
     /// whether it has CURVE keys set.
     pub fn watch(ctx: &zmq::Context, socket: &zmq::Socket, curve: bool) -> Result<HandshakeMonitor, zmq::Error> {
+        Self::watch_events(ctx, socket, curve, 0)
+    }
+
+    /// As [`HandshakeMonitor::watch`], and also report connection attempts
+    /// that failed (nothing listening: [`HandshakeMonitor::take_refused`]).
+    /// Those come every reconnect interval while a peer is down: only for a
+    /// socket whose monitor is read at every turn of its loop, or they fill
+    /// the monitor's queue and the events that matter are dropped.
+    pub fn watch_with_refusals(
+        ctx: &zmq::Context,
+        socket: &zmq::Socket,
+        curve: bool,
+    ) -> Result<HandshakeMonitor, zmq::Error> {
+        Self::watch_events(ctx, socket, curve, zmq::SocketEvent::CONNECT_RETRIED as i32)
+    }
+
+    fn watch_events(
+        ctx: &zmq::Context,
+        socket: &zmq::Socket,
+        curve: bool,
+        more: i32,
+    ) -> Result<HandshakeMonitor, zmq::Error> {
         let addr = format!("inproc://emq-handshake-{}", uuid::Uuid::new_v4());
         let events = zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
             | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
             | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32
             | zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32
             | zmq::SocketEvent::DISCONNECTED as i32
-            | zmq::SocketEvent::CONNECT_RETRIED as i32;
+            | more;
         socket.monitor(&addr, events)?;
         let pair = ctx.socket(zmq::PAIR)?;
         pair.connect(&addr)?;

@@ -89,7 +89,12 @@ struct Link {
     handshakes: HandshakeMonitor,
 }
 
-fn open_link(ctx: &zmq::Context, endpoint: &str, curve: Option<&ClientKeys>) -> Result<Link, RunError> {
+fn open_link(
+    ctx: &zmq::Context,
+    endpoint: &str,
+    curve: Option<&ClientKeys>,
+    several_routers: bool,
+) -> Result<Link, RunError> {
     let zerr = |what: &str| {
         let what = what.to_string();
         move |source| RunError::Zmq { what, source }
@@ -103,7 +108,13 @@ fn open_link(ctx: &zmq::Context, endpoint: &str, curve: Option<&ClientKeys>) -> 
     if let Some(keys) = curve {
         keys.apply(&socket)?;
     }
-    let handshakes = HandshakeMonitor::watch(ctx, &socket, curve.is_some()).map_err(zerr("monitor the router link"))?;
+    // Refused connections matter only with another router to try.
+    let handshakes = if several_routers {
+        HandshakeMonitor::watch_with_refusals(ctx, &socket, curve.is_some())
+    } else {
+        HandshakeMonitor::watch(ctx, &socket, curve.is_some())
+    }
+    .map_err(zerr("monitor the router link"))?;
     socket
         .connect(endpoint)
         .map_err(zerr(&format!("connect to {endpoint}")))?;
@@ -158,7 +169,7 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
                 match action {
                     Action::Connect { router } => {
                         let endpoint = &routers[router % routers.len()];
-                        link = Some(open_link(&ctx, endpoint, config.curve.as_ref())?);
+                        link = Some(open_link(&ctx, endpoint, config.curve.as_ref(), routers.len() > 1)?);
                     }
                     Action::Send { msgid, message } => {
                         if let Some(l) = &link {

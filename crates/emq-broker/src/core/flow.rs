@@ -222,6 +222,9 @@ impl Router {
     /// Whether `queue` may dispatch now; when its rate holds it back with
     /// jobs waiting, note when to try again.
     pub(super) fn may_dispatch(&mut self, queue: &str, now: Instant) -> bool {
+        if self.dispatch_hold.is_some() {
+            return false;
+        }
         match self.dispatch_blocked(queue, now) {
             None => true,
             Some(Blocked::Rate(at)) => {

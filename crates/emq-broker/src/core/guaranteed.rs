@@ -562,17 +562,6 @@ impl Router {
                     record.push_log(at, JobState::Scheduled, "router restarted: waits for its time again");
                     self.delay(key.clone(), now + Duration::from_millis(wait as u64));
                     delayed += 1;
-                } else if !self.config.restore_grace.is_zero() {
-                    // Dispatches are not journaled: it may be running, or
-                    // done, on a jobmanager that is about to reconnect and
-                    // send its result; only then does it run again.
-                    record.push_log(
-                        at,
-                        JobState::Queued,
-                        "router restarted: queued again after a grace for its jobmanager's result",
-                    );
-                    self.delay(key.clone(), now + self.config.restore_grace);
-                    requeued += 1;
                 } else {
                     record.push_log(at, JobState::Queued, "router restarted: queued again");
                     self.enqueue(&key, false);

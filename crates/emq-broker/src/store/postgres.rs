@@ -144,7 +144,8 @@ impl PgStore {
             .connect_timeout(lease / 4)
             .tcp_user_timeout(lease / 4)
             .keepalives(true)
-            .keepalives_idle(lease / 4)
+            // Keepalive times are whole seconds (0 is refused).
+            .keepalives_idle((lease / 4).max(Duration::from_secs(1)))
             .notice_callback(|notice| log::debug!("postgres: {}", notice.message()));
         let now = Instant::now();
         let mut store = PgStore {
