@@ -384,6 +384,13 @@ fn stand_by(config: &Config, pg: &PostgresJournal, sig_read: &UnixStream) -> Res
     }
 }
 
+/// Empty the signal pipe (it is non-blocking).
+fn drain_signals(sig_read: &UnixStream) {
+    let mut buf = [0u8; 64];
+    let mut sig = sig_read;
+    while matches!(sig.read(&mut buf), Ok(n) if n > 0) {}
+}
+
 /// Wait up to `wait` for SIGTERM/SIGINT.
 fn signalled(sig_read: &UnixStream, wait: std::time::Duration) -> Result<bool, RunError> {
     let mut items = [zmq::PollItem::from_fd(sig_read.as_raw_fd(), zmq::POLLIN)];
@@ -397,9 +404,7 @@ fn signalled(sig_read: &UnixStream, wait: std::time::Duration) -> Result<bool, R
         }
     }
     if items[0].is_readable() {
-        let mut buf = [0u8; 64];
-        let mut sig = sig_read;
-        while matches!(sig.read(&mut buf), Ok(n) if n > 0) {}
+        drain_signals(sig_read);
         return Ok(true);
     }
     Ok(false)
@@ -606,9 +611,7 @@ fn serve(
                 items[4].is_readable(),
             ];
             if readable[3] {
-                let mut buf = [0u8; 64];
-                let mut sig = sig_read;
-                while matches!(sig.read(&mut buf), Ok(n) if n > 0) {}
+                drain_signals(sig_read);
                 info!("signal received: stopping");
                 return Ok(());
             }

@@ -30,6 +30,11 @@ fn recorded_job(runs: &Path) -> Job {
     .guarantee(true)
 }
 
+/// How many runs have started so far.
+fn started(runs: &Path) -> usize {
+    std::fs::read_to_string(runs).map_or(0, |t| t.lines().count())
+}
+
 /// Each job's run start times (unix ns).
 fn runs(path: &Path) -> HashMap<String, Vec<u128>> {
     let mut out: HashMap<String, Vec<u128>> = HashMap::new();
@@ -176,7 +181,7 @@ fn ten_kills(bed: Option<&NetBed>) {
     let n = 1500;
     let frontends = vec![active.frontend.clone(), standby.frontend.clone()];
     let (client, results) = stream_from(workers.clone(), frontends, &runs_file, n);
-    let lines = || std::fs::read_to_string(&runs_file).map_or(0, |t| t.lines().count());
+    let lines = || started(&runs_file);
     let mut failovers = Vec::new();
     for kill in 1..=10 {
         let before = lines();
@@ -249,7 +254,7 @@ fn a_postgres_restart_under_load_loses_nothing() {
     let runs_file = dir.path("runs");
     let n = 1000;
     let (client, results) = stream(vec![a.frontend.clone(), b.frontend.clone()], &runs_file, n);
-    let lines = || std::fs::read_to_string(&runs_file).map_or(0, |t| t.lines().count());
+    let lines = || started(&runs_file);
     assert!(wait_until(Duration::from_secs(30), || lines() >= 200), "jobs run");
     pg.stop();
     let down = Instant::now();
@@ -283,7 +288,7 @@ fn a_router_cut_off_from_postgres_steps_down_before_the_standby_takes_over() {
     let runs_file = dir.path("runs");
     let n = 600;
     let (client, results) = stream(vec![a.frontend.clone(), b.frontend.clone()], &runs_file, n);
-    let lines = || std::fs::read_to_string(&runs_file).map_or(0, |t| t.lines().count());
+    let lines = || started(&runs_file);
     assert!(wait_until(Duration::from_secs(30), || lines() >= 100), "jobs run");
     let cut_at = Instant::now();
     pg.sql(

@@ -97,6 +97,8 @@ impl QueueControl {
 /// Why a queue may not dispatch now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Blocked {
+    /// Nothing is dispatched yet after a restart (`Router::dispatch_hold`).
+    Held,
     Paused,
     Concurrency,
     /// The next rate token comes at this instant.
@@ -191,6 +193,9 @@ impl Router {
     /// Whether `queue` may dispatch a job now, and if not, why.
     #[inline]
     pub(super) fn dispatch_blocked(&self, queue: &str, now: Instant) -> Option<Blocked> {
+        if self.dispatch_hold.is_some() {
+            return Some(Blocked::Held);
+        }
         if self.flow.controls.is_empty() {
             return None;
         }
@@ -222,9 +227,6 @@ impl Router {
     /// Whether `queue` may dispatch now; when its rate holds it back with
     /// jobs waiting, note when to try again.
     pub(super) fn may_dispatch(&mut self, queue: &str, now: Instant) -> bool {
-        if self.dispatch_hold.is_some() {
-            return false;
-        }
         match self.dispatch_blocked(queue, now) {
             None => true,
             Some(Blocked::Rate(at)) => {

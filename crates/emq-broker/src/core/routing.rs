@@ -147,7 +147,7 @@ impl Router {
     /// Whether a job for `queue` would be dispatched now: a member has a
     /// free slot and the queue's flow control allows.
     pub(super) fn has_free_jobmanager(&self, queue: &str) -> bool {
-        if self.dispatch_hold.is_some() || self.dispatch_blocked(queue, self.mono_at_wall).is_some() {
+        if self.dispatch_blocked(queue, self.mono_at_wall).is_some() {
             return false;
         }
         self.queues.get(queue).is_some_and(|q| {
