@@ -1,14 +1,14 @@
-//! The client connection: one DEALER socket to one or several routers, plus
-//! the bookkeeping that matches answers to submitted jobs.
+//! The client connection: DEALER sockets to one or several routers
+//! (`links.rs`), plus the bookkeeping that matches answers to submitted jobs.
 //!
-//! The socket is `IMMEDIATE` with a send timeout, so a submission to a router
-//! that cannot be reached fails with [`ClientError::Unreachable`] instead of
-//! queueing forever; its receive buffer is unbounded so that thousands of
-//! results in flight are never dropped on our side. A result that still went
-//! missing (the router found us unreachable) is fetched by QUERY before
-//! `wait` gives up. A connection the router refuses during its handshake
-//! (CURVE key not allowed, connection limit) is [`ClientError::Rejected`] at
-//! once, not a timeout.
+//! A submission waits (up to the connect timeout) for a router whose
+//! handshake succeeded, so one to a router that cannot be reached fails with
+//! [`ClientError::Unreachable`] instead of queueing forever; receive buffers
+//! are unbounded so that thousands of results in flight are never dropped on
+//! our side. A result that still went missing (the router found us
+//! unreachable) is fetched by QUERY before `wait` gives up. A connection the
+//! router refuses during its handshake (CURVE key not allowed, connection
+//! limit) is [`ClientError::Rejected`] at once, not a timeout.
 
 /// Maps keyed by job id: fast, still seeded per process.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -24,6 +24,7 @@ use emq_proto::views::{
 use emq_proto::{ErrorCode, JobResult, JobState, Message, MsgIds, Outcome, Reply, Request, ResultFrames};
 
 use crate::graph::{Graph, GraphView};
+use crate::links::Links;
 use crate::{ClientError, Job, JobId, JobOutput};
 
 /// How long [`Client::submit_many`] waits for a submission's ACK before
@@ -84,9 +85,7 @@ pub struct Submitted {
 /// bookkeeping that matches answers to the jobs submitted on it.
 pub struct Client {
     _ctx: zmq::Context,
-    socket: zmq::Socket,
-    handshakes: HandshakeMonitor,
-    endpoints: Vec<String>,
+    links: Links,
     options: ClientOptions,
     /// Ids of the jobs and messages this client sends.
     ids: MsgIds,
@@ -112,27 +111,26 @@ impl Client {
     /// reached shows at the first submission.
     pub fn connect_with(endpoints: &[impl AsRef<str>], options: ClientOptions) -> Result<Client, ClientError> {
         let ctx = zmq::Context::new();
-        let socket = ctx.socket(zmq::DEALER)?;
-        socket.set_identity(uuid::Uuid::new_v4().to_string().as_bytes())?;
-        socket.set_immediate(true)?;
-        socket.set_linger(1000)?;
-        socket.set_rcvhwm(0)?;
-        socket.set_sndhwm(0)?;
-        socket.set_sndtimeo(options.connect_timeout.as_millis().min(i32::MAX as u128) as i32)?;
-        if let Some(keys) = &options.curve {
-            keys.apply(&socket)?;
-        }
-        let handshakes = HandshakeMonitor::watch(&ctx, &socket, options.curve.is_some())?;
-        let mut eps = Vec::new();
-        for e in endpoints {
-            socket.connect(e.as_ref())?;
-            eps.push(e.as_ref().to_string());
-        }
+        let identity = uuid::Uuid::new_v4().to_string();
+        let links = Links::connect(
+            &ctx,
+            endpoints,
+            identity.as_bytes(),
+            options.curve.is_some(),
+            |socket| {
+                socket.set_linger(1000)?;
+                socket.set_rcvhwm(0)?;
+                socket.set_sndhwm(0)?;
+                socket.set_sndtimeo(options.connect_timeout.as_millis().min(i32::MAX as u128) as i32)?;
+                if let Some(keys) = &options.curve {
+                    keys.apply(socket)?;
+                }
+                Ok(())
+            },
+        )?;
         Ok(Client {
             _ctx: ctx,
-            socket,
-            handshakes,
-            endpoints: eps,
+            links,
             options,
             ids: MsgIds::from_seed(emq_net::random_seed()),
             pending: HashMap::default(),
@@ -145,13 +143,7 @@ impl Client {
     }
 
     fn send(&self, frames: Vec<Vec<u8>>) -> Result<(), ClientError> {
-        send_connected(
-            &self.socket,
-            &self.handshakes,
-            &self.endpoints,
-            self.options.connect_timeout,
-            frames,
-        )
+        self.links.send(frames, self.options.connect_timeout)
     }
 
     /// Submit a job; returns its id without waiting for the result. A
@@ -251,7 +243,7 @@ impl Client {
             }
             // Woken at least this often to look at the connection.
             self.pump(left.min(Duration::from_millis(250)))?;
-            if self.handshakes.take_reconnected() {
+            if self.links.take_reconnected() {
                 if let Some(lost) = self.lost_with_router(id) {
                     return Err(lost);
                 }
@@ -369,7 +361,7 @@ impl Client {
                 }
             }
             self.arrivals = Some(arrived);
-            let reconnected = self.handshakes.take_reconnected();
+            let reconnected = self.links.take_reconnected();
             self.resend_unacknowledged(&mut resendable, &mut resent, reconnected)?;
             if reconnected {
                 // The router may have restarted: an ordinary job it no
@@ -572,20 +564,13 @@ impl Client {
 
     /// Wait up to `timeout` for a message, then take everything available.
     fn pump(&mut self, timeout: Duration) -> Result<(), ClientError> {
-        let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
-        let ms = timeout.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
-        match zmq::poll(&mut items, ms) {
-            Ok(0) | Err(zmq::Error::EINTR) => return Ok(()),
-            Ok(_) => {}
-            Err(e) => return Err(e.into()),
+        if !self.links.poll(timeout)? {
+            return Ok(());
         }
-        loop {
-            match emq_net::recv_frames(&self.socket, zmq::DONTWAIT) {
-                Ok(frames) => emq_net::with_slices(&frames, |frames| self.on_message(frames)),
-                Err(zmq::Error::EAGAIN) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
+        while let Some(frames) = self.links.try_recv()? {
+            emq_net::with_slices(&frames, |frames| self.on_message(frames));
         }
+        Ok(())
     }
 
     fn arrived(&mut self, id: JobId) {
@@ -682,34 +667,6 @@ fn to_output(id: JobId, handler: &str, r: ResultFrames) -> Result<JobOutput, Cli
             message: decoded.error.unwrap_or_else(|| outcome.as_str().to_string()),
             value: decoded.value,
         }),
-    }
-}
-
-/// Send `frames` on `socket` once it has a connection. With none yet (or any
-/// more), wait up to `timeout`: a router that refuses our handshake is
-/// `Rejected` at once (when all of `endpoints` have), silence is `Unreachable`.
-fn send_connected(
-    socket: &zmq::Socket,
-    handshakes: &HandshakeMonitor,
-    endpoints: &[String],
-    timeout: Duration,
-    frames: Vec<Vec<u8>>,
-) -> Result<(), ClientError> {
-    let unreachable = || ClientError::Unreachable {
-        endpoint: endpoints.join(","),
-        waited: timeout,
-    };
-    if !socket.get_events()?.contains(zmq::POLLOUT) {
-        match handshakes.await_writable(socket, endpoints.len(), timeout) {
-            Ok(true) => {}
-            Ok(false) => return Err(unreachable()),
-            Err(refused) => return Err(ClientError::Rejected(refused.to_string())),
-        }
-    }
-    match socket.send_multipart(frames, 0) {
-        Ok(()) => Ok(()),
-        Err(zmq::Error::EAGAIN) => Err(unreachable()),
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -16,6 +16,7 @@ mod error;
 pub mod events;
 pub mod graph;
 mod job;
+mod links;
 
 pub use client::{admin, Client, ClientOptions, JobStatus, Submitted, RESEND_AFTER};
 /// CURVE keys and allowlists (see [`ClientOptions::curve`]).

@@ -135,6 +135,13 @@ impl HandshakeMonitor {
         self.reconnected.replace(false)
     }
 
+    /// Whether the socket has a connection whose handshake succeeded (one
+    /// endpoint each: a socket with several may have lost one and kept
+    /// another), as of the events `failures` has taken in.
+    pub fn is_connected(&self) -> bool {
+        self.succeeded.get() && !self.lost.get()
+    }
+
     /// Whether a connection attempt failed since the last call (nothing
     /// listens at the endpoint), read from the events `failures` has taken
     /// in.
@@ -173,39 +180,6 @@ impl HandshakeMonitor {
             }
             let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
             let _ = zmq::poll(&mut items, left.as_millis().max(1).min(i64::MAX as u128) as i64);
-        }
-    }
-
-    /// Wait until `socket` (the one watched) can send, for up to `timeout`.
-    /// Fails early when every one of its `endpoints` has refused a handshake,
-    /// and afterwards with the last refusal, if any; `Ok(false)` is a plain
-    /// timeout (nothing answered).
-    pub fn await_writable(
-        &self,
-        socket: &zmq::Socket,
-        endpoints: usize,
-        timeout: std::time::Duration,
-    ) -> Result<bool, HandshakeFailure> {
-        let deadline = std::time::Instant::now() + timeout;
-        let mut refused: Vec<HandshakeFailure> = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let mut items = [socket.as_poll_item(zmq::POLLOUT), self.socket.as_poll_item(zmq::POLLIN)];
-            let polled = zmq::poll(&mut items, left.as_millis().min(i64::MAX as u128) as i64);
-            if items[0].is_writable() {
-                return Ok(true);
-            }
-            for failure in self.failures() {
-                refused.retain(|f| f.endpoint != failure.endpoint);
-                refused.push(failure);
-            }
-            let timed_out = left.is_zero() || matches!(polled, Ok(0)) || polled.is_err();
-            if refused.len() >= endpoints.max(1) || (timed_out && !refused.is_empty()) {
-                return Err(refused.pop().expect("not empty"));
-            }
-            if timed_out {
-                return Ok(false);
-            }
         }
     }
 }
