@@ -359,3 +359,51 @@ fn an_ordinary_job_is_lost_with_the_active_router_and_its_client_is_told() {
     assert!(stderr.contains("lost"), "{stderr}");
     println!("ordinary job lost with the active router: the client was told {waited:?} after the kill");
 }
+
+/// A journal a router of schema version 1 wrote (a job's record and body in
+/// rows of their own) is migrated by today's router when it starts: the
+/// jobs waiting in it run, each once.
+#[test]
+fn a_journal_of_schema_version_1_is_migrated_and_its_jobs_run() {
+    let pg = PgCluster::start();
+    let url = pg.url(SUPERUSER);
+    let mut a = HaRouter::start("a", &url, ROUTER);
+    a.wait_active(Duration::from_secs(20)).expect("a is active");
+    let dir = Scratch::new();
+    let runs_file = dir.path("runs");
+    let job = recorded_job(&runs_file);
+    let mut client = Client::connect(&[&a.frontend]).unwrap();
+    // Guaranteed: each returns once journaled. No jobmanager yet.
+    let ids: Vec<JobId> = (0..50).map(|_| client.submit(&job).unwrap()).collect();
+    drop(client);
+    a.proc.kill9();
+    // Back to the layout of version 1.
+    pg.sql(
+        "INSERT INTO emq_journal SELECT 'records', key, record FROM emq_jobs WHERE record IS NOT NULL; \
+         INSERT INTO emq_journal SELECT 'bodies', key, body FROM emq_jobs WHERE body IS NOT NULL; \
+         DROP TABLE emq_jobs; UPDATE emq_schema SET version = 1;",
+    );
+    let count = |sql: &str| -> i64 { pg.client(SUPERUSER).unwrap().query_one(sql, &[]).unwrap().get(0) };
+    assert_eq!(count("SELECT count(*) FROM emq_journal WHERE tbl = 'bodies'"), 50);
+
+    let a = HaRouter::restart(&a, &url, ROUTER);
+    a.wait_active(Duration::from_secs(20)).expect("a is active again");
+    assert!(a.log_text().contains("schema version 1 -> 2"), "{}", a.log_text());
+    assert_eq!(count("SELECT count(*) FROM emq_journal"), 0);
+    let _jm = JobManagerProc::start_at(&a.backend, &["-J", "2"]);
+    let mut client = Client::connect(&[&a.frontend]).unwrap();
+    let finished = |client: &mut Client| {
+        ids.iter().all(|id| {
+            client
+                .status(id, Duration::from_secs(5))
+                .is_ok_and(|s| s.state == emq_client::JobState::Finished)
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || finished(&mut client)),
+        "the migrated jobs finish"
+    );
+    let ran = runs(&runs_file);
+    assert_eq!(ran.len(), ids.len());
+    assert!(ids.iter().all(|id| ran.get(&id.0).map(Vec::len) == Some(1)), "{ran:?}");
+}
