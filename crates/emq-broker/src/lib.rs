@@ -4,6 +4,7 @@
 //! [`run`]. The routing decisions all live in [`core::Router`], which performs
 //! no I/O and reads no clock; [`transport`] owns the sockets and the poll loop.
 
+mod committer;
 pub mod config;
 mod conns;
 pub mod core;

@@ -34,7 +34,7 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 
 /// Where the router's durable state is journaled. One `commit` per batch of
 /// the router's loop: the group commit.
-pub trait JobStore {
+pub trait JobStore: Send {
     /// Every stored row, in no particular order.
     fn load(&mut self) -> Result<Vec<Row>, StoreError>;
     /// Apply all operations atomically and durably.

@@ -38,6 +38,7 @@ use log::{error, info, warn};
 use emq_net::curve::{CurveError, WatchedAllowlist};
 use emq_net::handshake::{monitor_event, MECHANISM_MISMATCH};
 
+use crate::committer::{Committed, Committer};
 use crate::config::ConfigError;
 use crate::config::{Journal, PostgresJournal};
 use crate::conns::Connections;
@@ -130,13 +131,7 @@ impl Publisher {
     /// After a commit: publish what the core has if the window has passed
     /// or the burst is full (or `now_anyway`, when the router stops).
     fn after_commit(&mut self, core: &mut Router, now: Instant, now_anyway: bool) {
-        let pending = core.pending_events();
-        if pending == 0 {
-            return;
-        }
-        let since = *self.pending_since.get_or_insert(now);
-        let full = pending >= EVENTS_BURST || core.pending_event_bytes() >= EVENTS_BURST_BYTES;
-        if !now_anyway && !full && now < since + EVENTS_WINDOW {
+        if !self.ready(core, now, now_anyway) {
             return;
         }
         core.swap_events(&mut self.burst);
@@ -151,6 +146,18 @@ impl Publisher {
         }
         self.burst.clear();
         self.pending_since = None;
+    }
+
+    /// Whether a burst is due: events pending, and the window passed or the
+    /// burst full (or `now_anyway`).
+    fn ready(&mut self, core: &Router, now: Instant, now_anyway: bool) -> bool {
+        let pending = core.pending_events();
+        if pending == 0 {
+            return false;
+        }
+        let since = *self.pending_since.get_or_insert(now);
+        let full = pending >= EVENTS_BURST || core.pending_event_bytes() >= EVENTS_BURST_BYTES;
+        now_anyway || full || now >= since + EVENTS_WINDOW
     }
 
     /// Take in subscriptions and their ends (an XPUB socket reports a
@@ -436,7 +443,12 @@ fn serve(
     let mut clock = emq_net::Clock::new();
     let mut core = Router::new(config.clone(), clock.now(), emq_net::random_seed());
     core.restore(clock.now(), rows)?;
-    core.set_ha(store.as_ref().and_then(|s| s.peers()));
+    // From here on the journal commits on its own thread.
+    let mut committer = match store {
+        Some(s) => Some(Committer::start(s).map_err(|e| StoreError::Failed(format!("start the journal thread: {e}")))?),
+        None => None,
+    };
+    core.set_ha(committer.as_ref().and_then(Committer::peers));
     let (frontend, f, frontend_monitor) = bind(&ctx, Endpoint::Frontend, &config.frontend, &config)?;
     let (backend, b, backend_monitor) = bind(&ctx, Endpoint::Backend, &config.backend, &config)?;
     let (admin, a, admin_monitor) = bind(&ctx, Endpoint::Admin, &config.admin, &config)?;
@@ -480,7 +492,7 @@ fn serve(
         admin: a,
         events: events.as_ref().map(|(_, b)| b.clone()),
         http: http.as_ref().map(|(h, _)| h.bound.clone()),
-        epoch: store.as_ref().and_then(|s| s.peers()).map(|h| h.epoch),
+        epoch: committer.as_ref().and_then(Committer::peers).map(|h| h.epoch),
     };
     info!(
         "listening: clients on {}, jobmanagers on {}, admin on {}",
@@ -548,14 +560,10 @@ fn serve(
             if now.mono >= core.next_deadline() {
                 core.tick(now);
             }
-            if let Some(s) = store
-                .as_mut()
-                .filter(|s| s.next_keep().is_some_and(|at| now.mono >= at))
-            {
-                s.keep(now.mono)?;
-                core.set_ha(s.peers());
+            if let Some(c) = committer.as_mut() {
+                c.keep(now.mono)?;
             }
-            flush(&mut sockets, &mut core, &mut store, &mut clock, &mut stats)?;
+            flush(&mut sockets, &mut core, &mut committer, &mut clock, &mut stats)?;
             if let Some(s) = snapshots.as_mut().filter(|s| s.due(now.mono)) {
                 s.send(now.mono, core.metrics_snapshot(now, stats.clone()));
             }
@@ -569,7 +577,7 @@ fn serve(
             if let Some(at) = sockets.events.as_ref().and_then(Publisher::deadline) {
                 deadline = deadline.min(at);
             }
-            if let Some(at) = store.as_ref().and_then(|s| s.next_keep()) {
+            if let Some(at) = committer.as_ref().and_then(Committer::next_keep) {
                 deadline = deadline.min(at);
             }
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -581,6 +589,17 @@ fn serve(
                 sockets.admin.as_poll_item(zmq::POLLIN),
                 zmq::PollItem::from_fd(sig_read.as_raw_fd(), zmq::POLLIN),
                 zmq::PollItem::from_fd(closed_read.as_raw_fd(), zmq::POLLIN),
+                // Without a journal the signal pipe stands in, asked for nothing.
+                zmq::PollItem::from_fd(
+                    committer
+                        .as_ref()
+                        .map_or(sig_read.as_raw_fd(), |c| c.wake_fd().as_raw_fd()),
+                    if committer.is_some() {
+                        zmq::POLLIN
+                    } else {
+                        zmq::PollEvents::empty()
+                    },
+                ),
             ];
             let woke = match zmq::poll(&mut items, timeout_ms) {
                 Ok(n) => n,
@@ -609,6 +628,7 @@ fn serve(
                 items[2].is_readable(),
                 items[3].is_readable(),
                 items[4].is_readable(),
+                items[5].is_readable(),
             ];
             if readable[3] {
                 drain_signals(sig_read);
@@ -619,6 +639,13 @@ fn serve(
             // that woke us sees that message's events.
             if let Some(p) = sockets.events.as_mut() {
                 p.read_subscriptions(&mut core);
+            }
+            if readable[5] {
+                if let Some(c) = committer.as_mut() {
+                    let done = c.collect(false)?;
+                    core.set_ha(c.peers());
+                    release(&sockets, &mut core, &mut clock, done, &mut stats);
+                }
             }
             let now = clock.now();
             if readable[4] {
@@ -634,18 +661,19 @@ fn serve(
                     stats.received[i] += receive_batch(sockets.get(ep), ep, now, &mut core, conns);
                 }
             }
-            // One flush (and so one journal commit) for everything just read.
-            flush(&mut sockets, &mut core, &mut store, &mut clock, &mut stats)?;
+            // One flush (and so one journal batch) for everything just read.
+            flush(&mut sockets, &mut core, &mut committer, &mut clock, &mut stats)?;
         }
     })();
     let stopped = routed.and_then(|()| {
         core.shutdown();
-        flush(&mut sockets, &mut core, &mut store, &mut clock, &mut stats)?;
+        flush(&mut sockets, &mut core, &mut committer, &mut clock, &mut stats)?;
+        if let Some(c) = committer.take() {
+            let done = c.finish()?;
+            release(&sockets, &mut core, &mut clock, done, &mut stats);
+        }
         if let Some(p) = sockets.events.as_mut() {
             p.after_commit(&mut core, Instant::now(), true);
-        }
-        if let Some(s) = store.as_mut() {
-            s.release();
         }
         Ok(())
     });
@@ -884,32 +912,67 @@ fn send(socket: &zmq::Socket, out: &Outgoing) -> Result<(), zmq::Error> {
 fn flush(
     sockets: &mut Sockets,
     core: &mut Router,
-    store: &mut Option<Box<dyn JobStore>>,
+    committer: &mut Option<Committer>,
     clock: &mut emq_net::Clock,
     stats: &mut LoopStats,
 ) -> Result<(), RunError> {
-    send_and_commit(sockets, core, store, clock, stats)?;
-    // Events last: what they tell is committed.
+    send_and_commit(sockets, core, committer, clock, stats)?;
+    // Events last: what they tell is committed. Publishing waits for the
+    // commits handed over so far (only when a burst is due, and only with
+    // subscribers: the core has events pending only then).
+    let now = Instant::now();
+    let due = sockets.events.as_mut().is_some_and(|p| p.ready(core, now, false));
+    if let Some(c) = committer.as_mut().filter(|c| due && c.busy()) {
+        let mut done = Vec::new();
+        while c.busy() {
+            done.extend(c.collect(true)?);
+        }
+        release(sockets, core, clock, done, stats);
+    }
     if let Some(p) = sockets.events.as_mut() {
-        p.after_commit(core, Instant::now(), false);
+        p.after_commit(core, now, false);
     }
     Ok(())
+}
+
+/// Send what finished commits released, and count the commits.
+fn release(
+    sockets: &Sockets,
+    core: &mut Router,
+    clock: &mut emq_net::Clock,
+    done: Vec<Committed>,
+    stats: &mut LoopStats,
+) {
+    let mut failed = Vec::new();
+    for c in done {
+        stats.commit_seconds.observe_duration(c.took);
+        stats.commit_ops.observe(c.ops as f64);
+        send_all(sockets, c.released, &mut failed, stats);
+    }
+    stats.unsent += failed.len() as u64;
+    if !failed.is_empty() {
+        let now = clock.now();
+        for out in failed {
+            core.undeliverable(now, out);
+        }
+    }
 }
 
 fn send_and_commit(
     sockets: &Sockets,
     core: &mut Router,
-    store: &mut Option<Box<dyn JobStore>>,
+    committer: &mut Option<Committer>,
     clock: &mut emq_net::Clock,
     stats: &mut LoopStats,
 ) -> Result<(), RunError> {
     loop {
         // A shared journal's lease must be ours before anything goes out.
-        if let Some(s) = store
+        if let Some(c) = committer
             .as_mut()
-            .filter(|s| s.tenure().is_some_and(|t| Instant::now() >= t))
+            .filter(|c| c.tenure().is_some_and(|t| Instant::now() >= t))
         {
-            s.keep(Instant::now())?;
+            let done = c.renew_now()?;
+            release(sockets, core, clock, done, stats);
         }
         let ops = core.take_store_ops();
         let outgoing: Vec<Outgoing> = core.take_outgoing().collect();
@@ -917,23 +980,19 @@ fn send_and_commit(
             return Ok(());
         }
         let mut failed = Vec::new();
-        if ops.is_empty() {
-            send_all(sockets, outgoing, &mut failed, stats);
-        } else {
-            // Group commit: what does not rest on the journal (dispatches to
-            // jobmanagers above all) goes now, so jobs run while we fsync;
-            // then everything journaled in this batch, in one transaction;
-            // then the promises that rest on it (ACKs, guaranteed results).
-            let (now_ready, journaled): (Vec<Outgoing>, Vec<Outgoing>) =
-                outgoing.into_iter().partition(|o| !o.after_commit);
-            send_all(sockets, now_ready, &mut failed, stats);
-            if let Some(store) = store.as_mut() {
-                let started = Instant::now();
-                store.commit(&ops)?;
-                stats.commit_seconds.observe_duration(started.elapsed());
-                stats.commit_ops.observe(ops.len() as f64);
+        match committer.as_mut() {
+            None => send_all(sockets, outgoing, &mut failed, stats),
+            Some(c) => {
+                // Group commit: what does not rest on the journal
+                // (dispatches to jobmanagers above all) goes now; the
+                // promises that rest on it (ACKs, guaranteed results) when
+                // the commits handed over so far are done.
+                let (now_ready, journaled): (Vec<Outgoing>, Vec<Outgoing>) =
+                    outgoing.into_iter().partition(|o| !o.after_commit);
+                send_all(sockets, now_ready, &mut failed, stats);
+                let go = c.submit(ops, journaled)?;
+                send_all(sockets, go, &mut failed, stats);
             }
-            send_all(sockets, journaled, &mut failed, stats);
         }
         stats.unsent += failed.len() as u64;
         if failed.is_empty() {
