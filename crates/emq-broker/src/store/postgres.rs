@@ -180,6 +180,10 @@ impl PgStore {
             .keepalives(true)
             // Keepalive times are whole seconds (0 is refused).
             .keepalives_idle((lease / 4).max(Duration::from_secs(1)))
+            // Commits are planned with their own arrays: a generic plan made
+            // while the tables were empty (a fresh journal) scans them whole
+            // at every commit once they have grown.
+            .options("-c plan_cache_mode=force_custom_plan")
             .notice_callback(|notice| log::debug!("postgres: {}", notice.message()));
         let now = Instant::now();
         let mut store = PgStore {
