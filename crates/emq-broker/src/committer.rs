@@ -170,14 +170,29 @@ impl Committer {
             self.hand_over(Request::Commit(ops))?;
             return Ok(Vec::new());
         }
-        if ops.is_empty() && self.next_ops.is_empty() {
+        if self.committing && ops.is_empty() && self.next_ops.is_empty() {
             // Rests on the commit running now at most.
             self.held.extend(journaled);
         } else {
             self.next_ops.extend(ops);
             self.next_held.extend(journaled);
         }
+        self.start_next()?;
         Ok(Vec::new())
+    }
+
+    /// Hand the batches gathered during the last commit over as the next
+    /// commit, once no commit runs. Called after the last commit's messages
+    /// are sent, never before: then only the commit running at a crash can
+    /// be journaled with its results unsent, as with a commit in the loop.
+    pub(crate) fn start_next(&mut self) -> Result<(), StoreError> {
+        if !self.committing && !self.next_ops.is_empty() {
+            self.committing = true;
+            self.held = std::mem::take(&mut self.next_held);
+            let ops = std::mem::take(&mut self.next_ops);
+            self.hand_over(Request::Commit(ops))?;
+        }
+        Ok(())
     }
 
     /// Renew the lease if due and nothing else would (a commit renews it).
@@ -191,8 +206,9 @@ impl Committer {
     }
 
     /// Take in what the thread has done (the wake descriptor was readable,
-    /// or `wait` says to block for it): the messages commits released, the
-    /// next commit started. `Deposed` or `Failed` end the routing.
+    /// or `wait` says to block for it): the messages commits released, to
+    /// send before [`Committer::start_next`]. `Deposed` or `Failed` end the
+    /// routing.
     pub(crate) fn collect(&mut self, wait: bool) -> Result<Vec<Committed>, StoreError> {
         let mut buf = [0u8; 64];
         while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
@@ -221,12 +237,6 @@ impl Committer {
                     took,
                     ops,
                 });
-                if !self.next_ops.is_empty() {
-                    self.committing = true;
-                    self.held = std::mem::take(&mut self.next_held);
-                    let ops = std::mem::take(&mut self.next_ops);
-                    self.hand_over(Request::Commit(ops))?;
-                }
             }
         }
         Ok(out)
@@ -259,6 +269,7 @@ impl Committer {
         let mut released = Vec::new();
         while self.busy() {
             released.extend(self.collect(true)?);
+            self.start_next()?;
         }
         self.hand_over(Request::Release)?;
         while self.outstanding > 0 {

@@ -645,6 +645,7 @@ fn serve(
                     let done = c.collect(false)?;
                     core.set_ha(c.peers());
                     release(&sockets, &mut core, &mut clock, done, &mut stats);
+                    c.start_next()?;
                 }
             }
             let now = clock.now();
@@ -917,17 +918,28 @@ fn flush(
     stats: &mut LoopStats,
 ) -> Result<(), RunError> {
     send_and_commit(sockets, core, committer, clock, stats)?;
+    // What the journal thread finished while this turn ran goes out now,
+    // not after the next poll: a crash between a commit and its release
+    // leaves results journaled but unsent (clients ask for them again).
+    if let Some(c) = committer.as_mut() {
+        let done = c.collect(false)?;
+        if !done.is_empty() {
+            core.set_ha(c.peers());
+            release(sockets, core, clock, done, stats);
+            c.start_next()?;
+        }
+    }
     // Events last: what they tell is committed. Publishing waits for the
     // commits handed over so far (only when a burst is due, and only with
     // subscribers: the core has events pending only then).
     let now = Instant::now();
     let due = sockets.events.as_mut().is_some_and(|p| p.ready(core, now, false));
     if let Some(c) = committer.as_mut().filter(|c| due && c.busy()) {
-        let mut done = Vec::new();
         while c.busy() {
-            done.extend(c.collect(true)?);
+            let done = c.collect(true)?;
+            release(sockets, core, clock, done, stats);
+            c.start_next()?;
         }
-        release(sockets, core, clock, done, stats);
     }
     if let Some(p) = sockets.events.as_mut() {
         p.after_commit(core, now, false);
@@ -973,6 +985,7 @@ fn send_and_commit(
         {
             let done = c.renew_now()?;
             release(sockets, core, clock, done, stats);
+            c.start_next()?;
         }
         let ops = core.take_store_ops();
         let outgoing: Vec<Outgoing> = core.take_outgoing().collect();
