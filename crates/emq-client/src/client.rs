@@ -252,12 +252,21 @@ impl Client {
     }
 
     /// After a reconnection: [`ClientError::Lost`] if the router no longer
-    /// knows job `id` and its result has not come.
+    /// knows job `id` and its result has not come. A result the router kept
+    /// but did not send (it died between journaling the job's end and
+    /// sending it) is taken from the answer, so a waiter has it now, not at
+    /// its timeout.
     fn lost_with_router(&mut self, id: &JobId) -> Option<ClientError> {
         if self.done.contains_key(id) {
             return None;
         }
         match self.status(id, Duration::from_secs(1).min(self.options.connect_timeout)) {
+            Ok(JobStatus { result: Some(r), .. }) if !self.done.contains_key(id) => {
+                self.pending.remove(id);
+                self.done.insert(id.clone(), r);
+                self.arrived(id.clone());
+                None
+            }
             Err(ClientError::UnknownJob(_)) if !self.done.contains_key(id) => {
                 self.pending.remove(id);
                 Some(ClientError::Lost(format!(
