@@ -5,7 +5,8 @@
 # target/release; extra router flags in EMQ_ROUTER_ARGS (e.g. "--http
 # 127.0.0.1:47599 --dashboard"), the jobmanager's in EMQ_JM_ARGS (default
 # "--prefetch 200"); EMQ_BIN=DIR takes the binaries from DIR (to compare
-# builds). Workers are counted too (their own files, OUT_PREFIX.jm.cg.PID).
+# builds); EMQ_BULK_ARGS adds flags to the submission (e.g. "--guarantee").
+# Workers are counted too (their own files, OUT_PREFIX.jm.cg.PID).
 # Usage: scripts/callgrind.sh OUT_PREFIX
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,8 @@ jm=$!
 export EMQ_ROUTER="tcp://127.0.0.1:${ports[0]}" EMQ_ADMIN="tcp://127.0.0.1:${ports[2]}"
 for _ in $(seq 200); do "$bin/emq-cli" workers 2>/dev/null | grep -q IDLE && break; sleep 0.2; done
 seq 1 20000 | sed 's/.*/{"handler":"emq.noop"}/' >"$tmp/jobs"
-"$bin/emq-cli" bulk --window 1000 "$tmp/jobs"
+# shellcheck disable=SC2086
+"$bin/emq-cli" bulk --window 1000 ${EMQ_BULK_ARGS:-} "$tmp/jobs"
 kill -TERM "$jm"; wait "$jm" || true
 kill -TERM "$router"; wait "$router" || true
 echo "router:     $(callgrind_annotate "$out.router.cg" 2>/dev/null | grep 'PROGRAM TOTALS')"
