@@ -3,10 +3,12 @@
 //! The routing loop hands each batch's `StoreOp`s to this thread and goes on
 //! routing; the messages that rest on the batch (ACKs, guaranteed results:
 //! `after_commit`) wait here until the commit is done. While one commit
-//! runs, the next batches pile up and go as one commit when it ends, so
-//! batches grow with the load (group commit) and the loop never waits for
-//! the disk or the database, except when the lease of a shared journal must
-//! be renewed before anything may be sent.
+//! runs, the next batches pile up and go as one commit once it has ended
+//! and its messages are sent (so a crash leaves at most the running commit
+//! journaled with its results unsent); batches grow with the load (group
+//! commit) and the loop never waits for the disk or the database, except
+//! when the lease of a shared journal must be renewed before anything may
+//! be sent.
 //!
 //! Commits are applied in order, and a message waits for every commit
 //! handed over before it, not only its own batch's: a message whose batch
@@ -287,5 +289,94 @@ impl Drop for Committer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Carries, Endpoint, PeerId};
+    use crate::journal::{Row, Table};
+
+    /// A store whose commits wait for the test's go, and which reports each
+    /// commit's keys as it starts.
+    struct Gated {
+        started: mpsc::Sender<Vec<String>>,
+        go: mpsc::Receiver<()>,
+    }
+
+    impl JobStore for Gated {
+        fn load(&mut self) -> Result<Vec<Row>, StoreError> {
+            Ok(Vec::new())
+        }
+
+        fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+            let keys = ops
+                .iter()
+                .map(|op| {
+                    let (StoreOp::Put { key, .. } | StoreOp::Delete { key, .. }) = op;
+                    key.clone()
+                })
+                .collect();
+            self.started.send(keys).unwrap();
+            self.go.recv().unwrap();
+            Ok(())
+        }
+    }
+
+    fn message(name: &str) -> Outgoing {
+        Outgoing {
+            endpoint: Endpoint::Frontend,
+            peer: PeerId(name.as_bytes().to_vec()),
+            frames: Vec::new(),
+            after_commit: true,
+            carries: Carries::Other,
+        }
+    }
+
+    fn names(out: &[Outgoing]) -> Vec<String> {
+        out.iter()
+            .map(|o| String::from_utf8_lossy(&o.peer.0).into_owned())
+            .collect()
+    }
+
+    fn released(done: Vec<Committed>) -> Vec<String> {
+        done.into_iter().flat_map(|c| names(&c.released)).collect()
+    }
+
+    #[test]
+    fn messages_wait_for_their_commit_and_the_next_commit_waits_for_their_release() {
+        let (started_tx, started) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel();
+        let mut c = Committer::start(Box::new(Gated {
+            started: started_tx,
+            go: go_rx,
+        }))
+        .unwrap();
+        let op = |key: &str| StoreOp::delete(Table::Records, key);
+
+        // Idle: a message that rests on nothing goes at once.
+        assert_eq!(names(&c.submit(Vec::new(), vec![message("now")]).unwrap()), ["now"]);
+
+        // A batch with a write: its ACK waits for the commit.
+        assert!(c.submit(vec![op("a")], vec![message("ack-a")]).unwrap().is_empty());
+        assert_eq!(started.recv().unwrap(), ["a"]);
+        // Meanwhile: the next batches gather, and a message after them
+        // waits for them too.
+        assert!(c.submit(vec![op("b")], vec![message("ack-b")]).unwrap().is_empty());
+        assert!(c.submit(vec![op("c")], Vec::new()).unwrap().is_empty());
+        assert!(c.submit(Vec::new(), vec![message("after-c")]).unwrap().is_empty());
+
+        go.send(()).unwrap();
+        assert_eq!(released(c.collect(true).unwrap()), ["ack-a"]);
+        // Not handed over before the caller sent what the first released.
+        assert!(started.try_recv().is_err());
+        c.start_next().unwrap();
+        assert_eq!(started.recv().unwrap(), ["b", "c"]);
+        go.send(()).unwrap();
+        assert_eq!(released(c.collect(true).unwrap()), ["ack-b", "after-c"]);
+        c.start_next().unwrap();
+        assert!(!c.busy());
+        assert!(c.finish().unwrap().is_empty());
     }
 }
