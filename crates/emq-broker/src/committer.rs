@@ -74,6 +74,8 @@ pub(crate) struct Committer {
     tenure: Option<Instant>,
     next_keep: Option<Instant>,
     peers: Option<HaStatus>,
+    /// `peers` changed since the last [`Committer::changed_peers`].
+    peers_changed: bool,
 }
 
 impl Committer {
@@ -125,6 +127,7 @@ impl Committer {
             tenure,
             next_keep,
             peers,
+            peers_changed: false,
         })
     }
 
@@ -150,6 +153,11 @@ impl Committer {
     /// The shared journal's routers, for the status view.
     pub(crate) fn peers(&self) -> Option<HaStatus> {
         self.peers.clone()
+    }
+
+    /// The shared journal's routers, if they changed since the last call.
+    pub(crate) fn changed_peers(&mut self) -> Option<Option<HaStatus>> {
+        std::mem::take(&mut self.peers_changed).then(|| self.peers.clone())
     }
 
     fn hand_over(&mut self, request: Request) -> Result<(), StoreError> {
@@ -230,7 +238,10 @@ impl Committer {
             self.outstanding -= 1;
             self.tenure = done.tenure;
             self.next_keep = done.next_keep;
-            self.peers = done.peers;
+            if done.peers != self.peers {
+                self.peers = done.peers;
+                self.peers_changed = true;
+            }
             done.result?;
             if let Some((took, ops)) = done.commit {
                 self.committing = false;

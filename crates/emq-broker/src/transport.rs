@@ -643,9 +643,7 @@ fn serve(
             if readable[5] {
                 if let Some(c) = committer.as_mut() {
                     let done = c.collect(false)?;
-                    core.set_ha(c.peers());
-                    release(&sockets, &mut core, &mut clock, done, &mut stats);
-                    c.start_next()?;
+                    after_commits(&sockets, &mut core, &mut clock, c, done, &mut stats)?;
                 }
             }
             let now = clock.now();
@@ -923,11 +921,7 @@ fn flush(
     // leaves results journaled but unsent (clients ask for them again).
     if let Some(c) = committer.as_mut() {
         let done = c.collect(false)?;
-        if !done.is_empty() {
-            core.set_ha(c.peers());
-            release(sockets, core, clock, done, stats);
-            c.start_next()?;
-        }
+        after_commits(sockets, core, clock, c, done, stats)?;
     }
     // Events last: what they tell is committed. Publishing waits for the
     // commits handed over so far (only when a burst is due, and only with
@@ -937,13 +931,31 @@ fn flush(
     if let Some(c) = committer.as_mut().filter(|c| due && c.busy()) {
         while c.busy() {
             let done = c.collect(true)?;
-            release(sockets, core, clock, done, stats);
-            c.start_next()?;
+            after_commits(sockets, core, clock, c, done, stats)?;
         }
     }
     if let Some(p) = sockets.events.as_mut() {
         p.after_commit(core, now, false);
     }
+    Ok(())
+}
+
+/// After the journal thread finished commits (`done`): tell the core of any
+/// change among the routers sharing the journal, send what the commits
+/// released, and only then hand the next commit over.
+fn after_commits(
+    sockets: &Sockets,
+    core: &mut Router,
+    clock: &mut emq_net::Clock,
+    committer: &mut Committer,
+    done: Vec<Committed>,
+    stats: &mut LoopStats,
+) -> Result<(), RunError> {
+    if let Some(peers) = committer.changed_peers() {
+        core.set_ha(peers);
+    }
+    release(sockets, core, clock, done, stats);
+    committer.start_next()?;
     Ok(())
 }
 
@@ -984,8 +996,7 @@ fn send_and_commit(
             .filter(|c| c.tenure().is_some_and(|t| Instant::now() >= t))
         {
             let done = c.renew_now()?;
-            release(sockets, core, clock, done, stats);
-            c.start_next()?;
+            after_commits(sockets, core, clock, c, done, stats)?;
         }
         let ops = core.take_store_ops();
         let outgoing: Vec<Outgoing> = core.take_outgoing().collect();
