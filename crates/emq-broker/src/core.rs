@@ -117,6 +117,8 @@ impl fmt::Debug for PeerId {
 pub enum Carries {
     /// A job for a jobmanager (a REQUEST).
     Job(Rc<str>),
+    /// Jobs for a jobmanager, in one BATCH of REQUESTs.
+    Jobs(Vec<Rc<str>>),
     /// A job's result for its client (a REPLY).
     Result {
         /// The job.
@@ -142,6 +144,43 @@ pub struct Outgoing {
     pub after_commit: bool,
     /// What it is.
     pub carries: Carries,
+}
+
+impl Outgoing {
+    /// The BATCH in `out` that REQUESTs for `jm` join now: its open one if
+    /// it has one sent at the same time (`after_commit`) with room left,
+    /// else a new one.
+    fn open_batch<'a>(
+        out: &'a mut Vec<Outgoing>,
+        open: &mut Vec<(Rc<PeerId>, usize)>,
+        ids: &mut MsgIds,
+        jm: Rc<PeerId>,
+        after_commit: bool,
+    ) -> &'a mut Outgoing {
+        let found = open.iter().position(|(p, _)| Rc::ptr_eq(p, &jm));
+        let reusable = found.filter(|&i| {
+            let batch = &out[open[i].1];
+            batch.after_commit == after_commit && batch.frames[4].len() < emq_proto::BATCH_BYTES
+        });
+        let index = match reusable {
+            Some(i) => open[i].1,
+            None => {
+                if let Some(i) = found {
+                    open.swap_remove(i);
+                }
+                out.push(Outgoing {
+                    endpoint: Endpoint::Backend,
+                    peer: PeerId::clone(&jm),
+                    frames: emq_proto::batch_frames(&ids.next(), Vec::with_capacity(4096)),
+                    after_commit,
+                    carries: Carries::Jobs(Vec::new()),
+                });
+                open.push((jm, out.len() - 1));
+                out.len() - 1
+            }
+        };
+        &mut out[index]
+    }
 }
 
 /// Where the router is in its life.
@@ -190,6 +229,10 @@ pub struct Router {
     results: ResultStore,
     observer: Observer,
     out: Vec<Outgoing>,
+    /// BATCHes in `out` that more REQUESTs may join: (jobmanager, index in
+    /// `out`). A batch closes when anything else is sent to its peer, so
+    /// that a peer's messages keep their order.
+    open_batches: Vec<(Rc<PeerId>, usize)>,
     store_ops: Vec<StoreOp>,
     /// Counts dispatches: the order jobs were sent in, and which member of a
     /// queue was used least recently.
@@ -247,6 +290,7 @@ impl Router {
                 hasher.clone(),
             ),
             out: Vec::new(),
+            open_batches: Vec::new(),
             store_ops: Vec::new(),
             seq: 0,
             offenders: HashSet::with_hasher(hasher.clone()),
@@ -262,6 +306,7 @@ impl Router {
     /// call to `handle` or `tick`.
     #[must_use]
     pub fn take_outgoing(&mut self) -> std::vec::Drain<'_, Outgoing> {
+        self.open_batches.clear();
         self.out.drain(..)
     }
 
@@ -416,6 +461,7 @@ impl Router {
     fn broadcast(&mut self, endpoint: Endpoint, peers: impl IntoIterator<Item = PeerId>, msg: &Message) {
         let frames = msg.encode_with_id(&self.ids.next());
         for peer in peers {
+            self.close_batch(endpoint, &peer);
             self.out.push(Outgoing {
                 endpoint,
                 peer,
@@ -430,7 +476,7 @@ impl Router {
     pub fn undeliverable(&mut self, now: Now, out: Outgoing) {
         self.set_now(now);
         match out.carries {
-            Carries::Job(_) => {
+            Carries::Job(_) | Carries::Jobs(_) => {
                 warn!("jobmanager {} unreachable: taking its jobs back", out.peer);
                 self.remove_jobmanager(now.mono, &out.peer, "unreachable");
             }
@@ -474,6 +520,10 @@ impl Router {
             let of = peek_msgid(frames).unwrap_or_default();
             return self.refuse(endpoint, &peer, &of, ErrorCode::TooLarge, &reason);
         }
+        if let Some(batch) = emq_proto::batch_entries(frames) {
+            self.on_batch(now, endpoint, &peer, frames, batch);
+            return self.after_event(now);
+        }
         let env = match decode_with_limit(frames, self.config.max_frame) {
             Ok(env) => env,
             Err(e) => {
@@ -483,10 +533,43 @@ impl Router {
         };
         match endpoint {
             Endpoint::Frontend => self.on_client(now, peer, env.msgid, env.message),
-            Endpoint::Backend => self.on_jobmanager(now, peer, env.msgid, env.message),
+            Endpoint::Backend => self.on_jobmanager(now, &peer, env.msgid, env.message),
             Endpoint::Admin => self.on_admin(now, peer, env.msgid, env.message),
         }
         self.after_event(now);
+    }
+
+    /// A BATCH: each entry handled as if it had come alone, in order. Only
+    /// jobmanagers send them (to a router whose ACK said it reads them).
+    fn on_batch(
+        &mut self,
+        now: Instant,
+        endpoint: Endpoint,
+        peer: &PeerId,
+        frames: &[impl emq_proto::Frame],
+        batch: Result<emq_proto::BatchEntries<'_>, emq_proto::DecodeError>,
+    ) {
+        let mut entries = match batch {
+            Ok(entries) if endpoint == Endpoint::Backend => entries,
+            Ok(entries) => {
+                let reason = "BATCH is read only from jobmanagers";
+                return self.refuse(endpoint, peer, entries.msgid, ErrorCode::UnknownCommand, reason);
+            }
+            Err(e) => {
+                let of = peek_msgid(frames).unwrap_or_default();
+                return self.refuse(endpoint, peer, &of, e.code(), &e.to_string());
+            }
+        };
+        let mut entry: Vec<&[u8]> = Vec::with_capacity(emq_proto::MAX_FRAMES);
+        while let Some(read) = entries.next_into(&mut entry) {
+            match read.and_then(|()| decode_with_limit(&entry, self.config.max_frame)) {
+                Ok(env) => self.on_jobmanager(now, peer, env.msgid, env.message),
+                Err(e) => {
+                    let of = peek_msgid(&entry).unwrap_or_default();
+                    self.refuse(endpoint, peer, &of, e.code(), &e.to_string());
+                }
+            }
+        }
     }
 
     /// What every event ends with: graph nodes that ended are settled
@@ -531,6 +614,7 @@ impl Router {
     }
 
     fn push(&mut self, endpoint: Endpoint, peer: &PeerId, msg: Message, after_commit: bool, carries: Carries) {
+        self.close_batch(endpoint, peer);
         self.out.push(Outgoing {
             endpoint,
             peer: peer.clone(),
@@ -538,6 +622,14 @@ impl Router {
             after_commit,
             carries,
         });
+    }
+
+    /// No more REQUESTs join `peer`'s open BATCH: what follows is sent after it.
+    #[inline]
+    fn close_batch(&mut self, endpoint: Endpoint, peer: &PeerId) {
+        if endpoint == Endpoint::Backend && !self.open_batches.is_empty() {
+            self.open_batches.retain(|(p, _)| **p != *peer);
+        }
     }
 
     fn send(&mut self, endpoint: Endpoint, peer: &PeerId, msg: Message) {

@@ -13,8 +13,10 @@
 //! - [`events`]: the event stream the router publishes;
 //! - [`graph`]: workflows: graph and batch specs, their checks, views and DOT;
 //! - [`keys`]: CURVE keys, key files and allowlists as text;
-//! - [`MsgIds`]: msgids from a seed.
+//! - [`MsgIds`]: msgids from a seed;
+//! - [`BatchWriter`], [`batch_entries`]: several messages in one (BATCH).
 
+mod batch;
 mod error;
 pub mod events;
 pub mod graph;
@@ -26,6 +28,10 @@ mod message;
 mod time;
 pub mod views;
 
+pub use batch::{
+    batch_entries, batch_frames, batchable, push_entry, push_request, BatchEntries, BatchWriter, BATCH_BYTES,
+    BATCH_ENTRY_FRAME_MAX,
+};
 pub use error::{DecodeError, ErrorCode};
 pub use headers::{Headers, JobKeyHeader, TimeSpec};
 pub use ids::{uuid_text, MsgIds};

@@ -53,6 +53,7 @@ pub enum Command {
     GraphCancel,
     GraphInfo,
     Graphs,
+    Batch,
 }
 
 impl Command {
@@ -109,6 +110,11 @@ pub struct Capabilities {
     /// takes any job, as EventMQ jobmanagers do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handlers: Option<Vec<String>>,
+    /// BATCH (section 4): at INFORM, the jobmanager reads BATCHes of
+    /// REQUESTs; in the router's ACK, the router reads BATCHes of the
+    /// jobmanager's messages.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
 }
 
 impl Capabilities {
@@ -228,6 +234,9 @@ pub enum Message {
         timing: Option<Timing>,
         /// What became of a keyed submission (extension, third frame).
         admission: Option<Admission>,
+        /// To an INFORM that asked for batches: what the router reads
+        /// (extension, fourth frame; empty is not sent).
+        capabilities: Capabilities,
     },
     /// `count` free slots (extension: a count frame; absent means 1, which is
     /// all EventMQ sends).
@@ -463,15 +472,26 @@ impl Message {
                     }
                 }
             }
-            Message::Ack { of, timing, admission } => {
+            Message::Ack {
+                of,
+                timing,
+                admission,
+                capabilities,
+            } => {
                 f.push(s(of));
-                match (timing, admission) {
-                    (Some(t), _) => f.push(serde_json::to_vec(t).unwrap_or_default()),
-                    (None, Some(_)) => f.push(Vec::new()),
-                    (None, None) => {}
+                let more = admission.is_some() || !capabilities.is_empty();
+                match timing {
+                    Some(t) => f.push(serde_json::to_vec(t).unwrap_or_default()),
+                    None if more => f.push(Vec::new()),
+                    None => {}
                 }
-                if let Some(a) = admission {
-                    f.push(serde_json::to_vec(a).unwrap_or_default());
+                match admission {
+                    Some(a) => f.push(serde_json::to_vec(a).unwrap_or_default()),
+                    None if !capabilities.is_empty() => f.push(Vec::new()),
+                    None => {}
+                }
+                if !capabilities.is_empty() {
+                    f.push(serde_json::to_vec(capabilities).unwrap_or_default());
                 }
             }
             Message::Request(r) => {
@@ -619,6 +639,11 @@ fn utf8(frames: &[impl Frame], index: usize) -> Result<&str, DecodeError> {
     std::str::from_utf8(frames[index].bytes()).map_err(|_| DecodeError::NotUtf8 { index })
 }
 
+/// Frame `index` as text (it exists).
+pub(crate) fn utf8_frame(frames: &[impl Frame], index: usize) -> Result<&str, DecodeError> {
+    utf8(frames, index)
+}
+
 /// A msgid or a queue name: text that ends up in logs and on terminals, so
 /// it may hold no control characters.
 fn name_text<'a>(what: &'static str, text: &'a str) -> Result<&'a str, DecodeError> {
@@ -738,13 +763,20 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
                 _ => None,
             };
             let admission = match p.get(2) {
-                Some(_) => Some(serde_json::from_str(text(2)?).map_err(|e| DecodeError::bad("ACK admission", e))?),
-                None => None,
+                Some(f) if !f.bytes().is_empty() => {
+                    Some(serde_json::from_str(text(2)?).map_err(|e| DecodeError::bad("ACK admission", e))?)
+                }
+                _ => None,
+            };
+            let capabilities = match p.get(3) {
+                Some(_) => serde_json::from_str(text(3)?).map_err(|e| DecodeError::bad("ACK capabilities", e))?,
+                None => Capabilities::default(),
             };
             Message::Ack {
                 of: text(0)?.to_string(),
                 timing,
                 admission,
+                capabilities,
             }
         }
         Command::Ready => {
@@ -837,6 +869,8 @@ pub fn decode_with_limit(frames: &[impl Frame], max_frame: usize) -> Result<Enve
         }
         Command::Schedules => Message::Schedules,
         Command::Graphs => Message::Graphs,
+        // Its entries are messages: read with `batch_entries`, not here.
+        Command::Batch => return Err(DecodeError::bad("BATCH", "not accepted here")),
         Command::Graph => {
             need(command, p.len(), 1)?;
             Message::Graph {
@@ -1122,11 +1156,13 @@ mod tests {
                     liveness_ms: 2,
                 }),
                 admission: None,
+                capabilities: Default::default(),
             },
             Message::Ack {
                 of: "a".into(),
                 timing: None,
                 admission: None,
+                capabilities: Default::default(),
             },
             Message::Ready { count: 1 },
             Message::Ready { count: 7 },
@@ -1173,6 +1209,16 @@ mod tests {
                     deduplicated: true,
                     replaced: None,
                 }),
+                capabilities: Capabilities::default(),
+            },
+            Message::Ack {
+                of: "i".into(),
+                timing: None,
+                admission: None,
+                capabilities: Capabilities {
+                    handlers: None,
+                    batch: true,
+                },
             },
             Message::QueueSet {
                 queue: "q".into(),
@@ -1418,6 +1464,7 @@ mod tests {
             of: "x".into(),
             timing: None,
             admission: None,
+            capabilities: Default::default(),
         };
         assert!(ResultFrames::from_reply_frames(ack.encode_with_id("id")).is_err());
     }

@@ -110,6 +110,8 @@ enum Link {
         /// The router is emq's (it announced timing), so one READY may carry
         /// a count instead of one message per slot.
         counted_ready: bool,
+        /// The router reads BATCHes of our messages (its ACK said so).
+        batches: bool,
         /// Silent for `quiet_after`: no job starts until it speaks again
         /// (the jobs no worker took are taken back, kept for then), so that
         /// fewer of the jobs it may soon give to another jobmanager run here.
@@ -319,6 +321,17 @@ impl JobManager {
         next
     }
 
+    /// Whether the messages of one turn may go to the router as one
+    /// BATCH (its ACK said it reads them).
+    pub fn router_reads_batches(&self) -> bool {
+        matches!(self.link, Link::Connected { batches: true, .. })
+    }
+
+    /// A msgid for a message the transport makes (a BATCH).
+    pub fn next_msgid(&mut self) -> String {
+        self.ids.next()
+    }
+
     fn free(&self) -> usize {
         self.capacity().saturating_sub(self.running.len() + self.backlog.len())
     }
@@ -373,7 +386,7 @@ impl JobManager {
             queues: self.config.queues.clone(),
             peer_type: PeerType::Worker,
             timing: Some(timing),
-            capabilities: Capabilities { handlers },
+            capabilities: Capabilities { handlers, batch: true },
         });
         self.out.push(Action::Send {
             msgid: inform_id.clone(),
@@ -590,7 +603,12 @@ impl JobManager {
             }
         }
         match message {
-            Message::Ack { of, timing, .. } => self.on_ack(now, &of, timing),
+            Message::Ack {
+                of,
+                timing,
+                capabilities,
+                ..
+            } => self.on_ack(now, &of, timing, capabilities.batch),
             Message::Request(req) => self.on_request(now, msgid, req),
             Message::Heartbeat { .. } => {
                 if let Some(sent) = self.echo_since.take() {
@@ -643,7 +661,7 @@ impl JobManager {
         (current + 1) % self.config.routers.len()
     }
 
-    fn on_ack(&mut self, now: Instant, of: &str, timing: Option<Timing>) {
+    fn on_ack(&mut self, now: Instant, of: &str, timing: Option<Timing>, batches: bool) {
         let Link::Informing {
             router,
             inform_id,
@@ -669,6 +687,7 @@ impl JobManager {
             window,
             last_heard: now,
             counted_ready: timing.is_some(),
+            batches,
             quiet: false,
             quiet_after: (router_hb * 3).min(window / 2),
             probed: false,

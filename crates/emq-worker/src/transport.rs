@@ -145,6 +145,7 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
     let mut routers = config.routers.clone();
     let mut link: Option<Link> = None;
     let mut events: Vec<Event> = Vec::new();
+    let mut batch = emq_proto::BatchWriter::new();
     let mut refusals = Throttle::new(Duration::from_secs(10));
     let snapshot = |core: &JobManager, pool: &Pool| crate::metrics::Snapshot {
         core: core.metrics(),
@@ -165,16 +166,35 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
             if actions.is_empty() && events.is_empty() {
                 break;
             }
+            // This turn's messages go as one BATCH to a router that reads
+            // them (a new link is never one: it has not answered yet).
+            let batching = core.router_reads_batches();
             for action in actions {
                 match action {
                     Action::Connect { router } => {
+                        send_batch(link.as_ref(), &mut batch, &mut core);
                         let endpoint = &routers[router % routers.len()];
                         link = Some(open_link(&ctx, endpoint, config.curve.as_ref(), routers.len() > 1)?);
                     }
                     Action::Send { msgid, message } => {
                         if let Some(l) = &link {
                             let command = message.command();
-                            if let Err(e) = l.socket.send_multipart(message.into_frames(&msgid), zmq::DONTWAIT) {
+                            let mut frames = message.into_frames(&msgid);
+                            if batching {
+                                match batch.push(frames) {
+                                    Ok(()) if batch.is_full() => {
+                                        send_batch(link.as_ref(), &mut batch, &mut core);
+                                        continue;
+                                    }
+                                    Ok(()) => continue,
+                                    // Too large to copy: alone, after what came before it.
+                                    Err(alone) => {
+                                        send_batch(link.as_ref(), &mut batch, &mut core);
+                                        frames = alone;
+                                    }
+                                }
+                            }
+                            if let Err(e) = l.socket.send_multipart(frames, zmq::DONTWAIT) {
                                 warn!("cannot send {} to {}: {e}", command.as_str(), l.endpoint);
                             }
                         }
@@ -191,12 +211,14 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
                     Action::KillAll => pool.kill_all(),
                     Action::Resize { workers } => pool.resize(workers)?,
                     Action::Exit => {
+                        send_batch(link.as_ref(), &mut batch, &mut core);
                         pool.shutdown(Duration::from_secs(2));
                         info!("stopped");
                         return Ok(());
                     }
                 }
             }
+            send_batch(link.as_ref(), &mut batch, &mut core);
             feed(&mut core, clock.now(), &mut events);
         }
         // Into the workers' queue, once a turn: the jobs just started, and
@@ -330,13 +352,39 @@ fn feed(core: &mut JobManager, now: emq_proto::Now, events: &mut Vec<Event>) {
     }
 }
 
+/// Send the messages gathered in `batch`, as one BATCH.
+fn send_batch(link: Option<&Link>, batch: &mut emq_proto::BatchWriter, core: &mut JobManager) {
+    if batch.is_empty() {
+        return;
+    }
+    let entries = batch.len();
+    let frames = batch.take_frames(&core.next_msgid());
+    if let Some(l) = link {
+        if let Err(e) = l.socket.send_multipart(frames, zmq::DONTWAIT) {
+            warn!("cannot send a BATCH of {entries} to {}: {e}", l.endpoint);
+        }
+    }
+}
+
 fn receive(link: &Link, core: &mut JobManager, now: emq_proto::Now) {
     for _ in 0..512 {
         match emq_net::recv_frames(&link.socket, zmq::DONTWAIT) {
-            Ok(frames) => match emq_net::with_slices(&frames, |f| emq_proto::decode(f)) {
-                Ok(env) => core.on_router(now, &env.msgid, env.message),
-                Err(e) => warn!("bad message from router {}: {e}", link.endpoint),
-            },
+            Ok(frames) => emq_net::with_slices(&frames, |f| match emq_proto::batch_entries(f) {
+                None => match emq_proto::decode(f) {
+                    Ok(env) => core.on_router(now, &env.msgid, env.message),
+                    Err(e) => warn!("bad message from router {}: {e}", link.endpoint),
+                },
+                Some(Err(e)) => warn!("bad BATCH from router {}: {e}", link.endpoint),
+                Some(Ok(mut entries)) => {
+                    let mut entry: Vec<&[u8]> = Vec::with_capacity(emq_proto::MAX_FRAMES);
+                    while let Some(read) = entries.next_into(&mut entry) {
+                        match read.and_then(|()| emq_proto::decode(&entry)) {
+                            Ok(env) => core.on_router(now, &env.msgid, env.message),
+                            Err(e) => warn!("bad message in a BATCH from router {}: {e}", link.endpoint),
+                        }
+                    }
+                }
+            }),
             Err(zmq::Error::EAGAIN) => return,
             Err(e) => {
                 debug!("receive from {}: {e}", link.endpoint);

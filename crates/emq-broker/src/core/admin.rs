@@ -28,6 +28,7 @@ impl Router {
                     of: msgid,
                     timing: None,
                     admission: None,
+                    capabilities: Default::default(),
                 };
                 self.send(Endpoint::Admin, &peer, ack);
                 self.lifecycle = Lifecycle::StopRequested;

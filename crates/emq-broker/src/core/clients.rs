@@ -118,6 +118,7 @@ impl Router {
                     of: msgid,
                     timing: None,
                     admission,
+                    capabilities: Default::default(),
                 };
                 self.send_journaled(&client, ack, Carries::Other);
             }
@@ -264,6 +265,7 @@ impl Router {
                 of: key.to_string(),
                 timing: None,
                 admission,
+                capabilities: Default::default(),
             };
             self.send_journaled(&acked, ack, Carries::Other);
         }
@@ -305,6 +307,7 @@ impl Router {
                 deduplicated: true,
                 replaced: None,
             }),
+            capabilities: Default::default(),
         };
         // After this batch's commit: the holder may have been journaled in it.
         self.send_journaled(client, ack, Carries::Other);

@@ -33,6 +33,8 @@ pub(crate) struct JobManager {
     pub timing: Option<Timing>,
     /// The handlers it declared at INFORM (`None`: any, as EventMQ).
     pub handlers: Option<HashSet<HandlerId>>,
+    /// It reads BATCHes of REQUESTs (declared at INFORM).
+    pub batch: bool,
     /// Its workers, as its latest HEARTBEAT reported them.
     pub workers: Option<WorkerCounts>,
 }
@@ -53,20 +55,20 @@ impl JobManager {
 }
 
 impl Router {
-    pub(super) fn on_jobmanager(&mut self, now: Instant, peer: PeerId, msgid: String, msg: Message) {
+    pub(super) fn on_jobmanager(&mut self, now: Instant, peer: &PeerId, msgid: String, msg: Message) {
         if let Message::Inform(inform) = msg {
-            return self.on_inform(now, peer, msgid, inform);
+            return self.on_inform(now, peer.clone(), msgid, inform);
         }
-        let Some(jm) = self.fleet.get_mut(&peer) else {
+        let Some(jm) = self.fleet.get_mut(peer) else {
             return self.before_inform(now, peer, msgid, msg);
         };
         jm.last_seen = now;
         match msg {
             Message::Ready { count } => {
                 jm.slots = jm.slots.saturating_add(count);
-                self.dispatch_to(now, &peer);
+                self.dispatch_to(now, peer);
             }
-            Message::Reply(Reply::Result(result)) => self.on_reply(now, &peer, result),
+            Message::Reply(Reply::Result(result)) => self.on_reply(now, peer, result),
             Message::Heartbeat {
                 state: Some(state),
                 workers,
@@ -78,29 +80,29 @@ impl Router {
                     info!("jobmanager {peer} is {state}");
                     jm.state = Some(state);
                     let queues = jm.queues.clone();
-                    self.note_jobmanager(EventKind::JobManagerState, &peer, &queues, Some(state), None);
+                    self.note_jobmanager(EventKind::JobManagerState, peer, &queues, Some(state), None);
                 }
                 // An emq jobmanager holding jobs it has not started probes a
                 // silent link with a HEARTBEAT: answer at once.
                 if echo {
-                    self.send(Endpoint::Backend, &peer, self.heartbeat_message());
+                    self.send(Endpoint::Backend, peer, self.heartbeat_message());
                 }
             }
             Message::Heartbeat { state: None, .. } | Message::Ack { .. } => {}
             Message::Kbye => {
                 info!("jobmanager {peer} said KBYE");
-                self.remove_jobmanager(now, &peer, "said KBYE");
+                self.remove_jobmanager(now, peer, "said KBYE");
             }
             other => {
                 let reason = format!("{} is not a jobmanager command", other.command().as_str());
-                self.refuse(Endpoint::Backend, &peer, &msgid, ErrorCode::UnknownCommand, &reason);
+                self.refuse(Endpoint::Backend, peer, &msgid, ErrorCode::UnknownCommand, &reason);
             }
         }
     }
 
     /// A message from a jobmanager the router does not know: it INFORMed a
     /// router that has since restarted, or it is no jobmanager at all.
-    fn before_inform(&mut self, now: Instant, peer: PeerId, msgid: String, msg: Message) {
+    fn before_inform(&mut self, now: Instant, peer: &PeerId, msgid: String, msg: Message) {
         match msg {
             // A jobmanager that finished jobs while this router was down
             // reports them before it has INFORMed again: a result for a job
@@ -110,12 +112,12 @@ impl Router {
                     "result of {} from {peer}, which has not informed this router",
                     result.of
                 );
-                self.on_reply(now, &peer, result);
+                self.on_reply(now, peer, result);
             }
             // emq's jobmanager (it reports its state) INFORMs again when told.
             Message::Heartbeat { state: Some(_), .. } => {
                 let reason = "HEARTBEAT before INFORM: this router does not know you (it restarted?)";
-                self.error(Endpoint::Backend, &peer, &msgid, ErrorCode::NotInformed, reason);
+                self.error(Endpoint::Backend, peer, &msgid, ErrorCode::NotInformed, reason);
             }
             // EventMQ's jobmanager takes any message as a sign of life and
             // would never INFORM again: silence makes it declare this router
@@ -128,11 +130,11 @@ impl Router {
                     "REQUEST on the jobmanager endpoint: clients submit to the client endpoint ({})",
                     self.config.frontend
                 );
-                self.refuse(Endpoint::Backend, &peer, &msgid, ErrorCode::NotInformed, &reason);
+                self.refuse(Endpoint::Backend, peer, &msgid, ErrorCode::NotInformed, &reason);
             }
             other => {
                 let reason = format!("{} before INFORM", other.command().as_str());
-                self.refuse(Endpoint::Backend, &peer, &msgid, ErrorCode::NotInformed, &reason);
+                self.refuse(Endpoint::Backend, peer, &msgid, ErrorCode::NotInformed, &reason);
             }
         }
     }
@@ -180,6 +182,8 @@ impl Router {
         });
         let window = self.config.liveness.max(peer_hb * 2);
         info!("jobmanager {peer} joined: queues {queues:?}, liveness window {window:?}");
+        // Only an emq jobmanager (it announces its timing) may ask for batches.
+        let batch = inform.capabilities.batch && inform.timing.is_some();
         let handlers = inform.capabilities.handlers.map(|names| {
             let mut set = HashSet::with_hasher(self.hasher.clone());
             set.extend(names.iter().map(|n| self.handler_names.intern(n)));
@@ -208,6 +212,7 @@ impl Router {
                 timing: inform.timing,
                 handlers,
                 workers: None,
+                batch,
             },
         );
         let queues = self.fleet[&peer].queues.clone();
@@ -226,6 +231,8 @@ impl Router {
                 of: msgid,
                 timing: Some(timing),
                 admission: None,
+                // It reads our BATCHes: we read its.
+                capabilities: emq_proto::Capabilities { handlers: None, batch },
             },
         );
     }

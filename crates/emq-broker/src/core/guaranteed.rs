@@ -610,6 +610,7 @@ impl Router {
             of: key.to_string(),
             timing: None,
             admission: None,
+            capabilities: Default::default(),
         };
         self.send_journaled(client, ack, Carries::Other);
         if let (true, Some(result)) = (reply_requested, result) {

@@ -273,6 +273,7 @@ impl Router {
         jm.slots -= 1;
         jm.running.insert(key.clone());
         let ask_for_reply = jm.is_eventmq();
+        let batch = jm.batch.then(|| jm.id.clone());
         job.place = Place::Running {
             jobmanager: jm.id.clone(),
             dispatch_seq: seq,
@@ -288,19 +289,35 @@ impl Router {
             (true, false) => format!("reply-requested,{}", job.headers).into(),
             (false, _) => std::borrow::Cow::Borrowed(&*job.headers),
         };
-        let frames = emq_proto::request_frames(&key, queue, &headers, &job.body);
         // A job a schedule fired runs only once its fire is durable: a
         // crash before the commit must leave the slot unfired, not run and
         // then counted missed. (A client's job may go before its commit:
         // the client, not yet acknowledged, sends it again.)
         let after_commit = std::rc::Rc::ptr_eq(&job.client, &self.scheduler);
-        self.out.push(Outgoing {
-            endpoint: Endpoint::Backend,
-            peer: peer.clone(),
-            frames,
-            after_commit,
-            carries: Carries::Job(key.clone()),
-        });
+        let request = [
+            emq_proto::Command::Request.as_str().as_bytes(),
+            key.as_bytes(),
+            queue.as_bytes(),
+            headers.as_bytes(),
+            &job.body,
+        ];
+        match batch.filter(|_| emq_proto::batchable(&request)) {
+            Some(jm) => {
+                let out = Outgoing::open_batch(&mut self.out, &mut self.open_batches, &mut self.ids, jm, after_commit);
+                out.frames[4].reserve(job.body.len() + 128);
+                emq_proto::push_entry(&mut out.frames[4], &request);
+                if let Carries::Jobs(keys) = &mut out.carries {
+                    keys.push(key.clone());
+                }
+            }
+            None => self.out.push(Outgoing {
+                endpoint: Endpoint::Backend,
+                peer: peer.clone(),
+                frames: emq_proto::request_frames(&key, queue, &headers, &job.body),
+                after_commit,
+                carries: Carries::Job(key.clone()),
+            }),
+        }
         if let Some(m) = self
             .queues
             .get_mut(queue)

@@ -710,6 +710,7 @@ impl Router {
                     of: msgid.to_string(),
                     timing: None,
                     admission: None,
+                    capabilities: Default::default(),
                 };
                 self.send_journaled(peer, ack, Carries::Other);
             }

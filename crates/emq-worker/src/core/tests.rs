@@ -80,6 +80,7 @@ impl Sim {
                 liveness_ms: 3000,
             }),
             admission: None,
+            capabilities: Default::default(),
         });
     }
 
@@ -162,12 +163,14 @@ fn boots_informs_and_announces_one_ready_per_slot_to_eventmq() {
         of: "someone-else".into(),
         timing: None,
         admission: None,
+        capabilities: Default::default(),
     });
     assert_eq!(readies(&s.actions()), 0, "an unrelated ACK is not ours");
     s.router(Message::Ack {
         of: id,
         timing: None,
         admission: None,
+        capabilities: Default::default(),
     });
     assert_eq!(readies(&s.actions()), 2);
     assert_eq!(s.jm.state(), State::Idle);
@@ -207,6 +210,7 @@ fn never_over_announces_after_reconnect() {
         of: id,
         timing: None,
         admission: None,
+        capabilities: Default::default(),
     });
     let a = s.actions();
     assert_eq!(replies(&a), vec![("j1".to_string(), Outcome::Ok)]);
@@ -231,6 +235,7 @@ fn router_that_forgot_us_gets_a_fresh_inform() {
         of: id,
         timing: None,
         admission: None,
+        capabilities: Default::default(),
     });
     assert_eq!(readies(&s.actions()), 2);
 }
@@ -678,6 +683,7 @@ fn a_quiet_router_holds_job_starts_until_it_speaks() {
         of: id,
         timing: None,
         admission: None,
+        capabilities: Default::default(),
     });
     s.actions();
     for id in ["a", "b", "c", "d"] {

@@ -44,7 +44,8 @@ fn a_delayed_job_is_journaled_acked_and_runs_only_when_due() {
                 == Message::Ack {
                     of: "later".into(),
                     timing: None,
-                    admission: None
+                    admission: None,
+                    capabilities: Default::default(),
                 }),
         "a delayed job is acknowledged like a guaranteed one: {sent:?}"
     );

@@ -11,6 +11,7 @@ fn inform_with(s: &mut Sim, jm: &str, handlers: Option<&[&str]>) {
     });
     let capabilities = Capabilities {
         handlers: handlers.map(|h| h.iter().map(|n| n.to_string()).collect()),
+        batch: false,
     };
     // EventMQ jobmanagers send no timing (and so no capabilities).
     let timing = if handlers.is_some() { timing } else { None };

@@ -12,6 +12,7 @@ use crate::core::jobs::Place;
 use crate::UnknownQueuePolicy;
 
 mod admin;
+mod batch;
 mod clients;
 mod delayed;
 mod fleet;
@@ -241,15 +242,14 @@ impl Sim {
         self.now = self.now.after(end - self.now.mono);
     }
 
+    /// What the router sent, in order, a BATCH's entries one by one.
     pub(super) fn drain(&mut self) -> Vec<(Endpoint, String, Envelope)> {
-        self.r
-            .take_outgoing()
-            .map(|o| {
-                (
-                    o.endpoint,
-                    o.peer.to_string(),
-                    decode(&o.frames).expect("router sends valid frames"),
-                )
+        let sent: Vec<Outgoing> = self.r.take_outgoing().collect();
+        sent.into_iter()
+            .flat_map(|o| {
+                unbatch(&o.frames)
+                    .into_iter()
+                    .map(move |e| (o.endpoint, o.peer.to_string(), e))
             })
             .collect()
     }
@@ -264,6 +264,20 @@ impl Sim {
             })
             .collect()
     }
+}
+
+/// The messages in `frames`: the entries of a BATCH, or the one message.
+pub(super) fn unbatch(frames: &[Vec<u8>]) -> Vec<Envelope> {
+    let Some(entries) = emq_proto::batch_entries(frames) else {
+        return vec![decode(frames).expect("router sends valid frames")];
+    };
+    let mut entries = entries.expect("router sends valid BATCHes");
+    let (mut entry, mut all) = (Vec::new(), Vec::new());
+    while let Some(read) = entries.next_into(&mut entry) {
+        read.expect("valid entries");
+        all.push(decode(&entry).expect("valid entries"));
+    }
+    all
 }
 
 pub(super) fn d(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

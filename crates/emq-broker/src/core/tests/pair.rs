@@ -101,6 +101,10 @@ impl Pair {
                 return;
             }
             let _ = self.router.take_store_ops();
+            // As the jobmanager's transport does: a turn's messages in one
+            // BATCH to a router that reads them.
+            let batching = self.jm.router_reads_batches();
+            let mut batch = emq_proto::BatchWriter::new();
             for action in actions {
                 match action {
                     Action::Connect { .. } => {
@@ -112,7 +116,11 @@ impl Pair {
                     Action::Send { msgid, message } => {
                         if self.to_router == Link::Up {
                             let at = self.now.mono + self.latency;
-                            self.in_flight_to_router.push_back((at, message.into_frames(&msgid)));
+                            let frames = message.into_frames(&msgid);
+                            match batching {
+                                true => batch.push(frames).expect("small messages"),
+                                false => self.in_flight_to_router.push_back((at, frames)),
+                            }
                         }
                     }
                     Action::Start { msgid, .. } => self.queued.push_back(msgid),
@@ -124,6 +132,11 @@ impl Pair {
                     }
                     Action::KillAll | Action::Resize { .. } | Action::Exit => {}
                 }
+            }
+            if !batch.is_empty() {
+                let frames = batch.take_frames(&self.jm.next_msgid());
+                self.in_flight_to_router
+                    .push_back((self.now.mono + self.latency, frames));
             }
             for out in outgoing {
                 match out.endpoint {
@@ -171,11 +184,24 @@ impl Pair {
         }
         while self.in_flight_to_jm.front().is_some_and(|(at, _)| *at <= now.mono) {
             let (_, frames) = self.in_flight_to_jm.pop_front().expect("peeked");
-            let env = emq_proto::decode(&frames).expect("the router sends valid frames");
-            if let Message::Request(_) = env.message {
-                self.received.push(env.msgid.clone());
+            let mut messages = Vec::new();
+            match emq_proto::batch_entries(&frames) {
+                None => messages.push(emq_proto::decode(&frames).expect("the router sends valid frames")),
+                Some(entries) => {
+                    let mut entries = entries.expect("the router sends valid frames");
+                    let mut entry = Vec::new();
+                    while let Some(read) = entries.next_into(&mut entry) {
+                        read.expect("valid entries");
+                        messages.push(emq_proto::decode(&entry).expect("valid entries"));
+                    }
+                }
             }
-            self.jm.on_router(now, &env.msgid, env.message);
+            for env in messages {
+                if let Message::Request(_) = env.message {
+                    self.received.push(env.msgid.clone());
+                }
+                self.jm.on_router(now, &env.msgid, env.message);
+            }
         }
         let (done, running): (Vec<_>, Vec<_>) = self.pool.drain(..).partition(|(at, _)| *at <= now.mono);
         self.pool = running;

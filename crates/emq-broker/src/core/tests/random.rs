@@ -62,6 +62,8 @@ fn message() -> impl Strategy<Value = Vec<Vec<u8>>> {
                                 1 => Some(vec!["emq.echo".into()]),
                                 _ => Some(vec!["myapp.add".into(), "emq.echo".into()]),
                             },
+                            // Some read BATCHes of REQUESTs.
+                            batch: hb % 2 == 0,
                         },
                     }),
                     1 | 2 => Message::Ready { count },

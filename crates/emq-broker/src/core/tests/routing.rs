@@ -18,7 +18,8 @@ fn inform_is_acked_with_timing() {
                 heartbeat_ms: 1000,
                 liveness_ms: 5000
             }),
-            admission: None
+            admission: None,
+            capabilities: Default::default(),
         }
     );
 }
