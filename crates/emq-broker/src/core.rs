@@ -119,6 +119,8 @@ pub enum Carries {
     Job(Rc<str>),
     /// Jobs for a jobmanager, in one BATCH of REQUESTs.
     Jobs(Vec<Rc<str>>),
+    /// Results for a client, in one BATCH of REPLYs: (job, queue) each.
+    Results(Vec<(Rc<str>, Rc<str>)>),
     /// A job's result for its client (a REPLY).
     Result {
         /// The job.
@@ -147,35 +149,36 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// The BATCH in `out` that REQUESTs for `jm` join now: its open one if
-    /// it has one sent at the same time (`after_commit`) with room left,
-    /// else a new one.
+    /// The BATCH in `out` that messages for `peer` on `endpoint` join now:
+    /// its open one if it has one sent at the same time (`after_commit`)
+    /// with room left, else a new one carrying `carries` (empty).
     fn open_batch<'a>(
         out: &'a mut Vec<Outgoing>,
-        open: &mut Vec<(Rc<PeerId>, usize)>,
+        open: &mut Vec<(Endpoint, Rc<PeerId>, usize)>,
         ids: &mut MsgIds,
-        jm: Rc<PeerId>,
+        (endpoint, peer): (Endpoint, &Rc<PeerId>),
         after_commit: bool,
+        carries: fn() -> Carries,
     ) -> &'a mut Outgoing {
-        let found = open.iter().position(|(p, _)| Rc::ptr_eq(p, &jm));
+        let found = open.iter().position(|(e, p, _)| *e == endpoint && Rc::ptr_eq(p, peer));
         let reusable = found.filter(|&i| {
-            let batch = &out[open[i].1];
+            let batch = &out[open[i].2];
             batch.after_commit == after_commit && batch.frames[4].len() < emq_proto::BATCH_BYTES
         });
         let index = match reusable {
-            Some(i) => open[i].1,
+            Some(i) => open[i].2,
             None => {
                 if let Some(i) = found {
                     open.swap_remove(i);
                 }
                 out.push(Outgoing {
-                    endpoint: Endpoint::Backend,
-                    peer: PeerId::clone(&jm),
+                    endpoint,
+                    peer: PeerId::clone(peer),
                     frames: emq_proto::batch_frames(&ids.next(), Vec::with_capacity(4096)),
                     after_commit,
-                    carries: Carries::Jobs(Vec::new()),
+                    carries: carries(),
                 });
-                open.push((jm, out.len() - 1));
+                open.push((endpoint, peer.clone(), out.len() - 1));
                 out.len() - 1
             }
         };
@@ -229,10 +232,10 @@ pub struct Router {
     results: ResultStore,
     observer: Observer,
     out: Vec<Outgoing>,
-    /// BATCHes in `out` that more REQUESTs may join: (jobmanager, index in
-    /// `out`). A batch closes when anything else is sent to its peer, so
+    /// BATCHes in `out` that more messages may join: (endpoint, peer, index
+    /// in `out`). A batch closes when anything else is sent to its peer, so
     /// that a peer's messages keep their order.
-    open_batches: Vec<(Rc<PeerId>, usize)>,
+    open_batches: Vec<(Endpoint, Rc<PeerId>, usize)>,
     store_ops: Vec<StoreOp>,
     /// Counts dispatches: the order jobs were sent in, and which member of a
     /// queue was used least recently.
@@ -494,6 +497,16 @@ impl Router {
                 }
                 Err(e) => warn!("result of {of} could not be kept: {e}"),
             },
+            Carries::Results(kept) => {
+                debug!("client {} gone; {} results kept for lookup", out.peer, kept.len());
+                let mut results = emq_proto::unbatched_results(&out.frames).into_iter();
+                for (of, queue) in kept {
+                    match results.next() {
+                        Some(result) if *result.of == *of => self.results.insert(now.mono, queue.to_string(), result),
+                        _ => warn!("result of {of} could not be kept"),
+                    }
+                }
+            }
             Carries::Other => {}
         }
         self.after_event(now.mono);
@@ -539,8 +552,9 @@ impl Router {
         self.after_event(now);
     }
 
-    /// A BATCH: each entry handled as if it had come alone, in order. Only
-    /// jobmanagers send them (to a router whose ACK said it reads them).
+    /// A BATCH: each entry handled as if it had come alone, in order.
+    /// Jobmanagers send them to a router whose ACK said it reads them,
+    /// clients to a router that sent them one.
     fn on_batch(
         &mut self,
         now: Instant,
@@ -550,9 +564,9 @@ impl Router {
         batch: Result<emq_proto::BatchEntries<'_>, emq_proto::DecodeError>,
     ) {
         let mut entries = match batch {
-            Ok(entries) if endpoint == Endpoint::Backend => entries,
+            Ok(entries) if endpoint != Endpoint::Admin => entries,
             Ok(entries) => {
-                let reason = "BATCH is read only from jobmanagers";
+                let reason = "BATCH is read only from jobmanagers and clients";
                 return self.refuse(endpoint, peer, entries.msgid, ErrorCode::UnknownCommand, reason);
             }
             Err(e) => {
@@ -563,7 +577,8 @@ impl Router {
         let mut entry: Vec<&[u8]> = Vec::with_capacity(emq_proto::MAX_FRAMES);
         while let Some(read) = entries.next_into(&mut entry) {
             match read.and_then(|()| decode_with_limit(&entry, self.config.max_frame)) {
-                Ok(env) => self.on_jobmanager(now, peer, env.msgid, env.message),
+                Ok(env) if endpoint == Endpoint::Backend => self.on_jobmanager(now, peer, env.msgid, env.message),
+                Ok(env) => self.on_client(now, peer.clone(), env.msgid, env.message),
                 Err(e) => {
                     let of = peek_msgid(&entry).unwrap_or_default();
                     self.refuse(endpoint, peer, &of, e.code(), &e.to_string());
@@ -627,8 +642,8 @@ impl Router {
     /// No more REQUESTs join `peer`'s open BATCH: what follows is sent after it.
     #[inline]
     fn close_batch(&mut self, endpoint: Endpoint, peer: &PeerId) {
-        if endpoint == Endpoint::Backend && !self.open_batches.is_empty() {
-            self.open_batches.retain(|(p, _)| **p != *peer);
+        if !self.open_batches.is_empty() {
+            self.open_batches.retain(|(e, p, _)| *e != endpoint || **p != *peer);
         }
     }
 

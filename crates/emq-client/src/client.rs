@@ -21,7 +21,7 @@ use emq_proto::views::{
     Admission, DeadList, Discarded, JobDetail, JobPage, Purged, QueueChange, QueueView, RouterStatus, ScheduleAction,
     ScheduleInfo, ScheduleList, ScheduleSpec, WorkersView,
 };
-use emq_proto::{ErrorCode, JobResult, JobState, Message, MsgIds, Outcome, Reply, Request, ResultFrames};
+use emq_proto::{BatchWriter, ErrorCode, JobResult, JobState, Message, MsgIds, Outcome, Reply, Request, ResultFrames};
 
 use crate::graph::{Graph, GraphView};
 use crate::links::Links;
@@ -184,6 +184,14 @@ impl Client {
     }
 
     fn send_job(&mut self, job: &Job) -> Result<JobId, ClientError> {
+        let (id, frames) = self.job_frames(job);
+        self.send(frames)?;
+        self.expect_result(job, &id);
+        Ok(id)
+    }
+
+    /// A job's REQUEST, and its id.
+    fn job_frames(&mut self, job: &Job) -> (JobId, Vec<Vec<u8>>) {
         let id = job.id.clone().unwrap_or_else(|| JobId(self.ids.next()));
         let body = job.call.encode(job.content_type);
         let req = Request {
@@ -191,13 +199,25 @@ impl Client {
             headers: job.headers(),
             body,
         };
-        self.send(Message::Request(req).into_frames(&id.0))?;
+        let frames = Message::Request(req).into_frames(&id.0);
+        (id, frames)
+    }
+
+    fn expect_result(&mut self, job: &Job, id: &JobId) {
         let pending = Pending {
             handler: job.call.handler.clone(),
             queue: job.queue.clone(),
         };
         self.pending.insert(id.clone(), pending);
-        Ok(id)
+    }
+
+    /// Send the REQUESTs gathered in `batch` as one BATCH.
+    fn send_batch(&mut self, batch: &mut BatchWriter) -> Result<(), ClientError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let frames = batch.take_frames(&self.ids.next());
+        self.send(frames)
     }
 
     /// Wait for the router's ACK of a guaranteed, delayed or keyed job (or
@@ -325,7 +345,11 @@ impl Client {
         let mut resent: HashSet<JobId> = HashSet::default();
         let mut exhausted = false;
         let mut last_progress = Instant::now();
+        let mut batch = BatchWriter::new();
         loop {
+            // To a router that reads BATCH (it sent us one), the jobs that
+            // fill the window go in one (or a few) messages.
+            let batching = self.links.reads_batches();
             while !exhausted && in_flight.len() < window {
                 match jobs.next() {
                     Some(job) => {
@@ -335,19 +359,35 @@ impl Client {
                         if job.is_acknowledged() && job.id.is_none() {
                             job = job.with_id(JobId(self.ids.next()));
                         }
-                        match self.send_job(&job) {
-                            Ok(id) => {
+                        let (id, frames) = self.job_frames(&job);
+                        let sent = match batching {
+                            true => match batch.push(frames) {
+                                Ok(()) if batch.is_full() => self.send_batch(&mut batch),
+                                Ok(()) => Ok(()),
+                                Err(alone) => self.send_batch(&mut batch).and_then(|()| self.send(alone)),
+                            },
+                            false => self.send(frames),
+                        };
+                        match sent {
+                            Ok(()) => {
+                                self.expect_result(&job, &id);
                                 in_flight.insert(id.clone());
                                 if job.is_acknowledged() {
                                     resendable.insert(id, (job, Some(Instant::now())));
                                 }
                             }
                             Err(e @ (ClientError::Unreachable { .. } | ClientError::Rejected(_))) => return Err(e),
-                            Err(e) => on_result(job.id.clone().unwrap_or(JobId(String::new())), Err(e)),
+                            Err(e) => on_result(id, Err(e)),
                         }
                     }
                     None => exhausted = true,
                 }
+            }
+            match self.send_batch(&mut batch) {
+                Err(e @ (ClientError::Unreachable { .. } | ClientError::Rejected(_))) => return Err(e),
+                // The jobs in it end at the idle timeout, asked for one by one.
+                Err(e) => log::warn!("cannot send a BATCH of submissions: {e}"),
+                Ok(()) => {}
             }
             if in_flight.is_empty() {
                 return Ok(());
@@ -589,6 +629,23 @@ impl Client {
     }
 
     fn on_message(&mut self, frames: &[&[u8]]) {
+        let Some(batch) = emq_proto::batch_entries(frames) else {
+            return self.on_one_message(frames);
+        };
+        let mut entries = match batch {
+            Ok(entries) => entries,
+            Err(e) => return log::warn!("undecodable BATCH from router: {e}"),
+        };
+        let mut entry = Vec::with_capacity(emq_proto::MAX_FRAMES);
+        while let Some(read) = entries.next_into(&mut entry) {
+            match read {
+                Ok(()) => self.on_one_message(&entry),
+                Err(e) => log::warn!("undecodable BATCH from router: {e}"),
+            }
+        }
+    }
+
+    fn on_one_message(&mut self, frames: &[&[u8]]) {
         let env = match emq_proto::decode(frames) {
             Ok(env) => env,
             Err(e) => {

@@ -198,6 +198,8 @@ impl Job {
             not_before: self.not_before.clone(),
             expires: self.expires.clone(),
             key: self.key.clone(),
+            // This client reads BATCHes: results may come several at once.
+            batch_reply: true,
             other: Vec::new(),
         }
     }

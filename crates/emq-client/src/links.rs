@@ -21,6 +21,9 @@ use crate::ClientError;
 struct Link {
     socket: zmq::Socket,
     monitor: HandshakeMonitor,
+    /// The router there sent us a BATCH: it reads ours (until we connect
+    /// again, maybe to another router).
+    batches: Cell<bool>,
 }
 
 pub(crate) struct Links {
@@ -51,7 +54,11 @@ impl Links {
             configure(&socket)?;
             let monitor = HandshakeMonitor::watch(ctx, &socket, curve)?;
             socket.connect(endpoint.as_ref())?;
-            links.push(Link { socket, monitor });
+            links.push(Link {
+                socket,
+                monitor,
+                batches: Cell::new(false),
+            });
             names.push(endpoint.as_ref().to_string());
         }
         Ok(Links {
@@ -133,7 +140,10 @@ impl Links {
     pub(crate) fn take_reconnected(&self) -> bool {
         let mut again = false;
         for link in &self.links {
-            again |= link.monitor.take_reconnected();
+            if link.monitor.take_reconnected() {
+                link.batches.set(false);
+                again = true;
+            }
         }
         self.choose();
         again | self.switched.replace(false)
@@ -157,11 +167,24 @@ impl Links {
         }
     }
 
+    /// Whether the router we send to reads BATCH (it sent us one).
+    pub(crate) fn reads_batches(&self) -> bool {
+        self.choose().is_some_and(|l| self.links[l].batches.get())
+    }
+
     /// The next message waiting on any socket, without blocking.
     pub(crate) fn try_recv(&self) -> Result<Option<Vec<zmq::Message>>, ClientError> {
         for link in &self.links {
             match emq_net::recv_frames(&link.socket, zmq::DONTWAIT) {
-                Ok(frames) => return Ok(Some(frames)),
+                Ok(frames) => {
+                    if frames
+                        .get(2)
+                        .is_some_and(|c| &c[..] == emq_proto::Command::Batch.as_str().as_bytes())
+                    {
+                        link.batches.set(true);
+                    }
+                    return Ok(Some(frames));
+                }
                 Err(zmq::Error::EAGAIN) => {}
                 Err(e) => return Err(e.into()),
             }

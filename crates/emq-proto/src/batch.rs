@@ -13,7 +13,7 @@
 //! Who may send one to whom is negotiated (`protocol.md`, section 4).
 
 use crate::message::{utf8_frame, Frame};
-use crate::{Command, DecodeError, MAX_FRAMES, VERSION};
+use crate::{Command, DecodeError, Envelope, Message, Reply, ResultFrames, MAX_FRAMES, VERSION};
 
 /// A sender closes a batch once its entries reach this many bytes and starts
 /// another: a batch stays far below any receiver's frame limit.
@@ -56,6 +56,40 @@ pub fn push_request(packed: &mut Vec<u8>, msgid: &str, queue: &str, headers: &st
             body,
         ],
     );
+}
+
+/// Append a REPLY entry (a result): what the router sends a client.
+pub fn push_reply(packed: &mut Vec<u8>, msgid: &str, result: &ResultFrames) {
+    push_entry(
+        packed,
+        &[
+            Command::Reply.as_str().as_bytes(),
+            msgid.as_bytes(),
+            &result.body,
+            result.of.as_bytes(),
+            result.outcome.as_str().as_bytes(),
+            result.content_type.as_str().as_bytes(),
+        ],
+    );
+}
+
+/// The results in a BATCH of REPLYs (`frames` as sent), in order: what
+/// the router keeps of a batch it could not deliver.
+pub fn unbatched_results(frames: &[Vec<u8>]) -> Vec<ResultFrames> {
+    let Some(Ok(mut entries)) = batch_entries(frames) else {
+        return Vec::new();
+    };
+    let (mut entry, mut results) = (Vec::new(), Vec::new());
+    while let Some(Ok(())) = entries.next_into(&mut entry) {
+        if let Ok(Envelope {
+            message: Message::Reply(Reply::Result(r)),
+            ..
+        }) = crate::decode(&entry)
+        {
+            results.push(r);
+        }
+    }
+    results
 }
 
 /// The frames of a BATCH with id `msgid` and entries `packed`.
@@ -213,7 +247,7 @@ fn split_be<const N: usize>(bytes: &[u8]) -> Option<([u8; N], &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{decode, Message, Outcome, Reply, ResultFrames};
+    use crate::{decode, Outcome};
 
     fn entries(frames: &[Vec<u8>]) -> Vec<Result<Vec<Vec<u8>>, DecodeError>> {
         let mut batch = batch_entries(frames).expect("a batch").expect("well formed");

@@ -122,11 +122,21 @@ pub struct Headers {
     pub expires: Option<TimeSpec>,
     /// `coalesce:KEY` or `unique:KEY` (emq extension).
     pub key: Option<JobKeyHeader>,
+    /// `batch-reply` (emq extension): the client reads BATCH, so its result
+    /// may come in one with others.
+    pub batch_reply: bool,
     /// Everything else, verbatim, in order.
     pub other: Vec<String>,
 }
 
+const BATCH_REPLY: &str = "batch-reply";
+
 impl Headers {
+    /// Whether a headers frame has `batch-reply`, without parsing the rest.
+    pub fn has_batch_reply(frame: &str) -> bool {
+        frame.split(',').any(|h| h.trim() == BATCH_REPLY)
+    }
+
     /// Parse a headers frame; never fails.
     pub fn parse(frame: &str) -> Headers {
         let mut h = Headers::default();
@@ -138,6 +148,7 @@ impl Headers {
             match (key, value) {
                 ("reply-requested", None) => h.reply_requested = true,
                 ("guarantee", None) => h.guarantee = true,
+                (BATCH_REPLY, None) => h.batch_reply = true,
                 ("retry-count", Some(v)) => h.retry_count = v.parse().unwrap_or(0),
                 ("timeout", Some(v)) => h.timeout_secs = v.parse().unwrap_or(0),
                 ("content-type", Some(v)) => h.content_type = ContentType::parse(v).unwrap_or_default(),
@@ -176,6 +187,9 @@ impl Headers {
         }
         if let Some(k) = &self.key {
             parts.push(k.encode());
+        }
+        if self.batch_reply {
+            parts.push(BATCH_REPLY.into());
         }
         parts.extend(self.other.iter().cloned());
         parts.join(",")

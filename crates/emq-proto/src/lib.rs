@@ -29,8 +29,8 @@ mod time;
 pub mod views;
 
 pub use batch::{
-    batch_entries, batch_frames, batchable, push_entry, push_request, BatchEntries, BatchWriter, BATCH_BYTES,
-    BATCH_ENTRY_FRAME_MAX,
+    batch_entries, batch_frames, batchable, push_entry, push_reply, push_request, unbatched_results, BatchEntries,
+    BatchWriter, BATCH_BYTES, BATCH_ENTRY_FRAME_MAX,
 };
 pub use error::{DecodeError, ErrorCode};
 pub use headers::{Headers, JobKeyHeader, TimeSpec};

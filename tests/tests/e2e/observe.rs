@@ -457,3 +457,51 @@ fn a_jobmanager_serves_its_own_metrics() {
     assert_eq!(code, 200, "{health}");
     assert!(health.contains(r#""connected":true"#), "{health}");
 }
+
+/// Pipelined jobs between emq's client, router and jobmanager cross in
+/// BATCHes (protocol.md section 4): far fewer messages than jobs on both
+/// of the router's sockets, counted by the router itself. Unbatched, each
+/// job is 1 message in and 1 out on the client side and 3 on the
+/// jobmanager side (REQUEST, REPLY, READY).
+#[test]
+fn pipelined_jobs_cross_the_router_in_batches() {
+    let r = observed_router(&[]);
+    let _jm = JobManagerProc::start(&r, &["-J", "2"]);
+    let mut c = Client::connect(&[&r.frontend]).unwrap();
+    c.call(&Job::new("emq.noop"), T).unwrap();
+    const JOBS: usize = 5_000;
+    // The snapshot /metrics serves is a second old at most: wait for the
+    // one that has counted the jobs so far.
+    let settled = |finished: usize| {
+        let mut samples = Vec::new();
+        let counted = wait_until(Duration::from_secs(10), || {
+            samples = scrape(&r);
+            let ok = [("queue", "default"), ("outcome", "ok")];
+            sample(&samples, "emq_jobs_finished_total", &ok) == Some(finished as f64)
+        });
+        assert!(counted, "/metrics never counted {finished} jobs");
+        samples
+    };
+    let before = settled(1);
+    let mut ok = 0;
+    c.submit_many((0..JOBS).map(|_| Job::new("emq.noop")), 1000, T, |_, res| {
+        ok += usize::from(res.is_ok());
+    })
+    .unwrap();
+    assert_eq!(ok, JOBS);
+    let after = settled(1 + JOBS);
+    let count = |samples: &[_], name: &str, endpoint: &str| {
+        sample(samples, name, &[("endpoint", endpoint)]).unwrap_or_else(|| panic!("no {name} {endpoint}"))
+    };
+    let per_job = |endpoint: &str| {
+        let messages: f64 = ["emq_router_messages_received_total", "emq_router_messages_sent_total"]
+            .iter()
+            .map(|name| count(&after, name, endpoint) - count(&before, name, endpoint))
+            .sum();
+        messages / JOBS as f64
+    };
+    let (frontend, backend) = (per_job("frontend"), per_job("backend"));
+    eprintln!("messages per job: frontend {frontend:.3}, backend {backend:.3}");
+    assert!(frontend < 0.5, "frontend: {frontend:.3} messages per job (2 unbatched)");
+    assert!(backend < 1.0, "backend: {backend:.3} messages per job (3 unbatched)");
+}

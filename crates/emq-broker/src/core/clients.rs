@@ -13,7 +13,7 @@ use log::{debug, info, warn};
 
 use super::handlers::HandlerId;
 use super::jobs::{Job, JobKey, Place};
-use super::{Carries, Endpoint, PeerId, Router};
+use super::{Carries, Endpoint, Outgoing, PeerId, Router};
 use crate::UnknownQueuePolicy;
 use emq_proto::views::Admission;
 
@@ -491,7 +491,23 @@ impl Router {
         if keep || !job.reply_requested {
             self.results.insert(now, job.queue.to_string(), result.clone());
         }
-        if job.reply_requested {
+        if job.reply_requested && emq_proto::Headers::has_batch_reply(&job.headers) {
+            // With the others of this turn for the same client, in a BATCH.
+            if result.body.len() <= emq_proto::BATCH_ENTRY_FRAME_MAX {
+                let to = (Endpoint::Frontend, &job.client);
+                let results = || Carries::Results(Vec::new());
+                let msgid = self.ids.next();
+                let out =
+                    Outgoing::open_batch(&mut self.out, &mut self.open_batches, &mut self.ids, to, false, results);
+                emq_proto::push_reply(&mut out.frames[4], &msgid, &result);
+                if let Carries::Results(kept) = &mut out.carries {
+                    kept.push((key.clone(), job.queue.clone()));
+                }
+            } else {
+                let reply = Message::Reply(Reply::Result(result));
+                self.push(Endpoint::Frontend, &job.client, reply, false, carries);
+            }
+        } else if job.reply_requested {
             // The common case moves the result; only a kept one is copied.
             let reply = Message::Reply(Reply::Result(result));
             self.push(Endpoint::Frontend, &job.client, reply, false, carries);

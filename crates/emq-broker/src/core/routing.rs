@@ -303,7 +303,16 @@ impl Router {
         ];
         match batch.filter(|_| emq_proto::batchable(&request)) {
             Some(jm) => {
-                let out = Outgoing::open_batch(&mut self.out, &mut self.open_batches, &mut self.ids, jm, after_commit);
+                let to = (Endpoint::Backend, &jm);
+                let jobs = || Carries::Jobs(Vec::new());
+                let out = Outgoing::open_batch(
+                    &mut self.out,
+                    &mut self.open_batches,
+                    &mut self.ids,
+                    to,
+                    after_commit,
+                    jobs,
+                );
                 out.frames[4].reserve(job.body.len() + 128);
                 emq_proto::push_entry(&mut out.frames[4], &request);
                 if let Carries::Jobs(keys) = &mut out.carries {

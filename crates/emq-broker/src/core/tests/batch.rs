@@ -196,21 +196,106 @@ fn an_undeliverable_batch_hands_its_jobs_back() {
     assert_eq!(s.dispatched(), d(&[("other", "j1"), ("other", "j2")]));
 }
 
+/// A client's BATCH of submissions is read like its REQUESTs; the
+/// results of `batch-reply` jobs go back in one BATCH, the others alone.
 #[test]
-fn a_client_batch_is_refused() {
+fn a_clients_batch_is_read_and_its_results_come_back_in_one() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(10, "default")]);
+    let mut batch = BatchWriter::new();
+    for (id, headers) in [
+        ("j1", "reply-requested,batch-reply"),
+        ("j2", "reply-requested,batch-reply"),
+        ("j3", "reply-requested"),
+    ] {
+        let req = Message::Request(Request {
+            queue: "default".into(),
+            headers: Headers::parse(headers),
+            body: b"[]".to_vec(),
+        });
+        batch.push(req.into_frames(id)).expect("small");
+    }
+    s.r.handle(s.now, Endpoint::Frontend, peer("c"), &batch.take_frames("b1"));
+    s.ready("jm", 3);
+    assert_eq!(s.dispatched(), d(&[("jm", "j1"), ("jm", "j2"), ("jm", "j3")]));
+    send_batch(
+        &mut s,
+        "jm",
+        vec![("m1", result("j1")), ("m2", result("j3")), ("m3", result("j2"))],
+    );
+    let out: Vec<Outgoing> =
+        s.r.take_outgoing()
+            .filter(|o| o.endpoint == Endpoint::Frontend)
+            .collect();
+    let shapes: Vec<(String, Vec<String>)> = out
+        .iter()
+        .map(|o| {
+            let ofs = unbatch(&o.frames)
+                .into_iter()
+                .map(|e| match e.message {
+                    Message::Reply(Reply::Result(r)) => r.of,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            (String::from_utf8_lossy(&o.frames[2]).into_owned(), ofs)
+        })
+        .collect();
+    // j3's result goes alone, which closes the batch j1's opened.
+    let want = [("BATCH", vec!["j1"]), ("REPLY", vec!["j3"]), ("BATCH", vec!["j2"])]
+        .map(|(c, ofs)| (c.to_string(), ofs.into_iter().map(String::from).collect::<Vec<_>>()));
+    assert_eq!(shapes, want);
+}
+
+/// A BATCH of results the client is gone for: each is kept for lookup.
+#[test]
+fn an_undeliverable_batch_of_results_is_kept_for_lookup() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(10, "default")]);
+    s.request("c", "j1", "default", "reply-requested,batch-reply");
+    s.request("c", "j2", "default", "reply-requested,batch-reply");
+    s.ready("jm", 2);
+    s.drain();
+    send_batch(&mut s, "jm", vec![("m1", result("j1")), ("m2", result("j2"))]);
+    let out: Vec<Outgoing> =
+        s.r.take_outgoing()
+            .filter(|o| o.endpoint == Endpoint::Frontend)
+            .collect();
+    assert_eq!(out.len(), 1);
+    s.r.undeliverable(s.now, out.into_iter().next().expect("one"));
+    for id in ["j1", "j2"] {
+        s.send(Endpoint::Frontend, "c2", "q", Message::Query { of: id.into() });
+        let got = s.drain();
+        assert!(
+            matches!(
+                &got[..],
+                [(
+                    _,
+                    _,
+                    Envelope {
+                        message: Message::Job {
+                            state: JobState::Finished,
+                            result: Some(_),
+                            ..
+                        },
+                        ..
+                    }
+                )]
+            ),
+            "{id}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn an_admin_batch_is_refused() {
     let mut s = Sim::default();
     let mut batch = BatchWriter::new();
-    let req = Message::Request(Request {
-        queue: "default".into(),
-        headers: Headers::parse(""),
-        body: b"[]".to_vec(),
-    });
-    batch.push(req.into_frames("j1")).expect("small");
+    batch.push(Message::Status.into_frames("s1")).expect("small");
     let frames = batch.take_frames("b1");
-    s.r.handle(s.now, Endpoint::Frontend, peer("c"), &frames);
+    s.r.handle(s.now, Endpoint::Admin, peer("a"), &frames);
     let out = s.drain();
     assert!(
-        matches!(&out[..], [(Endpoint::Frontend, _, Envelope { msgid: _, message: Message::Error { of, code: ErrorCode::UnknownCommand, .. } })] if of == "b1"),
+        matches!(&out[..], [(Endpoint::Admin, _, Envelope { msgid: _, message: Message::Error { of, code: ErrorCode::UnknownCommand, .. } })] if of == "b1"),
         "{out:?}"
     );
 }
