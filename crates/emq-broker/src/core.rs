@@ -498,12 +498,25 @@ impl Router {
                 Err(e) => warn!("result of {of} could not be kept: {e}"),
             },
             Carries::Results(kept) => {
-                debug!("client {} gone; {} results kept for lookup", out.peer, kept.len());
+                debug!("client {} unreachable with {} results", out.peer, kept.len());
                 let mut results = emq_proto::unbatched_results(&out.frames).into_iter();
                 for (of, queue) in kept {
-                    match results.next() {
-                        Some(result) if *result.of == *of => self.results.insert(now.mono, queue.to_string(), result),
-                        _ => warn!("result of {of} could not be kept"),
+                    let Some(result) = results.next().filter(|r| *r.of == *of) else {
+                        warn!("result of {of} could not be kept");
+                        continue;
+                    };
+                    if self.guaranteed.is_tracked(&of) {
+                        // Owed to its client: sent again, alone, at every heartbeat.
+                        let frames = Message::Reply(emq_proto::Reply::Result(result)).into_frames(&self.ids.next());
+                        self.guaranteed.redeliver_later(Outgoing {
+                            endpoint: Endpoint::Frontend,
+                            peer: out.peer.clone(),
+                            frames,
+                            after_commit: true,
+                            carries: Carries::Result { of, queue },
+                        });
+                    } else {
+                        self.results.insert(now.mono, queue.to_string(), result);
                     }
                 }
             }
@@ -654,6 +667,32 @@ impl Router {
     /// Send to a client once this batch's journal entries are durable.
     fn send_journaled(&mut self, peer: &PeerId, msg: Message, carries: Carries) {
         self.push(Endpoint::Frontend, peer, msg, true, carries);
+    }
+
+    /// [`Router::send_journaled`] to a client that reads BATCH: in the
+    /// turn's BATCH of such messages for it. `result`: the job and queue
+    /// of a result, kept (or sent again) if it cannot be delivered.
+    fn send_journaled_batched(&mut self, client: &Rc<PeerId>, msg: Message, result: Option<(JobKey, Rc<str>)>) {
+        let frames = msg.into_frames(&self.ids.next());
+        let entry: Vec<&[u8]> = frames[2..].iter().map(Vec::as_slice).collect();
+        if !emq_proto::batchable(&entry) {
+            let carries = result.map_or(Carries::Other, |(of, queue)| Carries::Result { of, queue });
+            self.close_batch(Endpoint::Frontend, client);
+            return self.out.push(Outgoing {
+                endpoint: Endpoint::Frontend,
+                peer: PeerId::clone(client),
+                frames,
+                after_commit: true,
+                carries,
+            });
+        }
+        let to = (Endpoint::Frontend, client);
+        let results = || Carries::Results(Vec::new());
+        let out = Outgoing::open_batch(&mut self.out, &mut self.open_batches, &mut self.ids, to, true, results);
+        emq_proto::push_entry(&mut out.frames[4], &entry);
+        if let (Some(r), Carries::Results(kept)) = (result, &mut out.carries) {
+            kept.push(r);
+        }
     }
 
     fn error(&mut self, endpoint: Endpoint, peer: &PeerId, of: &str, code: ErrorCode, reason: &str) {

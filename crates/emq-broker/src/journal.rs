@@ -81,6 +81,29 @@ impl StoreOp {
             key: key.to_string(),
         }
     }
+
+    /// The row it changes.
+    pub fn row(&self) -> (Table, &str) {
+        let (StoreOp::Put { table, key, .. } | StoreOp::Delete { table, key }) = self;
+        (*table, key)
+    }
+}
+
+/// The operations of a batch that decide what it leaves, in the batch's
+/// order: the last one on each row (one transaction applies the batch, so
+/// an earlier write to a row is overwritten unseen). Under load a short
+/// guaranteed job's record is put and deleted in the same commit: only the
+/// delete is written.
+pub fn final_ops(ops: &[StoreOp]) -> impl Iterator<Item = &StoreOp> {
+    let mut last: crate::HashMap<(Table, &str), usize> = crate::HashMap::default();
+    last.reserve(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        last.insert(op.row(), i);
+    }
+    ops.iter()
+        .enumerate()
+        .filter(move |(i, op)| last.get(&op.row()) == Some(i))
+        .map(|(_, op)| op)
 }
 
 /// One stored value, as loaded at start.

@@ -127,7 +127,7 @@ impl JobStore for RedbStore {
             // Only the tables this batch touches are opened: opening and
             // closing one costs as much as a few writes.
             let mut tables: Vec<Option<redb::Table<'_, &str, &[u8]>>> = Table::iter().map(|_| None).collect();
-            for op in ops {
+            for op in crate::journal::final_ops(ops) {
                 let (StoreOp::Put { table, .. } | StoreOp::Delete { table, .. }) = op;
                 let slot = &mut tables[*table as usize];
                 let open = match slot {
@@ -197,6 +197,40 @@ mod tests {
                 (Table::Records, "a".into(), b"r2".to_vec()),
                 (Table::Bodies, "a".into(), b"b1".to_vec()),
                 (Table::Schedules, "a".into(), b"s1".to_vec()),
+            ]
+        );
+    }
+
+    /// Within one commit only the last operation on a row is applied: a
+    /// row put and deleted is absent (whether or not it was stored
+    /// before), and one deleted then put again holds the new value.
+    #[test]
+    fn the_last_operation_on_a_row_in_a_commit_decides_it() {
+        let scratch = tempfile::tempdir().unwrap();
+        let mut s = RedbStore::open(&scratch.path().join("journal.redb")).unwrap();
+        let put = |key: &str, value: &[u8]| StoreOp::Put {
+            table: Table::Records,
+            key: key.into(),
+            value: value.to_vec(),
+        };
+        s.commit(&[put("old", b"1")]).unwrap();
+        let ops = [
+            put("new", b"1"),
+            put("old", b"2"),
+            StoreOp::delete(Table::Records, "new"),
+            StoreOp::delete(Table::Records, "old"),
+            StoreOp::delete(Table::Records, "again"),
+            put("again", b"3"),
+            put("kept", b"4"),
+        ];
+        let applied: Vec<&StoreOp> = crate::journal::final_ops(&ops).collect();
+        assert_eq!(applied, [&ops[2], &ops[3], &ops[5], &ops[6]]);
+        s.commit(&ops).unwrap();
+        assert_eq!(
+            rows(&mut s),
+            vec![
+                (Table::Records, "again".into(), b"3".to_vec()),
+                (Table::Records, "kept".into(), b"4".to_vec()),
             ]
         );
     }

@@ -267,7 +267,10 @@ impl Router {
                 admission,
                 capabilities: Default::default(),
             };
-            self.send_journaled(&acked, ack, Carries::Other);
+            match headers.batch_reply {
+                true => self.send_journaled_batched(&job.client, ack, None),
+                false => self.send_journaled(&acked, ack, Carries::Other),
+            }
         }
         if let Some(extra) = &job.extra {
             self.hold_flow(&key, &queue_name, extra, false);
@@ -483,7 +486,12 @@ impl Router {
             if job.reply_requested {
                 // Only once its end is journaled: a client that has the result
                 // must never see the job run again after a crash.
-                self.send_journaled(&job.client, Message::Reply(Reply::Result(result)), carries);
+                let reply = Message::Reply(Reply::Result(result));
+                if emq_proto::Headers::has_batch_reply(&job.headers) {
+                    self.send_journaled_batched(&job.client, reply, Some((key.clone(), job.queue.clone())));
+                } else {
+                    self.send_journaled(&job.client, reply, carries);
+                }
             }
             self.keep_if_dead(key, job);
             return;

@@ -556,20 +556,12 @@ type JobColumn<'a> = Option<&'a [u8]>;
 
 impl<'a> Batch<'a> {
     fn of(ops: &'a [StoreOp]) -> Batch<'a> {
-        let mut last: crate::HashMap<(Table, &str), usize> = crate::HashMap::default();
-        for (i, op) in ops.iter().enumerate() {
-            let (StoreOp::Put { table, key, .. } | StoreOp::Delete { table, key }) = op;
-            last.insert((*table, key.as_str()), i);
-        }
         let mut batch = Batch::default();
         // Per job, in order of first appearance: (record, body).
         let mut jobs: Vec<(&str, JobColumn<'a>, JobColumn<'a>)> = Vec::new();
         let mut job_index: crate::HashMap<&str, usize> = crate::HashMap::default();
-        for (i, op) in ops.iter().enumerate() {
+        for op in crate::journal::final_ops(ops) {
             let (StoreOp::Put { table, key, .. } | StoreOp::Delete { table, key }) = op;
-            if last.get(&(*table, key.as_str())) != Some(&i) {
-                continue;
-            }
             let column: &'a [u8] = match op {
                 StoreOp::Put { value, .. } => value,
                 StoreOp::Delete { .. } => &[],

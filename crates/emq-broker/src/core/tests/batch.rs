@@ -299,3 +299,65 @@ fn an_admin_batch_is_refused() {
         "{out:?}"
     );
 }
+
+/// Guaranteed jobs of a client that reads BATCH: their ACKs go in one
+/// BATCH after the commit, their results in another; results it was
+/// unreachable for are sent again, alone, at the next heartbeat.
+#[test]
+fn guaranteed_acks_and_results_go_in_batches_after_the_commit() {
+    let mut s = Sim::default();
+    s.inform("jm", &[(10, "default")]);
+    s.alive.push("jm".into());
+    let mut batch = BatchWriter::new();
+    for id in ["g1", "g2", "g3"] {
+        let req = Message::Request(Request {
+            queue: "default".into(),
+            headers: Headers::parse("reply-requested,guarantee,batch-reply"),
+            body: b"[]".to_vec(),
+        });
+        batch.push(req.into_frames(id)).expect("small");
+    }
+    s.r.handle(s.now, Endpoint::Frontend, peer("c"), &batch.take_frames("b1"));
+    let acks: Vec<Outgoing> =
+        s.r.take_outgoing()
+            .filter(|o| o.endpoint == Endpoint::Frontend)
+            .collect();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert!(acks[0].after_commit, "ACKs wait for the commit");
+    let acked: Vec<String> = unbatch(&acks[0].frames)
+        .into_iter()
+        .map(|e| match e.message {
+            Message::Ack { of, .. } => of,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(acked, ["g1", "g2", "g3"]);
+    s.commit();
+    s.send(Endpoint::Backend, "jm", "r", Message::Ready { count: 3 });
+    s.drain();
+    send_batch(
+        &mut s,
+        "jm",
+        vec![("m1", result("g1")), ("m2", result("g2")), ("m3", result("g3"))],
+    );
+    let results: Vec<Outgoing> =
+        s.r.take_outgoing()
+            .filter(|o| o.endpoint == Endpoint::Frontend)
+            .collect();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0].after_commit, "results wait for the commit");
+    let keys = ["g1", "g2", "g3"].map(|k| (Rc::<str>::from(k), Rc::<str>::from("default")));
+    assert_eq!(results[0].carries, Carries::Results(keys.to_vec()));
+    s.commit();
+    s.r.undeliverable(s.now, results.into_iter().next().expect("one"));
+    s.run_for(Duration::from_millis(1100));
+    let again: Vec<String> = s
+        .drain()
+        .into_iter()
+        .filter_map(|(ep, _, e)| match (ep, e.message) {
+            (Endpoint::Frontend, Message::Reply(Reply::Result(r))) => Some(r.of),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(again, ["g1", "g2", "g3"]);
+}
