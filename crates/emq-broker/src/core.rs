@@ -222,7 +222,7 @@ pub struct Router {
     /// by this reference).
     scheduler: Rc<PeerId>,
     /// One shared copy of each distinct headers frame.
-    header_frames: HashSet<Rc<str>>,
+    header_frames: HashSet<Rc<String>>,
     guaranteed: Guaranteed,
     handler_names: HandlerNames,
     timers: Timers,
@@ -719,7 +719,7 @@ impl Router {
     }
 
     /// The shared copy of a headers frame.
-    fn shared_headers(&mut self, headers: String) -> Rc<str> {
+    fn shared_headers(&mut self, headers: String) -> Rc<String> {
         shared(&mut self.header_frames, headers)
     }
 

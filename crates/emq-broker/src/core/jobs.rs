@@ -36,8 +36,10 @@ pub(crate) struct Job {
     pub client: Rc<PeerId>,
     pub queue: Rc<str>,
     /// The headers frame, forwarded to the jobmanager; shared between jobs
-    /// with the same headers.
-    pub headers: Rc<str>,
+    /// with the same headers. A thin pointer (`Rc<String>`, not `Rc<str>`):
+    /// the 8 bytes saved make a `Job` 104 bytes, one malloc size class
+    /// (16 bytes) below 112.
+    pub headers: Rc<String>,
     pub body: Box<[u8]>,
     pub reply_requested: bool,
     pub guarantee: bool,
@@ -60,5 +62,15 @@ impl Job {
     /// Not started yet: waiting in its queue, for a time, or for its parents.
     pub(super) fn is_waiting(&self) -> bool {
         matches!(self.place, Place::Waiting | Place::Delayed { .. } | Place::Blocked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A million waiting jobs are a million of these (plus their key, body
+    /// and map and list entries): its size is part of the memory budget.
+    #[test]
+    fn a_job_fits_a_112_byte_malloc_chunk() {
+        assert_eq!(std::mem::size_of::<super::Job>(), 104);
     }
 }

@@ -287,7 +287,7 @@ impl Router {
         let headers: std::borrow::Cow<'_, str> = match (ask_for_reply && !job.reply_requested, job.headers.is_empty()) {
             (true, true) => "reply-requested".into(),
             (true, false) => format!("reply-requested,{}", job.headers).into(),
-            (false, _) => std::borrow::Cow::Borrowed(&*job.headers),
+            (false, _) => std::borrow::Cow::Borrowed(job.headers.as_str()),
         };
         // A job a schedule fired runs only once its fire is durable: a
         // crash before the commit must leave the slot unfired, not run and
