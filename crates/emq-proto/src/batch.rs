@@ -311,6 +311,17 @@ mod tests {
         assert!(matches!(got[0], Err(DecodeError::BadPayload { .. })));
     }
 
+    proptest::proptest! {
+        /// Any bytes as a BATCH's entries: errors or messages, never a
+        /// panic, and never more entries than the bytes could hold.
+        #[test]
+        fn random_packed_bytes_never_panic(packed in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let len = packed.len();
+            let got = entries(&batch_frames("b", packed));
+            proptest::prop_assert!(got.len() <= len / 2 + 1);
+        }
+    }
+
     #[test]
     fn malformed_batches_are_errors_never_panics() {
         let other = Message::Kbye.into_frames("m");
