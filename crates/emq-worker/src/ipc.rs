@@ -177,27 +177,41 @@ pub(crate) fn decode_report(rec: &[u8]) -> Option<Report> {
 #[derive(Default)]
 pub(crate) struct RecordReader {
     buf: Vec<u8>,
+    /// Where the records not yet taken start: taking one moves this, not
+    /// the bytes after it (a read holds many records when a worker sends
+    /// a burst of results; shifting the rest at each record was a third of
+    /// the jobmanager's instructions).
+    start: usize,
 }
 
 impl RecordReader {
     pub(crate) fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// The next complete record, or `Err` if the stream is corrupt.
     pub(crate) fn next_record(&mut self) -> Result<Option<Vec<u8>>, ()> {
-        if self.buf.len() < 4 {
+        let rest = &self.buf[self.start..];
+        if rest.len() < 4 {
             return Ok(None);
         }
-        let len = u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize;
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
         if len > MAX_RECORD {
             return Err(());
         }
-        if self.buf.len() < 4 + len {
+        if rest.len() < 4 + len {
             return Ok(None);
         }
-        let rec = self.buf[4..4 + len].to_vec();
-        self.buf.drain(..4 + len);
+        let rec = rest[4..4 + len].to_vec();
+        self.start += 4 + len;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
         Ok(Some(rec))
     }
 }
