@@ -588,8 +588,8 @@ impl Router {
             }
         };
         let mut entry: Vec<&[u8]> = Vec::with_capacity(emq_proto::MAX_FRAMES);
-        while let Some(read) = entries.next_into(&mut entry) {
-            match read.and_then(|()| decode_with_limit(&entry, self.config.max_frame)) {
+        while let Some(read) = entries.next_message(&mut entry, self.config.max_frame) {
+            match read {
                 Ok(env) if endpoint == Endpoint::Backend => self.on_jobmanager(now, peer, env.msgid, env.message),
                 Ok(env) => self.on_client(now, peer.clone(), env.msgid, env.message),
                 Err(e) => {

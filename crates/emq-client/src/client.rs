@@ -637,16 +637,17 @@ impl Client {
             Err(e) => return log::warn!("undecodable BATCH from router: {e}"),
         };
         let mut entry = Vec::with_capacity(emq_proto::MAX_FRAMES);
-        while let Some(read) = entries.next_into(&mut entry) {
-            match read {
-                Ok(()) => self.on_one_message(&entry),
-                Err(e) => log::warn!("undecodable BATCH from router: {e}"),
-            }
+        while let Some(read) = entries.next_message(&mut entry, emq_proto::DEFAULT_MAX_FRAME) {
+            self.on_decoded(read);
         }
     }
 
     fn on_one_message(&mut self, frames: &[&[u8]]) {
-        let env = match emq_proto::decode(frames) {
+        self.on_decoded(emq_proto::decode(frames));
+    }
+
+    fn on_decoded(&mut self, decoded: Result<emq_proto::Envelope, emq_proto::DecodeError>) {
+        let env = match decoded {
             Ok(env) => env,
             Err(e) => {
                 log::warn!("undecodable message from router: {e}");

@@ -80,11 +80,11 @@ pub fn unbatched_results(frames: &[Vec<u8>]) -> Vec<ResultFrames> {
         return Vec::new();
     };
     let (mut entry, mut results) = (Vec::new(), Vec::new());
-    while let Some(Ok(())) = entries.next_into(&mut entry) {
+    while let Some(read) = entries.next_message(&mut entry, usize::MAX) {
         if let Ok(Envelope {
             message: Message::Reply(Reply::Result(r)),
             ..
-        }) = crate::decode(&entry)
+        }) = read
         {
             results.push(r);
         }
@@ -235,6 +235,18 @@ impl<'a> BatchEntries<'a> {
             return bad("a BATCH inside a BATCH");
         }
         Some(Ok(()))
+    }
+
+    /// The next entry decoded, frames over `max_frame` refused as a lone
+    /// message's are; its frames stay in `entry` (for an ERROR that names
+    /// it). `None` after the last.
+    pub fn next_message(
+        &mut self,
+        entry: &mut Vec<&'a [u8]>,
+        max_frame: usize,
+    ) -> Option<Result<Envelope, DecodeError>> {
+        let read = self.next_into(entry)?;
+        Some(read.and_then(|()| crate::decode_with_limit(entry, max_frame)))
     }
 }
 

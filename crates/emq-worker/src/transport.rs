@@ -377,8 +377,8 @@ fn receive(link: &Link, core: &mut JobManager, now: emq_proto::Now) {
                 Some(Err(e)) => warn!("bad BATCH from router {}: {e}", link.endpoint),
                 Some(Ok(mut entries)) => {
                     let mut entry: Vec<&[u8]> = Vec::with_capacity(emq_proto::MAX_FRAMES);
-                    while let Some(read) = entries.next_into(&mut entry) {
-                        match read.and_then(|()| emq_proto::decode(&entry)) {
+                    while let Some(read) = entries.next_message(&mut entry, emq_proto::DEFAULT_MAX_FRAME) {
+                        match read {
                             Ok(env) => core.on_router(now, &env.msgid, env.message),
                             Err(e) => warn!("bad message in a BATCH from router {}: {e}", link.endpoint),
                         }

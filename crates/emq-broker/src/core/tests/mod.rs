@@ -273,9 +273,8 @@ pub(super) fn unbatch(frames: &[Vec<u8>]) -> Vec<Envelope> {
     };
     let mut entries = entries.expect("router sends valid BATCHes");
     let (mut entry, mut all) = (Vec::new(), Vec::new());
-    while let Some(read) = entries.next_into(&mut entry) {
-        read.expect("valid entries");
-        all.push(decode(&entry).expect("valid entries"));
+    while let Some(read) = entries.next_message(&mut entry, usize::MAX) {
+        all.push(read.expect("valid entries"));
     }
     all
 }

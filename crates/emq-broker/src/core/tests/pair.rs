@@ -190,9 +190,8 @@ impl Pair {
                 Some(entries) => {
                     let mut entries = entries.expect("the router sends valid frames");
                     let mut entry = Vec::new();
-                    while let Some(read) = entries.next_into(&mut entry) {
-                        read.expect("valid entries");
-                        messages.push(emq_proto::decode(&entry).expect("valid entries"));
+                    while let Some(read) = entries.next_message(&mut entry, usize::MAX) {
+                        messages.push(read.expect("valid entries"));
                     }
                 }
             }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# CPU per job of the router, the jobmanager (with its 2 workers) and the
+# client, over 50,000 no-op jobs pipelined by `emq-cli bulk --window 1000`
+# after a warm-up of as many: utime+stime from /proc before and after, so a
+# busy machine blurs it less than a rate. Extra `emq-cli bulk` flags after
+# the directory (e.g. --guarantee). Usage:
+# scripts/cpu-per-job.sh [BINDIR (default target/release)] [bulk flags...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-target/release}; shift || true
+tmp=$(mktemp -d); p=$((47900 + RANDOM % 200)); n=50000
+$bin/emq-router --frontend tcp://127.0.0.1:$p --backend tcp://127.0.0.1:$((p+1)) --admin tcp://127.0.0.1:$((p+2)) --journal $tmp/j.redb >$tmp/r.out 2>$tmp/r.err &
+r=$!
+$bin/emq-jobmanager -R tcp://127.0.0.1:$((p+1)) -J 2 2>$tmp/jm.err &
+jm=$!
+trap 'kill $jm $r 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
+export EMQ_ROUTER=tcp://127.0.0.1:$p EMQ_ADMIN=tcp://127.0.0.1:$((p+2))
+for _ in $(seq 50); do $bin/emq-cli workers 2>/dev/null | grep -q IDLE && break; sleep 0.2; done
+seq 1 $n | sed 's/.*/{"handler":"emq.noop"}/' >$tmp/jobs
+$bin/emq-cli bulk "$@" --window 1000 $tmp/jobs >/dev/null
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+tree() { local t; t=$(ticks "$1"); for c in $(cat /proc/"$1"/task/*/children); do t=$((t + $(ticks "$c"))); done; echo "$t"; }
+r0=$(ticks $r); j0=$(tree $jm)
+/usr/bin/time -f "%U %S" -o $tmp/client $bin/emq-cli bulk "$@" --window 1000 $tmp/jobs | tail -1
+r1=$(ticks $r); j1=$(tree $jm); read -r cu cs <$tmp/client
+hz=$(getconf CLK_TCK)
+us() { echo "scale=1; $1 * 1000000 / $hz / $n" | bc; }
+echo "CPU per job: router $(us $((r1 - r0))) µs, jobmanager and workers $(us $((j1 - j0))) µs, client $(echo "scale=1; ($cu + $cs) * 1000000 / $n" | bc) µs"
