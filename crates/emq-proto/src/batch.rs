@@ -121,11 +121,30 @@ impl BatchWriter {
     /// Returns the frames back if the message must go alone
     /// ([`batchable`]).
     pub fn push(&mut self, frames: Vec<Vec<u8>>) -> Result<(), Vec<Vec<u8>>> {
-        let from_command: Vec<&[u8]> = frames.iter().skip(2).map(Vec::as_slice).collect();
-        if frames.len() < 4 || !batchable(&from_command) {
+        let mut from_command: [&[u8]; ENTRY_MAX_FRAMES] = [&[]; ENTRY_MAX_FRAMES];
+        let n = frames.len().saturating_sub(2);
+        if frames.len() < 4 || n > ENTRY_MAX_FRAMES {
             return Err(frames);
         }
-        push_entry(&mut self.packed, &from_command);
+        for (slot, f) in from_command.iter_mut().zip(&frames[2..]) {
+            *slot = f;
+        }
+        if !batchable(&from_command[..n]) {
+            return Err(frames);
+        }
+        push_entry(&mut self.packed, &from_command[..n]);
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Add a result (a REPLY) from its parts, without building its frames
+    /// first: what a jobmanager sends most. Returns it back if its body must
+    /// go alone ([`BATCH_ENTRY_FRAME_MAX`]).
+    pub fn push_reply(&mut self, msgid: &str, result: ResultFrames) -> Result<(), ResultFrames> {
+        if result.body.len() > BATCH_ENTRY_FRAME_MAX || result.of.len() > BATCH_ENTRY_FRAME_MAX {
+            return Err(result);
+        }
+        push_reply(&mut self.packed, msgid, &result);
         self.entries += 1;
         Ok(())
     }
@@ -281,7 +300,10 @@ mod tests {
         }));
         let ready = Message::Ready { count: 3 };
         let mut writer = BatchWriter::new();
-        writer.push(reply.clone().into_frames("m1")).unwrap();
+        let Message::Reply(Reply::Result(result)) = reply.clone() else {
+            unreachable!()
+        };
+        writer.push_reply("m1", result).unwrap();
         writer.push(ready.clone().into_frames("m2")).unwrap();
         let mut packed = Vec::new();
         push_request(&mut packed, "job-2", "q", "guarantee", b"body");

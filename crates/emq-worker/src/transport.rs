@@ -179,6 +179,21 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
                     Action::Send { msgid, message } => {
                         if let Some(l) = &link {
                             let command = message.command();
+                            // A result, the common case, goes in from its parts.
+                            let message = match message {
+                                emq_proto::Message::Reply(emq_proto::Reply::Result(r)) if batching => {
+                                    match batch.push_reply(&msgid, r) {
+                                        Ok(()) => {
+                                            if batch.is_full() {
+                                                send_batch(link.as_ref(), &mut batch, &mut core);
+                                            }
+                                            continue;
+                                        }
+                                        Err(r) => emq_proto::Message::Reply(emq_proto::Reply::Result(r)),
+                                    }
+                                }
+                                other => other,
+                            };
                             let mut frames = message.into_frames(&msgid);
                             if batching {
                                 match batch.push(frames) {
