@@ -319,13 +319,19 @@ impl Router {
                     keys.push(key.clone());
                 }
             }
-            None => self.out.push(Outgoing {
-                endpoint: Endpoint::Backend,
-                peer: peer.clone(),
-                frames: emq_proto::request_frames(&key, queue, &headers, &job.body),
-                after_commit,
-                carries: Carries::Job(key.clone()),
-            }),
+            None => {
+                // After anything batched for it so far (a large job of a
+                // jobmanager that batches goes alone).
+                self.open_batches
+                    .retain(|(e, p, _)| *e != Endpoint::Backend || **p != *peer);
+                self.out.push(Outgoing {
+                    endpoint: Endpoint::Backend,
+                    peer: peer.clone(),
+                    frames: emq_proto::request_frames(&key, queue, &headers, &job.body),
+                    after_commit,
+                    carries: Carries::Job(key.clone()),
+                });
+            }
         }
         if let Some(m) = self
             .queues

@@ -361,3 +361,31 @@ fn guaranteed_acks_and_results_go_in_batches_after_the_commit() {
         .collect();
     assert_eq!(again, ["g1", "g2", "g3"]);
 }
+
+/// A job too large for a BATCH goes alone, after the BATCH before it and
+/// before the one after it: the jobmanager gets its jobs in order.
+#[test]
+fn a_large_job_goes_alone_between_batches() {
+    let mut s = Sim::default();
+    inform_batching(&mut s, "jm");
+    for (id, size) in [("j1", 2), ("j2", emq_proto::BATCH_ENTRY_FRAME_MAX + 1), ("j3", 2)] {
+        let req = Message::Request(Request {
+            queue: "default".into(),
+            headers: Headers::parse(""),
+            body: vec![b' '; size],
+        });
+        s.send(Endpoint::Frontend, "c", id, req);
+    }
+    s.drain();
+    s.send(Endpoint::Backend, "jm", "r", Message::Ready { count: 3 });
+    let out: Vec<(String, Vec<String>)> =
+        s.r.take_outgoing()
+            .map(|o| {
+                let ids = unbatch(&o.frames).into_iter().map(|e| e.msgid).collect();
+                (String::from_utf8_lossy(&o.frames[2]).into_owned(), ids)
+            })
+            .collect();
+    let want =
+        [("BATCH", "j1"), ("REQUEST", "j2"), ("BATCH", "j3")].map(|(c, id)| (c.to_string(), vec![id.to_string()]));
+    assert_eq!(out, want);
+}
