@@ -40,7 +40,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use emq_proto::{decode_with_limit, peek_msgid, ErrorCode, Message, MsgIds, Now};
+use emq_proto::{decode_with_limit, peek_msgid, ErrorCode, Message, MsgIds, Now, Reply};
 use log::{debug, warn};
 
 use crate::journal::{CorruptRow, Row, StoreOp, Table};
@@ -464,8 +464,7 @@ impl Router {
     fn broadcast(&mut self, endpoint: Endpoint, peers: impl IntoIterator<Item = PeerId>, msg: &Message) {
         let frames = msg.encode_with_id(&self.ids.next());
         for peer in peers {
-            self.close_batch(endpoint, &peer);
-            self.out.push(Outgoing {
+            self.push_alone(Outgoing {
                 endpoint,
                 peer,
                 frames: frames.clone(),
@@ -642,22 +641,24 @@ impl Router {
     }
 
     fn push(&mut self, endpoint: Endpoint, peer: &PeerId, msg: Message, after_commit: bool, carries: Carries) {
-        self.close_batch(endpoint, peer);
-        self.out.push(Outgoing {
+        let frames = msg.into_frames(&self.ids.next());
+        self.push_alone(Outgoing {
             endpoint,
             peer: peer.clone(),
-            frames: msg.into_frames(&self.ids.next()),
+            frames,
             after_commit,
             carries,
         });
     }
 
-    /// No more REQUESTs join `peer`'s open BATCH: what follows is sent after it.
-    #[inline]
-    fn close_batch(&mut self, endpoint: Endpoint, peer: &PeerId) {
+    /// The one way a message not in a BATCH joins the output: its peer's
+    /// open BATCH closes first, so that what follows goes after it.
+    fn push_alone(&mut self, out: Outgoing) {
         if !self.open_batches.is_empty() {
-            self.open_batches.retain(|(e, p, _)| *e != endpoint || **p != *peer);
+            self.open_batches
+                .retain(|(e, p, _)| *e != out.endpoint || **p != out.peer);
         }
+        self.out.push(out);
     }
 
     fn send(&mut self, endpoint: Endpoint, peer: &PeerId, msg: Message) {
@@ -669,27 +670,60 @@ impl Router {
         self.push(Endpoint::Frontend, peer, msg, true, carries);
     }
 
-    /// [`Router::send_journaled`] to a client that reads BATCH: in the
-    /// turn's BATCH of such messages for it. `result`: the job and queue
-    /// of a result, kept (or sent again) if it cannot be delivered.
-    fn send_journaled_batched(&mut self, client: &Rc<PeerId>, msg: Message, result: Option<(JobKey, Rc<str>)>) {
-        let frames = msg.into_frames(&self.ids.next());
-        let entry: Vec<&[u8]> = frames[2..].iter().map(Vec::as_slice).collect();
-        if !emq_proto::batchable(&entry) {
-            let carries = result.map_or(Carries::Other, |(of, queue)| Carries::Result { of, queue });
-            self.close_batch(Endpoint::Frontend, client);
-            return self.out.push(Outgoing {
-                endpoint: Endpoint::Frontend,
-                peer: PeerId::clone(client),
-                frames,
-                after_commit: true,
-                carries,
-            });
-        }
+    /// Send `msg` to a client that reads BATCH (its job said
+    /// `batch-reply`): in the turn's BATCH for it of the messages sent at
+    /// the same time (`after_commit`: ACKs and guaranteed results), alone
+    /// if too large. `result`: the job and queue of a result, kept (or sent
+    /// again) if it cannot be delivered.
+    fn send_batched(
+        &mut self,
+        client: &Rc<PeerId>,
+        msg: Message,
+        after_commit: bool,
+        result: Option<(JobKey, Rc<str>)>,
+    ) {
+        let msgid = self.ids.next();
         let to = (Endpoint::Frontend, client);
         let results = || Carries::Results(Vec::new());
-        let out = Outgoing::open_batch(&mut self.out, &mut self.open_batches, &mut self.ids, to, true, results);
-        emq_proto::push_entry(&mut out.frames[4], &entry);
+        let out = match msg {
+            // The common case: a result goes in from its parts.
+            Message::Reply(Reply::Result(r)) if r.body.len() <= emq_proto::BATCH_ENTRY_FRAME_MAX => {
+                let out = Outgoing::open_batch(
+                    &mut self.out,
+                    &mut self.open_batches,
+                    &mut self.ids,
+                    to,
+                    after_commit,
+                    results,
+                );
+                emq_proto::push_reply(&mut out.frames[4], &msgid, &r);
+                out
+            }
+            other => {
+                let frames = other.into_frames(&msgid);
+                let entry: Vec<&[u8]> = frames[2..].iter().map(Vec::as_slice).collect();
+                if !emq_proto::batchable(&entry) {
+                    let carries = result.map_or(Carries::Other, |(of, queue)| Carries::Result { of, queue });
+                    return self.push_alone(Outgoing {
+                        endpoint: Endpoint::Frontend,
+                        peer: PeerId::clone(client),
+                        frames,
+                        after_commit,
+                        carries,
+                    });
+                }
+                let out = Outgoing::open_batch(
+                    &mut self.out,
+                    &mut self.open_batches,
+                    &mut self.ids,
+                    to,
+                    after_commit,
+                    results,
+                );
+                emq_proto::push_entry(&mut out.frames[4], &entry);
+                out
+            }
+        };
         if let (Some(r), Carries::Results(kept)) = (result, &mut out.carries) {
             kept.push(r);
         }

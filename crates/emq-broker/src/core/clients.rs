@@ -13,7 +13,7 @@ use log::{debug, info, warn};
 
 use super::handlers::HandlerId;
 use super::jobs::{Job, JobKey, Place};
-use super::{Carries, Endpoint, Outgoing, PeerId, Router};
+use super::{Carries, Endpoint, PeerId, Router};
 use crate::UnknownQueuePolicy;
 use emq_proto::views::Admission;
 
@@ -268,7 +268,7 @@ impl Router {
                 capabilities: Default::default(),
             };
             match headers.batch_reply {
-                true => self.send_journaled_batched(&job.client, ack, None),
+                true => self.send_batched(&job.client, ack, true, None),
                 false => self.send_journaled(&acked, ack, Carries::Other),
             }
         }
@@ -488,7 +488,7 @@ impl Router {
                 // must never see the job run again after a crash.
                 let reply = Message::Reply(Reply::Result(result));
                 if emq_proto::Headers::has_batch_reply(&job.headers) {
-                    self.send_journaled_batched(&job.client, reply, Some((key.clone(), job.queue.clone())));
+                    self.send_batched(&job.client, reply, true, Some((key.clone(), job.queue.clone())));
                 } else {
                     self.send_journaled(&job.client, reply, carries);
                 }
@@ -501,20 +501,8 @@ impl Router {
         }
         if job.reply_requested && emq_proto::Headers::has_batch_reply(&job.headers) {
             // With the others of this turn for the same client, in a BATCH.
-            if result.body.len() <= emq_proto::BATCH_ENTRY_FRAME_MAX {
-                let to = (Endpoint::Frontend, &job.client);
-                let results = || Carries::Results(Vec::new());
-                let msgid = self.ids.next();
-                let out =
-                    Outgoing::open_batch(&mut self.out, &mut self.open_batches, &mut self.ids, to, false, results);
-                emq_proto::push_reply(&mut out.frames[4], &msgid, &result);
-                if let Carries::Results(kept) = &mut out.carries {
-                    kept.push((key.clone(), job.queue.clone()));
-                }
-            } else {
-                let reply = Message::Reply(Reply::Result(result));
-                self.push(Endpoint::Frontend, &job.client, reply, false, carries);
-            }
+            let reply = Message::Reply(Reply::Result(result));
+            self.send_batched(&job.client, reply, false, Some((key.clone(), job.queue.clone())));
         } else if job.reply_requested {
             // The common case moves the result; only a kept one is copied.
             let reply = Message::Reply(Reply::Result(result));

@@ -330,9 +330,7 @@ impl Router {
         for out in std::mem::take(&mut self.guaranteed.redeliver) {
             if let Carries::Result { of, .. } = &out.carries {
                 if self.guaranteed.tracked.contains_key(of) {
-                    // After anything batched for that client so far.
-                    self.close_batch(out.endpoint, &out.peer);
-                    self.out.push(out);
+                    self.push_alone(out);
                 }
             }
         }

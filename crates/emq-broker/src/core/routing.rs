@@ -313,24 +313,20 @@ impl Router {
                     after_commit,
                     jobs,
                 );
-                out.frames[4].reserve(job.body.len() + 128);
                 emq_proto::push_entry(&mut out.frames[4], &request);
                 if let Carries::Jobs(keys) = &mut out.carries {
                     keys.push(key.clone());
                 }
             }
             None => {
-                // After anything batched for it so far (a large job of a
-                // jobmanager that batches goes alone).
-                self.open_batches
-                    .retain(|(e, p, _)| *e != Endpoint::Backend || **p != *peer);
-                self.out.push(Outgoing {
+                let alone = Outgoing {
                     endpoint: Endpoint::Backend,
                     peer: peer.clone(),
                     frames: emq_proto::request_frames(&key, queue, &headers, &job.body),
                     after_commit,
                     carries: Carries::Job(key.clone()),
-                });
+                };
+                self.push_alone(alone);
             }
         }
         if let Some(m) = self
