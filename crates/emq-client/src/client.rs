@@ -630,7 +630,7 @@ impl Client {
 
     fn on_message(&mut self, frames: &[&[u8]]) {
         let Some(batch) = emq_proto::batch_entries(frames) else {
-            return self.on_one_message(frames);
+            return self.on_decoded(emq_proto::decode(frames));
         };
         let mut entries = match batch {
             Ok(entries) => entries,
@@ -640,10 +640,6 @@ impl Client {
         while let Some(read) = entries.next_message(&mut entry, emq_proto::DEFAULT_MAX_FRAME) {
             self.on_decoded(read);
         }
-    }
-
-    fn on_one_message(&mut self, frames: &[&[u8]]) {
-        self.on_decoded(emq_proto::decode(frames));
     }
 
     fn on_decoded(&mut self, decoded: Result<emq_proto::Envelope, emq_proto::DecodeError>) {

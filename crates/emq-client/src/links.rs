@@ -177,10 +177,7 @@ impl Links {
         for link in &self.links {
             match emq_net::recv_frames(&link.socket, zmq::DONTWAIT) {
                 Ok(frames) => {
-                    if frames
-                        .get(2)
-                        .is_some_and(|c| &c[..] == emq_proto::Command::Batch.as_str().as_bytes())
-                    {
+                    if emq_proto::batch_entries(&frames).is_some() {
                         link.batches.set(true);
                     }
                     return Ok(Some(frames));

@@ -12,7 +12,7 @@
 //! handled in order, as if each had arrived alone. A BATCH holds no BATCH.
 //! Who may send one to whom is negotiated (`protocol.md`, section 4).
 
-use crate::message::{utf8_frame, Frame};
+use crate::message::{utf8, Frame};
 use crate::{Command, DecodeError, Envelope, Message, Reply, ResultFrames, MAX_FRAMES, VERSION};
 
 /// A sender closes a batch once its entries reach this many bytes and starts
@@ -137,16 +137,20 @@ impl BatchWriter {
         Ok(())
     }
 
-    /// Add a result (a REPLY) from its parts, without building its frames
-    /// first: what a jobmanager sends most. Returns it back if its body must
-    /// go alone ([`BATCH_ENTRY_FRAME_MAX`]).
-    pub fn push_reply(&mut self, msgid: &str, result: ResultFrames) -> Result<(), ResultFrames> {
-        if result.body.len() > BATCH_ENTRY_FRAME_MAX || result.of.len() > BATCH_ENTRY_FRAME_MAX {
-            return Err(result);
+    /// Add `message` with id `msgid`; a result (what a jobmanager sends
+    /// most) goes in from its parts, without building its frames first.
+    /// Returns the message's frames if it must go alone ([`batchable`]).
+    pub fn push_message(&mut self, msgid: &str, message: Message) -> Result<(), Vec<Vec<u8>>> {
+        match message {
+            Message::Reply(Reply::Result(r))
+                if r.body.len() <= BATCH_ENTRY_FRAME_MAX && r.of.len() <= BATCH_ENTRY_FRAME_MAX =>
+            {
+                push_reply(&mut self.packed, msgid, &r);
+                self.entries += 1;
+                Ok(())
+            }
+            other => self.push(other.into_frames(msgid)),
         }
-        push_reply(&mut self.packed, msgid, &result);
-        self.entries += 1;
-        Ok(())
     }
 
     /// Entries so far.
@@ -185,7 +189,7 @@ fn read_envelope(frames: &[impl Frame]) -> Result<BatchEntries<'_>, DecodeError>
     if !frames[0].bytes().is_empty() {
         return Err(DecodeError::MissingDelimiter);
     }
-    let version = utf8_frame(frames, 1)?;
+    let version = utf8(frames, 1)?;
     if version != VERSION {
         return Err(DecodeError::VersionMismatch {
             ours: VERSION,
@@ -196,7 +200,7 @@ fn read_envelope(frames: &[impl Frame]) -> Result<BatchEntries<'_>, DecodeError>
         return Err(DecodeError::bad("BATCH", "a BATCH has exactly 5 frames"));
     }
     Ok(BatchEntries {
-        msgid: utf8_frame(frames, 3)?,
+        msgid: utf8(frames, 3)?,
         rest: frames[4].bytes(),
     })
 }
@@ -300,10 +304,7 @@ mod tests {
         }));
         let ready = Message::Ready { count: 3 };
         let mut writer = BatchWriter::new();
-        let Message::Reply(Reply::Result(result)) = reply.clone() else {
-            unreachable!()
-        };
-        writer.push_reply("m1", result).unwrap();
+        writer.push_message("m1", reply.clone()).unwrap();
         writer.push(ready.clone().into_frames("m2")).unwrap();
         let mut packed = Vec::new();
         push_request(&mut packed, "job-2", "q", "guarantee", b"body");

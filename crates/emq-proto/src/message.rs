@@ -635,13 +635,9 @@ pub trait Frame: std::ops::Deref<Target = [u8]> {
 
 impl<T: std::ops::Deref<Target = [u8]>> Frame for T {}
 
-fn utf8(frames: &[impl Frame], index: usize) -> Result<&str, DecodeError> {
-    std::str::from_utf8(frames[index].bytes()).map_err(|_| DecodeError::NotUtf8 { index })
-}
-
 /// Frame `index` as text (it exists).
-pub(crate) fn utf8_frame(frames: &[impl Frame], index: usize) -> Result<&str, DecodeError> {
-    utf8(frames, index)
+pub(crate) fn utf8(frames: &[impl Frame], index: usize) -> Result<&str, DecodeError> {
+    std::str::from_utf8(frames[index].bytes()).map_err(|_| DecodeError::NotUtf8 { index })
 }
 
 /// A msgid or a queue name: text that ends up in logs and on terminals, so

@@ -179,36 +179,22 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
                     Action::Send { msgid, message } => {
                         if let Some(l) = &link {
                             let command = message.command();
-                            // A result, the common case, goes in from its parts.
-                            let message = match message {
-                                emq_proto::Message::Reply(emq_proto::Reply::Result(r)) if batching => {
-                                    match batch.push_reply(&msgid, r) {
-                                        Ok(()) => {
-                                            if batch.is_full() {
-                                                send_batch(link.as_ref(), &mut batch, &mut core);
-                                            }
-                                            continue;
+                            let frames = match batching {
+                                false => message.into_frames(&msgid),
+                                true => match batch.push_message(&msgid, message) {
+                                    Ok(()) => {
+                                        if batch.is_full() {
+                                            send_batch(link.as_ref(), &mut batch, &mut core);
                                         }
-                                        Err(r) => emq_proto::Message::Reply(emq_proto::Reply::Result(r)),
-                                    }
-                                }
-                                other => other,
-                            };
-                            let mut frames = message.into_frames(&msgid);
-                            if batching {
-                                match batch.push(frames) {
-                                    Ok(()) if batch.is_full() => {
-                                        send_batch(link.as_ref(), &mut batch, &mut core);
                                         continue;
                                     }
-                                    Ok(()) => continue,
                                     // Too large to copy: alone, after what came before it.
                                     Err(alone) => {
                                         send_batch(link.as_ref(), &mut batch, &mut core);
-                                        frames = alone;
+                                        alone
                                     }
-                                }
-                            }
+                                },
+                            };
                             if let Err(e) = l.socket.send_multipart(frames, zmq::DONTWAIT) {
                                 warn!("cannot send {} to {}: {e}", command.as_str(), l.endpoint);
                             }

@@ -116,10 +116,9 @@ impl Pair {
                     Action::Send { msgid, message } => {
                         if self.to_router == Link::Up {
                             let at = self.now.mono + self.latency;
-                            let frames = message.into_frames(&msgid);
                             match batching {
-                                true => batch.push(frames).expect("small messages"),
-                                false => self.in_flight_to_router.push_back((at, frames)),
+                                true => batch.push_message(&msgid, message).expect("small messages"),
+                                false => self.in_flight_to_router.push_back((at, message.into_frames(&msgid))),
                             }
                         }
                     }
