@@ -322,13 +322,7 @@ mod tests {
         }
 
         fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
-            let keys = ops
-                .iter()
-                .map(|op| {
-                    let (StoreOp::Put { key, .. } | StoreOp::Delete { key, .. }) = op;
-                    key.clone()
-                })
-                .collect();
+            let keys = ops.iter().map(|op| op.row().1.to_string()).collect();
             self.started.send(keys).unwrap();
             self.go.recv().unwrap();
             Ok(())

@@ -128,11 +128,11 @@ impl JobStore for RedbStore {
             // closing one costs as much as a few writes.
             let mut tables: Vec<Option<redb::Table<'_, &str, &[u8]>>> = Table::iter().map(|_| None).collect();
             for op in crate::journal::final_ops(ops) {
-                let (StoreOp::Put { table, .. } | StoreOp::Delete { table, .. }) = op;
-                let slot = &mut tables[*table as usize];
+                let (table, _) = op.row();
+                let slot = &mut tables[table as usize];
                 let open = match slot {
                     Some(t) => t,
-                    None => slot.insert(txn.open_table(definition(*table)).map_err(err)?),
+                    None => slot.insert(txn.open_table(definition(table)).map_err(err)?),
                 };
                 match op {
                     StoreOp::Put { key, value, .. } => {

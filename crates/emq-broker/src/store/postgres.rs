@@ -561,7 +561,7 @@ impl<'a> Batch<'a> {
         let mut jobs: Vec<(&str, JobColumn<'a>, JobColumn<'a>)> = Vec::new();
         let mut job_index: crate::HashMap<&str, usize> = crate::HashMap::default();
         for op in crate::journal::final_ops(ops) {
-            let (StoreOp::Put { table, key, .. } | StoreOp::Delete { table, key }) = op;
+            let (table, key) = op.row();
             let column: &'a [u8] = match op {
                 StoreOp::Put { value, .. } => value,
                 StoreOp::Delete { .. } => &[],
@@ -572,7 +572,7 @@ impl<'a> Batch<'a> {
                         jobs.push((key, None, None));
                         jobs.len() - 1
                     });
-                    if *table == Table::Records {
+                    if table == Table::Records {
                         jobs[at].1 = Some(column);
                     } else {
                         jobs[at].2 = Some(column);
