@@ -66,7 +66,8 @@ use flow::Flow;
 use graphs::Graphs;
 use guaranteed::Guaranteed;
 use handlers::HandlerNames;
-use jobs::{Job, JobKey};
+use jobs::Job;
+pub use jobs::JobKey;
 pub use observe::EventBurst;
 use observe::Observer;
 use queues::Queues;
@@ -116,15 +117,15 @@ impl fmt::Debug for PeerId {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Carries {
     /// A job for a jobmanager (a REQUEST).
-    Job(Rc<str>),
+    Job(JobKey),
     /// Jobs for a jobmanager, in one BATCH of REQUESTs.
-    Jobs(Vec<Rc<str>>),
+    Jobs(Vec<JobKey>),
     /// Results for a client, in one BATCH of REPLYs: (job, queue) each.
-    Results(Vec<(Rc<str>, Rc<str>)>),
+    Results(Vec<(JobKey, Rc<str>)>),
     /// A job's result for its client (a REPLY).
     Result {
         /// The job.
-        of: Rc<str>,
+        of: JobKey,
         /// Its queue, for the result kept if the client is gone.
         queue: Rc<str>,
     },
@@ -500,7 +501,7 @@ impl Router {
                 debug!("client {} unreachable with {} results", out.peer, kept.len());
                 let mut results = emq_proto::unbatched_results(&out.frames).into_iter();
                 for (of, queue) in kept {
-                    let Some(result) = results.next().filter(|r| *r.of == *of) else {
+                    let Some(result) = results.next().filter(|r| of == r.of.as_str()) else {
                         warn!("result of {of} could not be kept");
                         continue;
                     };

@@ -66,20 +66,17 @@ pub enum StoreOp {
 
 impl StoreOp {
     /// Store `value` under `key`.
-    pub fn put<T: Serialize>(table: Table, key: &str, value: &T) -> StoreOp {
+    pub fn put<T: Serialize>(table: Table, key: impl Into<String>, value: &T) -> StoreOp {
         StoreOp::Put {
             table,
-            key: key.to_string(),
+            key: key.into(),
             value: encode(value),
         }
     }
 
     /// Remove `key`.
-    pub fn delete(table: Table, key: &str) -> StoreOp {
-        StoreOp::Delete {
-            table,
-            key: key.to_string(),
-        }
+    pub fn delete(table: Table, key: impl Into<String>) -> StoreOp {
+        StoreOp::Delete { table, key: key.into() }
     }
 
     /// The row it changes.

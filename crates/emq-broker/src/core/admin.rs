@@ -139,7 +139,7 @@ impl Router {
                 let job = self.jobs.get(key)?;
                 let content_type = Headers::parse(&job.headers).content_type;
                 Some(WaitingJob {
-                    id: key.to_string(),
+                    id: key.to_text(),
                     handler: JobCall::handler_of(&job.body, content_type).ok(),
                     guaranteed: job.guarantee,
                     attempts: u32::from(job.attempts),

@@ -106,7 +106,8 @@ impl Router {
                 "REQUEST needs a msgid",
             );
         }
-        if self.jobs.contains_key(msgid.as_str()) {
+        let key = JobKey::from(msgid.as_str());
+        if self.jobs.contains_key(&key) {
             debug!("duplicate REQUEST {msgid} from {client}: already queued or running");
             if acknowledged(&req.headers) {
                 let admission = req.headers.key.is_some().then(|| Admission {
@@ -124,9 +125,9 @@ impl Router {
             }
             return;
         }
-        if self.guaranteed.is_tracked(&msgid) {
+        if self.guaranteed.is_tracked(&key) {
             debug!("duplicate REQUEST {msgid} from {client}: a guaranteed job already finished");
-            return self.resend_tracked(&client, &msgid, req.headers.reply_requested);
+            return self.resend_tracked(&client, &key, req.headers.reply_requested);
         }
         if let Some(done) = self.results.get(&msgid) {
             debug!("duplicate REQUEST {msgid} from {client}: already finished");
@@ -230,7 +231,6 @@ impl Router {
         let acked = client.clone();
         let client = self.intern(client);
         let headers_frame = self.shared_headers(headers.encode());
-        let key: JobKey = msgid.into();
         let mut job = Box::new(Job {
             client,
             queue: queue_name.clone(),
@@ -257,12 +257,12 @@ impl Router {
         }
         if acked_with {
             let admission = keyed.then(|| Admission {
-                job: key.to_string(),
+                job: key.to_text(),
                 deduplicated: false,
                 replaced: replaces.as_ref().map(|r| r.to_string()),
             });
             let ack = Message::Ack {
-                of: key.to_string(),
+                of: key.to_text(),
                 timing: None,
                 admission,
                 capabilities: Default::default(),
@@ -306,7 +306,7 @@ impl Router {
             of: msgid.to_string(),
             timing: None,
             admission: Some(Admission {
-                job: holder.to_string(),
+                job: holder.to_text(),
                 deduplicated: true,
                 replaced: None,
             }),
@@ -352,9 +352,10 @@ impl Router {
     }
 
     pub(super) fn answer_query(&mut self, endpoint: Endpoint, peer: &PeerId, of: &str) {
-        let mut msg = if let Some(msg) = self.tracked_job_message(of) {
+        let key = JobKey::from(of);
+        let mut msg = if let Some(msg) = self.tracked_job_message(&key) {
             msg
-        } else if let Some(job) = self.jobs.get(of) {
+        } else if let Some(job) = self.jobs.get(&key) {
             let (state, jobmanager) = match &job.place {
                 Place::Waiting | Place::Delayed { .. } => (JobState::Queued, None),
                 Place::Blocked => (JobState::Blocked, None),
@@ -394,14 +395,14 @@ impl Router {
             }
         };
         if let Message::Job { detail, .. } = &mut msg {
-            self.describe_body(of, detail);
+            self.describe_body(&key, detail);
         }
         self.send(endpoint, peer, msg);
     }
 
     /// Job `of`'s handler, headers and body (cut to a preview) into
     /// `detail`, while the router holds its body: waiting, running or dead.
-    fn describe_body(&self, of: &str, detail: &mut JobDetail) {
+    fn describe_body(&self, of: &JobKey, detail: &mut JobDetail) {
         let Some(job) = self.jobs.get(of).map(|j| &**j).or_else(|| self.dead_job(of)) else {
             return;
         };
@@ -414,10 +415,11 @@ impl Router {
 
     /// Where job `of` is, if the router knows it.
     pub(super) fn state_of(&self, of: &str) -> Option<JobState> {
-        if let Some(Message::Job { state, .. }) = self.tracked_job_message(of) {
+        let key = JobKey::from(of);
+        if let Some(Message::Job { state, .. }) = self.tracked_job_message(&key) {
             return Some(state);
         }
-        if let Some(job) = self.jobs.get(of) {
+        if let Some(job) = self.jobs.get(&key) {
             return Some(match job.place {
                 Place::Waiting | Place::Delayed { .. } => JobState::Queued,
                 Place::Blocked => JobState::Blocked,
@@ -428,7 +430,7 @@ impl Router {
     }
 
     pub(super) fn cancel(&mut self, now: Instant, endpoint: Endpoint, peer: &PeerId, of: &str) {
-        if self.cancel_waiting(now, of) {
+        if self.cancel_waiting(now, &JobKey::from(of)) {
             info!("job {of} cancelled by {peer}");
         }
         self.answer_query(endpoint, peer, of);
@@ -436,13 +438,13 @@ impl Router {
 
     /// Cancel job `of` if it has not started; its client gets a cancelled
     /// result. Returns whether it was cancelled.
-    pub(super) fn cancel_waiting(&mut self, now: Instant, of: &str) -> bool {
+    pub(super) fn cancel_waiting(&mut self, now: Instant, of: &JobKey) -> bool {
         self.cancel_not_started(now, of, "cancelled")
     }
 
     /// Cancel job `of` if it has not started (waiting, backing off or
     /// blocked), saying why in its result. Returns whether it was cancelled.
-    pub(super) fn cancel_not_started(&mut self, now: Instant, of: &str, reason: &str) -> bool {
+    pub(super) fn cancel_not_started(&mut self, now: Instant, of: &JobKey, reason: &str) -> bool {
         if !self.jobs.get(of).is_some_and(|j| j.is_waiting()) {
             return false;
         }
@@ -455,7 +457,7 @@ impl Router {
     /// End a job (out of every place) CANCELLED, `reason` as its error.
     pub(super) fn finish_cancelled(&mut self, now: Instant, key: &JobKey, job: Box<Job>, reason: &str) {
         let result = ResultFrames {
-            of: key.to_string(),
+            of: key.to_text(),
             outcome: Outcome::Cancelled,
             content_type: ContentType::Json,
             body: JobResult::failed(Outcome::Cancelled, reason).encode_body(ContentType::Json),

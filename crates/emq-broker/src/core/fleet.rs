@@ -238,7 +238,8 @@ impl Router {
     }
 
     pub(super) fn on_reply(&mut self, now: Instant, peer: &PeerId, result: ResultFrames) {
-        let Some(job) = self.jobs.get(result.of.as_str()) else {
+        let key = JobKey::from(result.of.as_str());
+        let Some(job) = self.jobs.get(&key) else {
             debug!(
                 "REPLY from {peer} for {} which is not in flight (late or duplicate): ignored",
                 result.of
@@ -279,7 +280,7 @@ impl Router {
             let of = result.of.clone();
             self.send(Endpoint::Backend, &second, Message::Cancel { of });
         }
-        let (key, mut job) = self.jobs.remove_entry(result.of.as_str()).expect("checked above");
+        let mut job = self.jobs.remove(&key).expect("checked above");
         if !running {
             // A result for a job waiting again: it came from an attempt made
             // before the job was handed back, or before the router restarted

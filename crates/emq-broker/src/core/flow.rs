@@ -175,14 +175,14 @@ impl Flow {
 }
 
 /// The result of a job that ended without running: `outcome` and why.
-fn unrun(of: &str, outcome: Outcome, why: String, value: serde_json::Value) -> ResultFrames {
+fn unrun(of: &JobKey, outcome: Outcome, why: String, value: serde_json::Value) -> ResultFrames {
     let result = JobResult {
         outcome,
         value,
         error: Some(why),
     };
     ResultFrames {
-        of: of.to_string(),
+        of: of.to_text(),
         outcome,
         content_type: ContentType::Json,
         body: result.encode_body(ContentType::Json),
@@ -399,8 +399,8 @@ impl Router {
     /// End waiting job `old` as SUPERSEDED by `by`. A plain job's result is
     /// not kept (only a client waiting for it hears of it): coalescing keeps
     /// memory in proportion to keys, not to submissions.
-    pub(super) fn finish_superseded(&mut self, now: Instant, old: &JobKey, job: Box<Job>, by: &str) {
-        let value = serde_json::json!({ "superseded_by": by });
+    pub(super) fn finish_superseded(&mut self, now: Instant, old: &JobKey, job: Box<Job>, by: &JobKey) {
+        let value = serde_json::json!({ "superseded_by": by.to_text() });
         let result = unrun(old, Outcome::Superseded, format!("superseded by {by}"), value);
         if job.guarantee {
             self.finish(now, old, job, result, false);

@@ -110,7 +110,7 @@ impl Graphs {
 
     /// Whether job `key` is a graph's node.
     #[inline]
-    pub(super) fn owns(&self, key: &str) -> bool {
+    pub(super) fn owns(&self, key: &JobKey) -> bool {
         !self.nodes.is_empty() && self.nodes.contains_key(key)
     }
 
@@ -182,7 +182,7 @@ impl Router {
         let keys: Vec<JobKey> = spec.nodes.iter().map(|n| node_key(&id, &n.name)).collect();
         if let Some(taken) = keys
             .iter()
-            .find(|k| self.jobs.contains_key(&***k) || self.guaranteed.is_tracked(k))
+            .find(|k| self.jobs.contains_key(*k) || self.guaranteed.is_tracked(k))
         {
             let reason = format!("job id {taken} is already in use");
             return self.refuse(Endpoint::Frontend, &peer, &msgid, ErrorCode::Invalid, &reason);
@@ -256,7 +256,10 @@ impl Router {
             let entry = if mine.is_empty() {
                 Entry::Queue
             } else {
-                let names: Vec<&str> = mine.iter().map(|&p| name_in(&keys[p as usize])).collect();
+                let names: Vec<String> = mine
+                    .iter()
+                    .map(|&p| name_in(&keys[p as usize].text()).to_owned())
+                    .collect();
                 Entry::Blocked(format!("waits for {}", names.join(", ")))
             };
             self.accept_guaranteed(key, &job, entry, origin);
@@ -280,7 +283,7 @@ impl Router {
                 summary: node.summary,
             });
         }
-        self.store_ops.push(StoreOp::put(Table::Graphs, &id, &def));
+        self.store_ops.push(StoreOp::put(Table::Graphs, &*id, &def));
         self.graphs.blocked += blocked;
         info!(
             "graph {id} accepted from {peer}: {} job(s), {roots} ready, {}",
@@ -456,7 +459,7 @@ impl Router {
                 };
                 parents.insert(
                     g.def.nodes[p as usize].name.clone(),
-                    serde_json::json!({"id": &**pkey, "state": state, "value": value, "error": error}),
+                    serde_json::json!({"id": pkey.to_text(), "state": state, "value": value, "error": error}),
                 );
             }
             kwargs.insert(PARENTS_KWARG.into(), serde_json::Value::Object(parents));
@@ -473,7 +476,7 @@ impl Router {
                     Some(JobState::Finished) => summary.finished += 1,
                     _ => {
                         summary.failed += 1;
-                        summary.failed_ids.push(pkey.to_string());
+                        summary.failed_ids.push(pkey.to_text());
                     }
                 }
             }
@@ -531,7 +534,7 @@ impl Router {
                 self.graphs.nodes.remove(key);
                 self.forget_tracked(key);
             }
-            self.store_ops.push(StoreOp::delete(Table::Graphs, &id));
+            self.store_ops.push(StoreOp::delete(Table::Graphs, &*id));
         }
     }
 
@@ -564,7 +567,7 @@ impl Router {
             all_ended &= state.is_final();
             nodes.push(GraphNodeView {
                 name: def.name.clone(),
-                id: key.to_string(),
+                id: key.to_text(),
                 state,
                 attempts: record.map_or(0, |r| r.attempts),
                 handler: def.handler.clone(),
@@ -724,7 +727,7 @@ impl Router {
     }
 
     /// RETRY of a dead graph node is refused: its graph has moved on.
-    pub(super) fn graph_of(&self, key: &str) -> Option<&str> {
+    pub(super) fn graph_of(&self, key: &JobKey) -> Option<&str> {
         self.graphs.nodes.get(key).map(|(id, _)| &**id)
     }
 }

@@ -67,11 +67,11 @@ impl Guaranteed {
     }
 
     /// A tracked job's record, if it has one.
-    pub(super) fn record(&self, key: &str) -> Option<&JobRecord> {
+    pub(super) fn record(&self, key: &JobKey) -> Option<&JobRecord> {
         self.tracked.get(key)
     }
 
-    pub(super) fn is_tracked(&self, id: &str) -> bool {
+    pub(super) fn is_tracked(&self, id: &JobKey) -> bool {
         self.tracked.contains_key(id)
     }
 
@@ -96,7 +96,7 @@ impl Router {
     }
 
     /// Remove job `key` from the journal.
-    fn unjournal(&mut self, key: &str) {
+    fn unjournal(&mut self, key: &JobKey) {
         self.store_ops.push(StoreOp::delete(Table::Records, key));
         self.store_ops.push(StoreOp::delete(Table::Bodies, key));
     }
@@ -177,7 +177,7 @@ impl Router {
     }
 
     /// Forget a tracked job, here and in the journal.
-    pub(super) fn forget_tracked(&mut self, key: &str) {
+    pub(super) fn forget_tracked(&mut self, key: &JobKey) {
         self.guaranteed.tracked.remove(key);
         self.guaranteed.dead.remove(key);
         self.unjournal(key);
@@ -337,7 +337,7 @@ impl Router {
     }
 
     /// The JOB answer for a tracked job, with its log.
-    pub(super) fn tracked_job_message(&self, of: &str) -> Option<Message> {
+    pub(super) fn tracked_job_message(&self, of: &JobKey) -> Option<Message> {
         let r = self.guaranteed.tracked.get(of)?;
         let flow_headers = Headers::parse(r.flow.as_deref().unwrap_or(""));
         let jobmanager = match self.jobs.get(of).map(|j| &j.place) {
@@ -354,7 +354,7 @@ impl Router {
             })
             .collect();
         Some(Message::Job {
-            of: of.to_string(),
+            of: of.to_text(),
             state: r.status,
             detail: Box::new(JobDetail {
                 queue: r.queue.clone(),
@@ -372,7 +372,7 @@ impl Router {
                 log,
                 ..JobDetail::default()
             }),
-            result: r.result.as_ref().map(|o| o.to_frames(of)),
+            result: r.result.as_ref().map(|o| o.to_frames(&of.text())),
         })
     }
 
@@ -389,7 +389,7 @@ impl Router {
             dead: dead
                 .into_iter()
                 .map(|(id, r)| DeadJob {
-                    id: id.to_string(),
+                    id: id.to_text(),
                     queue: r.queue.clone(),
                     attempts: r.attempts,
                     last: r.log.last().map(|e| e.message.clone()),
@@ -400,12 +400,13 @@ impl Router {
 
     /// RETRY: a dead-lettered job goes back to its queue with fresh attempts.
     pub(super) fn retry_dead(&mut self, now: Instant, peer: &PeerId, of: &str) {
-        if let Some(graph) = self.graph_of(of) {
+        let key = JobKey::from(of);
+        if let Some(graph) = self.graph_of(&key) {
             let reason =
                 format!("job {of} belongs to graph {graph}, which has moved on without it: submit the graph again");
             return self.error(Endpoint::Admin, peer, of, ErrorCode::WrongState, &reason);
         }
-        let Some((key, mut job)) = self.guaranteed.dead.remove_entry(of) else {
+        let Some(mut job) = self.guaranteed.dead.remove(&key) else {
             let (code, reason) = match self.state_of(of) {
                 Some(state) => (
                     ErrorCode::WrongState,
@@ -439,18 +440,19 @@ impl Router {
     }
 
     /// A dead-lettered job, body and all.
-    pub(super) fn dead_job(&self, of: &str) -> Option<&Job> {
+    pub(super) fn dead_job(&self, of: &JobKey) -> Option<&Job> {
         self.guaranteed.dead.get(of).map(|j| &**j)
     }
 
     /// DISCARD: drop a dead-lettered job for good, here and in the journal.
     pub(super) fn discard_dead(&mut self, peer: &PeerId, of: &str) {
-        if let Some(graph) = self.graph_of(of) {
+        let key = JobKey::from(of);
+        if let Some(graph) = self.graph_of(&key) {
             let reason =
                 format!("job {of} belongs to graph {graph}: it goes with the graph when the graph's retention ends");
             return self.error(Endpoint::Admin, peer, of, ErrorCode::WrongState, &reason);
         }
-        let Some(job) = self.guaranteed.dead.get(of) else {
+        let Some(job) = self.guaranteed.dead.get(&key) else {
             let (code, reason) = match self.state_of(of) {
                 Some(state) => (
                     ErrorCode::WrongState,
@@ -467,7 +469,7 @@ impl Router {
             id: of.to_string(),
             queue: job.queue.to_string(),
         };
-        self.forget_tracked(of);
+        self.forget_tracked(&key);
         info!("dead job {of} discarded by {peer}");
         let notice = Message::Reply(Reply::Notice(ReplyNotice::of(&view)));
         self.push(Endpoint::Admin, peer, notice, true, Carries::Other);
@@ -501,7 +503,7 @@ impl Router {
         // A body without its record (not written by this router) is only
         // taking room.
         for orphan in bodies.into_keys() {
-            self.unjournal(&orphan);
+            self.unjournal(&JobKey::from(orphan));
         }
         let (now, at) = (now.mono, now.unix_ms);
         loaded.sort_by_key(|l| l.record.accepted_seq);
@@ -596,18 +598,18 @@ impl Router {
     }
 
     /// A result for a guaranteed job that finished earlier (resubmitted msgid).
-    pub(super) fn resend_tracked(&mut self, client: &PeerId, key: &str, reply_requested: bool) {
+    pub(super) fn resend_tracked(&mut self, client: &PeerId, key: &JobKey, reply_requested: bool) {
         let Some((key, r)) = self.guaranteed.tracked.get_key_value(key) else {
             return;
         };
         let key = key.clone();
-        let result = r.result.as_ref().map(|o| o.to_frames(&key));
+        let result = r.result.as_ref().map(|o| o.to_frames(&key.text()));
         let carries = Carries::Result {
             of: key.clone(),
             queue: r.queue.as_str().into(),
         };
         let ack = Message::Ack {
-            of: key.to_string(),
+            of: key.to_text(),
             timing: None,
             admission: None,
             capabilities: Default::default(),
@@ -619,10 +621,10 @@ impl Router {
     }
 
     /// The result reported for a job whose jobmanager died on its last attempt.
-    pub(super) fn lost_with_jobmanager(key: &str, peer: &PeerId, attempts: u16) -> ResultFrames {
+    pub(super) fn lost_with_jobmanager(key: &JobKey, peer: &PeerId, attempts: u16) -> ResultFrames {
         let msg = format!("jobmanager {peer} was lost while running it (attempt {attempts})");
         ResultFrames {
-            of: key.to_string(),
+            of: key.to_text(),
             outcome: Outcome::Crashed,
             content_type: ContentType::Json,
             body: JobResult::failed(Outcome::Crashed, msg).encode_body(ContentType::Json),

@@ -20,7 +20,7 @@ use emq_proto::views::QueueCounts;
 use emq_proto::{JobManagerState, Outcome};
 use strum::VariantArray;
 
-use super::jobs::Job;
+use super::jobs::{Job, JobKey};
 use super::{PeerId, Router};
 use crate::metrics::QueueTimes;
 use crate::HashMap;
@@ -340,7 +340,7 @@ impl Router {
 
     /// A job was accepted: it is ready from now (a delayed job again when
     /// its time comes).
-    pub(super) fn note_submitted(&mut self, now: Instant, key: &str, job: &mut Job, origin: Option<&str>) {
+    pub(super) fn note_submitted(&mut self, now: Instant, key: &JobKey, job: &mut Job, origin: Option<&str>) {
         if self.observer.timing {
             job.ready = Stamp::at(self.started, now);
         }
@@ -357,7 +357,7 @@ impl Router {
     }
 
     /// A `unique` submission `msgid` was answered with live job `holder`.
-    pub(super) fn note_deduplicated(&mut self, msgid: &str, holder: &Rc<str>) {
+    pub(super) fn note_deduplicated(&mut self, msgid: &str, holder: &JobKey) {
         let queue = self.jobs.get(holder).map(|j| j.queue.clone());
         if let Some(q) = &queue {
             self.observer.queue(q).deduplicated += 1;
@@ -365,7 +365,7 @@ impl Router {
         self.emit(EventKind::Deduplicated, |e| {
             e.job = Some(msgid.into());
             e.queue = queue.as_deref().map(Into::into);
-            e.detail = Some((**holder).into());
+            e.detail = Some(holder.into());
         });
     }
 
@@ -374,7 +374,7 @@ impl Router {
     pub(super) fn note_dispatched(
         &mut self,
         now: Instant,
-        key: &str,
+        key: &JobKey,
         queue: &Rc<str>,
         attempt: u16,
         ready: Stamp,
@@ -399,7 +399,7 @@ impl Router {
     pub(super) fn note_ended(
         &mut self,
         now: Instant,
-        key: &str,
+        key: &JobKey,
         job: &Job,
         outcome: Outcome,
         dead: bool,
@@ -428,7 +428,7 @@ impl Router {
     }
 
     /// A guaranteed job's failed attempt will be retried after `delay_ms`.
-    pub(super) fn note_retry(&mut self, key: &str, job: &Job, delay_ms: u128) {
+    pub(super) fn note_retry(&mut self, key: &JobKey, job: &Job, delay_ms: u128) {
         self.observer.queue(&job.queue).retried += 1;
         self.emit(EventKind::Retry, |e| {
             e.job = Some(key.into());
@@ -439,7 +439,7 @@ impl Router {
     }
 
     /// `job`'s jobmanager `peer` was lost while it ran.
-    pub(super) fn note_abandoned(&mut self, key: &str, job: &Job, peer: &PeerId) {
+    pub(super) fn note_abandoned(&mut self, key: &JobKey, job: &Job, peer: &PeerId) {
         self.observer.queue(&job.queue).abandoned += 1;
         if self.observer.events.is_some() {
             self.emit(EventKind::Abandoned, |e| {
@@ -452,7 +452,7 @@ impl Router {
     }
 
     /// Schedule `name` fired job `key`.
-    pub(super) fn note_fired(&mut self, name: &str, key: &str, queue: &str) {
+    pub(super) fn note_fired(&mut self, name: &str, key: &JobKey, queue: &str) {
         self.emit(EventKind::ScheduleFired, |e| {
             e.job = Some(key.into());
             e.queue = Some(queue.into());

@@ -241,7 +241,7 @@ mod tests {
         q.push("a", key("0"), h, true);
         q.push("b", key("x"), h, false);
         assert_eq!(q.waiting_total(), 4);
-        assert_eq!(q.take_at("a", 0, h).as_deref(), Some("0"));
+        assert_eq!(q.take_at("a", 0, h), Some(key("0")));
         assert!(q.remove("a", &key("2"), h));
         assert!(!q.remove("a", &key("2"), h));
         assert!(!q.remove("nowhere", &key("2"), h));
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(q.take_all("b").len(), 1);
         assert_eq!(q.take_all("b").len(), 0);
         assert_eq!(q.waiting_total(), 1);
-        assert_eq!(q.take_at("a", 0, h).as_deref(), Some("1"));
+        assert_eq!(q.take_at("a", 0, h), Some(key("1")));
         assert_eq!(q.take_at("a", 0, h), None);
         assert_eq!(q.waiting_total(), 0);
     }

@@ -294,9 +294,10 @@ impl Router {
         // then counted missed. (A client's job may go before its commit:
         // the client, not yet acknowledged, sends it again.)
         let after_commit = std::rc::Rc::ptr_eq(&job.client, &self.scheduler);
+        let key_text = key.text();
         let request = [
             emq_proto::Command::Request.as_str().as_bytes(),
-            key.as_bytes(),
+            key_text.as_bytes(),
             queue.as_bytes(),
             headers.as_bytes(),
             &job.body,
@@ -322,7 +323,7 @@ impl Router {
                 let alone = Outgoing {
                     endpoint: Endpoint::Backend,
                     peer: peer.clone(),
-                    frames: emq_proto::request_frames(&key, queue, &headers, &job.body),
+                    frames: emq_proto::request_frames(&key_text, queue, &headers, &job.body),
                     after_commit,
                     carries: Carries::Job(key.clone()),
                 };

@@ -466,7 +466,7 @@ impl Router {
             r.fires += 1;
             r.last_slot_ms = Some(latest);
             r.last_fire_ms = Some(now.unix_ms);
-            r.last_job = Some(key.to_string());
+            r.last_job = Some(key.to_text());
         }
         if due > 1 && !after_restart {
             // Restarts are summed up by `restore_schedules`; a router
@@ -479,7 +479,8 @@ impl Router {
         match next {
             Some(next) if !ended => {
                 r.next_ms = next;
-                self.store_ops.push(StoreOp::put(Table::ScheduleState, name, &s.state));
+                self.store_ops
+                    .push(StoreOp::put(Table::ScheduleState, &**name, &s.state));
                 self.schedules.arm(name);
                 None
             }
@@ -589,8 +590,9 @@ impl Router {
         let replaced = self.schedules.by_name.insert(name.clone(), schedule).is_some();
         info!("schedule {name} {}", if replaced { "replaced" } else { "created" });
         let s = &self.schedules.by_name[&name];
-        self.store_ops.push(StoreOp::put(Table::Schedules, &name, &s.def));
-        self.store_ops.push(StoreOp::put(Table::ScheduleState, &name, &s.state));
+        self.store_ops.push(StoreOp::put(Table::Schedules, &*name, &s.def));
+        self.store_ops
+            .push(StoreOp::put(Table::ScheduleState, &*name, &s.state));
         self.schedules.arm(&name);
         if !nohaste && !paused {
             if let Some(ended) = self.fire(&name, now, false) {
@@ -801,7 +803,8 @@ impl Router {
 
     /// A fired job ended: its outcome goes to its schedule's row. Returns
     /// whether `key` is a fired job.
-    pub(super) fn fired_job_ended(&mut self, key: &str, status: JobState, error: &str) -> bool {
+    pub(super) fn fired_job_ended(&mut self, key: &JobKey, status: JobState, error: &str) -> bool {
+        let key = key.text();
         let Some(name) = key
             .strip_prefix(FIRED_PREFIX)
             .and_then(|rest| rest.rsplit_once(':'))
@@ -813,7 +816,8 @@ impl Router {
             let error = (!error.is_empty()).then(|| error.to_string());
             if status == JobState::Dead || status == JobState::Failed {
                 warn!(
-                    "schedule {name}: job {key} ended {status}: {}",
+                    "schedule {name}: job {} ended {status}: {}",
+                    &*key,
                     error.as_deref().unwrap_or("")
                 );
             }

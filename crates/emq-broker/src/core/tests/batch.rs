@@ -67,7 +67,7 @@ fn a_turns_requests_go_in_one_batch_in_order() {
     let out: Vec<Outgoing> = s.r.take_outgoing().collect();
     assert_eq!(out.len(), 1, "one message: {out:?}");
     assert_eq!(out[0].frames[2], b"BATCH");
-    let keys = |ids: &[&str]| ids.iter().map(|i| Rc::<str>::from(*i)).collect::<Vec<_>>();
+    let keys = |ids: &[&str]| ids.iter().map(|i| JobKey::from(*i)).collect::<Vec<_>>();
     assert_eq!(out[0].carries, Carries::Jobs(keys(&["j1", "j2", "j3", "j4", "j5"])));
     let ids: Vec<String> = unbatch(&out[0].frames).into_iter().map(|e| e.msgid).collect();
     assert_eq!(ids, ["j1", "j2", "j3", "j4", "j5"]);
@@ -346,7 +346,7 @@ fn guaranteed_acks_and_results_go_in_batches_after_the_commit() {
             .collect();
     assert_eq!(results.len(), 1, "{results:?}");
     assert!(results[0].after_commit, "results wait for the commit");
-    let keys = ["g1", "g2", "g3"].map(|k| (Rc::<str>::from(k), Rc::<str>::from("default")));
+    let keys = ["g1", "g2", "g3"].map(|k| (JobKey::from(k), Rc::<str>::from("default")));
     assert_eq!(results[0].carries, Carries::Results(keys.to_vec()));
     s.commit();
     s.r.undeliverable(s.now, results.into_iter().next().expect("one"));

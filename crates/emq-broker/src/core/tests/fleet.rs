@@ -188,7 +188,7 @@ fn a_late_result_withdraws_the_second_copy() {
             && matches!(&e.message, Message::Cancel { of } if of == "j1")),
         "{out:?}"
     );
-    assert!(!s.r.jobs.contains_key("j1"), "the first result ended it");
+    assert!(!s.r.jobs.contains_key(&JobKey::from("j1")), "the first result ended it");
     // jm2's result, if its copy had started, is ignored.
     s.reply("jm2", "j1");
     assert!(s.drain().iter().all(|(ep, _, _)| *ep == Endpoint::Backend));
