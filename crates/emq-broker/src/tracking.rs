@@ -20,8 +20,18 @@ pub struct LogEntry {
 }
 
 /// The persisted part of a job that changes: everything but its body.
+///
+/// Its row (and its body's) is keyed by [`JobRecord::row_key`], the order in
+/// which the router accepted it, not by its msgid: clients' msgids are often
+/// random (uuid4), and random keys scattered each commit's inserts over the
+/// whole tree (redb rewrote a page per job: 14 KB written per job, against
+/// 1.6 KB in arrival order). Journals written before keep msgid keys (no
+/// `id`) and are rewritten in arrival order when a router loads them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
+    /// The job's msgid; absent in rows keyed by msgid (older journals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Its queue.
     pub queue: String,
     /// The identity of the client that submitted it.
@@ -47,6 +57,11 @@ pub struct JobRecord {
     /// restart rebuilds its lock and its expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow: Option<String>,
+}
+
+/// The journal key of the job accepted `seq`th.
+pub fn row_key(seq: u64) -> String {
+    format!("#{seq:016x}")
 }
 
 /// The persisted part of a job that never changes.
@@ -126,6 +141,12 @@ pub(crate) mod serde_bytes_compat {
 }
 
 impl JobRecord {
+    /// The key of its rows in the journal: its acceptance order, in hex of
+    /// fixed width so that keys sort as numbers.
+    pub fn row_key(&self) -> String {
+        row_key(self.accepted_seq)
+    }
+
     /// Enter `status`, logging why.
     pub fn push_log(&mut self, unix_ms: i64, status: JobState, message: impl Into<String>) {
         self.status = status;

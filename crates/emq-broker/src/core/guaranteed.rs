@@ -35,9 +35,11 @@ pub(super) enum Entry {
 
 /// A guaranteed job as read back from the journal.
 struct Loaded {
-    id: String,
+    /// The key of its rows as loaded.
+    row: String,
     record: JobRecord,
-    body: Option<JobBody>,
+    /// Its body's row, encoded.
+    body: Option<Row>,
 }
 
 /// What the router keeps about guaranteed jobs besides the jobs themselves.
@@ -88,17 +90,25 @@ impl Router {
     /// Journal job `key`'s record (and its body, the first time).
     fn persist(&mut self, key: &JobKey, body: Option<JobBody>) {
         if let Some(record) = self.guaranteed.tracked.get(key) {
-            self.store_ops.push(StoreOp::put(Table::Records, key, record));
+            let row = record.row_key();
             if let Some(body) = body {
-                self.store_ops.push(StoreOp::put(Table::Bodies, key, &body));
+                self.store_ops.push(StoreOp::put(Table::Bodies, row.as_str(), &body));
             }
+            self.store_ops.push(StoreOp::put(Table::Records, row, record));
         }
     }
 
-    /// Remove job `key` from the journal.
-    fn unjournal(&mut self, key: &JobKey) {
-        self.store_ops.push(StoreOp::delete(Table::Records, key));
-        self.store_ops.push(StoreOp::delete(Table::Bodies, key));
+    /// Remove job `key` (tracked) from the journal and from tracking.
+    fn untrack(&mut self, key: &JobKey) {
+        if let Some(record) = self.guaranteed.tracked.remove(key) {
+            self.unjournal(record.row_key());
+        }
+    }
+
+    /// Remove the rows under journal key `row`.
+    fn unjournal(&mut self, row: String) {
+        self.store_ops.push(StoreOp::delete(Table::Bodies, row.as_str()));
+        self.store_ops.push(StoreOp::delete(Table::Records, row));
     }
 
     /// Which failures of a guaranteed job the router retries: those another
@@ -129,6 +139,7 @@ impl Router {
             _ => None,
         };
         let mut record = JobRecord {
+            id: Some(key.to_text()),
             queue: job.queue.to_string(),
             client: job.client.0.clone(),
             accepted_seq: self.guaranteed.accepted_seq,
@@ -178,9 +189,8 @@ impl Router {
 
     /// Forget a tracked job, here and in the journal.
     pub(super) fn forget_tracked(&mut self, key: &JobKey) {
-        self.guaranteed.tracked.remove(key);
         self.guaranteed.dead.remove(key);
-        self.unjournal(key);
+        self.untrack(key);
     }
 
     /// A delayed job's time came: it enters its queue (logged, not
@@ -274,8 +284,7 @@ impl Router {
             .is_some_and(|r| r.client == super::schedules::SCHEDULER_PEER);
         if fired && self.fired_job_ended(key, status, &error) && status != JobState::Dead {
             // Its outcome is in its schedule's row: nobody else asks for it.
-            self.guaranteed.tracked.remove(key);
-            self.unjournal(key);
+            self.untrack(key);
             return;
         }
         if let Some(r) = self.guaranteed.tracked.get_mut(key) {
@@ -317,9 +326,8 @@ impl Router {
             let (_, key) = self.guaranteed.purge.pop_front().expect("peeked");
             // Retried (dead job) since: not final any more, keep it.
             if self.guaranteed.tracked.get(&key).is_some_and(|r| r.status.is_final()) {
-                self.guaranteed.tracked.remove(&key);
                 self.guaranteed.dead.remove(&key);
-                self.unjournal(&key);
+                self.untrack(&key);
             }
         }
     }
@@ -490,12 +498,9 @@ impl Router {
         let mut loaded = Vec::with_capacity(records.len());
         for row in records {
             let record: JobRecord = row.decode()?;
-            let body = match bodies.remove(&row.key) {
-                Some(b) => Some(b.decode::<JobBody>()?),
-                None => None,
-            };
+            let body = bodies.remove(&row.key);
             loaded.push(Loaded {
-                id: row.key,
+                row: row.key,
                 record,
                 body,
             });
@@ -503,14 +508,43 @@ impl Router {
         // A body without its record (not written by this router) is only
         // taking room.
         for orphan in bodies.into_keys() {
-            self.unjournal(&JobKey::from(orphan));
+            self.unjournal(orphan);
         }
         let (now, at) = (now.mono, now.unix_ms);
         loaded.sort_by_key(|l| l.record.accepted_seq);
+        let top = loaded.last().map_or(0, |l| l.record.accepted_seq);
+        self.guaranteed.accepted_seq = self.guaranteed.accepted_seq.max(top);
+        let mut seqs = std::collections::HashSet::with_capacity(loaded.len());
         let (mut requeued, mut delayed, mut kept, mut blocked_nodes) = (0usize, 0usize, 0usize, 0usize);
-        for Loaded { id, mut record, body } in loaded {
-            self.guaranteed.accepted_seq = self.guaranteed.accepted_seq.max(record.accepted_seq);
+        for Loaded { row, mut record, body } in loaded {
+            // A row keyed by its msgid (an older journal), or one whose
+            // acceptance number another row has, moves to its own key in
+            // arrival order: the old rows go in the same commit.
+            let id = record.id.get_or_insert_with(|| row.clone()).clone();
+            if !seqs.insert(record.accepted_seq) {
+                self.guaranteed.accepted_seq += 1;
+                record.accepted_seq = self.guaranteed.accepted_seq;
+            }
+            let moved = row != record.row_key();
+            if moved {
+                self.unjournal(row);
+            }
             let key: JobKey = id.into();
+            let body = match body {
+                Some(b) => {
+                    let decoded = b.decode::<JobBody>()?;
+                    if moved {
+                        let value = b.value;
+                        self.store_ops.push(StoreOp::Put {
+                            table: Table::Bodies,
+                            key: record.row_key(),
+                            value,
+                        });
+                    }
+                    Some(decoded)
+                }
+                None => None,
+            };
             let needs_body = !record.status.is_final() || record.status == JobState::Dead;
             let job = match (needs_body, body) {
                 (true, Some(b)) => {
@@ -538,7 +572,7 @@ impl Router {
                 }
                 (true, None) => {
                     warn!("stored job {key} has no body: cannot run it again, dropping it");
-                    self.unjournal(&key);
+                    self.unjournal(record.row_key());
                     continue;
                 }
                 (false, _) => None,
@@ -558,6 +592,9 @@ impl Router {
                         job.place = Place::Blocked;
                     }
                     self.guaranteed.tracked.insert(key.clone(), record);
+                    if moved {
+                        self.persist(&key, None);
+                    }
                     blocked_nodes += 1;
                     continue;
                 } else if wait > 0 && record.attempts == 0 {
@@ -582,7 +619,10 @@ impl Router {
                 if !self.graphs.owns(&key) {
                     self.guaranteed.purge.push_back((expires, key.clone()));
                 }
-                self.guaranteed.tracked.insert(key, record);
+                self.guaranteed.tracked.insert(key.clone(), record);
+                if moved {
+                    self.persist(&key, None);
+                }
                 kept += 1;
             }
         }

@@ -13,14 +13,7 @@ fn job_state(s: &mut Sim, id: &str) -> (JobState, Option<String>) {
 }
 
 fn journaled_not_before(ops: &[StoreOp], id: &str) -> Option<i64> {
-    ops.iter().find_map(|op| match op {
-        StoreOp::Put {
-            table: Table::Records,
-            key,
-            value,
-        } if key == id => rmp_serde::from_slice::<JobRecord>(value).unwrap().not_before_unix_ms,
-        _ => None,
-    })
+    record_put(ops, id)?.not_before_unix_ms
 }
 
 #[test]
@@ -165,6 +158,7 @@ fn a_due_job_queues_behind_those_already_waiting() {
 #[test]
 fn after_a_restart_a_delayed_job_waits_for_its_time_again() {
     let record = |not_before| JobRecord {
+        id: None,
         queue: "default".into(),
         client: b"c".to_vec(),
         accepted_seq: 1,

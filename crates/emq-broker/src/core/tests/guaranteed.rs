@@ -4,9 +4,9 @@ use super::*;
 
 /// The records put in `ops`: `(job, status, with its body in the same batch)`.
 fn puts(ops: &[StoreOp]) -> Vec<(String, emq_proto::JobState, bool)> {
-    let body_put = |id: &str| {
+    let body_put = |row: &str| {
         ops.iter()
-            .any(|op| matches!(op, StoreOp::Put { table: Table::Bodies, key, .. } if key == id))
+            .any(|op| matches!(op, StoreOp::Put { table: Table::Bodies, key, .. } if key == row))
     };
     ops.iter()
         .filter_map(|op| match op {
@@ -16,7 +16,8 @@ fn puts(ops: &[StoreOp]) -> Vec<(String, emq_proto::JobState, bool)> {
                 value,
             } => {
                 let record: crate::tracking::JobRecord = rmp_serde::from_slice(value).unwrap();
-                Some((key.clone(), record.status, body_put(key)))
+                assert_eq!(*key, record.row_key(), "job rows are keyed by arrival order");
+                Some((record.id.expect("the msgid"), record.status, body_put(key)))
             }
             _ => None,
         })
@@ -227,9 +228,11 @@ fn jobmanager_death_counts_as_an_attempt() {
     assert!(s.dispatched().is_empty());
 }
 
-/// A journaled record of a job of `default` accepted `seq`-th.
+/// A journaled record of a job of `default` accepted `seq`-th, as journals
+/// before arrival-order keys wrote it (keyed by its msgid, no `id`).
 fn stored_record(seq: u64, status: emq_proto::JobState) -> crate::tracking::JobRecord {
     crate::tracking::JobRecord {
+        id: None,
         queue: "default".into(),
         client: b"c".to_vec(),
         accepted_seq: seq,
@@ -283,6 +286,84 @@ fn restore_requeues_unfinished_and_keeps_finished() {
     assert!(s.dispatched().is_empty());
 }
 
+/// Journals written before arrival-order keys keyed job rows by msgid: a
+/// router that loads one moves every job to its own key in the first
+/// commit (a repeated acceptance number gets a fresh one), and the moved
+/// journal loads the same jobs with nothing left to move.
+#[test]
+fn an_older_journal_keyed_by_msgid_moves_to_arrival_order_keys() {
+    use crate::journal::Row;
+    use emq_proto::JobState as Status;
+    let (rec, body) = (stored_record, stored_body);
+    let older = vec![
+        Row::new(Table::Records, "second", &rec(2, Status::Running)),
+        body("second"),
+        Row::new(Table::Records, "done", &rec(1, Status::Finished)),
+        body("first"),
+        Row::new(Table::Records, "first", &rec(1, Status::Queued)),
+    ];
+    let mut s = guaranteed_sim();
+    s.r.restore(s.now, older).unwrap();
+    let mut journal = MemJournal::default();
+    journal.apply(
+        ["second", "done", "first"]
+            .iter()
+            .flat_map(|id| {
+                [
+                    StoreOp::put(Table::Records, *id, &[0u8]),
+                    StoreOp::put(Table::Bodies, *id, &[0u8]),
+                ]
+            })
+            .collect(),
+    );
+    journal.apply(s.r.take_store_ops());
+    let rows = journal.rows();
+    assert!(
+        rows.iter().all(|r| r.key.starts_with('#')),
+        "no msgid keys left: {rows:?}"
+    );
+    let mut moved: Vec<(String, u64, bool)> = rows
+        .iter()
+        .filter(|r| r.table == Table::Records)
+        .map(|r| {
+            let record: crate::tracking::JobRecord = r.decode().unwrap();
+            assert_eq!(r.key, record.row_key());
+            let with_body = journal.0.contains_key(&(Table::Bodies, r.key.clone()));
+            (record.id.unwrap(), record.accepted_seq, with_body)
+        })
+        .collect();
+    moved.sort();
+    assert_eq!(
+        moved,
+        [
+            ("done".to_string(), 1, false),
+            ("first".to_string(), 3, true),
+            ("second".to_string(), 2, true)
+        ],
+        "the second job accepted first gets a fresh number; bodies move with their records"
+    );
+
+    let mut again = guaranteed_sim();
+    again.r.restore(again.now, journal.rows()).unwrap();
+    let ops = again.r.take_store_ops();
+    assert!(
+        ops.iter().all(|op| matches!(
+            op,
+            StoreOp::Put {
+                table: Table::Records,
+                ..
+            }
+        )),
+        "only the requeued jobs' records are written again: {ops:?}"
+    );
+    again.inform("jm", &[(10, "default")]);
+    again.ready("jm", 5);
+    let got: Vec<String> = again.dispatched().into_iter().map(|(_, id)| id).collect();
+    assert_eq!(got, ["second", "first"], "in their (new) acceptance order");
+    again.request("c", "done", "default", "guarantee,reply-requested");
+    assert!(again.dispatched().is_empty(), "the finished one is still known");
+}
+
 #[test]
 fn finished_guaranteed_jobs_are_purged_after_retention() {
     let mut s = Sim::new(Config {
@@ -295,6 +376,7 @@ fn finished_guaranteed_jobs_are_purged_after_retention() {
     s.dispatched();
     s.reply_with("jm", "g", Outcome::Ok);
     let _ = s.r.take_store_ops();
+    let row = s.row_of("g");
     for _ in 0..29 {
         s.send(
             Endpoint::Backend,
@@ -321,8 +403,8 @@ fn finished_guaranteed_jobs_are_purged_after_retention() {
     );
     s.advance(Duration::from_secs(2));
     let ops = s.r.take_store_ops();
-    assert!(ops.contains(&StoreOp::delete(Table::Records, "g")));
-    assert!(ops.contains(&StoreOp::delete(Table::Bodies, "g")));
+    assert!(ops.contains(&StoreOp::delete(Table::Records, row.as_str())));
+    assert!(ops.contains(&StoreOp::delete(Table::Bodies, row.as_str())));
     s.send(Endpoint::Frontend, "c", "q", Message::Query { of: "g".into() });
     assert!(matches!(
         s.drain().last().unwrap().2.message,

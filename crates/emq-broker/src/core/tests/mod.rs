@@ -71,11 +71,47 @@ impl MemJournal {
     }
 }
 
+/// The msgid of the job whose record is put under journal key `row` in
+/// `ops` (job rows are keyed by arrival order, the msgid is in the record).
+pub(super) fn msgid_of_row(ops: &[StoreOp], row: &str) -> Option<String> {
+    ops.iter().find_map(|op| match op {
+        StoreOp::Put {
+            table: Table::Records,
+            key,
+            value,
+        } if key == row => rmp_serde::from_slice::<crate::tracking::JobRecord>(value).ok()?.id,
+        _ => None,
+    })
+}
+
+/// The record put for job `msgid` in `ops`, if any.
+pub(super) fn record_put(ops: &[StoreOp], msgid: &str) -> Option<crate::tracking::JobRecord> {
+    ops.iter().find_map(|op| match op {
+        StoreOp::Put {
+            table: Table::Records,
+            value,
+            ..
+        } => rmp_serde::from_slice::<crate::tracking::JobRecord>(value)
+            .ok()
+            .filter(|r| r.id.as_deref() == Some(msgid)),
+        _ => None,
+    })
+}
+
 pub(super) fn peer(s: &str) -> PeerId {
     PeerId(s.as_bytes().to_vec())
 }
 
 impl Sim {
+    /// The journal key of tracked job `msgid`'s rows.
+    pub(super) fn row_of(&self, msgid: &str) -> String {
+        self.r
+            .guaranteed
+            .record(&JobKey::from(msgid))
+            .expect("tracked")
+            .row_key()
+    }
+
     pub(super) fn new(config: Config) -> Sim {
         Sim::at(config, 1_700_000_000_000)
     }

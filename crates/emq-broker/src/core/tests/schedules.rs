@@ -96,7 +96,8 @@ fn fired(s: &mut Sim) -> Vec<(String, i64)> {
             ..
         } = op
         {
-            if let Some((name, slot)) = key.strip_prefix("sched:").and_then(|k| k.rsplit_once(':')) {
+            let id = msgid_of_row(&ops, key).expect("a fire's record with its body");
+            if let Some((name, slot)) = id.strip_prefix("sched:").and_then(|k| k.rsplit_once(':')) {
                 out.push((name.to_string(), slot.parse().unwrap()));
             }
         }
@@ -219,9 +220,7 @@ fn a_slot_fires_exactly_once_whatever_the_crash() {
     s.commit();
     s.run_for(Duration::from_secs(10));
     let ops = s.r.take_store_ops();
-    let job_put = ops
-        .iter()
-        .any(|op| matches!(op, StoreOp::Put { table: Table::Records, key, .. } if key == "sched:tick:1800000010000"));
+    let job_put = record_put(&ops, "sched:tick:1800000010000").is_some();
     let row_put = ops.iter().any(|op| {
         matches!(op, StoreOp::Put { table: Table::ScheduleState, key, value } if key == "tick"
             && rmp_serde::from_slice::<super::super::schedules::ScheduleState>(value).unwrap().next_ms == T0 + 20 * SEC)
@@ -325,9 +324,10 @@ fn a_fired_job_reports_to_its_schedule_and_is_then_forgotten() {
         content_type: ContentType::Json,
         body: br#"{"value":1}"#.to_vec(),
     };
+    let row = s.row_of(&last);
     s.send(Endpoint::Backend, "jm", "rep", Message::Reply(Reply::Result(ok)));
     let ops = s.r.take_store_ops();
-    assert!(ops.contains(&StoreOp::delete(Table::Records, &last)), "{ops:?}");
+    assert!(ops.contains(&StoreOp::delete(Table::Records, row.as_str())), "{ops:?}");
     s.journal.apply(ops);
     assert_eq!(list(&mut s)[0].last_outcome, Some(JobState::Finished));
     s.send(Endpoint::Admin, "admin", "q", Message::Query { of: last });
@@ -562,18 +562,22 @@ fn eventmq_run_count_and_nohaste_apply_to_interval_and_cron_alike() {
     // The fired job's headers: guaranteed, without EventMQ's schedule headers.
     s.run_for(Duration::from_secs(30));
     s.commit();
-    let (_, job_headers) = s
-        .journal
-        .0
+    let rows = s.journal.rows();
+    let row = rows
         .iter()
-        .find(|((t, k), _)| *t == Table::Bodies && k.starts_with("sched:eventmq-job-"))
-        .map(|((_, k), v)| {
-            (
-                k.clone(),
-                rmp_serde::from_slice::<crate::tracking::JobBody>(v).unwrap().headers,
-            )
+        .find(|r| {
+            r.table == Table::Records
+                && r.decode::<crate::tracking::JobRecord>()
+                    .unwrap()
+                    .id
+                    .unwrap()
+                    .starts_with("sched:eventmq-job-")
         })
+        .map(|r| r.key.clone())
         .unwrap();
+    let job_headers = rmp_serde::from_slice::<crate::tracking::JobBody>(&s.journal.0[&(Table::Bodies, row)])
+        .unwrap()
+        .headers;
     assert_eq!(job_headers, "guarantee");
 }
 
