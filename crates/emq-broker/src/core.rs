@@ -684,47 +684,37 @@ impl Router {
         result: Option<(JobKey, Rc<str>)>,
     ) {
         let msgid = self.ids.next();
-        let to = (Endpoint::Frontend, client);
-        let results = || Carries::Results(Vec::new());
-        let out = match msg {
-            // The common case: a result goes in from its parts.
+        // The common case, a result, goes in from its parts; anything else
+        // as its frames from COMMAND on, or alone if too large for a BATCH.
+        let (reply, frames) = match msg {
             Message::Reply(Reply::Result(r)) if r.body.len() <= emq_proto::BATCH_ENTRY_FRAME_MAX => {
-                let out = Outgoing::open_batch(
-                    &mut self.out,
-                    &mut self.open_batches,
-                    &mut self.ids,
-                    to,
-                    after_commit,
-                    results,
-                );
-                emq_proto::push_reply(&mut out.frames[4], &msgid, &r);
-                out
+                (Some(r), Vec::new())
             }
-            other => {
-                let frames = other.into_frames(&msgid);
-                let entry: Vec<&[u8]> = frames[2..].iter().map(Vec::as_slice).collect();
-                if !emq_proto::batchable(&entry) {
-                    let carries = result.map_or(Carries::Other, |(of, queue)| Carries::Result { of, queue });
-                    return self.push_alone(Outgoing {
-                        endpoint: Endpoint::Frontend,
-                        peer: PeerId::clone(client),
-                        frames,
-                        after_commit,
-                        carries,
-                    });
-                }
-                let out = Outgoing::open_batch(
-                    &mut self.out,
-                    &mut self.open_batches,
-                    &mut self.ids,
-                    to,
-                    after_commit,
-                    results,
-                );
-                emq_proto::push_entry(&mut out.frames[4], &entry);
-                out
-            }
+            other => (None, other.into_frames(&msgid)),
         };
+        let entry: Vec<&[u8]> = frames.iter().skip(2).map(Vec::as_slice).collect();
+        if reply.is_none() && !emq_proto::batchable(&entry) {
+            let carries = result.map_or(Carries::Other, |(of, queue)| Carries::Result { of, queue });
+            return self.push_alone(Outgoing {
+                endpoint: Endpoint::Frontend,
+                peer: PeerId::clone(client),
+                frames,
+                after_commit,
+                carries,
+            });
+        }
+        let out = Outgoing::open_batch(
+            &mut self.out,
+            &mut self.open_batches,
+            &mut self.ids,
+            (Endpoint::Frontend, client),
+            after_commit,
+            || Carries::Results(Vec::new()),
+        );
+        match &reply {
+            Some(r) => emq_proto::push_reply(&mut out.frames[4], &msgid, r),
+            None => emq_proto::push_entry(&mut out.frames[4], &entry),
+        }
         if let (Some(r), Carries::Results(kept)) = (result, &mut out.carries) {
             kept.push(r);
         }

@@ -34,6 +34,15 @@ enum KeyRepr {
 const UUID_LEN: usize = 36;
 
 impl JobKey {
+    /// `msgid` as a uuid key, if it is kept as one.
+    fn uuid(msgid: &str) -> Option<JobKey> {
+        let (hi, lo) = parse_uuid(msgid)?;
+        Some(JobKey(KeyRepr::Uuid {
+            hi,
+            lo: NonZeroU64::new(lo)?,
+        }))
+    }
+
     /// The msgid as text (on the stack for a uuid).
     pub fn text(&self) -> KeyText {
         match &self.0 {
@@ -81,19 +90,13 @@ impl std::ops::Deref for KeyText {
 
 impl From<&str> for JobKey {
     fn from(msgid: &str) -> JobKey {
-        match parse_uuid(msgid).and_then(|(hi, lo)| Some((hi, NonZeroU64::new(lo)?))) {
-            Some((hi, lo)) => JobKey(KeyRepr::Uuid { hi, lo }),
-            None => JobKey(KeyRepr::Text(Rc::new(msgid.to_owned()))),
-        }
+        JobKey::uuid(msgid).unwrap_or_else(|| JobKey(KeyRepr::Text(Rc::new(msgid.to_owned()))))
     }
 }
 
 impl From<String> for JobKey {
     fn from(msgid: String) -> JobKey {
-        match parse_uuid(&msgid) {
-            Some(_) => JobKey::from(msgid.as_str()),
-            None => JobKey(KeyRepr::Text(Rc::new(msgid))),
-        }
+        JobKey::uuid(&msgid).unwrap_or_else(|| JobKey(KeyRepr::Text(Rc::new(msgid))))
     }
 }
 
