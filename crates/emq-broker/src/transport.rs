@@ -676,6 +676,15 @@ fn serve(
         }
         Ok(())
     });
+    // The admission thread closes the monitors' readers as it ends: libzmq
+    // must stop sending them events first, or an event sent to a closed
+    // reader blocks its I/O thread and this process never exits.
+    for socket in [&mut sockets.frontend, &mut sockets.backend, &mut sockets.admin] {
+        emq_net::handshake::stop_monitor(socket);
+    }
+    if let Some(p) = sockets.events.as_mut() {
+        emq_net::handshake::stop_monitor(&mut p.socket);
+    }
     let _ = stop_admission.send("", 0);
     let _ = admission.join();
     if stopped.is_ok() {

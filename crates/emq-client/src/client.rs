@@ -16,7 +16,7 @@ type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::time::{Duration, Instant};
 
 use emq_net::curve::ClientKeys;
-use emq_net::handshake::HandshakeMonitor;
+use emq_net::handshake::Watched;
 use emq_proto::views::{
     Admission, DeadList, Discarded, JobDetail, JobPage, Purged, QueueChange, QueueView, RouterStatus, ScheduleAction,
     ScheduleInfo, ScheduleList, ScheduleSpec, WorkersView,
@@ -755,7 +755,8 @@ pub mod admin {
         // Not ZMQ_IMMEDIATE: with it, a router that answers and closes the
         // connection at once (DISCONNECT) could take its answer with it
         // before it is read. Instead, wait for the handshake, then send.
-        let handshakes = HandshakeMonitor::watch(&ctx, &s, options.curve.is_some())?;
+        let watched = Watched::new(&ctx, s, options.curve.is_some())?;
+        let (s, handshakes) = (watched.socket(), watched.monitor());
         let endpoints: Vec<&str> = endpoint.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
         for e in &endpoints {
             s.connect(e)?;

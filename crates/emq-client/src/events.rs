@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use emq_net::handshake::HandshakeMonitor;
+use emq_net::handshake::Watched;
 pub use emq_proto::events::{topic_prefix, Event, EventKind};
 
 /// How long an incomplete burst is held for its missing parts when no
@@ -103,8 +103,8 @@ pub struct Received {
 /// A subscription to a router's event stream.
 pub struct Subscriber {
     _ctx: zmq::Context,
-    socket: zmq::Socket,
-    handshakes: HandshakeMonitor,
+    /// The SUB socket and its handshake monitor.
+    watched: Watched,
     filter: Filter,
     last: Option<(String, u64)>,
     /// Gaps and restarts seen before events the filter dropped, reported
@@ -152,10 +152,10 @@ impl Subscriber {
         if let Some(keys) = &options.curve {
             keys.apply(&socket)?;
         }
-        let handshakes = HandshakeMonitor::watch(&ctx, &socket, options.curve.is_some())?;
         socket.set_subscribe(b"")?;
-        socket.connect(endpoint)?;
-        match handshakes.await_handshake(1, options.connect_timeout) {
+        let watched = Watched::new(&ctx, socket, options.curve.is_some())?;
+        watched.socket().connect(endpoint)?;
+        match watched.monitor().await_handshake(1, options.connect_timeout) {
             Ok(true) => {}
             Ok(false) => {
                 return Err(ClientError::Unreachable {
@@ -167,8 +167,7 @@ impl Subscriber {
         }
         Ok(Subscriber {
             _ctx: ctx,
-            socket,
-            handshakes,
+            watched,
             filter: filter.clone(),
             last: None,
             pending: (0, false),
@@ -193,11 +192,11 @@ impl Subscriber {
             if let Some(c) = &self.collecting {
                 until = until.min(c.since + BURST_PATIENCE);
             }
-            let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
+            let mut items = [self.watched.socket().as_poll_item(zmq::POLLIN)];
             let wait = until.saturating_duration_since(now);
             zmq::poll(&mut items, wait.as_millis().min(i64::MAX as u128) as i64)?;
             if items[0].is_readable() {
-                let frames = self.socket.recv_multipart(0)?;
+                let frames = self.watched.socket().recv_multipart(0)?;
                 let [_topic, envelope] = frames.as_slice() else {
                     return Err(ClientError::Protocol(format!(
                         "event message of {} frames, not 2",
@@ -218,7 +217,7 @@ impl Subscriber {
                 continue;
             }
             if Instant::now() >= deadline {
-                if let Some(refused) = self.handshakes.failures().pop() {
+                if let Some(refused) = self.watched.monitor().failures().pop() {
                     return Err(ClientError::Rejected(refused.to_string()));
                 }
                 return Ok(None);

@@ -14,16 +14,26 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use emq_net::handshake::{HandshakeFailure, HandshakeMonitor};
+use emq_net::handshake::{HandshakeFailure, HandshakeMonitor, Watched};
 
 use crate::ClientError;
 
 struct Link {
-    socket: zmq::Socket,
-    monitor: HandshakeMonitor,
+    /// The DEALER socket and its handshake monitor.
+    watched: Watched,
     /// The router there sent us a BATCH: it reads ours (until we connect
     /// again, maybe to another router).
     batches: Cell<bool>,
+}
+
+impl Link {
+    fn socket(&self) -> &zmq::Socket {
+        self.watched.socket()
+    }
+
+    fn monitor(&self) -> &HandshakeMonitor {
+        self.watched.monitor()
+    }
 }
 
 pub(crate) struct Links {
@@ -52,11 +62,10 @@ impl Links {
             let socket = ctx.socket(zmq::DEALER)?;
             socket.set_identity(identity)?;
             configure(&socket)?;
-            let monitor = HandshakeMonitor::watch(ctx, &socket, curve)?;
-            socket.connect(endpoint.as_ref())?;
+            let watched = Watched::new(ctx, socket, curve)?;
+            watched.socket().connect(endpoint.as_ref())?;
             links.push(Link {
-                socket,
-                monitor,
+                watched,
                 batches: Cell::new(false),
             });
             names.push(endpoint.as_ref().to_string());
@@ -82,7 +91,7 @@ impl Links {
             Ok(None) => return Err(unreachable()),
             Err(refused) => return Err(ClientError::Rejected(refused.to_string())),
         };
-        match self.links[link].socket.send_multipart(frames, 0) {
+        match self.links[link].socket().send_multipart(frames, 0) {
             Ok(()) => Ok(()),
             Err(zmq::Error::EAGAIN) => Err(unreachable()),
             Err(e) => Err(e.into()),
@@ -95,7 +104,7 @@ impl Links {
         let mut refused: Vec<HandshakeFailure> = Vec::new();
         loop {
             for link in &self.links {
-                for failure in link.monitor.failures() {
+                for failure in link.monitor().failures() {
                     refused.retain(|f| f.endpoint != failure.endpoint);
                     refused.push(failure);
                 }
@@ -113,7 +122,7 @@ impl Links {
             let mut items: Vec<zmq::PollItem<'_>> = self
                 .links
                 .iter()
-                .map(|l| l.monitor.socket().as_poll_item(zmq::POLLIN))
+                .map(|l| l.monitor().socket().as_poll_item(zmq::POLLIN))
                 .collect();
             let _ = zmq::poll(&mut items, left.as_millis().max(1).min(i64::MAX as u128) as i64);
         }
@@ -123,11 +132,11 @@ impl Links {
     /// events the monitors have taken in).
     fn choose(&self) -> Option<usize> {
         if let Some(c) = self.current.get() {
-            if self.links[c].monitor.is_connected() {
+            if self.links[c].monitor().is_connected() {
                 return Some(c);
             }
         }
-        let up = self.links.iter().position(|l| l.monitor.is_connected())?;
+        let up = self.links.iter().position(|l| l.monitor().is_connected())?;
         if self.current.replace(Some(up)).is_some() {
             self.switched.set(true);
         }
@@ -140,7 +149,7 @@ impl Links {
     pub(crate) fn take_reconnected(&self) -> bool {
         let mut again = false;
         for link in &self.links {
-            if link.monitor.take_reconnected() {
+            if link.monitor().take_reconnected() {
                 link.batches.set(false);
                 again = true;
             }
@@ -154,10 +163,13 @@ impl Links {
     pub(crate) fn poll(&self, timeout: Duration) -> Result<bool, ClientError> {
         let ms = timeout.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
         let polled = if let [one] = &self.links[..] {
-            zmq::poll(&mut [one.socket.as_poll_item(zmq::POLLIN)], ms)
+            zmq::poll(&mut [one.socket().as_poll_item(zmq::POLLIN)], ms)
         } else {
-            let mut items: Vec<zmq::PollItem<'_>> =
-                self.links.iter().map(|l| l.socket.as_poll_item(zmq::POLLIN)).collect();
+            let mut items: Vec<zmq::PollItem<'_>> = self
+                .links
+                .iter()
+                .map(|l| l.socket().as_poll_item(zmq::POLLIN))
+                .collect();
             zmq::poll(&mut items, ms)
         };
         match polled {
@@ -175,7 +187,7 @@ impl Links {
     /// The next message waiting on any socket, without blocking.
     pub(crate) fn try_recv(&self) -> Result<Option<Vec<zmq::Message>>, ClientError> {
         for link in &self.links {
-            match emq_net::recv_frames(&link.socket, zmq::DONTWAIT) {
+            match emq_net::recv_frames(link.socket(), zmq::DONTWAIT) {
                 Ok(frames) => {
                     if emq_proto::batch_entries(&frames).is_some() {
                         link.batches.set(true);

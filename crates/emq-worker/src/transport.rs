@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 
 use emq_net::curve::{ClientKeys, CurveError};
-use emq_net::handshake::{HandshakeFailure, HandshakeMonitor};
+use emq_net::handshake::{HandshakeFailure, Watched};
 use emq_net::Throttle;
 
 use crate::config::ConfigError;
@@ -83,10 +83,20 @@ impl SignalPipe {
 }
 
 struct Link {
-    socket: zmq::Socket,
+    /// The DEALER socket, its failed handshakes (a refused key) logged, not
+    /// mistaken for silence.
+    watched: Watched,
     endpoint: String,
-    /// Failed handshakes (a refused key) are logged, not mistaken for silence.
-    handshakes: HandshakeMonitor,
+}
+
+impl Link {
+    fn socket(&self) -> &zmq::Socket {
+        self.watched.socket()
+    }
+
+    fn handshakes(&self) -> &emq_net::handshake::HandshakeMonitor {
+        self.watched.monitor()
+    }
 }
 
 fn open_link(
@@ -109,20 +119,20 @@ fn open_link(
         keys.apply(&socket)?;
     }
     // Refused connections matter only with another router to try.
-    let handshakes = if several_routers {
-        HandshakeMonitor::watch_with_refusals(ctx, &socket, curve.is_some())
+    let watched = if several_routers {
+        Watched::with_refusals(ctx, socket, curve.is_some())
     } else {
-        HandshakeMonitor::watch(ctx, &socket, curve.is_some())
+        Watched::new(ctx, socket, curve.is_some())
     }
     .map_err(zerr("monitor the router link"))?;
-    socket
+    watched
+        .socket()
         .connect(endpoint)
         .map_err(zerr(&format!("connect to {endpoint}")))?;
     info!("connecting to router {endpoint} as {identity}");
     Ok(Link {
-        socket,
+        watched,
         endpoint: endpoint.to_string(),
-        handshakes,
     })
 }
 
@@ -195,7 +205,7 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
                                     }
                                 },
                             };
-                            if let Err(e) = l.socket.send_multipart(frames, zmq::DONTWAIT) {
+                            if let Err(e) = l.socket().send_multipart(frames, zmq::DONTWAIT) {
                                 warn!("cannot send {} to {}: {e}", command.as_str(), l.endpoint);
                             }
                         }
@@ -255,8 +265,8 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
             items.push(zmq::PollItem::from_fd(*fd, zmq::POLLIN));
         }
         if let Some(l) = &link {
-            items.push(l.socket.as_poll_item(zmq::POLLIN));
-            items.push(l.handshakes.socket().as_poll_item(zmq::POLLIN));
+            items.push(l.socket().as_poll_item(zmq::POLLIN));
+            items.push(l.handshakes().socket().as_poll_item(zmq::POLLIN));
         }
         match zmq::poll(&mut items, timeout_ms) {
             Ok(_) | Err(zmq::Error::EINTR) => {}
@@ -291,11 +301,11 @@ pub fn run(mut config: Config, registry: Registry) -> Result<(), RunError> {
             receive(l, &mut core, now);
         }
         if let Some(l) = link.as_ref().filter(|_| readable[5 + worker_fds.len()]) {
-            report_refusals(&mut refusals, now.mono, l.handshakes.failures());
-            if l.handshakes.take_refused() {
+            report_refusals(&mut refusals, now.mono, l.handshakes().failures());
+            if l.handshakes().take_refused() {
                 core.on_router_refused(now);
             }
-            if l.handshakes.take_disconnected() {
+            if l.handshakes().take_disconnected() {
                 core.on_router_disconnected(now);
             }
         }
@@ -361,7 +371,7 @@ fn send_batch(link: Option<&Link>, batch: &mut emq_proto::BatchWriter, core: &mu
     let entries = batch.len();
     let frames = batch.take_frames(&core.next_msgid());
     if let Some(l) = link {
-        if let Err(e) = l.socket.send_multipart(frames, zmq::DONTWAIT) {
+        if let Err(e) = l.socket().send_multipart(frames, zmq::DONTWAIT) {
             warn!("cannot send a BATCH of {entries} to {}: {e}", l.endpoint);
         }
     }
@@ -369,7 +379,7 @@ fn send_batch(link: Option<&Link>, batch: &mut emq_proto::BatchWriter, core: &mu
 
 fn receive(link: &Link, core: &mut JobManager, now: emq_proto::Now) {
     for _ in 0..512 {
-        match emq_net::recv_frames(&link.socket, zmq::DONTWAIT) {
+        match emq_net::recv_frames(link.socket(), zmq::DONTWAIT) {
             Ok(frames) => emq_net::with_slices(&frames, |f| match emq_proto::batch_entries(f) {
                 None => match emq_proto::decode(f) {
                     Ok(env) => core.on_router(now, &env.msgid, env.message),
