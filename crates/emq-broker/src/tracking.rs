@@ -61,7 +61,15 @@ pub struct JobRecord {
 
 /// The journal key of the job accepted `seq`th.
 pub fn row_key(seq: u64) -> String {
-    format!("#{seq:016x}")
+    // Two or three of these per guaranteed job: by hand, not `format!`
+    // (which cost 5% of the router's instructions on guaranteed jobs).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut key = String::with_capacity(17);
+    key.push('#');
+    for shift in (0..16).rev() {
+        key.push(HEX[(seq >> (shift * 4)) as usize & 0xf] as char);
+    }
+    key
 }
 
 /// The persisted part of a job that never changes.
@@ -155,5 +163,18 @@ impl JobRecord {
             status,
             message: message.into(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row_key;
+
+    #[test]
+    fn row_keys_are_sixteen_hex_digits_that_sort_as_numbers() {
+        for seq in [0, 1, 0xabc, u64::MAX / 3, u64::MAX] {
+            assert_eq!(row_key(seq), format!("#{seq:016x}"));
+        }
+        assert!(row_key(9) < row_key(10) && row_key(0xff) < row_key(0x100));
     }
 }
