@@ -21,6 +21,12 @@ pub struct LogEntry {
 
 /// The persisted part of a job that changes: everything but its body.
 ///
+/// Journaled as a MessagePack array (`StoreOp::put_positional`: a third
+/// smaller than with field names, and the journal's cost goes with its
+/// bytes), so **fields are only ever appended**, each with
+/// `#[serde(default)]`, and none is skipped when empty; rows written with
+/// names (before) read as well. `positional_rows_keep_their_layout` pins it.
+///
 /// Its row (and its body's) is keyed by [`JobRecord::row_key`], the order in
 /// which the router accepted it, not by its msgid: clients' msgids are often
 /// random (uuid4), and random keys scattered each commit's inserts over the
@@ -30,7 +36,7 @@ pub struct LogEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     /// The job's msgid; absent in rows keyed by msgid (older journals).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub id: Option<String>,
     /// Its queue.
     pub queue: String,
@@ -51,11 +57,11 @@ pub struct JobRecord {
     /// When it finished (the retention counts from then).
     pub finished_unix_ms: Option<i64>,
     /// When it may start, for a delayed job (ms since the Unix epoch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub not_before_unix_ms: Option<i64>,
     /// Its key and expiry as headers (`unique:K,expires-at:TIME`), so that a
     /// restart rebuilds its lock and its expiry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub flow: Option<String>,
 }
 
@@ -72,7 +78,8 @@ pub fn row_key(seq: u64) -> String {
     key
 }
 
-/// The persisted part of a job that never changes.
+/// The persisted part of a job that never changes. Journaled as an array,
+/// as [`JobRecord`] is: fields only ever appended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobBody {
     /// The headers frame as forwarded to jobmanagers.
@@ -168,7 +175,73 @@ impl JobRecord {
 
 #[cfg(test)]
 mod tests {
-    use super::row_key;
+    use super::*;
+    use crate::journal::{StoreOp, Table};
+
+    fn positional<T: Serialize>(value: &T) -> Vec<u8> {
+        match StoreOp::put_positional(Table::Records, "k", value) {
+            StoreOp::Put { value, .. } => value,
+            StoreOp::Delete { .. } => unreachable!(),
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The journal's rows are positional: this pins their layout, so that a
+    /// field moved or inserted (not appended) fails here, not in a journal.
+    #[test]
+    fn positional_rows_keep_their_layout() {
+        let record = JobRecord {
+            id: Some("j".into()),
+            queue: "q".into(),
+            client: vec![1],
+            accepted_seq: 7,
+            attempts: 1,
+            max_attempts: 4,
+            status: JobState::Finished,
+            log: vec![LogEntry {
+                unix_ms: 5,
+                status: JobState::Queued,
+                message: "m".into(),
+            }],
+            result: Some(StoredOutcome {
+                outcome: Outcome::Ok,
+                content_type: ContentType::Json,
+                body: vec![0x80],
+            }),
+            finished_unix_ms: Some(6),
+            not_before_unix_ms: None,
+            flow: Some("f".into()),
+        };
+        let bytes = positional(&record);
+        assert_eq!(
+            hex(&bytes),
+            "9ca16aa1719101070104a846494e4953484544919305a6515545554544a16d93a26f6ba46a736f6ec4018006c0a166"
+        );
+        assert_eq!(rmp_serde::from_slice::<JobRecord>(&bytes).unwrap(), record);
+        // Rows written with field names (before) read the same.
+        let named = rmp_serde::to_vec_named(&record).unwrap();
+        assert_eq!(rmp_serde::from_slice::<JobRecord>(&named).unwrap(), record);
+        // Empty fields are written (nil), never skipped: later ones keep their place.
+        let bare = JobRecord {
+            id: None,
+            result: None,
+            finished_unix_ms: None,
+            flow: None,
+            not_before_unix_ms: Some(9),
+            ..record
+        };
+        assert_eq!(rmp_serde::from_slice::<JobRecord>(&positional(&bare)).unwrap(), bare);
+        let body = JobBody {
+            headers: "h".into(),
+            body: vec![1, 2],
+        };
+        let bytes = positional(&body);
+        assert_eq!(hex(&bytes), "92a168c4020102");
+        assert_eq!(rmp_serde::from_slice::<JobBody>(&bytes).unwrap(), body);
+    }
 
     #[test]
     fn row_keys_are_sixteen_hex_digits_that_sort_as_numbers() {

@@ -92,9 +92,11 @@ impl Router {
         if let Some(record) = self.guaranteed.tracked.get(key) {
             let row = record.row_key();
             if let Some(body) = body {
-                self.store_ops.push(StoreOp::put(Table::Bodies, row.as_str(), &body));
+                self.store_ops
+                    .push(StoreOp::put_positional(Table::Bodies, row.as_str(), &body));
             }
-            self.store_ops.push(StoreOp::put(Table::Records, row, record));
+            self.store_ops
+                .push(StoreOp::put_positional(Table::Records, row, record));
         }
     }
 
