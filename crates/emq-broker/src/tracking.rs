@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use emq_proto::{ContentType, JobState, Outcome, ResultFrames};
 
-/// One transition of a job.
+/// One transition of a job. Part of [`JobRecord`]'s positional rows:
+/// fields only ever appended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
     /// When, in ms since the Unix epoch.
@@ -89,7 +90,8 @@ pub struct JobBody {
     pub body: Vec<u8>,
 }
 
-/// A finished job's result as journaled.
+/// A finished job's result as journaled. Part of [`JobRecord`]'s positional
+/// rows: fields only ever appended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredOutcome {
     /// How it ended.
