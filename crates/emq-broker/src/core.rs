@@ -100,6 +100,18 @@ impl PeerId {
     }
 }
 
+impl PeerId {
+    /// `prefix` and the identity as text, for a log line: sized at once
+    /// (through `format!` the identity made it grow, a `realloc` per job).
+    pub fn after(&self, prefix: &str) -> String {
+        let text = self.text();
+        let mut line = String::with_capacity(prefix.len() + text.len());
+        line.push_str(prefix);
+        line.push_str(&text);
+        line
+    }
+}
+
 impl fmt::Display for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text())

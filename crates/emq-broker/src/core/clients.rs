@@ -248,7 +248,7 @@ impl Router {
         if guarantee {
             // Journaled in this batch; the transport commits it before it
             // sends the ACK.
-            let origin = format!("accepted from {acked}");
+            let origin = acked.after("accepted from ");
             let entry = match not_before.filter(|_| wait.is_some()) {
                 Some(t) => super::guaranteed::Entry::WaitUntil(t),
                 None => super::guaranteed::Entry::Queue,

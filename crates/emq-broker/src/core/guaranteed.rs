@@ -9,6 +9,7 @@
 //! durable.
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use emq_proto::views::{timestamp_ms, DeadJob, DeadList, Discarded, JobDetail, LogEntry};
@@ -211,11 +212,11 @@ impl Router {
         let at = self.wall_ms;
         if let Some(r) = self.guaranteed.tracked.get_mut(key) {
             r.attempts = attempt as u32;
-            r.push_log(
-                at,
-                JobState::Running,
-                format!("attempt {attempt} of {max} on jobmanager {peer}"),
-            );
+            // Sized at once: `format!` grew it for the identity.
+            let peer = peer.text();
+            let mut line = String::with_capacity(48 + peer.len());
+            let _ = write!(line, "attempt {attempt} of {max} on jobmanager {peer}");
+            r.push_log(at, JobState::Running, line);
         }
     }
 
