@@ -98,9 +98,7 @@ impl PeerId {
             _ => std::borrow::Cow::Owned(self.0.iter().map(|b| format!("{b:02x}")).collect()),
         }
     }
-}
 
-impl PeerId {
     /// `prefix` and the identity as text, for a log line: sized at once
     /// (through `format!` the identity made it grow, a `realloc` per job).
     pub fn after(&self, prefix: &str) -> String {
