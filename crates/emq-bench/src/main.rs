@@ -578,66 +578,49 @@ fn report(args: &Args, r: &Results, memory: Option<Memory>) {
     println!("| measure | emq | floor (raw ZeroMQ, same hops) | ratio |");
     println!("|---|---|---|---|");
     let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}", a / b) } else { "-".into() };
-    println!(
-        "| throughput, no-op jobs, results returned | {} | {} | {} |",
-        fmt_rate(&r.tput),
-        fmt_rate(&r.floor_tput),
-        ratio(r.tput.median(), r.floor_tput.median())
-    );
-    println!(
-        "| latency p50, one at a time | {} | {} | {} |",
-        fmt_us(&r.p50),
-        fmt_us(&r.floor_p50),
-        ratio(r.p50.median(), r.floor_p50.median())
-    );
-    println!(
-        "| latency p99 | {} | {} | {} |",
-        fmt_us(&r.p99),
-        fmt_us(&r.floor_p99),
-        ratio(r.p99.median(), r.floor_p99.median())
-    );
-    println!("| latency p999 | {} | | |", fmt_us(&r.p999));
-    println!(
-        "| throughput, queue under a concurrency limit it never reaches | {} | {} | {} (vs no limit: {}) |",
-        fmt_rate(&r.limited_tput),
-        fmt_rate(&r.floor_tput),
-        ratio(r.limited_tput.median(), r.floor_tput.median()),
-        ratio(r.limited_tput.median(), r.tput.median())
-    );
-    println!(
-        "| guaranteed throughput | {} | {} | {} (vs plain emq: {}) |",
-        fmt_rate(&r.g_tput),
-        fmt_rate(&r.floor_tput),
-        ratio(r.g_tput.median(), r.floor_tput.median()),
-        ratio(r.g_tput.median(), r.tput.median())
-    );
-    println!(
-        "| guaranteed throughput, random msgids | {} | {} | {} (vs counting msgids: {}) |",
-        fmt_rate(&r.g_random_tput),
-        fmt_rate(&r.floor_tput),
-        ratio(r.g_random_tput.median(), r.floor_tput.median()),
-        ratio(r.g_random_tput.median(), r.g_tput.median())
-    );
-    println!(
-        "| guaranteed latency p50 | {} | {} | {} |",
-        fmt_us(&r.g_p50),
-        fmt_us(&r.floor_p50),
-        ratio(r.g_p50.median(), r.floor_p50.median())
-    );
-    if !r.pg_tput.is_empty() {
+    // A rate against the floor's, and against another emq row if given.
+    let rate = |measure: &str, emq: &Series, versus: Option<(&str, &Series)>| {
+        let vs = versus.map_or(String::new(), |(name, other)| {
+            format!(" (vs {name}: {})", ratio(emq.median(), other.median()))
+        });
         println!(
-            "| guaranteed throughput, Postgres journal | {} | {} | {} (vs redb: {}) |",
-            fmt_rate(&r.pg_tput),
+            "| {measure} | {} | {} | {}{vs} |",
+            fmt_rate(emq),
             fmt_rate(&r.floor_tput),
-            ratio(r.pg_tput.median(), r.floor_tput.median()),
-            ratio(r.pg_tput.median(), r.g_tput.median())
+            ratio(emq.median(), r.floor_tput.median())
         );
+    };
+    let latency = |measure: &str, emq: &Series, floor: &Series| {
         println!(
-            "| guaranteed latency p50, Postgres journal | {} | {} | {} |",
-            fmt_us(&r.pg_p50),
-            fmt_us(&r.floor_p50),
-            ratio(r.pg_p50.median(), r.floor_p50.median())
+            "| {measure} | {} | {} | {} |",
+            fmt_us(emq),
+            fmt_us(floor),
+            ratio(emq.median(), floor.median())
         );
+    };
+    rate("throughput, no-op jobs, results returned", &r.tput, None);
+    latency("latency p50, one at a time", &r.p50, &r.floor_p50);
+    latency("latency p99", &r.p99, &r.floor_p99);
+    println!("| latency p999 | {} | | |", fmt_us(&r.p999));
+    rate(
+        "throughput, queue under a concurrency limit it never reaches",
+        &r.limited_tput,
+        Some(("no limit", &r.tput)),
+    );
+    rate("guaranteed throughput", &r.g_tput, Some(("plain emq", &r.tput)));
+    rate(
+        "guaranteed throughput, random msgids",
+        &r.g_random_tput,
+        Some(("counting msgids", &r.g_tput)),
+    );
+    latency("guaranteed latency p50", &r.g_p50, &r.floor_p50);
+    if !r.pg_tput.is_empty() {
+        rate(
+            "guaranteed throughput, Postgres journal",
+            &r.pg_tput,
+            Some(("redb", &r.g_tput)),
+        );
+        latency("guaranteed latency p50, Postgres journal", &r.pg_p50, &r.floor_p50);
     }
     println!(
         "| worker hand-off (pipe round trip, p50) | | {} | |",
