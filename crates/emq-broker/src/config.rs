@@ -98,7 +98,8 @@ pub struct Config {
     pub default_queues: Vec<(i64, String)>,
     /// How long a finished job's result is kept for lookup by msgid.
     pub result_retention: Duration,
-    /// Most results kept at once; the oldest go first.
+    /// Most results kept at once; the oldest go first. Ordinary results and
+    /// ended guaranteed jobs' records count apart; dead-lettered jobs not.
     pub result_capacity: usize,
     /// After a restart (or a takeover) on a journal with state, how long
     /// nothing is dispatched: jobmanagers reconnecting with results of runs

@@ -49,8 +49,13 @@ pub(crate) struct Guaranteed {
     tracked: HashMap<JobKey, JobRecord>,
     /// Dead-lettered jobs with their bodies, for RETRY.
     dead: HashMap<JobKey, Box<Job>>,
-    /// Finished jobs by the time their retention ends.
+    /// Ended jobs (not dead-lettered) by the time their retention ends;
+    /// at most `result_capacity` of them, the oldest purged first.
     purge: VecDeque<(Instant, JobKey)>,
+    /// Dead-lettered jobs by the time their retention ends: never purged
+    /// early, so that a flood of finished jobs does not take them before
+    /// an operator has seen them.
+    purge_dead: VecDeque<(Instant, JobKey)>,
     /// Acceptance order, journaled so that a restart re-queues in order.
     accepted_seq: u64,
     /// Results whose client was unreachable, resent at every heartbeat
@@ -64,6 +69,7 @@ impl Guaranteed {
             tracked: HashMap::with_hasher(hasher.clone()),
             dead: HashMap::with_hasher(hasher),
             purge: VecDeque::new(),
+            purge_dead: VecDeque::new(),
             accepted_seq: 0,
             redeliver: Vec::new(),
         }
@@ -79,7 +85,20 @@ impl Guaranteed {
     }
 
     pub(super) fn next_purge(&self) -> Option<Instant> {
-        self.purge.front().map(|(at, _)| *at)
+        let first = |q: &VecDeque<(Instant, JobKey)>| q.front().map(|(at, _)| *at);
+        match (first(&self.purge), first(&self.purge_dead)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Queue an ended job (`status`) for purging at `at`.
+    fn purge_at(&mut self, at: Instant, key: JobKey, status: JobState) {
+        if status == JobState::Dead {
+            self.purge_dead.push_back((at, key));
+        } else {
+            self.purge.push_back((at, key));
+        }
     }
 
     pub(super) fn redeliver_later(&mut self, out: Outgoing) {
@@ -299,9 +318,9 @@ impl Router {
         self.persist(key, None);
         // A graph's node is kept as long as its graph.
         if !self.graph_node_ended(key, status) {
-            self.guaranteed
-                .purge
-                .push_back((now + self.config.result_retention, key.clone()));
+            let at = now + self.config.result_retention;
+            self.guaranteed.purge_at(at, key.clone(), status);
+            self.purge_over_capacity();
         }
         if status == JobState::Dead {
             warn!("job {key} dead-lettered after {} attempt(s)", job.attempts);
@@ -320,19 +339,50 @@ impl Router {
         }
     }
 
-    /// Forget finished jobs whose retention has passed, here and in the store.
+    /// Forget ended jobs whose retention has passed, here and in the store.
     pub(super) fn purge_expired(&mut self, now: Instant) {
-        while let Some((at, _)) = self.guaranteed.purge.front() {
-            if *at > now {
-                break;
-            }
-            let (_, key) = self.guaranteed.purge.pop_front().expect("peeked");
-            // Retried (dead job) since: not final any more, keep it.
-            if self.guaranteed.tracked.get(&key).is_some_and(|r| r.status.is_final()) {
-                self.guaranteed.dead.remove(&key);
-                self.untrack(&key);
+        for dead in [false, true] {
+            loop {
+                let queue = if dead {
+                    &mut self.guaranteed.purge_dead
+                } else {
+                    &mut self.guaranteed.purge
+                };
+                let Some((_, key)) = queue.pop_front_if(|(at, _)| *at <= now) else {
+                    break;
+                };
+                self.purge_ended(&key, dead);
             }
         }
+    }
+
+    /// Forget the oldest ended jobs beyond `result_capacity` (dead-lettered
+    /// ones excepted): at 50,000 guaranteed jobs a second the retention
+    /// alone would keep millions of records, in memory and in the journal.
+    /// Returns how many it forgot.
+    fn purge_over_capacity(&mut self) -> usize {
+        let mut purged = 0;
+        while self.guaranteed.purge.len() > self.config.result_capacity {
+            let (_, key) = self.guaranteed.purge.pop_front().expect("over capacity");
+            purged += usize::from(self.purge_ended(&key, false));
+        }
+        purged
+    }
+
+    /// Forget job `key` if it is still in the state it was queued for
+    /// purging in (`dead`, or ended otherwise): a dead job retried since is
+    /// not final any more, or has ended again and was queued again.
+    fn purge_ended(&mut self, key: &JobKey, dead: bool) -> bool {
+        let still = self
+            .guaranteed
+            .tracked
+            .get(key)
+            .is_some_and(|r| r.status.is_final() && (r.status == JobState::Dead) == dead);
+        if still {
+            self.guaranteed.dead.remove(key);
+            self.untrack(key);
+        }
+        still
     }
 
     /// Send again the results whose client was unreachable, for jobs still
@@ -620,7 +670,7 @@ impl Router {
                 }
                 // A graph's node is purged with its graph.
                 if !self.graphs.owns(&key) {
-                    self.guaranteed.purge.push_back((expires, key.clone()));
+                    self.guaranteed.purge_at(expires, key.clone(), record.status);
                 }
                 self.guaranteed.tracked.insert(key.clone(), record);
                 if moved {
@@ -630,6 +680,8 @@ impl Router {
             }
         }
         self.guaranteed.purge.make_contiguous().sort_by_key(|(at, _)| *at);
+        self.guaranteed.purge_dead.make_contiguous().sort_by_key(|(at, _)| *at);
+        kept = kept.saturating_sub(self.purge_over_capacity());
         if requeued + delayed + kept + blocked_nodes > 0 {
             info!(
                 "restored from the journal: {requeued} unfinished guaranteed job(s) queued again, \

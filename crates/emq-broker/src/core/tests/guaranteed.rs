@@ -415,6 +415,93 @@ fn finished_guaranteed_jobs_are_purged_after_retention() {
     ));
 }
 
+/// Whether the router still knows job `id` (QUERY answers with its state).
+fn known(s: &mut Sim, id: &str) -> bool {
+    s.send(Endpoint::Frontend, "c", "q", Message::Query { of: id.into() });
+    !s.drain().iter().any(|(_, _, e)| {
+        matches!(
+            e.message,
+            Message::Error {
+                code: ErrorCode::UnknownJob,
+                ..
+            }
+        )
+    })
+}
+
+/// The retention alone would keep every guaranteed job of the last ten
+/// minutes (millions under load): past `result_capacity` ended jobs the
+/// oldest go first, here and in the journal, at once and at a restart.
+/// Dead-lettered ones keep their full retention.
+#[test]
+fn ended_guaranteed_jobs_past_the_result_capacity_are_purged_oldest_first() {
+    let mut s = Sim::new(Config {
+        result_capacity: 3,
+        default_retries: 0,
+        ..Config::default()
+    });
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 10);
+    s.request("c", "poison", "default", "guarantee");
+    s.dispatched();
+    s.reply_with("jm", "poison", Outcome::Failed);
+    let mut rows = Vec::new();
+    for n in 0..5 {
+        let id = format!("g{n}");
+        s.request("c", &id, "default", "guarantee");
+        s.dispatched();
+        rows.push(s.row_of(&id));
+        s.reply_with("jm", &id, Outcome::Ok);
+        s.ready("jm", 1);
+    }
+    let ops = s.r.take_store_ops();
+    for (n, row) in rows.iter().enumerate() {
+        let deleted = ops.contains(&StoreOp::delete(Table::Records, row.as_str()))
+            && ops.contains(&StoreOp::delete(Table::Bodies, row.as_str()));
+        assert_eq!(deleted, n < 2, "g{n}: only the two oldest beyond 3 are purged");
+    }
+    for n in 0..5 {
+        assert_eq!(known(&mut s, &format!("g{n}")), n >= 2, "g{n}");
+    }
+    assert!(known(&mut s, "poison"), "a dead-lettered job is not purged early");
+    s.send(Endpoint::Admin, "admin", "d", Message::Dead);
+    let out = s.drain();
+    let Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))) = &out[0].2.message else {
+        panic!("{out:?}")
+    };
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["dead"][0]["id"], "poison", "still in the dead letters");
+
+    // A journal holding more ended jobs than the capacity (a router
+    // restarted with a smaller one) keeps the newest.
+    use crate::journal::Row;
+    use emq_proto::JobState as Status;
+    let mut again = Sim::new(Config {
+        result_capacity: 2,
+        ..Config::default()
+    });
+    let journal: Vec<Row> = (1..=4)
+        .flat_map(|seq| {
+            let mut record = stored_record(seq, Status::Finished);
+            record.id = Some(format!("done{seq}"));
+            record.finished_unix_ms = Some(1_700_000_000_000 + seq as i64);
+            let row = record.row_key();
+            [Row::new(Table::Records, &row, &record), stored_body(&row)]
+        })
+        .collect();
+    again.r.restore(again.now, journal).unwrap();
+    let ops = again.r.take_store_ops();
+    for seq in 1..=4u64 {
+        let row = crate::tracking::row_key(seq);
+        assert_eq!(
+            ops.contains(&StoreOp::delete(Table::Records, row.as_str())),
+            seq <= 2,
+            "done{seq}: the oldest finished go first"
+        );
+        assert_eq!(known(&mut again, &format!("done{seq}")), seq > 2, "done{seq}");
+    }
+}
+
 #[test]
 fn result_from_a_jobmanager_that_has_not_informed_yet_is_kept() {
     // After a restart the router holds a journaled job; the jobmanager that
