@@ -79,6 +79,10 @@ pub(crate) struct Args {
     /// Only the graphs row.
     #[arg(long)]
     only_graphs: bool,
+    /// Only the floor's one-at-a-time round trips (`--latency-samples` of
+    /// them): what `scripts/hops.sh` traces.
+    #[arg(long)]
+    only_floor: bool,
     /// Only the observability rows (events with a subscriber, /metrics
     /// scraped, against a plain router).
     #[arg(long)]
@@ -148,6 +152,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.only_graphs {
         return report_graphs(&args);
+    }
+    if args.only_floor {
+        return report_floor_latency(&args);
     }
     if args.only_observe {
         return observe::report(&args);
@@ -341,16 +348,35 @@ fn report_schedules(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure_floor(args: &Args, r: &mut Results) -> anyhow::Result<()> {
+/// A floor broker and echo worker started, and a client warmed up through
+/// them (the processes end when the first two are dropped).
+fn start_floor(args: &Args) -> anyhow::Result<(Spawned, Spawned, floor::Floor)> {
     let (front, back) = (free_endpoint()?, free_endpoint()?);
-    let _broker = Spawned::bench_role(&["floor-broker", &front, &back])?;
-    let _worker = Spawned::bench_role(&["floor-worker", &back])?;
+    let broker = Spawned::bench_role(&["floor-broker", &front, &back])?;
+    let worker = Spawned::bench_role(&["floor-worker", &back])?;
     let f = floor::Floor::connect(&front)?;
     f.latencies(100, args.size)?; // warm up, and wait for the worker's hello
+    Ok((broker, worker, f))
+}
+
+fn measure_floor(args: &Args, r: &mut Results) -> anyhow::Result<()> {
+    let (_broker, _worker, f) = start_floor(args)?;
     r.floor_tput.push(f.throughput(args.jobs, args.window, args.size)?);
     let mut lat = Series::from_durations(f.latencies(args.latency_samples, args.size)?);
     r.floor_p50.push(lat.quantile(0.5));
     r.floor_p99.push(lat.quantile(0.99));
+    Ok(())
+}
+
+/// The floor's round trips one at a time, nothing else.
+fn report_floor_latency(args: &Args) -> anyhow::Result<()> {
+    let (_broker, _worker, f) = start_floor(args)?;
+    let mut lat = Series::from_durations(f.latencies(args.latency_samples, args.size)?);
+    println!(
+        "floor, one at a time: p50 {:.0} µs over {} round trips",
+        lat.quantile(0.5) * 1e6,
+        args.latency_samples
+    );
     Ok(())
 }
 
