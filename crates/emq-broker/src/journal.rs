@@ -74,20 +74,14 @@ impl StoreOp {
         }
     }
 
-    /// Store `value` under `key` as a MessagePack array, without field
-    /// names: for the rows written for every guaranteed job (a record is a
-    /// third smaller, and redb's cost goes with the bytes). Its type must
-    /// only ever gain fields at the end, none skipped when empty; rows of
-    /// either form decode.
-    pub fn put_positional<T: Serialize>(table: Table, key: impl Into<String>, value: &T) -> StoreOp {
-        let mut out = Vec::with_capacity(ENCODED_CAPACITY);
-        if rmp_serde::encode::write(&mut out, value).is_err() {
-            out.clear();
-        }
+    /// Store a row already encoded: a guaranteed job's rows, MessagePack
+    /// arrays without field names written by `tracking::rows` (a record is a
+    /// third smaller than with names, and redb's cost goes with the bytes).
+    pub fn put_row(table: Table, key: impl Into<String>, value: Vec<u8>) -> StoreOp {
         StoreOp::Put {
             table,
             key: key.into(),
-            value: out,
+            value,
         }
     }
 

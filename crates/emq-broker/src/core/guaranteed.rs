@@ -21,7 +21,7 @@ use log::{info, warn};
 use super::jobs::{Job, JobKey, Place};
 use super::{Carries, Endpoint, Outgoing, PeerId, Router};
 use crate::journal::{CorruptRow, Row, StoreOp, Table};
-use crate::tracking::{JobBody, JobRecord, StoredOutcome};
+use crate::tracking::{rows, JobBody, JobRecord, StoredOutcome};
 use crate::HashMap;
 
 /// The state a new guaranteed job enters.
@@ -108,15 +108,15 @@ impl Guaranteed {
 
 impl Router {
     /// Journal job `key`'s record (and its body, the first time).
-    fn persist(&mut self, key: &JobKey, body: Option<JobBody>) {
+    /// `body`: its body row (`tracking::rows::body`), when it is new.
+    fn persist(&mut self, key: &JobKey, body: Option<Vec<u8>>) {
         if let Some(record) = self.guaranteed.tracked.get(key) {
             let row = record.row_key();
             if let Some(body) = body {
-                self.store_ops
-                    .push(StoreOp::put_positional(Table::Bodies, row.as_str(), &body));
+                self.store_ops.push(StoreOp::put_row(Table::Bodies, row.as_str(), body));
             }
             self.store_ops
-                .push(StoreOp::put_positional(Table::Records, row, record));
+                .push(StoreOp::put_row(Table::Records, row, rows::record(record)));
         }
     }
 
@@ -186,11 +186,7 @@ impl Router {
             Entry::Blocked(why) => record.push_log(at, JobState::Blocked, why),
         }
         self.guaranteed.tracked.insert(key.clone(), record);
-        let body = JobBody {
-            headers: job.headers.to_string(),
-            body: job.body.to_vec(),
-        };
-        self.persist(key, Some(body));
+        self.persist(key, Some(rows::body(&job.headers, &job.body)));
     }
 
     /// A graph's node was released by its parents: journaled (with its new
@@ -202,10 +198,7 @@ impl Router {
             return;
         };
         r.push_log(at, JobState::Queued, format!("parents ended: queued in {queue}"));
-        let body = new_body.map(|body| JobBody {
-            headers: self.jobs.get(key).map(|j| j.headers.to_string()).unwrap_or_default(),
-            body,
-        });
+        let body = new_body.map(|body| rows::body(self.jobs.get(key).map_or("", |j| &j.headers), &body));
         self.persist(key, body);
     }
 
