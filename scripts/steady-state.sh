@@ -7,14 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-target/release}; batches=${2:-4}; n=${3:-100000}
-tmp=$(mktemp -d); p=$((48700 + RANDOM % 200))
-$bin/emq-router --frontend tcp://127.0.0.1:$p --backend tcp://127.0.0.1:$((p+1)) --admin tcp://127.0.0.1:$((p+2)) --journal $tmp/j.redb >$tmp/r.out 2>$tmp/r.err &
-r=$!
-$bin/emq-jobmanager -R tcp://127.0.0.1:$((p+1)) -J 2 2>$tmp/jm.err &
-jm=$!
-trap 'kill $jm $r 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
-export EMQ_ROUTER=tcp://127.0.0.1:$p EMQ_ADMIN=tcp://127.0.0.1:$((p+2))
-for _ in $(seq 50); do $bin/emq-cli workers 2>/dev/null | grep -q IDLE && break; sleep 0.2; done
+. scripts/fleet.sh
+start_fleet "$bin"
 seq 1 "$n" | sed 's/.*/{"handler":"emq.noop"}/' >$tmp/jobs
 rss() { awk '/VmRSS/{print $2}' /proc/$r/status; }
 idle=$(rss)
