@@ -24,9 +24,10 @@ pub struct LogEntry {
 ///
 /// Journaled as a MessagePack array ([`rows::record`] writes what serde
 /// writes for it as an array: a third smaller than with field names, and
-/// the journal's cost goes with its bytes), so **fields are only ever appended**, each with
-/// `#[serde(default)]`, and none is skipped when empty; rows written with
-/// names (before) read as well. `positional_rows_keep_their_layout` pins it.
+/// the journal's cost goes with its bytes), so **fields are only ever
+/// appended**, each with `#[serde(default)]`, and none is skipped when
+/// empty; rows written with names (before) read as well.
+/// `positional_rows_keep_their_layout` pins it.
 ///
 /// Its row (and its body's) is keyed by [`JobRecord::row_key`], the order in
 /// which the router accepted it, not by its msgid: clients' msgids are often
@@ -206,6 +207,7 @@ pub mod rows {
         } = record;
         let mut out = Vec::with_capacity(RECORD_CAPACITY);
         let w = &mut out;
+        // The twelve fields above, in their order.
         array_len(w, 12);
         opt_str(w, id.as_deref());
         str(w, queue);
