@@ -92,7 +92,8 @@ struct Args {
     #[arg(long, default_value_t = 600)]
     result_retention_s: u64,
     /// Most results kept at once: of ordinary jobs, and apart of ended
-    /// guaranteed jobs (their records; dead-lettered ones not counted).
+    /// guaranteed jobs (their records; dead-lettered ones, and those whose
+    /// result is owed to an unreachable client, not counted).
     #[arg(long, default_value_t = 100_000)]
     result_capacity: usize,
     /// After a restart or a takeover on a journal with state, how long

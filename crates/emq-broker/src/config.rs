@@ -99,7 +99,8 @@ pub struct Config {
     /// How long a finished job's result is kept for lookup by msgid.
     pub result_retention: Duration,
     /// Most results kept at once; the oldest go first. Ordinary results and
-    /// ended guaranteed jobs' records count apart; dead-lettered jobs not.
+    /// ended guaranteed jobs' records count apart; dead-lettered jobs, and
+    /// those whose result is owed to an unreachable client, not.
     pub result_capacity: usize,
     /// After a restart (or a takeover) on a journal with state, how long
     /// nothing is dispatched: jobmanagers reconnecting with results of runs

@@ -56,6 +56,9 @@ pub(crate) struct Guaranteed {
     /// early, so that a flood of finished jobs does not take them before
     /// an operator has seen them.
     purge_dead: VecDeque<(Instant, JobKey)>,
+    /// Ended jobs taken off `purge` for its capacity while their result
+    /// was still owed to an unreachable client: kept for their retention.
+    purge_owed: VecDeque<(Instant, JobKey)>,
     /// Acceptance order, journaled so that a restart re-queues in order.
     accepted_seq: u64,
     /// Results whose client was unreachable, resent at every heartbeat
@@ -70,6 +73,7 @@ impl Guaranteed {
             dead: HashMap::with_hasher(hasher),
             purge: VecDeque::new(),
             purge_dead: VecDeque::new(),
+            purge_owed: VecDeque::new(),
             accepted_seq: 0,
             redeliver: Vec::new(),
         }
@@ -85,11 +89,23 @@ impl Guaranteed {
     }
 
     pub(super) fn next_purge(&self) -> Option<Instant> {
-        let first = |q: &VecDeque<(Instant, JobKey)>| q.front().map(|(at, _)| *at);
-        match (first(&self.purge), first(&self.purge_dead)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [&self.purge, &self.purge_dead, &self.purge_owed]
+            .into_iter()
+            .filter_map(|q| q.front().map(|(at, _)| *at))
+            .min()
+    }
+
+    /// An ended job whose retention has passed by `now`, and whether it
+    /// was queued dead-lettered.
+    fn pop_due(&mut self, now: Instant) -> Option<(JobKey, bool)> {
+        let due = |(at, _): &mut (Instant, JobKey)| *at <= now;
+        if let Some((_, key)) = self.purge.pop_front_if(due) {
+            return Some((key, false));
         }
+        if let Some((_, key)) = self.purge_owed.pop_front_if(due) {
+            return Some((key, false));
+        }
+        self.purge_dead.pop_front_if(due).map(|(_, key)| (key, true))
     }
 
     /// Queue an ended job (`status`) for purging at `at`.
@@ -103,6 +119,13 @@ impl Guaranteed {
 
     pub(super) fn redeliver_later(&mut self, out: Outgoing) {
         self.redeliver.push(out);
+    }
+
+    /// Whether job `key`'s result waits to be sent again to its client.
+    fn awaits_redelivery(&self, key: &JobKey) -> bool {
+        self.redeliver
+            .iter()
+            .any(|o| matches!(&o.carries, Carries::Result { of, .. } if of == key))
     }
 }
 
@@ -334,30 +357,26 @@ impl Router {
 
     /// Forget ended jobs whose retention has passed, here and in the store.
     pub(super) fn purge_expired(&mut self, now: Instant) {
-        for dead in [false, true] {
-            loop {
-                let queue = if dead {
-                    &mut self.guaranteed.purge_dead
-                } else {
-                    &mut self.guaranteed.purge
-                };
-                let Some((_, key)) = queue.pop_front_if(|(at, _)| *at <= now) else {
-                    break;
-                };
-                self.purge_ended(&key, dead);
-            }
+        while let Some((key, dead)) = self.guaranteed.pop_due(now) {
+            self.purge_ended(&key, dead);
         }
     }
 
     /// Forget the oldest ended jobs beyond `result_capacity` (dead-lettered
     /// ones excepted): at 50,000 guaranteed jobs a second the retention
     /// alone would keep millions of records, in memory and in the journal.
-    /// Returns how many it forgot.
+    /// A job whose result still waits for its client (unreachable when it
+    /// was sent) is owed: it leaves the count and is kept until its
+    /// retention ends. Returns how many it forgot.
     fn purge_over_capacity(&mut self) -> usize {
         let mut purged = 0;
         while self.guaranteed.purge.len() > self.config.result_capacity {
-            let (_, key) = self.guaranteed.purge.pop_front().expect("over capacity");
-            purged += usize::from(self.purge_ended(&key, false));
+            let (at, key) = self.guaranteed.purge.pop_front().expect("over capacity");
+            if self.guaranteed.awaits_redelivery(&key) {
+                self.guaranteed.purge_owed.push_back((at, key));
+            } else {
+                purged += usize::from(self.purge_ended(&key, false));
+            }
         }
         purged
     }

@@ -495,6 +495,62 @@ fn ended_guaranteed_jobs_past_the_result_capacity_are_purged_oldest_first() {
     }
 }
 
+/// A job whose result its client has not received (unreachable when it
+/// was sent) is not purged for capacity: it is owed, leaves the count and
+/// is kept until its retention.
+#[test]
+fn an_ended_job_whose_result_is_owed_is_not_purged_for_capacity() {
+    let mut s = Sim::new(Config {
+        result_capacity: 1,
+        ..Config::default()
+    });
+    s.inform("jm", &[(10, "default")]);
+    s.ready("jm", 10);
+    s.request("away", "owed", "default", "guarantee,reply-requested");
+    s.dispatched();
+    s.reply_with("jm", "owed", Outcome::Ok);
+    let reply =
+        s.r.take_outgoing()
+            .find(|o| o.endpoint == Endpoint::Frontend)
+            .expect("the result");
+    s.r.undeliverable(s.now, reply);
+    for n in 0..3 {
+        let id = format!("g{n}");
+        s.request("c", &id, "default", "guarantee");
+        s.dispatched();
+        s.reply_with("jm", &id, Outcome::Ok);
+        s.ready("jm", 1);
+    }
+    assert!(known(&mut s, "owed"), "owed to its client");
+    assert!(!known(&mut s, "g0") && !known(&mut s, "g1") && known(&mut s, "g2"));
+    // The client is back: the next heartbeat delivers it; it stays its
+    // retention all the same, and the capacity keeps the newest others.
+    s.send(
+        Endpoint::Backend,
+        "jm",
+        "hb",
+        Message::Heartbeat {
+            unix_time: "0".into(),
+            state: None,
+            workers: None,
+        },
+    );
+    s.advance(Duration::from_secs(1));
+    assert!(s
+        .drain()
+        .iter()
+        .any(|(_, p, e)| p == "away" && matches!(&e.message, Message::Reply(Reply::Result(r)) if r.of == "owed")));
+    s.request("c", "g3", "default", "guarantee");
+    s.dispatched();
+    s.reply_with("jm", "g3", Outcome::Ok);
+    assert!(known(&mut s, "owed") && !known(&mut s, "g2") && known(&mut s, "g3"));
+    s.advance(s.r.config.result_retention + Duration::from_secs(1));
+    assert!(
+        !known(&mut s, "owed") && !known(&mut s, "g3"),
+        "both at their retention"
+    );
+}
+
 #[test]
 fn result_from_a_jobmanager_that_has_not_informed_yet_is_kept() {
     // After a restart the router holds a journaled job; the jobmanager that
