@@ -15,32 +15,14 @@ fn dead_jobmanager_jobs_go_back_to_the_front_and_to_another() {
     // jm2 keeps talking, jm1 goes silent.
     for _ in 0..4 {
         s.advance(Duration::from_secs(1));
-        s.send(
-            Endpoint::Backend,
-            "jm2",
-            "hb",
-            Message::Heartbeat {
-                unix_time: "0".into(),
-                state: None,
-                workers: None,
-            },
-        );
+        s.heartbeat("jm2");
     }
     s.drain();
     assert!(s.r.fleet.contains_key(&peer("jm1")), "still within its window");
     s.advance(Duration::from_millis(1100));
     assert!(!s.r.fleet.contains_key(&peer("jm1")), "expired");
     s.drain();
-    s.send(
-        Endpoint::Backend,
-        "jm2",
-        "hb",
-        Message::Heartbeat {
-            unix_time: "0".into(),
-            state: None,
-            workers: None,
-        },
-    );
+    s.heartbeat("jm2");
     s.ready("jm2", 3);
     // In-flight jobs first, in their original order, then the one that waited.
     assert_eq!(s.dispatched(), d(&[("jm2", "j1"), ("jm2", "j2"), ("jm2", "j3")]));

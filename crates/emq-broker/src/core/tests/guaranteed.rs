@@ -100,16 +100,7 @@ fn failed_attempts_back_off_then_dead_letter_then_retry_by_hand() {
     assert!(matches!(&out[0].2.message, Message::Reply(Reply::Result(r)) if r.outcome == Outcome::Crashed));
     assert_eq!(puts(&s.r.take_store_ops()).last().unwrap().1, Status::Dead);
     for _ in 0..10 {
-        s.send(
-            Endpoint::Backend,
-            "jm",
-            "hb",
-            Message::Heartbeat {
-                unix_time: "0".into(),
-                state: None,
-                workers: None,
-            },
-        );
+        s.heartbeat("jm");
         s.advance(Duration::from_secs(1));
     }
     assert!(s.dispatched().is_empty(), "a dead job does not cycle");
@@ -378,29 +369,11 @@ fn finished_guaranteed_jobs_are_purged_after_retention() {
     let _ = s.r.take_store_ops();
     let row = s.row_of("g");
     for _ in 0..29 {
-        s.send(
-            Endpoint::Backend,
-            "jm",
-            "hb",
-            Message::Heartbeat {
-                unix_time: "0".into(),
-                state: None,
-                workers: None,
-            },
-        );
+        s.heartbeat("jm");
         s.advance(Duration::from_secs(1));
     }
     assert!(s.r.take_store_ops().is_empty());
-    s.send(
-        Endpoint::Backend,
-        "jm",
-        "hb",
-        Message::Heartbeat {
-            unix_time: "0".into(),
-            state: None,
-            workers: None,
-        },
-    );
+    s.heartbeat("jm");
     s.advance(Duration::from_secs(2));
     let ops = s.r.take_store_ops();
     assert!(ops.contains(&StoreOp::delete(Table::Records, row.as_str())));
@@ -495,6 +468,20 @@ fn ended_guaranteed_jobs_past_the_result_capacity_are_purged_oldest_first() {
     }
 }
 
+/// Guaranteed job `id` of `client` run (on "jm") and ended, its result
+/// reported undeliverable by the transport: the client is not connected
+/// (yet).
+fn ended_for_an_unreachable_client(s: &mut Sim, client: &str, id: &str) {
+    s.request(client, id, "default", "guarantee,reply-requested");
+    s.dispatched();
+    s.reply_with("jm", id, Outcome::Ok);
+    let reply =
+        s.r.take_outgoing()
+            .find(|o| o.endpoint == Endpoint::Frontend)
+            .expect("the result");
+    s.r.undeliverable(s.now, reply);
+}
+
 /// A job whose result its client has not received (unreachable when it
 /// was sent) is not purged for capacity: it is owed, leaves the count and
 /// is kept until its retention.
@@ -506,14 +493,7 @@ fn an_ended_job_whose_result_is_owed_is_not_purged_for_capacity() {
     });
     s.inform("jm", &[(10, "default")]);
     s.ready("jm", 10);
-    s.request("away", "owed", "default", "guarantee,reply-requested");
-    s.dispatched();
-    s.reply_with("jm", "owed", Outcome::Ok);
-    let reply =
-        s.r.take_outgoing()
-            .find(|o| o.endpoint == Endpoint::Frontend)
-            .expect("the result");
-    s.r.undeliverable(s.now, reply);
+    ended_for_an_unreachable_client(&mut s, "away", "owed");
     for n in 0..3 {
         let id = format!("g{n}");
         s.request("c", &id, "default", "guarantee");
@@ -525,16 +505,7 @@ fn an_ended_job_whose_result_is_owed_is_not_purged_for_capacity() {
     assert!(!known(&mut s, "g0") && !known(&mut s, "g1") && known(&mut s, "g2"));
     // The client is back: the next heartbeat delivers it; it stays its
     // retention all the same, and the capacity keeps the newest others.
-    s.send(
-        Endpoint::Backend,
-        "jm",
-        "hb",
-        Message::Heartbeat {
-            unix_time: "0".into(),
-            state: None,
-            workers: None,
-        },
-    );
+    s.heartbeat("jm");
     s.advance(Duration::from_secs(1));
     assert!(s
         .drain()
@@ -601,26 +572,9 @@ fn guaranteed_result_for_an_unreachable_client_is_sent_again() {
     let mut s = guaranteed_sim();
     s.inform("jm", &[(10, "default")]);
     s.ready("jm", 1);
-    s.request("c", "g", "default", "guarantee,reply-requested");
-    s.dispatched();
-    s.reply_with("jm", "g", Outcome::Ok);
-    let reply =
-        s.r.take_outgoing()
-            .find(|o| o.endpoint == Endpoint::Frontend)
-            .expect("the result");
-    // The client is not connected (yet): the transport reports it.
-    s.r.undeliverable(s.now, reply);
+    ended_for_an_unreachable_client(&mut s, "c", "g");
     assert!(s.drain().is_empty());
-    s.send(
-        Endpoint::Backend,
-        "jm",
-        "hb",
-        Message::Heartbeat {
-            unix_time: "0".into(),
-            state: None,
-            workers: None,
-        },
-    );
+    s.heartbeat("jm");
     s.advance(Duration::from_secs(1));
     let out = s.drain();
     assert!(
@@ -630,16 +584,7 @@ fn guaranteed_result_for_an_unreachable_client_is_sent_again() {
         "{out:?}"
     );
     // Delivered this time: not sent a third time.
-    s.send(
-        Endpoint::Backend,
-        "jm",
-        "hb",
-        Message::Heartbeat {
-            unix_time: "0".into(),
-            state: None,
-            workers: None,
-        },
-    );
+    s.heartbeat("jm");
     s.advance(Duration::from_secs(1));
     assert!(!s.drain().iter().any(|(ep, _, _)| *ep == Endpoint::Frontend));
 }

@@ -242,6 +242,16 @@ impl Sim {
         self.send(Endpoint::Backend, jm, "rep", Message::Reply(Reply::Result(r)));
     }
 
+    /// A HEARTBEAT from jobmanager `jm`.
+    pub(super) fn heartbeat(&mut self, jm: &str) {
+        let hb = Message::Heartbeat {
+            unix_time: "0".into(),
+            state: None,
+            workers: None,
+        };
+        self.send(Endpoint::Backend, jm, "hb", hb);
+    }
+
     pub(super) fn advance(&mut self, d: Duration) {
         self.now = self.now.after(d);
         self.r.tick(self.now);
@@ -256,12 +266,7 @@ impl Sim {
         loop {
             if !self.alive.is_empty() && next_heartbeat <= self.now.mono {
                 for jm in self.alive.clone() {
-                    let hb = Message::Heartbeat {
-                        unix_time: "0".into(),
-                        state: None,
-                        workers: None,
-                    };
-                    self.send(Endpoint::Backend, &jm, "hb", hb);
+                    self.heartbeat(&jm);
                 }
                 next_heartbeat = self.now.mono + Duration::from_secs(1);
             }
