@@ -192,15 +192,31 @@ impl Client {
 
     /// A job's REQUEST, and its id.
     fn job_frames(&mut self, job: &Job) -> (JobId, Vec<Vec<u8>>) {
-        let id = job.id.clone().unwrap_or_else(|| JobId(self.ids.next()));
+        let id = self.job_id(job);
         let body = job.call.encode(job.content_type);
-        let req = Request {
-            queue: job.queue.clone(),
-            headers: job.headers(),
-            body,
+        (id.clone(), request_frames(job, &id, body))
+    }
+
+    fn job_id(&mut self, job: &Job) -> JobId {
+        job.id.clone().unwrap_or_else(|| JobId(self.ids.next()))
+    }
+
+    /// Submit `job` into `batch`, straight from its parts (no frames built
+    /// and copied); a full batch is sent, and a job too large for one goes
+    /// alone after it.
+    fn batch_job(&mut self, batch: &mut BatchWriter, job: &Job) -> (JobId, Result<(), ClientError>) {
+        let id = self.job_id(job);
+        let body = job.call.encode(job.content_type);
+        let sent = if batch.push_request(&id.0, &job.queue, &job.headers().encode(), &body) {
+            match batch.is_full() {
+                true => self.send_batch(batch),
+                false => Ok(()),
+            }
+        } else {
+            let alone = request_frames(job, &id, body);
+            self.send_batch(batch).and_then(|()| self.send(alone))
         };
-        let frames = Message::Request(req).into_frames(&id.0);
-        (id, frames)
+        (id, sent)
     }
 
     fn expect_result(&mut self, job: &Job, id: &JobId) {
@@ -359,14 +375,12 @@ impl Client {
                         if job.is_acknowledged() && job.id.is_none() {
                             job = job.with_id(JobId(self.ids.next()));
                         }
-                        let (id, frames) = self.job_frames(&job);
-                        let sent = match batching {
-                            true => match batch.push(frames) {
-                                Ok(()) if batch.is_full() => self.send_batch(&mut batch),
-                                Ok(()) => Ok(()),
-                                Err(alone) => self.send_batch(&mut batch).and_then(|()| self.send(alone)),
-                            },
-                            false => self.send(frames),
+                        let (id, sent) = match batching {
+                            true => self.batch_job(&mut batch, &job),
+                            false => {
+                                let (id, frames) = self.job_frames(&job);
+                                (id, self.send(frames))
+                            }
                         };
                         match sent {
                             Ok(()) => {
@@ -703,6 +717,16 @@ impl Client {
             _ => {}
         }
     }
+}
+
+/// `job`'s REQUEST frames, with id `id` and its encoded call `body`.
+fn request_frames(job: &Job, id: &JobId, body: Vec<u8>) -> Vec<Vec<u8>> {
+    let req = Request {
+        queue: job.queue.clone(),
+        headers: job.headers(),
+        body,
+    };
+    Message::Request(req).into_frames(&id.0)
 }
 
 fn to_output(id: JobId, handler: &str, r: ResultFrames) -> Result<JobOutput, ClientError> {

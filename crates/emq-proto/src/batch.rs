@@ -137,6 +137,18 @@ impl BatchWriter {
         Ok(())
     }
 
+    /// Add a REQUEST from its parts (what a client submits most), without
+    /// building its frames first. Returns false if it must go alone
+    /// ([`batchable`]): nothing was added.
+    pub fn push_request(&mut self, msgid: &str, queue: &str, headers: &str, body: &[u8]) -> bool {
+        if !batchable(&[msgid.as_bytes(), queue.as_bytes(), headers.as_bytes(), body]) {
+            return false;
+        }
+        push_request(&mut self.packed, msgid, queue, headers, body);
+        self.entries += 1;
+        true
+    }
+
     /// Add `message` with id `msgid`; a result (what a jobmanager sends
     /// most) goes in from its parts, without building its frames first.
     /// Returns the message's frames if it must go alone ([`batchable`]).
@@ -344,6 +356,24 @@ mod tests {
         push_entry(&mut packed, &[b"BATCH", b"x", b""]);
         let got = entries(&batch_frames("b", packed));
         assert!(matches!(got[0], Err(DecodeError::BadPayload { .. })));
+    }
+
+    /// A REQUEST pushed from its parts is the entry its frames make, and
+    /// one too large for a BATCH is left out, the batch untouched.
+    #[test]
+    fn a_request_pushed_from_its_parts_is_the_entry_its_frames_make() {
+        let headers = "reply-requested,batch-reply";
+        let request = Message::Request(crate::Request {
+            queue: "q".into(),
+            headers: crate::Headers::parse(headers),
+            body: b"[1]".to_vec(),
+        });
+        let (mut by_parts, mut by_frames) = (BatchWriter::new(), BatchWriter::new());
+        assert!(by_parts.push_request("m1", "q", headers, b"[1]"));
+        by_frames.push(request.into_frames("m1")).expect("batchable");
+        assert_eq!(by_parts.take_frames("b"), by_frames.take_frames("b"));
+        assert!(!by_parts.push_request("m2", "q", "", &vec![b'x'; BATCH_ENTRY_FRAME_MAX + 1]));
+        assert!(by_parts.is_empty());
     }
 
     proptest::proptest! {
