@@ -251,14 +251,8 @@ pub mod rows {
             }
             None => w.push(NIL),
         }
-        match finished_unix_ms {
-            Some(t) => sint(w, *t),
-            None => w.push(NIL),
-        }
-        match not_before_unix_ms {
-            Some(t) => sint(w, *t),
-            None => w.push(NIL),
-        }
+        opt_sint(w, *finished_unix_ms);
+        opt_sint(w, *not_before_unix_ms);
         opt_str(w, flow.as_deref());
         out
     }
@@ -320,6 +314,14 @@ pub mod rows {
     fn opt_str(w: &mut Vec<u8>, s: Option<&str>) {
         match s {
             Some(s) => str(w, s),
+            None => w.push(NIL),
+        }
+    }
+
+    #[inline]
+    fn opt_sint(w: &mut Vec<u8>, v: Option<i64>) {
+        match v {
+            Some(v) => sint(w, v),
             None => w.push(NIL),
         }
     }

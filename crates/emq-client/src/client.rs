@@ -193,8 +193,8 @@ impl Client {
     /// A job's REQUEST, and its id.
     fn job_frames(&mut self, job: &Job) -> (JobId, Vec<Vec<u8>>) {
         let id = self.job_id(job);
-        let body = job.call.encode(job.content_type);
-        (id.clone(), request_frames(job, &id, body))
+        let frames = request_frames(job, &id, job.call.encode(job.content_type));
+        (id, frames)
     }
 
     fn job_id(&mut self, job: &Job) -> JobId {
