@@ -235,12 +235,10 @@ impl Pool {
     /// Move queued job messages into the shared queue while it has room, and
     /// keep the worker count.
     pub(crate) fn flush_writes(&mut self) -> Result<(), SpawnError> {
-        while let Some((_, msg)) = self.overflow.front() {
-            match self.queue.send(msg) {
-                Ok(true) => {
-                    self.overflow.pop_front();
-                }
-                Ok(false) => break,
+        while !self.overflow.is_empty() {
+            match self.queue.send(self.overflow.iter().map(|(_, msg)| msg.as_slice())) {
+                Ok(0) => break,
+                Ok(sent) => drop(self.overflow.drain(..sent)),
                 Err(e) => {
                     // Not expected on a socket pair we hold both ends of.
                     warn!("cannot queue a job for the workers: {e}");

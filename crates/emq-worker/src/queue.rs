@@ -1,8 +1,8 @@
 //! The job queue every worker of a jobmanager takes from: one
 //! `SOCK_SEQPACKET` socket pair. The jobmanager sends each job as one
-//! message on its end; every worker holds the other end and an idle one
-//! takes the next message, so a job never waits behind another job while a
-//! worker is free (the way prefork servers share one `accept()`). The kernel
+//! message on its end (a turn's jobs in one `sendmmsg`); every worker holds
+//! the other end and an idle one takes the next message, so a job never
+//! waits behind another job while a worker is free (the way prefork servers share one `accept()`). The kernel
 //! gives each message to exactly one reader, whole.
 //!
 //! The jobmanager also keeps the workers' end, to take back what no worker
@@ -16,6 +16,9 @@ pub(crate) const QUEUE_FD_ENV: &str = "EMQ_WORKER_QUEUE_FD";
 
 /// Send buffer asked for (the kernel caps it at `net.core.wmem_max`).
 const SEND_BUFFER: libc::c_int = 4 << 20;
+
+/// Most messages given to one `sendmmsg`.
+const SEND_AT_ONCE: usize = 64;
 
 /// The jobmanager's side of the queue.
 pub(crate) struct SharedQueue {
@@ -72,24 +75,46 @@ impl SharedQueue {
         self.send_end.as_raw_fd()
     }
 
-    /// Queue one job message; `Ok(false)` when the socket is full.
-    pub(crate) fn send(&self, msg: &[u8]) -> io::Result<bool> {
+    /// Queue job messages, oldest first, in one syscall (`sendmmsg`): how
+    /// many went in before the socket was full.
+    pub(crate) fn send<'a>(&self, msgs: impl Iterator<Item = &'a [u8]>) -> io::Result<usize> {
+        let mut iovecs: Vec<libc::iovec> = msgs
+            .take(SEND_AT_ONCE)
+            .map(|m| libc::iovec {
+                iov_base: m.as_ptr() as *mut libc::c_void,
+                iov_len: m.len(),
+            })
+            .collect();
+        if iovecs.is_empty() {
+            return Ok(0);
+        }
+        // SAFETY: an all-zero mmsghdr is valid (no name, no control data).
+        let mut headers: Vec<libc::mmsghdr> = iovecs
+            .iter_mut()
+            .map(|iov| {
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
         loop {
-            // SAFETY: send from a valid buffer on a descriptor we own.
+            // SAFETY: each header points at one iovec of a message that
+            // outlives the call; the count is the headers' length.
             let r = unsafe {
-                libc::send(
+                libc::sendmmsg(
                     self.send_end.as_raw_fd(),
-                    msg.as_ptr().cast(),
-                    msg.len(),
+                    headers.as_mut_ptr(),
+                    headers.len() as libc::c_uint,
                     libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
                 )
             };
             if r >= 0 {
-                return Ok(true);
+                return Ok(r as usize);
             }
             let e = io::Error::last_os_error();
             match e.kind() {
-                io::ErrorKind::WouldBlock => return Ok(false),
+                io::ErrorKind::WouldBlock => return Ok(0),
                 io::ErrorKind::Interrupted => continue,
                 _ => return Err(e),
             }
@@ -143,12 +168,21 @@ mod tests {
     #[test]
     fn each_message_goes_whole_to_one_reader_and_comes_back_in_order() {
         let q = SharedQueue::new().unwrap();
+        let msgs: Vec<[u8; 300]> = (0..100_000u32).map(|i| [(i % 251) as u8; 300]).collect();
         let mut sent = 0;
-        while sent < 100_000 && q.send(&[sent as u8; 300]).unwrap() {
-            sent += 1;
+        let mut calls = 0;
+        loop {
+            let n = q.send(msgs[sent..].iter().map(|m| m.as_slice())).unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(n <= SEND_AT_ONCE);
+            sent += n;
+            calls += 1;
         }
         assert!(sent >= 32, "only {sent} small jobs fit in the queue");
         assert!(sent < 100_000, "a full queue says so");
+        assert!(calls < sent, "{sent} messages took {calls} calls");
         let mut buf = vec![0u8; 1024];
         assert_eq!(take(q.take_fd(), &mut buf).unwrap(), Some(300));
         assert_eq!(buf[0], 0);
@@ -157,9 +191,11 @@ mod tests {
         assert!(rest
             .iter()
             .enumerate()
-            .all(|(i, m)| m.len() == 300 && m[0] == (i + 1) as u8));
+            .all(|(i, m)| m.len() == 300 && m[0] == ((i + 1) % 251) as u8));
         assert_eq!(take(q.take_fd(), &mut buf).unwrap(), None);
-        assert!(q.send(&vec![1u8; crate::ipc::MAX_INLINE]).unwrap());
+        assert_eq!(q.send(std::iter::empty()).unwrap(), 0);
+        let big = vec![1u8; crate::ipc::MAX_INLINE];
+        assert_eq!(q.send(std::iter::once(big.as_slice())).unwrap(), 1);
         let mut small = [0u8; 16];
         assert!(take(q.take_fd(), &mut small).is_err());
     }

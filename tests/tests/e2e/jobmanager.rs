@@ -453,6 +453,54 @@ fn a_long_job_holds_up_no_short_job() {
     }
 }
 
+/// A worker asked to leave while it goes from job to job without waiting
+/// (it looks at its stdin only every millisecond then) still leaves, and
+/// no job is lost on the way.
+#[test]
+fn a_pool_shrunk_under_load_loses_a_worker_and_no_job() {
+    let r = router();
+    let dir = Scratch::new();
+    let file = dir.path("jm.toml");
+    std::fs::write(&file, "jobs = 2\nprefetch = 200\n").unwrap();
+    let jm = JobManagerProc::start(&r, &["--config", file.to_str().unwrap()]);
+    workers(&jm, 2);
+    let ctx = zmq::Context::new();
+    let client = Dealer::connect(&ctx, &r.frontend, None);
+    // 2 ms jobs, 300 in flight: the workers' queue stays full, so neither
+    // worker ever waits for a job (where it would look at its stdin anyway).
+    const IN_FLIGHT: usize = 300;
+    const MAX_JOBS: usize = 20_000;
+    let mut sent = 0;
+    let mut done = 0;
+    let send = |sent: &mut usize| {
+        submit(&client, &format!("j{sent}"), "emq.sleep", json!([0.002]), "");
+        *sent += 1;
+    };
+    while sent < IN_FLIGHT {
+        send(&mut sent);
+    }
+    let mut shrunk = false;
+    let deadline = Instant::now() + T;
+    while !shrunk && sent < MAX_JOBS && Instant::now() < deadline {
+        let (frames, _) = result(&client, T).expect("a result while the pool shrinks");
+        assert_eq!(frames.outcome, Outcome::Ok, "{}", frames.of);
+        done += 1;
+        send(&mut sent);
+        if done == 200 {
+            std::fs::write(&file, "jobs = 1\nprefetch = 200\n").unwrap();
+            jm.proc.signal(Signal::SIGHUP);
+        }
+        shrunk = done > 200 && done % 10 == 0 && jm.worker_pids().len() == 1;
+    }
+    assert!(shrunk, "still {:?} workers after {sent} jobs", jm.worker_pids());
+    while done < sent {
+        let (frames, _) = result(&client, T).unwrap_or_else(|| panic!("{} of {sent} results", done));
+        assert_eq!(frames.outcome, Outcome::Ok, "{}", frames.of);
+        done += 1;
+    }
+    assert_eq!(jm.worker_pids().len(), 1);
+}
+
 /// Jobs too large for one message in the workers' queue go as tickets, their
 /// bodies on the worker's own pipe; small ones beside them are unaffected.
 #[test]
