@@ -17,6 +17,28 @@ impl JobId {
     }
 }
 
+/// Fresh ids for many jobs: counting from one random seed, so a batch of
+/// ids costs one draw from the OS, not one each (ids are as unique as
+/// [`JobId::new`]'s; ids of one batch are consecutive).
+#[derive(Debug, Clone)]
+pub struct JobIds(emq_proto::MsgIds);
+
+impl JobIds {
+    /// Ids counting from a fresh random seed.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> JobIds {
+        JobIds(emq_proto::MsgIds::from_seed(emq_net::random_seed()))
+    }
+}
+
+impl Iterator for JobIds {
+    type Item = JobId;
+
+    fn next(&mut self) -> Option<JobId> {
+        Some(JobId(self.0.next()))
+    }
+}
+
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -220,4 +242,18 @@ pub struct JobOutput {
     pub id: JobId,
     /// What its handler returned.
     pub value: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_of_a_batch_are_distinct_uuids_and_batches_differ() {
+        let a: Vec<JobId> = JobIds::new().take(1000).collect();
+        let b: Vec<JobId> = JobIds::new().take(1000).collect();
+        let all: std::collections::HashSet<&str> = a.iter().chain(&b).map(|id| id.0.as_str()).collect();
+        assert_eq!(all.len(), 2000);
+        assert!(all.iter().all(|id| id.len() == 36 && id.as_bytes()[8] == b'-'));
+    }
 }

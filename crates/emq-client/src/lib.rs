@@ -29,4 +29,4 @@ pub use emq_proto::{
 };
 pub use error::ClientError;
 pub use graph::{Graph, Node};
-pub use job::{Job, JobId, JobOutput};
+pub use job::{Job, JobId, JobIds, JobOutput};

@@ -1,12 +1,11 @@
 //! `emq-cli bulk`: one job per line, pipelined with a bounded window, with a
 //! progress bar on a terminal and a summary at the end.
 
-use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use emq_client::{Job, JobId, Value};
+use emq_client::{Job, JobId, JobIds, Value};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{secs, JobOpts};
@@ -14,6 +13,8 @@ use crate::conn::{ClientConn, Common};
 use crate::exit::{Exit, Failure};
 use crate::output::{shown, ResultOut};
 use crate::Cli;
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// `bulk`'s arguments.
 #[derive(Args, Debug)]
@@ -91,7 +92,8 @@ pub fn run(cli: &Cli, args: &BulkArgs) -> Result<u8, Failure> {
     let idle_timeout = secs("--idle-timeout", args.idle_timeout)?;
     let lines = read_lines(args.file.as_deref())?;
     let mut jobs = Vec::new();
-    let mut line_of: HashMap<JobId, usize> = HashMap::new();
+    let mut ids = JobIds::new();
+    let mut line_of: HashMap<JobId, usize> = HashMap::default();
     let mut bad = 0usize;
     for (n, line) in lines.iter().enumerate() {
         let trimmed = line.trim();
@@ -100,7 +102,7 @@ pub fn run(cli: &Cli, args: &BulkArgs) -> Result<u8, Failure> {
         }
         match parse_line(line, &args.opts) {
             Ok(job) => {
-                let id = JobId::new();
+                let id = ids.next().expect("JobIds never ends");
                 line_of.insert(id.clone(), n + 1);
                 jobs.push(job.with_id(id));
             }
