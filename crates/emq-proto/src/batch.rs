@@ -180,10 +180,13 @@ impl BatchWriter {
         self.packed.len() >= BATCH_BYTES
     }
 
-    /// The BATCH's frames, and the writer emptied for the next one.
+    /// The BATCH's frames, and the writer emptied for the next one, with
+    /// room for as many bytes as this one had (batches of a steady load
+    /// are alike: the next fills without growing step by step).
     pub fn take_frames(&mut self, msgid: &str) -> Vec<Vec<u8>> {
         self.entries = 0;
-        batch_frames(msgid, std::mem::take(&mut self.packed))
+        let room = Vec::with_capacity(self.packed.len());
+        batch_frames(msgid, std::mem::replace(&mut self.packed, room))
     }
 }
 
