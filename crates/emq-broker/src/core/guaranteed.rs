@@ -22,7 +22,7 @@ use super::jobs::{Job, JobKey, Place};
 use super::{Carries, Endpoint, Outgoing, PeerId, Router};
 use crate::journal::{CorruptRow, Row, StoreOp, Table};
 use crate::tracking::{rows, JobBody, JobRecord, StoredOutcome};
-use crate::HashMap;
+use crate::{HashMap, HashSet};
 
 /// The state a new guaranteed job enters.
 pub(super) enum Entry {
@@ -64,13 +64,17 @@ pub(crate) struct Guaranteed {
     /// Results whose client was unreachable, resent at every heartbeat
     /// until delivered or the job is purged.
     redeliver: Vec<Outgoing>,
+    /// The jobs of `redeliver`'s results: the capacity purge asks for each
+    /// ended job, and a mass disconnect can owe many thousands.
+    owed: HashSet<JobKey>,
 }
 
 impl Guaranteed {
     pub(super) fn new(hasher: crate::Hasher) -> Guaranteed {
         Guaranteed {
             tracked: HashMap::with_hasher(hasher.clone()),
-            dead: HashMap::with_hasher(hasher),
+            dead: HashMap::with_hasher(hasher.clone()),
+            owed: HashSet::with_hasher(hasher),
             purge: VecDeque::new(),
             purge_dead: VecDeque::new(),
             purge_owed: VecDeque::new(),
@@ -118,14 +122,22 @@ impl Guaranteed {
     }
 
     pub(super) fn redeliver_later(&mut self, out: Outgoing) {
+        if let Carries::Result { of, .. } = &out.carries {
+            self.owed.insert(of.clone());
+        }
         self.redeliver.push(out);
+    }
+
+    /// The results to send again, handed over whole (what fails again
+    /// comes back through `redeliver_later`).
+    fn take_redeliveries(&mut self) -> Vec<Outgoing> {
+        self.owed.clear();
+        std::mem::take(&mut self.redeliver)
     }
 
     /// Whether job `key`'s result waits to be sent again to its client.
     fn awaits_redelivery(&self, key: &JobKey) -> bool {
-        self.redeliver
-            .iter()
-            .any(|o| matches!(&o.carries, Carries::Result { of, .. } if of == key))
+        self.owed.contains(key)
     }
 }
 
@@ -400,7 +412,7 @@ impl Router {
     /// Send again the results whose client was unreachable, for jobs still
     /// tracked (every heartbeat).
     pub(super) fn redeliver_results(&mut self) {
-        for out in std::mem::take(&mut self.guaranteed.redeliver) {
+        for out in self.guaranteed.take_redeliveries() {
             if let Carries::Result { of, .. } = &out.carries {
                 if self.guaranteed.tracked.contains_key(of) {
                     self.push_alone(out);
