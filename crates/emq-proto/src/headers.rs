@@ -132,11 +132,6 @@ pub struct Headers {
 const BATCH_REPLY: &str = "batch-reply";
 
 impl Headers {
-    /// Whether a headers frame has `batch-reply`, without parsing the rest.
-    pub fn has_batch_reply(frame: &str) -> bool {
-        frame.split(',').any(|h| h.trim() == BATCH_REPLY)
-    }
-
     /// Parse a headers frame; never fails.
     pub fn parse(frame: &str) -> Headers {
         let mut h = Headers::default();

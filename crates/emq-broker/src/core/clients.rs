@@ -12,7 +12,7 @@ use emq_proto::{
 use log::{debug, info, warn};
 
 use super::handlers::HandlerId;
-use super::jobs::{Job, JobKey, Place};
+use super::jobs::{Job, JobKey, Place, ResultTo};
 use super::{Carries, Endpoint, PeerId, Router};
 use crate::UnknownQueuePolicy;
 use emq_proto::views::Admission;
@@ -236,7 +236,7 @@ impl Router {
             queue: queue_name.clone(),
             headers: headers_frame,
             body: req.body.into_boxed_slice(),
-            reply_requested: headers.reply_requested,
+            result_to: ResultTo::of(&headers),
             guarantee,
             handler: HandlerId::UNREAD,
             attempts: 0,
@@ -485,11 +485,11 @@ impl Router {
         }
         if job.guarantee {
             self.track_finish(now, key, job.as_ref(), &result);
-            if job.reply_requested {
+            if job.result_to.requested() {
                 // Only once its end is journaled: a client that has the result
                 // must never see the job run again after a crash.
                 let reply = Message::Reply(Reply::Result(result));
-                if emq_proto::Headers::has_batch_reply(&job.headers) {
+                if job.result_to == ResultTo::ClientBatched {
                     self.send_batched(&job.client, reply, true, Some((key.clone(), job.queue.clone())));
                 } else {
                     self.send_journaled(&job.client, reply, carries);
@@ -498,14 +498,14 @@ impl Router {
             self.keep_if_dead(key, job);
             return;
         }
-        if keep || !job.reply_requested {
+        if keep || !job.result_to.requested() {
             self.results.insert(now, job.queue.to_string(), result.clone());
         }
-        if job.reply_requested && emq_proto::Headers::has_batch_reply(&job.headers) {
+        if job.result_to == ResultTo::ClientBatched {
             // With the others of this turn for the same client, in a BATCH.
             let reply = Message::Reply(Reply::Result(result));
             self.send_batched(&job.client, reply, false, Some((key.clone(), job.queue.clone())));
-        } else if job.reply_requested {
+        } else if job.result_to == ResultTo::Client {
             // The common case moves the result; only a kept one is copied.
             let reply = Message::Reply(Reply::Result(result));
             self.push(Endpoint::Frontend, &job.client, reply, false, carries);

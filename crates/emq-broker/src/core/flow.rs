@@ -407,7 +407,7 @@ impl Router {
             return;
         }
         self.release_flow(old, &job);
-        if job.reply_requested {
+        if job.result_to.requested() {
             let carries = super::Carries::Result {
                 of: old.clone(),
                 queue: job.queue.clone(),

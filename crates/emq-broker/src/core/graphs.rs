@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::guaranteed::Entry;
 use super::handlers::HandlerId;
-use super::jobs::{Job, JobKey, Place};
+use super::jobs::{Job, JobKey, Place, ResultTo};
 use super::{Carries, Endpoint, PeerId, Router};
 use crate::journal::{CorruptRow, Row, StoreOp, Table};
 use crate::HashMap;
@@ -239,7 +239,7 @@ impl Router {
                 queue: queue.clone(),
                 headers: self.shared_headers(headers.encode()),
                 body: body.into_boxed_slice(),
-                reply_requested: false,
+                result_to: ResultTo::Nobody,
                 guarantee: true,
                 handler: HandlerId::UNREAD,
                 attempts: 0,

@@ -18,7 +18,7 @@ use emq_proto::{
 };
 use log::{info, warn};
 
-use super::jobs::{Job, JobKey, Place};
+use super::jobs::{Job, JobKey, Place, ResultTo};
 use super::{Carries, Endpoint, Outgoing, PeerId, Router};
 use crate::journal::{CorruptRow, Row, StoreOp, Table};
 use crate::tracking::{rows, JobBody, JobRecord, StoredOutcome};
@@ -631,7 +631,7 @@ impl Router {
                     Some(Box::new(Job {
                         client,
                         queue,
-                        reply_requested: headers.reply_requested,
+                        result_to: ResultTo::of(&headers),
                         headers: self.shared_headers(b.headers),
                         body: b.body.into_boxed_slice(),
                         guarantee: true,

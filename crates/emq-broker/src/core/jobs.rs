@@ -206,6 +206,34 @@ pub(crate) enum Place {
     },
 }
 
+/// Whether and how a job's result goes to its client (one byte, where two
+/// flags would make a `Job` a malloc size class larger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResultTo {
+    /// Not asked for (`reply-requested` absent): kept for lookup.
+    Nobody,
+    /// Sent alone.
+    Client,
+    /// Sent in the turn's BATCH for the client, which reads them
+    /// (`batch-reply`).
+    ClientBatched,
+}
+
+impl ResultTo {
+    pub(super) fn of(headers: &emq_proto::Headers) -> ResultTo {
+        match (headers.reply_requested, headers.batch_reply) {
+            (false, _) => ResultTo::Nobody,
+            (true, false) => ResultTo::Client,
+            (true, true) => ResultTo::ClientBatched,
+        }
+    }
+
+    /// Whether the client asked for the result.
+    pub(super) fn requested(self) -> bool {
+        self != ResultTo::Nobody
+    }
+}
+
 /// A job the router holds. Kept small: a million of them may wait, so peers
 /// and queue names are shared, not copied, and the job itself is boxed so
 /// that the jobs map's spare capacity costs a pointer, not a job.
@@ -219,7 +247,7 @@ pub(crate) struct Job {
     /// (16 bytes) below 112.
     pub headers: Rc<String>,
     pub body: Box<[u8]>,
-    pub reply_requested: bool,
+    pub result_to: ResultTo,
     pub guarantee: bool,
     /// The handler it calls, read from its body only when routing needs it.
     pub handler: HandlerId,

@@ -284,11 +284,12 @@ impl Router {
         let job_queue = job.queue.clone();
         // An EventMQ jobmanager only replies to jobs that ask for a reply,
         // and the router needs every reply to know a job has finished.
-        let headers: std::borrow::Cow<'_, str> = match (ask_for_reply && !job.reply_requested, job.headers.is_empty()) {
-            (true, true) => "reply-requested".into(),
-            (true, false) => format!("reply-requested,{}", job.headers).into(),
-            (false, _) => std::borrow::Cow::Borrowed(job.headers.as_str()),
-        };
+        let headers: std::borrow::Cow<'_, str> =
+            match (ask_for_reply && !job.result_to.requested(), job.headers.is_empty()) {
+                (true, true) => "reply-requested".into(),
+                (true, false) => format!("reply-requested,{}", job.headers).into(),
+                (false, _) => std::borrow::Cow::Borrowed(job.headers.as_str()),
+            };
         // A job a schedule fired runs only once its fire is durable: a
         // crash before the commit must leave the slot unfired, not run and
         // then counted missed. (A client's job may go before its commit:

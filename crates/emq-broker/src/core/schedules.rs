@@ -40,7 +40,7 @@ use log::{info, warn};
 use serde::{Deserialize, Serialize};
 
 use super::handlers::HandlerId;
-use super::jobs::{Job, JobKey, Place};
+use super::jobs::{Job, JobKey, Place, ResultTo};
 use super::{Carries, Endpoint, PeerId, Router};
 use crate::journal::{CorruptRow, Row, StoreOp, Table};
 
@@ -434,7 +434,7 @@ impl Router {
                     queue: queue_name,
                     headers: self.shared_headers(headers),
                     body: body.into_boxed_slice(),
-                    reply_requested: false,
+                    result_to: ResultTo::Nobody,
                     guarantee: true,
                     handler: HandlerId::UNREAD,
                     attempts: 0,
