@@ -2,8 +2,9 @@
 //! `SOCK_SEQPACKET` socket pair. The jobmanager sends each job as one
 //! message on its end (a turn's jobs in one `sendmmsg`); every worker holds
 //! the other end and an idle one takes the next message, so a job never
-//! waits behind another job while a worker is free (the way prefork servers share one `accept()`). The kernel
-//! gives each message to exactly one reader, whole.
+//! waits behind another job while a worker is free (the way prefork servers
+//! share one `accept()`). The kernel gives each message to exactly one
+//! reader, whole.
 //!
 //! The jobmanager also keeps the workers' end, to take back what no worker
 //! has taken yet (on shutdown, and to learn what a dead worker took).
@@ -88,10 +89,11 @@ impl SharedQueue {
         if iovecs.is_empty() {
             return Ok(0);
         }
-        // SAFETY: an all-zero mmsghdr is valid (no name, no control data).
         let mut headers: Vec<libc::mmsghdr> = iovecs
             .iter_mut()
             .map(|iov| {
+                // SAFETY: an all-zero mmsghdr is valid (no name, no control
+                // data); its one iovec is set below.
                 let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
                 h.msg_hdr.msg_iov = iov;
                 h.msg_hdr.msg_iovlen = 1;
