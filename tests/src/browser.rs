@@ -37,10 +37,7 @@ impl Browser {
                 "{program} is missing: install Debian's chromium and chromium-driver (scripts/test-deps.sh does)"
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
+        let port = crate::free_port();
         let mut cmd = Command::new(CHROMEDRIVER);
         cmd.arg(format!("--port={port}"))
             .stdout(Stdio::null())

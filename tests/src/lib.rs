@@ -252,9 +252,16 @@ impl RouterProc {
     /// Start a router on ephemeral ports with a journal of its own.
     pub fn start(extra: &[&str]) -> RouterProc {
         let scratch = Scratch::new();
-        let mut r = Self::start_on(["tcp://127.0.0.1:*"; 3], &scratch.path("router.redb"), extra);
+        let mut r = Self::start_with(&scratch.path("router.redb"), extra);
         r._scratch = Some(scratch);
         r
+    }
+
+    /// Start on free ports ([`router_endpoints`]: a test may kill it and
+    /// start it again where it was) with the journal at `journal`.
+    pub fn start_with(journal: &std::path::Path, extra: &[&str]) -> RouterProc {
+        let [f, b, a] = router_endpoints();
+        Self::start_on([&f, &b, &a], journal, extra)
     }
 
     /// Start on given endpoints and journal (to restart a router where it was).
@@ -494,13 +501,44 @@ pub struct Output {
     pub took: Duration,
 }
 
-/// A loopback TCP port that was free a moment ago, for a process that
-/// prints no ready line to learn its port from.
+/// A free loopback TCP port for a process to listen on, that stays ours
+/// while the process is down: taken below the kernel's ephemeral range, so
+/// no outgoing connection can be given it when a test kills a router and
+/// starts it again on the same endpoints (with `:*` ports that happened in
+/// CI: the restarted router could not bind), and from a counter shared by
+/// the tests of this process, so two tests never pick the same one. Each
+/// is checked free before it is handed out.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("an ephemeral port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static RANGE: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    let &(first, count) = RANGE.get_or_init(|| {
+        let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32768);
+        let first = ephemeral_low.saturating_sub(12_000).max(1024);
+        assert!(
+            ephemeral_low > first + 1000,
+            "no room below the ephemeral ports ({ephemeral_low})"
+        );
+        // Another run of the tests on this machine starts elsewhere.
+        let offset = std::process::id() * 7919 % (ephemeral_low - first);
+        NEXT.store(offset, Ordering::Relaxed);
+        (first, ephemeral_low - first)
+    });
+    for _ in 0..count {
+        let port = (first + NEXT.fetch_add(1, Ordering::Relaxed) % count) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port from {first} to {}", first + count - 1)
+}
+
+/// Three free ports as a router's endpoints ([`free_port`]).
+pub fn router_endpoints() -> [String; 3] {
+    std::array::from_fn(|_| format!("tcp://127.0.0.1:{}", free_port()))
 }
 
 /// Router flags for tests: heartbeats every 100 ms, a jobmanager silent for
@@ -759,4 +797,22 @@ pub fn eventmq_venv() -> PathBuf {
 /// `tests/eventmq`, where the Python helpers and job functions live.
 pub fn eventmq_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("eventmq")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_ports_are_distinct_and_below_the_ephemeral_range() {
+        let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let ports: Vec<u16> = (0..200).map(|_| super::free_port()).collect();
+        assert!(ports.iter().all(|p| *p < ephemeral_low), "{ports:?}");
+        let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
+    }
 }

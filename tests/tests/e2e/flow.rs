@@ -206,7 +206,7 @@ fn a_rate_of_ten_a_second_spreads_a_hundred_jobs_over_ten_seconds() {
 fn a_pause_outlives_a_router_crash() {
     let scratch = Scratch::new();
     let journal = scratch.path("router.redb");
-    let mut r = RouterProc::start_on(["tcp://127.0.0.1:*"; 3], &journal, ROUTER_ARGS);
+    let mut r = RouterProc::start_with(&journal, ROUTER_ARGS);
     let endpoints = [r.frontend.clone(), r.backend.clone(), r.admin.clone()];
     let paused = json_out(&emq_cli(&r, &["--json", "pause", "default"], None, T));
     assert_eq!(paused["paused"], true);
@@ -277,7 +277,7 @@ fn unique_job(key: &str, script: &str) -> Job {
 fn a_unique_key_is_free_again_after_its_job_dies_and_after_a_crash_mid_job() {
     let scratch = Scratch::new();
     let journal = scratch.path("router.redb");
-    let mut r = RouterProc::start_on(["tcp://127.0.0.1:*"; 3], &journal, ROUTER_ARGS);
+    let mut r = RouterProc::start_with(&journal, ROUTER_ARGS);
     let endpoints = [r.frontend.clone(), r.backend.clone(), r.admin.clone()];
     let _jm = JobManagerProc::start(&r, &["-J", "2"]);
     let mut c = client(&r);

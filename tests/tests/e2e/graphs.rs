@@ -167,7 +167,7 @@ fn refused_graphs_name_the_problem_and_run_nothing() {
 fn router_killed_between_two_parents_finishing_runs_the_join_once_and_nothing_again() {
     let scratch = Scratch::new();
     let journal = scratch.path("router.redb");
-    let mut r = RouterProc::start_on(["tcp://127.0.0.1:*"; 3], &journal, ROUTER_ARGS);
+    let mut r = RouterProc::start_with(&journal, ROUTER_ARGS);
     let endpoints = [r.frontend.clone(), r.backend.clone(), r.admin.clone()];
     let _jm = JobManagerProc::start(&r, &["-J", "4"]);
     let log = scratch.path("ran");
@@ -223,7 +223,7 @@ fn a_hundred_batches_each_hit_by_a_router_crash_run_each_callback_exactly_once()
     const JOBS: usize = 20;
     let scratch = Scratch::new();
     let journal = scratch.path("router.redb");
-    let mut r = RouterProc::start_on(["tcp://127.0.0.1:*"; 3], &journal, ROUTER_ARGS);
+    let mut r = RouterProc::start_with(&journal, ROUTER_ARGS);
     let endpoints = [r.frontend.clone(), r.backend.clone(), r.admin.clone()];
     let _jm = JobManagerProc::start(&r, &["-J", "4"]);
     let callbacks = scratch.path("callbacks");

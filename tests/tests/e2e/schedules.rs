@@ -212,7 +212,7 @@ fn emq_cli_adds_lists_pauses_resumes_and_removes_schedules() {
 fn router_killed_repeatedly_while_schedules_fire_neither_repeats_nor_loses_a_slot() {
     let scratch = Scratch::new();
     let journal = scratch.path("router.redb");
-    let mut r = RouterProc::start_on(["tcp://127.0.0.1:*"; 3], &journal, ROUTER_ARGS);
+    let mut r = RouterProc::start_with(&journal, ROUTER_ARGS);
     let endpoints = [r.frontend.clone(), r.backend.clone(), r.admin.clone()];
     let _jm = JobManagerProc::start(&r, &["-J", "2"]);
     let markers = scratch.path("markers");
