@@ -299,8 +299,7 @@ pub struct HaRouter {
 impl HaRouter {
     /// Start router `name` on `url` with its own fresh ports.
     pub fn start(name: &str, url: &str, extra: &[&str]) -> HaRouter {
-        let ports = [free_port(), free_port(), free_port()].map(|p| format!("tcp://127.0.0.1:{p}"));
-        Self::start_on(name, url, ports, extra, None)
+        Self::start_on(name, url, crate::router_endpoints(), extra, None)
     }
 
     /// Start router `name` inside `host` of a test bed, on its address.
