@@ -249,7 +249,8 @@ pub struct RouterProc {
 }
 
 impl RouterProc {
-    /// Start a router on ephemeral ports with a journal of its own.
+    /// Start a router on free ports ([`router_endpoints`]) with a journal of
+    /// its own.
     pub fn start(extra: &[&str]) -> RouterProc {
         let scratch = Scratch::new();
         let mut r = Self::start_with(&scratch.path("router.redb"), extra);
@@ -523,7 +524,7 @@ pub fn free_port() -> u16 {
             "no room below the ephemeral ports ({ephemeral_low})"
         );
         // Another run of the tests on this machine starts elsewhere.
-        let offset = std::process::id() * 7919 % (ephemeral_low - first);
+        let offset = (u64::from(std::process::id()) * 7919 % u64::from(ephemeral_low - first)) as u32;
         NEXT.store(offset, Ordering::Relaxed);
         (first, ephemeral_low - first)
     });
