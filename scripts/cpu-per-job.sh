@@ -15,12 +15,12 @@ start_fleet "$bin"
 seq 1 $n | sed 's/.*/{"handler":"emq.noop"}/' >$tmp/jobs
 $bin/emq-cli bulk "$@" --window 1000 $tmp/jobs >/dev/null
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-kids() { local t=0 c; for c in $(cat /proc/"$1"/task/*/children); do t=$((t + $(ticks "$c"))); done; echo "$t"; }
+kids() { local t=0 c; for c in $(fleet_workers); do t=$((t + $(ticks "$c"))); done; echo "$t"; }
 journal_ticks() { local t; for t in /proc/$r/task/*; do [ "$(cat "$t/comm")" = emq-journal ] && awk '{print $14+$15}' "$t/stat"; done; true; }
 written() { awk '/^wchar/{print $2}' /proc/$r/io; }
-r0=$(ticks $r); j0=$(ticks $jm); k0=$(kids $jm); t0=$(journal_ticks); w0=$(written)
+r0=$(ticks $r); j0=$(ticks $jm); k0=$(kids); t0=$(journal_ticks); w0=$(written)
 /usr/bin/time -f "%U %S" -o $tmp/client $bin/emq-cli bulk "$@" --window 1000 $tmp/jobs | tail -1
-r1=$(ticks $r); j1=$(ticks $jm); k1=$(kids $jm); t1=$(journal_ticks); w1=$(written); read -r cu cs <$tmp/client
+r1=$(ticks $r); j1=$(ticks $jm); k1=$(kids); t1=$(journal_ticks); w1=$(written); read -r cu cs <$tmp/client
 hz=$(getconf CLK_TCK)
 us() { echo "scale=1; $1 * 1000000 / $hz / $n" | bc; }
 echo "CPU per job: router $(us $((r1 - r0))) µs, jobmanager $(us $((j1 - j0))) µs, workers $(us $((k1 - k0))) µs, client $(echo "scale=1; ($cu + $cs) * 1000000 / $n" | bc) µs"

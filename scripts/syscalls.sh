@@ -15,7 +15,7 @@ n=${EMQ_JOBS:-20000}
 start_fleet "$bin" --prefetch 200
 seq 1 "$n" | sed 's/.*/{"handler":"emq.noop"}/' >"$tmp/jobs"
 "$bin/emq-cli" bulk "$@" --window 1000 "$tmp/jobs" >/dev/null
-ws=$(cat /proc/"$jm"/task/*/children)
+ws=$(fleet_workers)
 tracers=()
 trace() { strace -c -f -p "$2" -o "$tmp/strace.$1.$2" 2>/dev/null & tracers+=($!); }
 trace router "$r"; trace jobmanager "$jm"

@@ -9,7 +9,7 @@ bin=${1:-target/release}
 . scripts/fleet.sh
 start_fleet "$bin"
 seq 1 200 | sed 's/.*/{"handler":"emq.noop"}/' >$tmp/warm; $bin/emq-cli bulk --window 1 $tmp/warm >/dev/null
-ws=$(pgrep -P $jm | tr '\n' ' ')
+ws=$(fleet_workers)
 cs() { local t=0; for q in "$@"; do v=$(awk '/^(non)?voluntary_ctxt_switches/{s+=$2} END{print s}' /proc/$q/status); t=$((t+v)); done; echo $t; }
 b_w=$(cs $ws); b_j=$(cs $jm)
 seq 1 2000 | sed 's/.*/{"handler":"emq.noop"}/' >$tmp/jobs

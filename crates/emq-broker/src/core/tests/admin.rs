@@ -96,17 +96,6 @@ fn shutdown_refuses_new_work_and_says_kbye() {
     ));
 }
 
-fn notice(out: &[(Endpoint, String, emq_proto::Envelope)]) -> serde_json::Value {
-    let json = out
-        .iter()
-        .find_map(|(_, _, e)| match &e.message {
-            Message::Reply(Reply::Notice(n)) => Some(n.0.clone()),
-            _ => None,
-        })
-        .expect("a notice");
-    serde_json::from_str(&json).unwrap()
-}
-
 fn request_calling(s: &mut Sim, id: &str, queue: &str, headers: &str, handler: &str) {
     let req = Request {
         queue: queue.into(),

@@ -431,12 +431,11 @@ fn ended_guaranteed_jobs_past_the_result_capacity_are_purged_oldest_first() {
     }
     assert!(known(&mut s, "poison"), "a dead-lettered job is not purged early");
     s.send(Endpoint::Admin, "admin", "d", Message::Dead);
-    let out = s.drain();
-    let Message::Reply(Reply::Notice(emq_proto::ReplyNotice(json))) = &out[0].2.message else {
-        panic!("{out:?}")
-    };
-    let v: serde_json::Value = serde_json::from_str(json).unwrap();
-    assert_eq!(v["dead"][0]["id"], "poison", "still in the dead letters");
+    assert_eq!(
+        notice(&s.drain())["dead"][0]["id"],
+        "poison",
+        "still in the dead letters"
+    );
 
     // A journal holding more ended jobs than the capacity (a router
     // restarted with a smaller one) keeps the newest.

@@ -98,6 +98,18 @@ pub(super) fn record_put(ops: &[StoreOp], msgid: &str) -> Option<crate::tracking
     })
 }
 
+/// The JSON of the first notice (an admin answer) in `out`.
+pub(super) fn notice(out: &[(Endpoint, String, Envelope)]) -> serde_json::Value {
+    let json = out
+        .iter()
+        .find_map(|(_, _, e)| match &e.message {
+            Message::Reply(Reply::Notice(n)) => Some(n.0.clone()),
+            _ => None,
+        })
+        .expect("a notice");
+    serde_json::from_str(&json).unwrap()
+}
+
 pub(super) fn peer(s: &str) -> PeerId {
     PeerId(s.as_bytes().to_vec())
 }
